@@ -1,0 +1,641 @@
+/*
+ * myproxy_native: the few Unix socket operations Node 20 cannot do itself.
+ *
+ *  - listenUnix(name, abstract, backlog, mode) -> fd
+ *      AF_UNIX listener with the exact address length (Node 20 / libuv < 1.48
+ *      pads abstract names with NULs to 108 bytes), stale socket file
+ *      replacement, chmod of the socket file, SO_PASSCRED.
+ *  - connectUnix(name, abstract) -> fd
+ *      non-blocking AF_UNIX stream connect with the exact address length.
+ *  - peerCredentials(fd) -> { pid, uid, gid } | null
+ *      SO_PEERCRED of a connected AF_UNIX socket.
+ *  - closeFd(fd)
+ *
+ * Failures throw a JS Error whose `code` is the errno name ("EACCES", ...),
+ * whose `syscall` is the failing call, and whose message looks like
+ *   bind("/run/x.sock"): Permission denied
+ * (abstract names are shown as "@name").
+ *
+ * libc and N-API only (NAPI_VERSION 8).
+ */
+
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+#define SUN_PATH_SIZE (sizeof(((struct sockaddr_un *)0)->sun_path))
+
+/* Longest name accepted: a path needs its terminating NUL inside sun_path,
+ * an abstract name needs the leading NUL. Both leave 107 bytes. */
+#define MAX_NAME_LEN (SUN_PATH_SIZE - 1)
+
+/* Room for a displayed name: every byte may become "\xNN", plus '@'. */
+#define DISPLAY_SIZE (MAX_NAME_LEN * 4 + 8)
+
+/* ------------------------------------------------------------------ */
+/* errno helpers                                                       */
+
+static const char *errno_name(int err)
+{
+    switch (err) {
+    case EACCES: return "EACCES";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EAGAIN: return "EAGAIN";
+    case EALREADY: return "EALREADY";
+    case EBADF: return "EBADF";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ECONNRESET: return "ECONNRESET";
+    case EEXIST: return "EEXIST";
+    case EFAULT: return "EFAULT";
+    case EINPROGRESS: return "EINPROGRESS";
+    case EINTR: return "EINTR";
+    case EINVAL: return "EINVAL";
+    case EIO: return "EIO";
+    case EISCONN: return "EISCONN";
+    case EISDIR: return "EISDIR";
+    case ELOOP: return "ELOOP";
+    case EMFILE: return "EMFILE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ENFILE: return "ENFILE";
+    case ENOBUFS: return "ENOBUFS";
+    case ENOENT: return "ENOENT";
+    case ENOMEM: return "ENOMEM";
+    case ENOSPC: return "ENOSPC";
+    case ENOTCONN: return "ENOTCONN";
+    case ENOTDIR: return "ENOTDIR";
+    case ENOTSOCK: return "ENOTSOCK";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EPERM: return "EPERM";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case EPROTOTYPE: return "EPROTOTYPE";
+    case EROFS: return "EROFS";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    default: break;
+    }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+    {
+        const char *name = strerrorname_np(err);
+        if (name != NULL)
+            return name;
+    }
+#endif
+    return "EUNKNOWN";
+}
+
+/* Thread-safe strerror (addons may run in worker threads). */
+static const char *errno_text(int err, char *buf, size_t size)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, size); /* GNU variant: returns the text */
+#else
+    if (strerror_r(err, buf, size) != 0)
+        snprintf(buf, size, "Unknown error %d", err);
+    return buf;
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* socket names                                                        */
+
+struct unix_name {
+    const uint8_t *bytes;
+    size_t len;
+    bool abstract;
+    /* NUL-terminated copy of a path name (unused for abstract names). */
+    char path[SUN_PATH_SIZE];
+    /* Printable form for messages: "/run/x.sock" or "@name". */
+    char display[DISPLAY_SIZE];
+};
+
+static void make_display(struct unix_name *n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    size_t len = n->len > MAX_NAME_LEN ? MAX_NAME_LEN : n->len;
+
+    if (n->abstract)
+        n->display[o++] = '@';
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = n->bytes[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            n->display[o++] = (char)c;
+        } else {
+            n->display[o++] = '\\';
+            n->display[o++] = 'x';
+            n->display[o++] = hex[c >> 4];
+            n->display[o++] = hex[c & 0xf];
+        }
+    }
+    if (len < n->len) {
+        memcpy(n->display + o, "...", 3);
+        o += 3;
+    }
+    n->display[o] = '\0';
+}
+
+/* Fills addr and returns the exact address length. */
+static socklen_t make_addr(const struct unix_name *n, struct sockaddr_un *addr)
+{
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    if (n->abstract) {
+        addr->sun_path[0] = '\0';
+        memcpy(addr->sun_path + 1, n->bytes, n->len);
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n->len);
+    }
+    memcpy(addr->sun_path, n->bytes, n->len);
+    addr->sun_path[n->len] = '\0';
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n->len + 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* throwing                                                            */
+
+/* Throws Error(message) with .code and .syscall. */
+static void throw_coded(napi_env env, const char *code, const char *syscall,
+                        const char *message)
+{
+    napi_value js_code, js_msg, js_syscall, error;
+
+    if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) != napi_ok ||
+        napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &js_msg) != napi_ok ||
+        napi_create_error(env, js_code, js_msg, &error) != napi_ok) {
+        napi_throw_error(env, code, message);
+        return;
+    }
+    if (syscall != NULL &&
+        napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &js_syscall) == napi_ok)
+        napi_set_named_property(env, error, "syscall", js_syscall);
+    napi_throw(env, error);
+}
+
+/* Throws `syscall("name"): <strerror(err)>` (or `syscall(): ...`). */
+static void throw_errno(napi_env env, int err, const char *syscall,
+                        const struct unix_name *n)
+{
+    char text[256], message[DISPLAY_SIZE + 400];
+    const char *desc = errno_text(err, text, sizeof(text));
+
+    if (n != NULL)
+        snprintf(message, sizeof(message), "%s(\"%s\"): %s", syscall, n->display, desc);
+    else
+        snprintf(message, sizeof(message), "%s(): %s", syscall, desc);
+    throw_coded(env, errno_name(err), syscall, message);
+}
+
+/* Throws `syscall(fd N): <strerror(err)>`. */
+static void throw_errno_fd(napi_env env, int err, const char *syscall, int fd)
+{
+    char text[256], message[400];
+
+    snprintf(message, sizeof(message), "%s(fd %d): %s", syscall, fd,
+             errno_text(err, text, sizeof(text)));
+    throw_coded(env, errno_name(err), syscall, message);
+}
+
+static void throw_type(napi_env env, const char *message)
+{
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+}
+
+static void throw_range(napi_env env, const char *message)
+{
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
+}
+
+/* ------------------------------------------------------------------ */
+/* argument parsing                                                    */
+
+static bool get_args(napi_env env, napi_callback_info info, size_t want,
+                     napi_value *argv)
+{
+    size_t argc = want;
+
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+        return false;
+    if (argc < want) {
+        char message[80];
+        snprintf(message, sizeof(message), "expected %zu arguments, got %zu", want, argc);
+        throw_type(env, message);
+        return false;
+    }
+    return true;
+}
+
+static bool get_bool(napi_env env, napi_value v, const char *what, bool *out)
+{
+    napi_valuetype t;
+    char message[80];
+
+    if (napi_typeof(env, v, &t) == napi_ok && t == napi_boolean &&
+        napi_get_value_bool(env, v, out) == napi_ok)
+        return true;
+    snprintf(message, sizeof(message), "%s must be a boolean", what);
+    throw_type(env, message);
+    return false;
+}
+
+/* An integral number in [min, max]. */
+static bool get_int(napi_env env, napi_value v, const char *what,
+                    int64_t min, int64_t max, int64_t *out)
+{
+    napi_valuetype t;
+    double d;
+    char message[120];
+
+    if (napi_typeof(env, v, &t) != napi_ok || t != napi_number ||
+        napi_get_value_double(env, v, &d) != napi_ok) {
+        snprintf(message, sizeof(message), "%s must be a number", what);
+        throw_type(env, message);
+        return false;
+    }
+    if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d) {
+        snprintf(message, sizeof(message),
+                 "%s must be an integer in [%lld, %lld]", what,
+                 (long long)min, (long long)max);
+        throw_range(env, message);
+        return false;
+    }
+    *out = (int64_t)d;
+    return true;
+}
+
+static bool get_fd(napi_env env, napi_value v, int *fd)
+{
+    int64_t value;
+
+    if (!get_int(env, v, "fd", 0, INT32_MAX, &value))
+        return false;
+    *fd = (int)value;
+    return true;
+}
+
+/*
+ * Reads (name: Uint8Array, abstract: boolean) into *n. Throws on invalid
+ * input: ENAMETOOLONG when the name does not fit into sun_path, EINVAL for an
+ * empty name or a path containing a NUL byte.
+ */
+static bool get_name(napi_env env, napi_value js_name, napi_value js_abstract,
+                     const char *syscall, struct unix_name *n)
+{
+    bool is_typed = false;
+    napi_typedarray_type type;
+    size_t length;
+    void *data = NULL;
+
+    memset(n, 0, sizeof(*n));
+    if (!get_bool(env, js_abstract, "abstract", &n->abstract))
+        return false;
+    if (napi_is_typedarray(env, js_name, &is_typed) != napi_ok || !is_typed ||
+        napi_get_typedarray_info(env, js_name, &type, &length, &data, NULL, NULL) != napi_ok ||
+        type != napi_uint8_array) {
+        throw_type(env, "name must be a Buffer or Uint8Array");
+        return false;
+    }
+    n->bytes = data;
+    n->len = length;
+    make_display(n);
+
+    if (n->len == 0) {
+        /* An empty abstract name would mean autobind; an empty path is invalid. */
+        throw_errno(env, EINVAL, syscall, n);
+        return false;
+    }
+    if (n->len > MAX_NAME_LEN) {
+        char text[256], message[DISPLAY_SIZE + 400];
+        snprintf(message, sizeof(message), "%s(\"%s\"): %s (%zu bytes, at most %zu allowed)",
+                 syscall, n->display, errno_text(ENAMETOOLONG, text, sizeof(text)),
+                 n->len, (size_t)MAX_NAME_LEN);
+        throw_coded(env, "ENAMETOOLONG", syscall, message);
+        return false;
+    }
+    if (!n->abstract) {
+        if (memchr(n->bytes, '\0', n->len) != NULL) {
+            char message[DISPLAY_SIZE + 100];
+            snprintf(message, sizeof(message),
+                     "%s(\"%s\"): Invalid argument (path contains a NUL byte)",
+                     syscall, n->display);
+            throw_coded(env, "EINVAL", syscall, message);
+            return false;
+        }
+        memcpy(n->path, n->bytes, n->len);
+        n->path[n->len] = '\0';
+    }
+    return true;
+}
+
+static napi_value make_int(napi_env env, int32_t value)
+{
+    napi_value result = NULL;
+    napi_create_int32(env, value, &result);
+    return result;
+}
+
+static napi_value make_undefined(napi_env env)
+{
+    napi_value result = NULL;
+    napi_get_undefined(env, &result);
+    return result;
+}
+
+static napi_value make_null(napi_env env)
+{
+    napi_value result = NULL;
+    napi_get_null(env, &result);
+    return result;
+}
+
+static void close_keep_errno(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+
+static int new_stream_socket(void)
+{
+    return socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* listenUnix                                                          */
+
+/* Outcome of probing an existing socket file with connect(). */
+enum probe_result {
+    PROBE_STALE,   /* nobody listens: the file may be replaced */
+    PROBE_IN_USE,  /* a process accepts (or queues) connections on it */
+    PROBE_ERROR,   /* could not tell; errno is set */
+};
+
+static enum probe_result probe_socket(const struct unix_name *n)
+{
+    struct sockaddr_un addr;
+    socklen_t len = make_addr(n, &addr);
+    int fd = new_stream_socket();
+    int rc, err;
+
+    if (fd < 0)
+        return PROBE_ERROR;
+    rc = connect(fd, (struct sockaddr *)&addr, len);
+    err = errno;
+    close(fd);
+    if (rc == 0)
+        return PROBE_IN_USE;
+    switch (err) {
+    case ECONNREFUSED:
+    case ENOENT:
+        return PROBE_STALE;
+    case EINPROGRESS:
+    case EAGAIN: /* listener alive, backlog full */
+        return PROBE_IN_USE;
+    default:
+        errno = err;
+        return PROBE_ERROR;
+    }
+}
+
+/*
+ * Binds fd to a path. On EADDRINUSE replaces a stale socket file (one that
+ * refuses connections); never removes anything that is not a socket, nor a
+ * socket somebody is listening on. Throws and returns false on failure.
+ */
+static bool bind_path(napi_env env, int fd, const struct unix_name *n)
+{
+    struct sockaddr_un addr;
+    socklen_t len = make_addr(n, &addr);
+    char message[DISPLAY_SIZE + 400];
+
+    for (int attempt = 0;; attempt++) {
+        struct stat st;
+        enum probe_result probe;
+
+        if (bind(fd, (struct sockaddr *)&addr, len) == 0)
+            return true;
+        if (errno != EADDRINUSE || attempt >= 2) {
+            throw_errno(env, errno, "bind", n);
+            return false;
+        }
+
+        if (lstat(n->path, &st) != 0) {
+            if (errno == ENOENT)
+                continue; /* vanished meanwhile: just try again */
+            throw_errno(env, errno, "lstat", n);
+            return false;
+        }
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(message, sizeof(message),
+                     "bind(\"%s\"): File exists and is not a socket", n->display);
+            throw_coded(env, "EEXIST", "bind", message);
+            return false;
+        }
+
+        probe = probe_socket(n);
+        if (probe == PROBE_IN_USE) {
+            snprintf(message, sizeof(message),
+                     "bind(\"%s\"): Address already in use: the socket is in use by another process",
+                     n->display);
+            throw_coded(env, "EADDRINUSE", "bind", message);
+            return false;
+        }
+        if (probe == PROBE_ERROR) {
+            char text[256];
+            snprintf(message, sizeof(message),
+                     "bind(\"%s\"): Address already in use (probing the existing socket failed: %s)",
+                     n->display, errno_text(errno, text, sizeof(text)));
+            throw_coded(env, "EADDRINUSE", "bind", message);
+            return false;
+        }
+
+        /* Stale: remove the leftover socket file and bind again. */
+        if (unlink(n->path) != 0 && errno != ENOENT) {
+            throw_errno(env, errno, "unlink", n);
+            return false;
+        }
+    }
+}
+
+static napi_value js_listen_unix(napi_env env, napi_callback_info info)
+{
+    napi_value argv[4];
+    struct unix_name n;
+    int64_t backlog, mode;
+    int fd, one = 1;
+    bool bound_path = false;
+    const char *syscall = "listen";
+
+    if (!get_args(env, info, 4, argv) ||
+        !get_name(env, argv[0], argv[1], "bind", &n) ||
+        !get_int(env, argv[2], "backlog", INT32_MIN, INT32_MAX, &backlog) ||
+        !get_int(env, argv[3], "mode", 0, 07777, &mode))
+        return NULL;
+
+    fd = new_stream_socket();
+    if (fd < 0) {
+        throw_errno(env, errno, "socket", NULL);
+        return NULL;
+    }
+
+    if (n.abstract) {
+        struct sockaddr_un addr;
+        socklen_t len = make_addr(&n, &addr);
+        if (bind(fd, (struct sockaddr *)&addr, len) != 0) {
+            throw_errno(env, errno, "bind", &n);
+            close_keep_errno(fd);
+            return NULL;
+        }
+    } else {
+        if (!bind_path(env, fd, &n)) {
+            close(fd);
+            return NULL;
+        }
+        bound_path = true;
+        if (chmod(n.path, (mode_t)mode) != 0) {
+            syscall = "chmod";
+            goto fail;
+        }
+    }
+
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0) {
+        syscall = "setsockopt";
+        goto fail;
+    }
+    if (listen(fd, (int)backlog) != 0) {
+        syscall = "listen";
+        goto fail;
+    }
+    return make_int(env, fd);
+
+fail:
+    throw_errno(env, errno, syscall, &n);
+    close_keep_errno(fd);
+    if (bound_path)
+        unlink(n.path); /* we created it; do not leave a stale file behind */
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* connectUnix                                                         */
+
+static napi_value js_connect_unix(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    struct unix_name n;
+    struct sockaddr_un addr;
+    socklen_t len;
+    int fd;
+
+    if (!get_args(env, info, 2, argv) ||
+        !get_name(env, argv[0], argv[1], "connect", &n))
+        return NULL;
+
+    fd = new_stream_socket();
+    if (fd < 0) {
+        throw_errno(env, errno, "socket", NULL);
+        return NULL;
+    }
+    len = make_addr(&n, &addr);
+    if (connect(fd, (struct sockaddr *)&addr, len) != 0 && errno != EINPROGRESS) {
+        throw_errno(env, errno, "connect", &n);
+        close_keep_errno(fd);
+        return NULL;
+    }
+    return make_int(env, fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* peerCredentials                                                     */
+
+static bool set_uint32(napi_env env, napi_value obj, const char *key, uint32_t value)
+{
+    napi_value v;
+    return napi_create_uint32(env, value, &v) == napi_ok &&
+           napi_set_named_property(env, obj, key, v) == napi_ok;
+}
+
+static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1], result, pid;
+    struct sockaddr_storage ss;
+    socklen_t ss_len = sizeof(ss);
+    struct ucred cred;
+    socklen_t cred_len = sizeof(cred);
+    int fd;
+
+    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+        return NULL;
+
+    memset(&ss, 0, sizeof(ss));
+    if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0) {
+        throw_errno_fd(env, errno, "getsockname", fd);
+        return NULL;
+    }
+    /* SO_PEERCRED "succeeds" on TCP sockets with pid 0 / uid -1: skip them. */
+    if (ss.ss_family != AF_UNIX)
+        return make_null(env);
+
+    memset(&cred, 0, sizeof(cred));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0) {
+        throw_errno_fd(env, errno, "getsockopt", fd);
+        return NULL;
+    }
+    if (cred.pid == 0) /* not connected, or a peer without credentials */
+        return make_null(env);
+
+    if (napi_create_object(env, &result) != napi_ok ||
+        napi_create_int32(env, (int32_t)cred.pid, &pid) != napi_ok ||
+        napi_set_named_property(env, result, "pid", pid) != napi_ok ||
+        !set_uint32(env, result, "uid", (uint32_t)cred.uid) ||
+        !set_uint32(env, result, "gid", (uint32_t)cred.gid))
+        return NULL;
+    return result;
+}
+
+/* ------------------------------------------------------------------ */
+/* closeFd                                                             */
+
+static napi_value js_close_fd(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    int fd;
+
+    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+        return NULL;
+    /* On Linux the fd is released even when close() reports EINTR. */
+    if (close(fd) != 0 && errno != EINTR) {
+        throw_errno_fd(env, errno, "close", fd);
+        return NULL;
+    }
+    return make_undefined(env);
+}
+
+/* ------------------------------------------------------------------ */
+/* module                                                              */
+
+NAPI_MODULE_INIT()
+{
+    napi_property_descriptor props[] = {
+        { "listenUnix", NULL, js_listen_unix, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "connectUnix", NULL, js_connect_unix, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+    };
+
+    if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
+        return NULL;
+    return exports;
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Type-checks the project, then runs the node:test suites one file at a time.
+#   bash scripts/test.sh                 # all test/unit and test/integration *.test.ts
+#   bash scripts/test.sh FILE.test.ts... # only these files
+# A type-check failure is reported before the tests run and makes the script
+# fail, but the tests still run so their results are visible. The test
+# runner's summary (# pass N / # fail N) is the last thing printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tsc_status=0
+echo "# type check: tsc -p tsconfig.check.json"
+# --no-install: never let npx fetch the unrelated "tsc" package from the registry.
+npx --no-install tsc -p tsconfig.check.json || tsc_status=$?
+if [ "$tsc_status" -ne 0 ]; then
+  echo "# type check FAILED (status $tsc_status, errors above); running the tests anyway" >&2
+fi
+
+if [ "$#" -gt 0 ]; then
+  files=("$@")
+else
+  mapfile -t files < <(find test/unit test/integration -name '*.test.ts' 2>/dev/null | LC_ALL=C sort)
+fi
+if [ "${#files[@]}" -eq 0 ]; then
+  echo "no test files found under test/unit or test/integration" >&2
+  exit 1
+fi
+
+test_status=0
+node --import tsx --test --test-concurrency=1 "${files[@]}" || test_status=$?
+
+if [ "$test_status" -ne 0 ]; then
+  exit "$test_status"
+fi
+exit "$tsc_status"

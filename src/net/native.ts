@@ -1,0 +1,158 @@
+/**
+ * Typed wrapper around the project's N-API addon (`native/myproxy_native.c`,
+ * built by `node-gyp rebuild` during `npm install` into
+ * `build/Release/myproxy_native.node`).
+ *
+ * Node 20 cannot do these itself:
+ * - abstract Unix sockets with the exact address length (Node 20 pads
+ *   `'\0name'` with NULs to 108 bytes, so non-Node peers cannot reach it);
+ * - replacing a stale socket file safely (never a live socket or a non-socket);
+ * - reading the peer credentials (`SO_PEERCRED`) of a Unix socket.
+ *
+ * Errors: every addon function throws a plain `Error` (not a subclass) on a
+ * failing system call. Its `code` property is the errno name (`'EACCES'`,
+ * `'EADDRINUSE'`, `'EEXIST'`, `'ENOENT'`, `'ECONNREFUSED'`, `'ENAMETOOLONG'`,
+ * `'EINVAL'`, ...), its `syscall` property the failing call (`'bind'`,
+ * `'connect'`, ...), and its message reads like
+ * `bind("/run/x.sock"): Permission denied` (abstract names are shown as
+ * `"@name"`, non-printable bytes as `\xNN`). Invalid argument types throw a
+ * `TypeError` with code `'ERR_INVALID_ARG_TYPE'`, out-of-range numbers a
+ * `RangeError` with code `'ERR_OUT_OF_RANGE'`. Test the `code` property, as
+ * with Node's own system errors.
+ *
+ * The addon is loaded on first use, so importing this module never fails;
+ * the first call throws if the addon has not been built.
+ *
+ * @module
+ */
+
+import { createRequire } from 'node:module';
+import type * as net from 'node:net';
+
+/** Credentials of the process at the other end of a Unix socket (`SO_PEERCRED`). */
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** The shape of the compiled addon's exports. */
+interface NativeAddon {
+  listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number): number;
+  connectUnix(name: Uint8Array, abstract: boolean): number;
+  peerCredentials(fd: number): PeerCredentials | null;
+  closeFd(fd: number): void;
+}
+
+/**
+ * Path of the addon relative to this module. `src/net/native.ts` (run by tsx)
+ * and `dist/net/native.js` (compiled; dist/ mirrors src/) both resolve it to
+ * `<project root>/build/Release/myproxy_native.node`.
+ */
+const ADDON_PATH = '../../build/Release/myproxy_native.node';
+
+const NOT_BUILT_MESSAGE = 'native addon not built: run npm install (needs python3, make, g++)';
+
+let addon: NativeAddon | undefined;
+
+function errorCode(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+}
+
+function load(): NativeAddon {
+  if (addon !== undefined) return addon;
+  const requireAddon = createRequire(import.meta.url);
+  let loaded: unknown;
+  try {
+    loaded = requireAddon(ADDON_PATH);
+  } catch (err) {
+    if (errorCode(err) === 'MODULE_NOT_FOUND') {
+      throw new Error(NOT_BUILT_MESSAGE, { cause: err });
+    }
+    // Present but unloadable (e.g. built for another Node ABI or architecture).
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new Error(`native addon failed to load (${detail}): run npm rebuild`, { cause: err });
+  }
+  addon = loaded as NativeAddon;
+  return addon;
+}
+
+/**
+ * Creates a listening `AF_UNIX` stream socket (non-blocking, close-on-exec,
+ * `SO_PASSCRED` set) and returns its fd, for `net.createServer().listen({ fd })`.
+ *
+ * @param name - Socket path, or the abstract name without its leading NUL.
+ *   At most 107 bytes, not empty; a path must not contain NUL bytes.
+ * @param abstract - Bind the abstract name `\0name` with the exact address
+ *   length (no NUL padding) instead of a path.
+ * @param backlog - `listen()` backlog (the kernel caps it at somaxconn).
+ * @param mode - Permission bits applied to a path socket with `chmod()` after
+ *   binding (e.g. `0o666`); ignored for abstract sockets.
+ *
+ * For a path, an existing socket file that refuses connections (left behind
+ * by a dead process) is unlinked and replaced. A socket somebody listens on is
+ * never taken over (`code` `'EADDRINUSE'`), and anything that is not a socket
+ * is never removed (`code` `'EEXIST'`). Servers listening on an fd never
+ * unlink their path on close: remove it yourself when done.
+ *
+ * @throws Error with `code` (`'EADDRINUSE'`, `'EEXIST'`, `'EACCES'`,
+ *   `'ENOENT'`, `'ENAMETOOLONG'`, `'EINVAL'`, ...); see the module comment.
+ */
+export function listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number): number {
+  return load().listenUnix(name, abstract, backlog, mode);
+}
+
+/**
+ * Starts connecting a non-blocking, close-on-exec `AF_UNIX` stream socket to a
+ * path or an abstract name (exact address length) and returns its fd, for
+ * `new net.Socket({ fd, readable: true, writable: true })`.
+ *
+ * @param name - Socket path, or the abstract name without its leading NUL.
+ * @param abstract - Connect to the abstract name `\0name`.
+ * @throws Error with `code` `'ECONNREFUSED'` (nobody listening), `'ENOENT'`
+ *   (no such path), `'EAGAIN'` (listener backlog full), `'EACCES'`,
+ *   `'ENAMETOOLONG'`, `'EINVAL'`, ...
+ */
+export function connectUnix(name: Uint8Array, abstract: boolean): number {
+  return load().connectUnix(name, abstract);
+}
+
+/**
+ * Returns the pid/uid/gid of the peer of a connected Unix socket, or `null`
+ * when the fd is not an `AF_UNIX` socket (e.g. TCP, where `SO_PEERCRED`
+ * would report pid 0 / uid 4294967295) or the kernel reports pid 0 (no
+ * credentials known). The values are those of the peer when it called
+ * `connect()` (for a listening socket: when `listen()` was called).
+ *
+ * @param fd - A socket fd, e.g. {@link fdOf}(socket).
+ * @throws Error with `code` `'EBADF'` / `'ENOTSOCK'` for a bad fd.
+ */
+export function peerCredentials(fd: number): PeerCredentials | null {
+  return load().peerCredentials(fd);
+}
+
+/**
+ * Closes a raw fd (for error paths, before it was handed to a net.Server or
+ * net.Socket, which would otherwise close it).
+ *
+ * @throws Error with `code` `'EBADF'` if `fd` is not open.
+ */
+export function closeFd(fd: number): void {
+  load().closeFd(fd);
+}
+
+/**
+ * Returns the fd behind a connected net.Socket or a listening net.Server
+ * (Node's internal `_handle.fd`).
+ *
+ * @throws Error if the socket/server has no handle or no fd (not yet
+ *   connected or listening, already closed, or a platform without fds).
+ */
+export function fdOf(socket: net.Socket | net.Server): number {
+  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
+  const fd = handle?.fd;
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
+    throw new Error('socket has no file descriptor (not connected/listening, or closed)');
+  }
+  return fd;
+}

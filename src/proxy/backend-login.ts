@@ -1,0 +1,152 @@
+// Logging in to a backend as a MySQL client: read its greeting, send a HandshakeResponse41 with
+// the credentials Lua chose, follow AuthSwitchRequests, and end with the backend's OK or ERR.
+
+import { backendAuthPlugin, AuthPluginError, type BackendCredentials } from '../auth/backend-auth.js';
+import { Capability, DEFAULT_CHARSET, PacketHeader } from '../protocol/constants.js';
+import type { Packet } from '../protocol/framer.js';
+import { parseErr, parseAuthSwitchRequest, type ErrPacket } from '../protocol/packets/generic.js';
+import { parseHandshakeV10, type HandshakeV10 } from '../protocol/packets/handshake.js';
+import { writeHandshakeResponse41 } from '../protocol/packets/handshake-response.js';
+import type { PacketChannel } from '../net/packet-channel.js';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
+
+/** Capabilities passed from the client to the backend when both have them. */
+export const PASS_THROUGH_CAPABILITIES =
+  Capability.CLIENT_LONG_PASSWORD |
+  Capability.CLIENT_FOUND_ROWS |
+  Capability.CLIENT_LONG_FLAG |
+  Capability.CLIENT_NO_SCHEMA |
+  Capability.CLIENT_ODBC |
+  Capability.CLIENT_IGNORE_SPACE |
+  Capability.CLIENT_INTERACTIVE |
+  Capability.CLIENT_IGNORE_SIGPIPE |
+  Capability.CLIENT_TRANSACTIONS |
+  Capability.CLIENT_MULTI_STATEMENTS |
+  Capability.CLIENT_MULTI_RESULTS |
+  Capability.CLIENT_PS_MULTI_RESULTS |
+  Capability.CLIENT_SESSION_TRACK |
+  Capability.CLIENT_DEPRECATE_EOF |
+  Capability.CLIENT_REMEMBER_OPTIONS;
+
+/**
+ * Capabilities that change the wire format of command-phase traffic. The relay forwards bytes
+ * unchanged, so client and backend must agree on each of these exactly; a backend lacking one the
+ * client negotiated fails the login with a clear error instead of corrupting result sets later.
+ */
+export const WIRE_FORMAT_CAPABILITIES =
+  Capability.CLIENT_LONG_FLAG |
+  Capability.CLIENT_TRANSACTIONS |
+  Capability.CLIENT_MULTI_RESULTS |
+  Capability.CLIENT_PS_MULTI_RESULTS |
+  Capability.CLIENT_SESSION_TRACK |
+  Capability.CLIENT_DEPRECATE_EOF;
+
+export interface BackendLoginRequest {
+  /** The capabilities in effect between the client and the proxy. */
+  readonly clientCapabilities: number;
+  readonly maxPacketSize: number;
+  readonly characterSet: number;
+  readonly user: Buffer;
+  readonly credentials: BackendCredentials;
+  readonly database: Buffer;
+}
+
+export type BackendLoginResult =
+  | { readonly kind: 'ok'; readonly greeting: HandshakeV10; readonly packet: Packet }
+  | { readonly kind: 'err'; readonly greeting: HandshakeV10; readonly err: ErrPacket; readonly packet: Packet };
+
+/** A failure that is the backend's or ours, not the client's: the client gets 1043 + `clientMessage`. */
+export class BackendLoginError extends ProxyError {
+  readonly clientMessage: string;
+  constructor(message: string, clientMessage = 'Connection error') {
+    super(ErrorCodes.UPSTREAM_PROTOCOL, message);
+    this.clientMessage = clientMessage;
+  }
+}
+
+const MAX_AUTH_ROUNDS = 8;
+
+export async function loginToBackend(
+  channel: PacketChannel,
+  req: BackendLoginRequest,
+  timeoutMs: number,
+  onGreeting: (greeting: HandshakeV10) => void,
+): Promise<BackendLoginResult> {
+  const first = await channel.next(timeoutMs);
+  if (first.payload[0] === PacketHeader.ERR) {
+    const err = parseErr(first.payload);
+    throw new BackendLoginError(`Connection rejected by server: ${err.message}`);
+  }
+  const greeting = parseHandshakeV10(first.payload);
+  onGreeting(greeting);
+
+  const serverCaps = greeting.capabilities;
+  if ((serverCaps & Capability.CLIENT_PROTOCOL_41) === 0) {
+    throw new BackendLoginError('Server does not support protocol 4.1');
+  }
+  const missing = req.clientCapabilities & WIRE_FORMAT_CAPABILITIES & ~serverCaps;
+  if (missing !== 0) {
+    throw new BackendLoginError(
+      `Server lacks capabilities the client negotiated (0x${(missing >>> 0).toString(16)})`,
+      'Server lacks capabilities the client requires',
+    );
+  }
+  let caps =
+    (req.clientCapabilities & PASS_THROUGH_CAPABILITIES & serverCaps) |
+    Capability.CLIENT_PROTOCOL_41 |
+    Capability.CLIENT_SECURE_CONNECTION;
+  // MariaDB reads CLIENT_LONG_PASSWORD as "CLIENT_MYSQL": keep it set so no extended
+  // MariaDB capabilities come into play (the client was offered none).
+  caps |= Capability.CLIENT_LONG_PASSWORD;
+  if (req.database.length > 0) caps |= Capability.CLIENT_CONNECT_WITH_DB;
+  caps |= serverCaps & (Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA);
+
+  const plugin = backendAuthPlugin(greeting.authPluginName, false)!;
+  const authResponse = plugin.initialResponse(greeting.authPluginData, req.credentials);
+  channel.send(
+    writeHandshakeResponse41(
+      {
+        capabilities: caps,
+        maxPacketSize: req.maxPacketSize || 0x1000000,
+        characterSet: req.characterSet || DEFAULT_CHARSET,
+        user: req.user,
+        authResponse,
+        database: req.database,
+        authPluginName: plugin.name,
+      },
+      (first.seq + 1) & 0xff,
+    ),
+  );
+
+  for (let round = 0; round < MAX_AUTH_ROUNDS; round++) {
+    const p = await channel.next(timeoutMs);
+    switch (p.payload[0]) {
+      case PacketHeader.OK:
+        return { kind: 'ok', greeting, packet: p };
+      case PacketHeader.ERR:
+        return { kind: 'err', greeting, err: parseErr(p.payload), packet: p };
+      case PacketHeader.EOF: {
+        const sw = parseAuthSwitchRequest(p.payload);
+        const next = backendAuthPlugin(sw.pluginName, true);
+        if (next === undefined) {
+          throw new BackendLoginError(`Unsupported auth plugin ${JSON.stringify(sw.pluginName)}`, 'Unsupported auth_plugin');
+        }
+        channel.send(framedResponse(next.initialResponse(sw.pluginData, req.credentials), p.seq + 1));
+        break;
+      }
+      default:
+        throw new BackendLoginError('Unexpected server reply to HandshakeResponse');
+    }
+  }
+  throw new BackendLoginError('Too many authentication rounds');
+}
+
+function framedResponse(payload: Buffer, seq: number): Buffer {
+  const out = Buffer.allocUnsafe(4 + payload.length);
+  out.writeUIntLE(payload.length, 0, 3);
+  out[3] = seq & 0xff;
+  payload.copy(out, 4);
+  return out;
+}
+
+export { AuthPluginError };

@@ -1,0 +1,408 @@
+// The session engine: one accepted client from greeting to relay. Policy (Lua) is reached only
+// through SessionHooks; everything it decides comes back as an action that this file carries out.
+
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { Capability, DEFAULT_CHARSET, ErrorNumber, ServerStatus, AuthPluginName } from '../protocol/constants.js';
+import type { Packet } from '../protocol/framer.js';
+import { writeErr, writeAuthSwitchRequest } from '../protocol/packets/generic.js';
+import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
+import { isSslRequest, parseHandshakeResponse, type HandshakeResponse } from '../protocol/packets/handshake-response.js';
+import { formatAddress, type SocketAddress } from '../net/address.js';
+import { connectSocket } from '../net/connect.js';
+import { PacketChannel, ChannelClosedError, ChannelTimeoutError } from '../net/packet-channel.js';
+import { Relay } from '../net/relay.js';
+import { sha1 } from '../auth/native-password.js';
+import { ClientError, MalformedPacketError, ProxyError, errorMessage } from '../util/errors.js';
+import { logError, logInfo, quote } from '../util/log.js';
+import { loginToBackend, BackendLoginError, AuthPluginError } from './backend-login.js';
+import {
+  PolicyError,
+  type ClientSession,
+  type ConnectAction,
+  type PeerIdentity,
+  type SessionHandler,
+  type SessionHooks,
+} from './handler.js';
+import type { Stats } from './stats.js';
+
+/** What the proxy offers clients in its greeting (see docs/protocol.md for why each is there). */
+export const GREETING_CAPABILITIES =
+  Capability.CLIENT_LONG_PASSWORD |
+  Capability.CLIENT_FOUND_ROWS |
+  Capability.CLIENT_LONG_FLAG |
+  Capability.CLIENT_CONNECT_WITH_DB |
+  Capability.CLIENT_NO_SCHEMA |
+  Capability.CLIENT_ODBC |
+  Capability.CLIENT_IGNORE_SPACE |
+  Capability.CLIENT_PROTOCOL_41 |
+  Capability.CLIENT_INTERACTIVE |
+  Capability.CLIENT_IGNORE_SIGPIPE |
+  Capability.CLIENT_TRANSACTIONS |
+  Capability.CLIENT_RESERVED |
+  Capability.CLIENT_SECURE_CONNECTION |
+  Capability.CLIENT_MULTI_STATEMENTS |
+  Capability.CLIENT_MULTI_RESULTS |
+  Capability.CLIENT_PS_MULTI_RESULTS |
+  Capability.CLIENT_PLUGIN_AUTH |
+  Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
+  Capability.CLIENT_SESSION_TRACK |
+  Capability.CLIENT_DEPRECATE_EOF |
+  Capability.CLIENT_REMEMBER_OPTIONS;
+
+export const DEFAULT_SERVER_VERSION = '5.7.30';
+
+export interface ConnectionOptions {
+  /** How long a client may take to send each login packet. */
+  readonly clientTimeoutMs: number;
+  /** Backend connect + login timeout. */
+  readonly connectTimeoutMs: number;
+  readonly stats: Stats;
+}
+
+/** Login packets are small; anything bigger is hostile or broken. */
+const MAX_LOGIN_PAYLOAD = 64 * 1024;
+
+let nextConnectionId = 1;
+
+/** Thrown to end a session with an ERR to the client (already decided, nothing more to log). */
+class AbortSession extends Error {
+  readonly packet: Buffer | undefined;
+  constructor(packet?: Buffer) {
+    super('abort');
+    this.packet = packet;
+  }
+}
+
+export class Connection implements ClientSession {
+  readonly id: number;
+  readonly peer: PeerIdentity;
+  serverVersion: Buffer = Buffer.from(DEFAULT_SERVER_VERSION);
+  #account: string | undefined;
+  #logName: string;
+  #closed = false;
+  readonly #socket: Socket;
+  readonly #options: ConnectionOptions;
+  readonly #hooks: SessionHooks;
+  #backend: Socket | null = null;
+  #relay: Relay | null = null;
+  /** Sequence id of the client's last login packet; our reply uses the next one. */
+  #clientSeq = 0;
+  readonly #onFinished: (c: Connection) => void;
+
+  constructor(
+    socket: Socket,
+    peer: PeerIdentity,
+    handler: SessionHandler,
+    options: ConnectionOptions,
+    onFinished: (c: Connection) => void,
+  ) {
+    this.id = nextConnectionId++;
+    if (nextConnectionId > 0xffffffff) nextConnectionId = 1;
+    this.peer = peer;
+    this.#socket = socket;
+    this.#options = options;
+    this.#onFinished = onFinished;
+    this.#logName = this.#makeLogName();
+    this.#hooks = handler.open(this);
+  }
+
+  get account(): string | undefined {
+    return this.#account;
+  }
+
+  set account(value: string | undefined) {
+    this.#account = value;
+    this.#logName = this.#makeLogName();
+  }
+
+  get logName(): string {
+    return this.#logName;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #makeLogName(): string {
+    const p = this.peer;
+    let name = p.pid !== undefined ? `pid=${p.pid} uid=${p.uid}` : (p.address ?? '?');
+    if (this.#account !== undefined) name += ` ${quote(this.#account)}`;
+    return name;
+  }
+
+  #log(line: string): void {
+    logInfo(`[${this.#logName}] ${line}`);
+  }
+
+  #logErr(line: string): void {
+    logError(`[${this.#logName}] ${line}`);
+  }
+
+  /** Run the session; never rejects (every failure is handled and logged here). */
+  async run(): Promise<void> {
+    const client = new PacketChannel(this.#socket, MAX_LOGIN_PAYLOAD);
+    try {
+      await this.#login(client);
+    } catch (e) {
+      this.#handleLoginFailure(e);
+      this.#finish();
+    }
+  }
+
+  async #login(client: PacketChannel): Promise<void> {
+    const stats = this.#options.stats;
+    const hooks = this.#hooks;
+    if (hooks.onConnect !== undefined) {
+      const action = await this.#callPolicy(() => hooks.onConnect!(), 0);
+      if (action !== undefined) {
+        stats.connectionsRejected++;
+        throw new AbortSession(this.#err(0, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', action.message));
+      }
+    }
+    if (this.#closed) return;
+
+    const scramble = makeScramble();
+    client.send(
+      writeHandshakeV10({
+        serverVersion: this.serverVersion,
+        connectionId: this.id,
+        scramble,
+        capabilities: GREETING_CAPABILITIES,
+        characterSet: DEFAULT_CHARSET,
+        statusFlags: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
+        authPluginName: AuthPluginName.CLEAR_PASSWORD,
+      }),
+    );
+
+    const hrPacket = await client.next(this.#options.clientTimeoutMs);
+    this.#clientSeq = hrPacket.seq;
+    if (isSslRequest(hrPacket.payload)) {
+      throw new AbortSession(this.#err(hrPacket.seq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'TLS is not supported'));
+    }
+    const hr = parseHandshakeResponse(hrPacket.payload, GREETING_CAPABILITIES);
+    stats.clientHandshakeResponses++;
+    const clientCaps = (hr.capabilities & GREETING_CAPABILITIES) >>> 0;
+    const password = await this.#clearPassword(client, hr, clientCaps, hrPacket);
+
+    this.#log(`login user=${quote(hr.user.toString('utf8'))} database=${quote(hr.database.toString('utf8'))}`);
+    const action = await this.#callPolicy(
+      () => hooks.onHandshakeResponse({ user: hr.user, password, database: hr.database }),
+      this.#clientSeq + 1,
+    );
+    if (this.#closed) return;
+    if (action.kind === 'err') {
+      stats.connectionsRejected++;
+      throw new AbortSession(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', action.message));
+    }
+    if ((hr.capabilities & Capability.CLIENT_PROTOCOL_41) === 0) {
+      throw new AbortSession(
+        this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Protocol 3.20 clients are not supported'),
+      );
+    }
+    await this.#connect(client, hr, clientCaps, action);
+  }
+
+  /** The clear password: from the HandshakeResponse, or via an AuthSwitchRequest. */
+  async #clearPassword(
+    client: PacketChannel,
+    hr: HandshakeResponse,
+    clientCaps: number,
+    hrPacket: Packet,
+  ): Promise<Buffer> {
+    if (hr.authPluginName === AuthPluginName.CLEAR_PASSWORD) return stripNul(hr.authResponse);
+    if ((clientCaps & Capability.CLIENT_PLUGIN_AUTH) === 0) {
+      throw new AbortSession(
+        this.#err(
+          hrPacket.seq + 1,
+          ErrorNumber.ER_NOT_SUPPORTED_AUTH_MODE,
+          '08004',
+          'Client does not support authentication protocol requested by server; consider upgrading MySQL client',
+        ),
+      );
+    }
+    // mysql2 and others answer with their default plugin first: ask for the clear password.
+    client.send(writeAuthSwitchRequest(hrPacket.seq + 1, AuthPluginName.CLEAR_PASSWORD, Buffer.alloc(0)));
+    const reply = await client.next(this.#options.clientTimeoutMs);
+    this.#clientSeq = reply.seq;
+    return stripNul(reply.payload);
+  }
+
+  /** Run a policy hook; map policy failures to "Lua error" for the client. */
+  async #callPolicy<T>(fn: () => Promise<T>, errSeq: number): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof PolicyError) {
+        this.#options.stats.luaErrors++;
+        this.#logErr(e.message);
+        throw new AbortSession(this.#err(errSeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Lua error'));
+      }
+      throw e;
+    }
+  }
+
+  async #connect(client: PacketChannel, hr: HandshakeResponse, clientCaps: number, action: ConnectAction): Promise<void> {
+    const replySeq = this.#clientSeq + 1;
+    const stats = this.#options.stats;
+    const addresses: readonly SocketAddress[] =
+      action.target.kind === 'selector'
+        ? await action.target.select(this, action.readOnly)
+        : [action.target];
+    if (this.#closed) return;
+    const address = addresses[0];
+    if (address === undefined) {
+      throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Connection error'));
+    }
+    this.#log(`connecting to ${formatAddress(address)}`);
+    stats.serverConnects++;
+    let backendSocket: Socket;
+    try {
+      backendSocket = await connectSocket(address, this.#options.connectTimeoutMs);
+    } catch (e) {
+      stats.serverConnectErrors++;
+      this.#logErr(errorMessage(e));
+      throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Connection error'));
+    }
+    if (this.#closed) {
+      backendSocket.destroy();
+      return;
+    }
+    this.#backend = backendSocket;
+    const backend = new PacketChannel(backendSocket, MAX_LOGIN_PAYLOAD);
+    const password = action.password;
+    let result;
+    try {
+      result = await loginToBackend(
+        backend,
+        {
+          clientCapabilities: clientCaps,
+          maxPacketSize: hr.maxPacketSize,
+          characterSet: hr.characterSet,
+          user: action.user,
+          credentials: {
+            password,
+            passwordSha1: action.passwordSha1 ?? (password !== undefined ? sha1(password) : undefined),
+          },
+          database: action.database ?? Buffer.alloc(0),
+        },
+        this.#options.connectTimeoutMs,
+        (greeting) => {
+          this.serverVersion = Buffer.from(greeting.serverVersion);
+          this.#log(`handshake server_version=${quote(greeting.serverVersion.toString('utf8'))}`);
+        },
+      );
+    } catch (e) {
+      let message = 'Connection error';
+      if (e instanceof BackendLoginError) message = e.clientMessage;
+      else if (e instanceof AuthPluginError) message = e.message;
+      else if (e instanceof MalformedPacketError) message = 'Malformed packet from server';
+      else if (e instanceof ChannelClosedError) message = 'Server closed the connection';
+      this.#logErr(`backend login failed: ${errorMessage(e)}`);
+      throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', message));
+    }
+    if (this.#closed) return;
+
+    if (result.kind === 'err') {
+      stats.clientAuthErr++;
+      this.#log(`backend refused login: ${result.err.errno} ${result.err.message}`);
+      throw new AbortSession(reseq(result.packet, replySeq));
+    }
+    stats.clientAuthOk++;
+    this.#socket.write(reseq(result.packet, replySeq));
+
+    const clientLeftover = client.detach();
+    const serverLeftover = backend.detach();
+    if (this.#hooks.onCommandPhase !== undefined) {
+      try {
+        await this.#hooks.onCommandPhase();
+      } catch (e) {
+        if (!(e instanceof PolicyError)) throw e;
+        stats.luaErrors++;
+        this.#logErr(e.message);
+        // The login OK is out already; tell the client why its next command fails.
+        throw new AbortSession(this.#err(1, ErrorNumber.ER_UNKNOWN_COM_ERROR, '08S01', 'Lua error'));
+      }
+      if (this.#closed) return;
+    }
+    this.#relay = new Relay(this.#socket, backendSocket, {
+      clientLeftover,
+      serverLeftover,
+      onClose: () => this.#finish(),
+    });
+  }
+
+  #err(seq: number, errno: number, sqlState: string, message: string): Buffer {
+    return writeErr(seq & 0xff, { errno, sqlState, message });
+  }
+
+  #handleLoginFailure(e: unknown): void {
+    if (this.#closed) return;
+    if (e instanceof AbortSession) {
+      if (e.packet !== undefined) this.#socket.end(e.packet);
+      else this.#socket.end();
+      return;
+    }
+    if (e instanceof ChannelClosedError) {
+      this.#socket.destroy();
+      return;
+    }
+    if (e instanceof ChannelTimeoutError) {
+      this.#log('client login timed out');
+      this.#socket.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      return;
+    }
+    if (e instanceof ProxyError || e instanceof ClientError) {
+      this.#options.stats.clientMalformedPackets++;
+      this.#logErr(`Malformed packet from client: ${e.message}`);
+      this.#socket.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      return;
+    }
+    this.#logErr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    this.#socket.destroy();
+  }
+
+  /** Shutdown: end the session now, with an ERR to the client. */
+  close(message: string): void {
+    if (this.#closed) return;
+    const err = this.#err(this.#relay !== null ? 1 : this.#clientSeq + 1, ErrorNumber.ER_UNKNOWN_COM_ERROR, '08S01', message);
+    if (this.#relay !== null) this.#relay.close(err);
+    else this.#socket.end(err);
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#relay === null) {
+      this.#backend?.destroy();
+      if (!this.#socket.destroyed) this.#socket.end();
+      this.#socket.destroySoon();
+    }
+    try {
+      this.#hooks.onClose();
+    } finally {
+      this.#onFinished(this);
+    }
+  }
+}
+
+function makeScramble(): Buffer {
+  // Printable, NUL-free bytes, as servers send (some clients stop at a NUL).
+  const b = randomBytes(20);
+  for (let i = 0; i < b.length; i++) b[i] = 0x21 + (b[i]! % 0x5e);
+  return b;
+}
+
+function stripNul(b: Buffer): Buffer {
+  return b.length > 0 && b[b.length - 1] === 0 ? b.subarray(0, b.length - 1) : b;
+}
+
+/** Copy a packet with a new sequence id (the client expects ours, not the backend's). */
+function reseq(p: Packet, seq: number): Buffer {
+  const out = Buffer.allocUnsafe(4 + p.payload.length);
+  out.writeUIntLE(p.payload.length, 0, 3);
+  out[3] = seq & 0xff;
+  p.payload.copy(out, 4);
+  return out;
+}
