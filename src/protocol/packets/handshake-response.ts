@@ -98,9 +98,13 @@ export function writeHandshakeResponse41(o: HandshakeResponseOptions, seq: numbe
   w.nulString(o.user);
   if (caps & Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
     w.lenencBytes(o.authResponse);
-  } else {
+  } else if (caps & Capability.CLIENT_SECURE_CONNECTION) {
     if (o.authResponse.length > 255) throw new MalformedPacketError('auth response too long');
     w.int1(o.authResponse.length).bytes(o.authResponse);
+  } else {
+    // Without either capability servers (and parseHandshakeResponse) read a NUL-terminated string.
+    if (o.authResponse.includes(0)) throw new MalformedPacketError('auth response contains NUL');
+    w.nulString(o.authResponse);
   }
   if (caps & Capability.CLIENT_CONNECT_WITH_DB) w.nulString(o.database);
   if (caps & Capability.CLIENT_PLUGIN_AUTH) w.nulString(o.authPluginName);

@@ -85,10 +85,12 @@ export function parseHandshakeV10(payload: Buffer): HandshakeV10 {
   r.skip(10);
   let part2: Buffer = Buffer.alloc(0);
   if (capabilities & Capability.CLIENT_SECURE_CONNECTION) {
-    // Part 2 is max(13, len - 8) bytes, the last of which is a NUL terminator.
+    // Part 2 is max(13, len - 8) bytes, the last of which is a NUL terminator. Only that
+    // terminator may be missing (at the end of the packet): a scramble cut shorter would not be
+    // noticed here and only surface later as a wrong auth response.
     const n = Math.max(13, authDataLength - 8);
-    part2 = r.bytes(Math.min(n, r.remaining));
-    if (part2.length > 0 && part2[part2.length - 1] === 0) part2 = part2.subarray(0, part2.length - 1);
+    part2 = r.bytes(r.remaining === n - 1 ? n - 1 : n);
+    if (part2.length === n && part2[n - 1] === 0) part2 = part2.subarray(0, n - 1);
   }
   let authPluginName = '';
   if (capabilities & Capability.CLIENT_PLUGIN_AUTH) {

@@ -1,0 +1,337 @@
+// The `client` object (class "myproxy.client"), the action objects returned by client:err() and
+// client:connect(), and LuaSessionHandler: the SessionHandler the core calls for Lua listeners.
+
+import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
+import { defineClass, pushObject, testObject, checkObject } from '../lua/class.js';
+import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
+import { CallbackCancelled, CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
+import {
+  PolicyError,
+  type ClientSession,
+  type ConnectAction,
+  type ConnectTarget,
+  type ErrAction,
+  type LoginAction,
+  type LoginRequest,
+  type SessionHandler,
+  type SessionHooks,
+} from '../proxy/handler.js';
+import { checkAddressArg } from './address.js';
+
+export const CLIENT_CLASS = 'myproxy.client';
+export const ACTION_CLASS = 'myproxy.action';
+
+/** What a client userdata carries. */
+interface LuaClient {
+  readonly session: ClientSession;
+  /** Registry ref of the `notes` table, created on first access. */
+  notesRef: number;
+  stale: boolean;
+}
+
+type Action = ErrAction | ConnectAction;
+
+/** Other bindings (clusters) register here to be accepted as client:connect() targets. */
+export type TargetChecker = (L: LuaState, idx: number) => ConnectTarget | undefined;
+const targetCheckers: TargetChecker[] = [];
+export function registerConnectTarget(check: TargetChecker): void {
+  targetCheckers.push(check);
+}
+
+function checkClient(L: LuaState, idx: number): LuaClient {
+  const c = checkObject<LuaClient>(L, idx, CLIENT_CLASS);
+  if (c.stale || c.session.closed) return lauxlib.luaL_error(L, 'Stale object');
+  return c;
+}
+
+function keyOf(L: LuaState, idx: number): string | undefined {
+  return lua.lua_type(L, idx) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, idx)!) : undefined;
+}
+
+function pushOptionalText(L: LuaState, s: string | undefined): void {
+  if (s === undefined) lua.lua_pushnil(L);
+  else lua.lua_pushstring(L, s);
+}
+
+function pushOptionalNumber(L: LuaState, n: number | undefined): void {
+  if (n === undefined) lua.lua_pushnil(L);
+  else pushNumber(L, n);
+}
+
+const clientErr = (L: LuaState): number => {
+  checkClient(L, 1);
+  if (lua.lua_gettop(L) !== 2 || lua.lua_type(L, 2) !== lua.LUA_TSTRING) {
+    return lauxlib.luaL_error(L, 'client:err() expects one string argument');
+  }
+  const message = to_jsstring(lua.lua_tolstring(L, 2)!, undefined, undefined, true);
+  pushObject(L, ACTION_CLASS, { kind: 'err', message } satisfies ErrAction);
+  return 1;
+};
+
+function checkTarget(L: LuaState, idx: number): ConnectTarget {
+  for (const check of targetCheckers) {
+    const t = check(L, idx);
+    if (t !== undefined) return t;
+  }
+  return checkAddressArg(L, idx);
+}
+
+const clientConnect = (L: LuaState): number => {
+  checkClient(L, 1);
+  const n = lua.lua_gettop(L);
+  if (n < 3 || n > 4) return lauxlib.luaL_error(L, 'Invalid parameters');
+  const target = checkTarget(L, 2);
+  if (lua.lua_type(L, 3) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, 3, 'table expected');
+
+  let user: Buffer | undefined;
+  let password: Buffer | undefined;
+  let passwordSha1: Buffer | undefined;
+  let database: Buffer | undefined;
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, 3) !== 0) {
+    const key = keyOf(L, -2);
+    if (key === undefined) return lauxlib.luaL_error(L, 'Unknown attribute (key is not a string)');
+    const value = toBuffer(L, -1);
+    if (value === undefined) {
+      return lauxlib.luaL_error(L, `Attribute '${key}' must be a string, got ${typeName(L, -1)}`);
+    }
+    switch (key) {
+      case 'user':
+        user = value;
+        break;
+      case 'password':
+        password = value;
+        break;
+      case 'password_sha1':
+        if (value.length !== 20) return lauxlib.luaL_error(L, 'Bad SHA1 length (password_sha1 must be 20 raw bytes)');
+        passwordSha1 = value;
+        break;
+      case 'database':
+        database = value;
+        break;
+      default:
+        return lauxlib.luaL_error(L, `Unknown attribute '${key}'`);
+    }
+    lua.lua_pop(L, 1);
+  }
+  if (user === undefined) return lauxlib.luaL_error(L, "Missing attribute 'user'");
+
+  let readOnly = false;
+  if (n === 4 && lua.lua_type(L, 4) !== lua.LUA_TNIL) {
+    if (lua.lua_type(L, 4) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, 4, 'table expected');
+    lua.lua_pushnil(L);
+    while (lua.lua_next(L, 4) !== 0) {
+      const key = keyOf(L, -2);
+      if (key !== 'read_only') return lauxlib.luaL_error(L, `Unknown option '${key ?? typeName(L, -2)}'`);
+      if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN) return lauxlib.luaL_error(L, "Option 'read_only' must be a boolean");
+      readOnly = lua.lua_toboolean(L, -1);
+      lua.lua_pop(L, 1);
+    }
+  }
+  const action: ConnectAction = { kind: 'connect', target, user, password, passwordSha1, database, readOnly };
+  pushObject(L, ACTION_CLASS, action);
+  return 1;
+};
+
+const clientIndex = (L: LuaState): number => {
+  const c = checkClient(L, 1);
+  const key = keyOf(L, 2);
+  const s = c.session;
+  switch (key) {
+    case 'pid':
+      pushOptionalNumber(L, s.peer.pid);
+      return 1;
+    case 'uid':
+      pushOptionalNumber(L, s.peer.uid);
+      return 1;
+    case 'gid':
+      pushOptionalNumber(L, s.peer.gid);
+      return 1;
+    case 'address':
+      pushOptionalText(L, s.peer.address);
+      return 1;
+    case 'account':
+      pushOptionalText(L, s.account);
+      return 1;
+    case 'server_version':
+      pushBytes(L, s.serverVersion);
+      return 1;
+    case 'notes':
+      if (c.notesRef === lauxlib.LUA_NOREF) {
+        lua.lua_newtable(L);
+        lua.lua_pushvalue(L, -1);
+        c.notesRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
+      } else {
+        lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, c.notesRef);
+      }
+      return 1;
+    case 'cgroup':
+      // Identity beyond SO_PEERCRED (cgroup) is not read yet: nil means "unknown".
+      lua.lua_pushnil(L);
+      return 1;
+    case 'err':
+      lua.lua_pushjsfunction(L, clientErr);
+      return 1;
+    case 'connect':
+      lua.lua_pushjsfunction(L, clientConnect);
+      return 1;
+    default:
+      return lauxlib.luaL_error(L, `Unknown attribute '${key ?? typeName(L, 2)}'`);
+  }
+};
+
+const clientNewIndex = (L: LuaState): number => {
+  const c = checkClient(L, 1);
+  const key = keyOf(L, 2);
+  switch (key) {
+    case 'account': {
+      const t = lua.lua_type(L, 3);
+      if (t === lua.LUA_TNIL) {
+        c.session.account = undefined;
+        return 0;
+      }
+      if (t !== lua.LUA_TSTRING || lua.lua_tolstring(L, 3)!.length === 0) {
+        return lauxlib.luaL_error(L, 'account must be a non-empty string or nil');
+      }
+      c.session.account = to_jsstring(lua.lua_tolstring(L, 3)!, undefined, undefined, true);
+      return 0;
+    }
+    case 'server_version': {
+      const v = toBuffer(L, 3);
+      if (v === undefined || v.length === 0 || v.length > 250 || v.includes(0)) {
+        return lauxlib.luaL_error(L, 'server_version must be a non-empty string of at most 250 bytes without NUL');
+      }
+      c.session.serverVersion = v;
+      return 0;
+    }
+    default:
+      return lauxlib.luaL_error(L, `Unknown attribute '${key ?? typeName(L, 2)}'`);
+  }
+};
+
+const clientToString = (L: LuaState): number => {
+  const c = checkObject<LuaClient>(L, 1, CLIENT_CLASS);
+  lua.lua_pushstring(L, `client(${c.session.logName})`);
+  return 1;
+};
+
+export function installClient(L: LuaState): void {
+  defineClass(L, CLIENT_CLASS, { __index: clientIndex, __newindex: clientNewIndex, __tostring: clientToString });
+  defineClass(L, ACTION_CLASS, {
+    __tostring: (L1) => {
+      const a = checkObject<Action>(L1, 1, ACTION_CLASS);
+      lua.lua_pushstring(L1, `action(${a.kind})`);
+      return 1;
+    },
+  });
+}
+
+/** The Lua functions of one mysql_listen() handler table, as registry refs. */
+export interface HandlerRefs {
+  readonly onConnect: number | undefined;
+  readonly onHandshakeResponse: number;
+  readonly onCommandPhase: number | undefined;
+  readonly onInitDb: number | undefined;
+}
+
+/** Implements the core's SessionHandler by calling the Lua callbacks in coroutines. */
+export class LuaSessionHandler implements SessionHandler {
+  readonly #L: LuaState;
+  readonly #runner: CallbackRunner;
+  readonly #refs: HandlerRefs;
+
+  constructor(L: LuaState, runner: CallbackRunner, refs: HandlerRefs) {
+    this.#L = L;
+    this.#runner = runner;
+    this.#refs = refs;
+  }
+
+  open(session: ClientSession): SessionHooks {
+    const L = this.#L;
+    const runner = this.#runner;
+    const refs = this.#refs;
+    const client: LuaClient = { session, notesRef: lauxlib.LUA_NOREF, stale: false };
+    // One userdata per connection, kept in the registry so every callback sees the same object.
+    pushObject(L, CLIENT_CLASS, client);
+    const clientRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
+    const cancelled = (): boolean => client.stale;
+
+    const call = async <T>(
+      name: string,
+      fnRef: number,
+      pushExtra: ((co: LuaState) => number) | null,
+      collect: (co: LuaState, n: number) => T,
+    ): Promise<T> => {
+      try {
+        return await runner.call(
+          fnRef,
+          (co) => {
+            lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, clientRef);
+            return 1 + (pushExtra === null ? 0 : pushExtra(co));
+          },
+          collect,
+          cancelled,
+        );
+      } catch (e) {
+        if (e instanceof CallbackFailed) throw new PolicyError(`${name}: ${e.message}`);
+        if (e instanceof CallbackCancelled) throw e;
+        throw e;
+      }
+    };
+
+    const hooks: SessionHooks = {
+      onHandshakeResponse: (login: LoginRequest): Promise<LoginAction> =>
+        call(
+          'on_handshake_response',
+          refs.onHandshakeResponse,
+          (co) => {
+            pushLoginTable(co, login);
+            return 1;
+          },
+          (co, n) => {
+            const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
+            if (a === undefined) throw new CallbackFailed(`Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:connect(...) or client:err(...)`);
+            return a;
+          },
+        ),
+      onClose: () => {
+        client.stale = true;
+        lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, clientRef);
+        if (client.notesRef !== lauxlib.LUA_NOREF) lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, client.notesRef);
+      },
+    };
+    if (refs.onConnect !== undefined) {
+      const ref = refs.onConnect;
+      hooks.onConnect = () =>
+        call('on_connect', ref, null, (co, n) => {
+          if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return undefined;
+          const a = testObject<Action>(co, n, ACTION_CLASS);
+          if (a?.kind !== 'err') throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_connect may only return client:err(...) or nothing`);
+          return a;
+        });
+    }
+    if (refs.onCommandPhase !== undefined) {
+      const ref = refs.onCommandPhase;
+      hooks.onCommandPhase = () =>
+        call('on_command_phase', ref, null, (co, n) => {
+          if (n > 0 && lua.lua_type(co, n) !== lua.LUA_TNIL) {
+            throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_command_phase returns nothing`);
+          }
+        });
+    }
+    return hooks;
+  }
+}
+
+/** handshake_response = {user=, password=, database=} (database only when non-empty). */
+function pushLoginTable(L: LuaState, login: LoginRequest): void {
+  lua.lua_createtable(L, 0, 3);
+  pushBytes(L, login.user);
+  lua.lua_setfield(L, -2, 'user');
+  pushBytes(L, login.password);
+  lua.lua_setfield(L, -2, 'password');
+  if (login.database.length > 0) {
+    pushBytes(L, login.database);
+    lua.lua_setfield(L, -2, 'database');
+  }
+}

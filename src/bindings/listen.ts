@@ -1,0 +1,139 @@
+// `mysql_listen(path | systemd, handler)` and the `systemd` token. Sockets are bound while the
+// config runs, so a socket that cannot be bound is a Lua error naming the config line.
+
+import { resolve as resolvePath } from 'node:path';
+import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
+import { typeName } from '../lua/convert.js';
+import { closeFd, listenUnix } from '../net/native.js';
+import type { HandlerRefs } from './client.js';
+
+export const LISTEN_BACKLOG = 256;
+const SOCKET_MODE = 0o666;
+
+/** A bound listening socket and the handler its connections go to. */
+export interface ListenerSpec {
+  readonly fd: number;
+  /** Text for logs ("/run/myproxy.sock", "@name", "systemd fd 3"). */
+  readonly label: string;
+  /** Socket file to remove at shutdown (only ones this process created). */
+  readonly ownedPath: string | undefined;
+  readonly refs: HandlerRefs;
+}
+
+const HANDLER_KEYS = ['on_connect', 'on_handshake_response', 'on_command_phase', 'on_init_db'] as const;
+type HandlerKey = (typeof HANDLER_KEYS)[number];
+
+/** The `systemd` global: a unique token, compared by identity (not the string "systemd"). */
+const SYSTEMD_TOKEN = Object.freeze({ systemd: true });
+
+export interface ListenBindings {
+  readonly listeners: ListenerSpec[];
+  /** Remove mysql_listen from the globals (it only makes sense while the config runs). */
+  enterRuntime(L: LuaState): void;
+  /** Close every socket bound so far (config failed). */
+  closeAll(): void;
+}
+
+export interface ListenOptions {
+  /** Directory relative socket paths are resolved against (the config file's). */
+  readonly baseDir: string;
+  /** fds passed by systemd socket activation (empty when none). */
+  readonly systemdFds: () => readonly number[];
+}
+
+function checkHandler(L: LuaState, idx: number): HandlerRefs {
+  if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'Not a table');
+  const found: Partial<Record<HandlerKey, true>> = {};
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, idx) !== 0) {
+    if (lua.lua_type(L, -2) !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L, idx, 'Key is not a string');
+    const key = to_jsstring(lua.lua_tolstring(L, -2)!, undefined, undefined, true);
+    if (!(HANDLER_KEYS as readonly string[]).includes(key)) {
+      return lauxlib.luaL_argerror(L, idx, `Unrecognized key '${key}'`);
+    }
+    if (lua.lua_type(L, -1) !== lua.LUA_TFUNCTION) {
+      return lauxlib.luaL_argerror(L, idx, `Value is not a function ('${key}' is a ${typeName(L, -1)})`);
+    }
+    found[key as HandlerKey] = true;
+    lua.lua_pop(L, 1);
+  }
+  if (found.on_handshake_response !== true) return lauxlib.luaL_argerror(L, idx, 'No on_handshake_response handler');
+  // The function values are captured now, as in myproxy: reassigning handler.x later has no effect.
+  const ref = (key: HandlerKey): number | undefined => {
+    if (found[key] !== true) return undefined;
+    lua.lua_getfield(L, idx, key);
+    return lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
+  };
+  return {
+    onConnect: ref('on_connect'),
+    onHandshakeResponse: ref('on_handshake_response')!,
+    onCommandPhase: ref('on_command_phase'),
+    onInitDb: ref('on_init_db'),
+  };
+}
+
+export function installListen(L: LuaState, options: ListenOptions): ListenBindings {
+  const listeners: ListenerSpec[] = [];
+  lua.lua_pushlightuserdata(L, SYSTEMD_TOKEN);
+  lua.lua_setglobal(L, 'systemd');
+
+  lua.lua_pushjsfunction(L, (L1) => {
+    if (lua.lua_gettop(L1) !== 2) return lauxlib.luaL_error(L1, 'mysql_listen() takes exactly 2 arguments');
+    const t = lua.lua_type(L1, 1);
+    if (t === lua.LUA_TLIGHTUSERDATA && lua.lua_touserdata(L1, 1) === SYSTEMD_TOKEN) {
+      const refs = checkHandler(L1, 2);
+      const fds = options.systemdFds();
+      if (fds.length === 0) return lauxlib.luaL_error(L1, 'No systemd socket');
+      for (const fd of fds) listeners.push({ fd, label: `systemd fd ${fd}`, ownedPath: undefined, refs });
+      return 0;
+    }
+    if (t !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 1, 'path expected');
+    const text = to_jsstring(lua.lua_tolstring(L1, 1)!, undefined, undefined, true);
+    const refs = checkHandler(L1, 2);
+    const abstract = text.startsWith('@');
+    const path = abstract ? text : resolvePath(options.baseDir, text);
+    const name = abstract ? Buffer.from(text.slice(1), 'utf8') : Buffer.from(path, 'utf8');
+    let fd: number;
+    try {
+      fd = listenUnix(name, abstract, LISTEN_BACKLOG, SOCKET_MODE);
+    } catch (e) {
+      return lauxlib.luaL_error(L1, `Failed to listen on ${path}: ${(e as Error).message}`);
+    }
+    listeners.push({ fd, label: path, ownedPath: abstract ? undefined : path, refs });
+    return 0;
+  });
+  lua.lua_setglobal(L, 'mysql_listen');
+
+  return {
+    listeners,
+    enterRuntime(L1) {
+      lua.lua_pushnil(L1);
+      lua.lua_setglobal(L1, 'mysql_listen');
+    },
+    closeAll() {
+      for (const l of listeners.splice(0)) {
+        try {
+          closeFd(l.fd);
+        } catch {
+          // already closed
+        }
+      }
+    },
+  };
+}
+
+/**
+ * The fds passed by systemd socket activation (LISTEN_FDS starting at fd 3), if they are meant
+ * for this process. The variables are removed so child processes do not inherit them.
+ */
+export function takeSystemdFds(env: NodeJS.ProcessEnv = process.env): number[] {
+  const pid = env['LISTEN_PID'];
+  const count = env['LISTEN_FDS'];
+  delete env['LISTEN_PID'];
+  delete env['LISTEN_FDS'];
+  delete env['LISTEN_FDNAMES'];
+  if (pid === undefined || count === undefined || Number(pid) !== process.pid) return [];
+  const n = Number(count);
+  if (!Number.isInteger(n) || n <= 0) return [];
+  return Array.from({ length: n }, (_, i) => 3 + i);
+}

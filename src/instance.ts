@@ -1,0 +1,171 @@
+// The daemon instance: owns the Lua state, the listeners and the live connections.
+
+import { unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LuaState } from 'fengari';
+import { installAddress, resolvePending } from './bindings/address.js';
+import { installClient, LuaSessionHandler } from './bindings/client.js';
+import { installListen, takeSystemdFds, type ListenerSpec } from './bindings/listen.js';
+import { CallbackRunner } from './lua/coroutine.js';
+import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
+import { fdOf, peerCredentials } from './net/native.js';
+import { Connection } from './proxy/connection.js';
+import type { PeerIdentity } from './proxy/handler.js';
+import { Stats } from './proxy/stats.js';
+import { ConfigError, errorMessage } from './util/errors.js';
+import { logError, logInfo } from './util/log.js';
+
+export interface InstanceOptions {
+  readonly configPath: string;
+  /** Backend connect + login timeout (ms). */
+  readonly connectTimeoutMs: number;
+  /** How long a client may take for each login packet (ms). */
+  readonly clientTimeoutMs: number;
+  /** How long a Lua callback may compute without yielding (ms). */
+  readonly callbackBudgetMs: number;
+}
+
+export const DEFAULT_INSTANCE_OPTIONS = {
+  connectTimeoutMs: 10_000,
+  clientTimeoutMs: 10_000,
+  callbackBudgetMs: 1_000,
+} as const;
+
+/** Lua modules shipped with myproxy (lua/ at the package root). */
+const SHIPPED_LUA_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '..', 'lua');
+
+export class Instance {
+  readonly stats = new Stats();
+  readonly #options: InstanceOptions;
+  #L: LuaState | null = null;
+  #listeners: ListenerSpec[] = [];
+  readonly #servers: Server[] = [];
+  readonly #connections = new Set<Connection>();
+  #stopping = false;
+
+  constructor(options: InstanceOptions) {
+    this.#options = options;
+  }
+
+  get activeConnections(): number {
+    return this.#connections.size;
+  }
+
+  /** Run config.lua and bind its listeners. Throws ConfigError (file:line in the message). */
+  async load(): Promise<void> {
+    const configPath = resolvePath(this.#options.configPath);
+    const baseDir = dirname(configPath);
+    const L = newLuaState();
+    addPackagePath(L, [baseDir, SHIPPED_LUA_DIR]);
+    installClient(L);
+    const address = installAddress(L);
+    const listen = installListen(L, { baseDir, systemdFds: () => takeSystemdFds() });
+    try {
+      runFile(L, configPath);
+      if (listen.listeners.length === 0) throw new ConfigError(`${configPath}: No listeners configured`);
+      await resolvePending(address.pending);
+    } catch (e) {
+      listen.closeAll();
+      for (const l of listen.listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
+      if (e instanceof ConfigError) throw e;
+      if (e instanceof LuaScriptError) throw new ConfigError(e.message);
+      throw new ConfigError(errorMessage(e), { cause: e });
+    }
+    address.enterRuntime();
+    listen.enterRuntime(L);
+    this.#L = L;
+    this.#listeners = listen.listeners;
+    for (const l of this.#listeners) {
+      if (l.refs.onInitDb !== undefined) {
+        logError(`${l.label}: on_init_db is accepted but not called yet; COM_INIT_DB is forwarded unchanged`);
+      }
+    }
+  }
+
+  /** Start accepting connections on every listener bound by load(). */
+  async start(): Promise<void> {
+    const L = this.#L;
+    if (L === null) throw new Error('Instance.start() before load()');
+    const runner = new CallbackRunner(L, { budgetMs: this.#options.callbackBudgetMs });
+    for (const spec of this.#listeners) {
+      const handler = new LuaSessionHandler(L, runner, spec.refs);
+      const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket, handler));
+      server.on('error', (e) => logError(`listener ${spec.label}: ${e.message}`));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ fd: spec.fd }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      this.#servers.push(server);
+      logInfo(`listening on ${spec.label}`);
+    }
+  }
+
+  #accept(socket: Socket, handler: LuaSessionHandler): void {
+    this.stats.connectionsAccepted++;
+    if (this.#stopping) {
+      socket.destroy();
+      return;
+    }
+    socket.on('error', () => undefined); // errors are handled by whoever reads the socket
+    let peer: PeerIdentity;
+    try {
+      const cred = peerCredentials(fdOf(socket));
+      peer = cred !== null
+        ? { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined }
+        : { pid: undefined, uid: undefined, gid: undefined, address: remoteAddressText(socket) };
+    } catch (e) {
+      logError(`accept: cannot read peer credentials: ${errorMessage(e)}`);
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(
+      socket,
+      peer,
+      handler,
+      {
+        clientTimeoutMs: this.#options.clientTimeoutMs,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        stats: this.stats,
+      },
+      (c) => this.#connections.delete(c),
+    );
+    this.#connections.add(connection);
+    void connection.run();
+  }
+
+  /**
+   * Stop accepting, remove our socket files, give sessions `graceMs` to finish, then close the
+   * rest with an ERR. Resolves when every connection is gone.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    for (const server of this.#servers.splice(0)) server.close();
+    for (const l of this.#listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
+    if (this.#connections.size === 0) return;
+    logInfo(`waiting up to ${graceMs} ms for ${this.#connections.size} connection(s) to finish`);
+    const deadline = Date.now() + graceMs;
+    while (this.#connections.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const c of [...this.#connections]) c.close('Server shutdown in progress');
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function remoteAddressText(socket: Socket): string | undefined {
+  const a = socket.remoteAddress;
+  if (a === undefined) return undefined;
+  return a.includes(':') ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
+}

@@ -1,0 +1,128 @@
+// Running Lua callbacks as coroutines. Each call gets its own Lua thread; a binding that waits
+// for I/O calls yieldOn() with a Promise, the thread yields, and the runner resumes it with the
+// Promise's result. Other connections keep running meanwhile. A count hook bounds how long a
+// callback may compute between yields, so a runaway loop cannot freeze the daemon.
+
+import { lua, lauxlib, type LuaState } from 'fengari';
+import { errorToString } from './state.js';
+
+/** Pushes the results of a finished operation onto the resumed thread; returns their count. */
+export type Resumer = (L: LuaState) => number;
+
+const pendingOperations = new WeakMap<LuaState, Promise<Resumer>>();
+
+/**
+ * Suspend the running coroutine until `op` settles. Call as `return yieldOn(L, op)` from a
+ * binding. Outside a callback (config top level) this raises a Lua error that says why.
+ */
+export function yieldOn(L: LuaState, op: Promise<Resumer>, what = 'this function'): number {
+  if (!lua.lua_isyieldable(L)) {
+    // Prevent an unhandled rejection of an operation nobody will wait for.
+    op.catch(() => undefined);
+    return lauxlib.luaL_error(
+      L,
+      `${what} waits for I/O and can only be called inside a callback (not at the top level of the config or across a JS call boundary)`,
+    );
+  }
+  pendingOperations.set(L, op);
+  return lua.lua_yield(L, 0);
+}
+
+export class CallbackCancelled extends Error {
+  constructor() {
+    super('callback cancelled');
+    this.name = 'CallbackCancelled';
+  }
+}
+
+export class CallbackFailed extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CallbackFailed';
+  }
+}
+
+export interface RunnerOptions {
+  /** Longest a callback may run without yielding (ms); 0 disables the limit. */
+  readonly budgetMs: number;
+}
+
+const HOOK_INSTRUCTIONS = 20000;
+
+export class CallbackRunner {
+  readonly #L: LuaState;
+  readonly #budgetMs: number;
+
+  constructor(L: LuaState, options: RunnerOptions) {
+    this.#L = L;
+    this.#budgetMs = options.budgetMs;
+  }
+
+  /**
+   * Call the function stored at registry ref `fnRef` in a new coroutine. `pushArgs` pushes the
+   * arguments onto the thread and returns their count; `collect` reads the `n` results before
+   * the thread is released. Rejects with CallbackFailed (message with traceback) on a Lua error
+   * and with CallbackCancelled when `isCancelled()` turned true while the callback waited.
+   */
+  async call<T>(
+    fnRef: number,
+    pushArgs: (co: LuaState) => number,
+    collect: (co: LuaState, n: number) => T,
+    isCancelled: () => boolean,
+  ): Promise<T> {
+    const L = this.#L;
+    const co = lua.lua_newthread(L);
+    const threadRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
+    try {
+      let deadline = 0;
+      if (this.#budgetMs > 0) {
+        const budget = this.#budgetMs;
+        lua.lua_sethook(
+          co,
+          (L1) => {
+            if (performance.now() > deadline) {
+              lauxlib.luaL_error(L1, `callback ran for more than ${budget} ms without waiting`);
+            }
+          },
+          lua.LUA_MASKCOUNT,
+          HOOK_INSTRUCTIONS,
+        );
+      }
+      lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, fnRef);
+      let nargs = pushArgs(co);
+      for (;;) {
+        deadline = performance.now() + this.#budgetMs;
+        const status = lua.lua_resume(co, L, nargs);
+        if (status === lua.LUA_OK) return collect(co, lua.lua_gettop(co));
+        if (status !== lua.LUA_YIELD) {
+          const msg = errorToString(co, -1);
+          lauxlib.luaL_traceback(L, co, msg, 0);
+          const text = errorToString(L, -1);
+          lua.lua_pop(L, 1);
+          throw new CallbackFailed(text);
+        }
+        const op = pendingOperations.get(co);
+        pendingOperations.delete(co);
+        if (op === undefined) {
+          throw new CallbackFailed('callback yielded without a pending operation (coroutine.yield outside a coroutine of its own)');
+        }
+        let resumer: Resumer;
+        try {
+          resumer = await op;
+        } catch (e) {
+          const message = e instanceof Error ? e.message : String(e);
+          resumer = (L1) => {
+            lua.lua_pushnil(L1);
+            lua.lua_pushstring(L1, message);
+            return 2;
+          };
+        }
+        if (isCancelled()) throw new CallbackCancelled();
+        lua.lua_settop(co, 0);
+        nargs = resumer(co);
+      }
+    } finally {
+      lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, threadRef);
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// Generic Fengari embedding: state creation, error mapping, running files with tracebacks.
+// Knows nothing about MySQL.
+
+import { lua, lauxlib, lualib, to_jsstring, type LuaState } from 'fengari';
+
+/** Create a Lua state with the standard libraries and myproxy's fixes for Fengari's gaps. */
+export function newLuaState(): LuaState {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  // A JS exception inside a binding would otherwise surface as an error without a message.
+  lua.lua_atnativeerror(L, (L1) => {
+    const e = lua.lua_touserdata(L1, -1);
+    const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    lua.lua_pushstring(L1, text);
+    return 1;
+  });
+  // Fengari has no collector of its own (JS's does the work); collectgarbage() must not fail.
+  lua.lua_pushjsfunction(L, (L1) => {
+    lua.lua_pushinteger(L1, 0);
+    return 1;
+  });
+  lua.lua_setglobal(L, 'collectgarbage');
+  return L;
+}
+
+/** Message handler for lua_pcall: error message plus a stack traceback. */
+export function tracebackHandler(L: LuaState): number {
+  const msg = errorToString(L, 1);
+  lauxlib.luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/** Text of the error value at `idx` (which may be any Lua value, or nil). */
+export function errorToString(L: LuaState, idx: number): string {
+  const t = lua.lua_type(L, idx);
+  if (t === lua.LUA_TSTRING) return to_jsstring(lua.lua_tolstring(L, idx)!, undefined, undefined, true);
+  if (t === lua.LUA_TNIL || t === lua.LUA_TNONE) return '(error object is nil)';
+  // Tables with __tostring and the like; luaL_tolstring pushes a copy that we pop again.
+  const s = lauxlib.luaL_tolstring(L, idx);
+  lua.lua_pop(L, 1);
+  return to_jsstring(s, undefined, undefined, true);
+}
+
+export class LuaScriptError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LuaScriptError';
+  }
+}
+
+/** Load and run a file in the main state (not a coroutine). Throws LuaScriptError with file:line. */
+export function runFile(L: LuaState, path: string): void {
+  const base = lua.lua_gettop(L);
+  lua.lua_pushjsfunction(L, tracebackHandler);
+  const status = lauxlib.luaL_loadfilex(L, path, null);
+  if (status !== lua.LUA_OK) {
+    const msg = errorToString(L, -1);
+    lua.lua_settop(L, base);
+    throw new LuaScriptError(msg);
+  }
+  const rc = lua.lua_pcall(L, 0, 0, base + 1);
+  if (rc !== lua.LUA_OK) {
+    const msg = errorToString(L, -1);
+    lua.lua_settop(L, base);
+    throw new LuaScriptError(msg);
+  }
+  lua.lua_settop(L, base);
+}
+
+/** Prepend directories to package.path so `require` finds operator and shipped modules. */
+export function addPackagePath(L: LuaState, dirs: readonly string[]): void {
+  lua.lua_getglobal(L, 'package');
+  lua.lua_getfield(L, -1, 'path');
+  const current = to_jsstring(lua.lua_tolstring(L, -1) ?? new Uint8Array());
+  lua.lua_pop(L, 1);
+  const extra = dirs.map((d) => `${d}/?.lua`).join(';');
+  lua.lua_pushstring(L, current.length > 0 ? `${extra};${current}` : extra);
+  lua.lua_setfield(L, -2, 'path');
+  lua.lua_pop(L, 1);
+}

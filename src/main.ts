@@ -1,0 +1,95 @@
+// Command line entry point: myproxy [--config PATH] [--check]
+
+import { Instance, DEFAULT_INSTANCE_OPTIONS } from './instance.js';
+import { ConfigError, errorMessage } from './util/errors.js';
+import { logError, logInfo } from './util/log.js';
+
+/** sysexits.h */
+export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
+
+const USAGE = 'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS]';
+export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
+const DEFAULT_SHUTDOWN_GRACE_S = 30;
+
+interface CommandLine {
+  readonly configPath: string;
+  readonly check: boolean;
+  readonly shutdownGraceMs: number;
+}
+
+export function parseCommandLine(argv: readonly string[]): CommandLine | string {
+  let configPath = DEFAULT_CONFIG_PATH;
+  let check = false;
+  let graceS = DEFAULT_SHUTDOWN_GRACE_S;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = (): string | undefined => argv[++i];
+    if (arg === '--config') {
+      const v = value();
+      if (v === undefined || v === '') return '--config needs a path';
+      configPath = v;
+    } else if (arg.startsWith('--config=')) {
+      configPath = arg.slice('--config='.length);
+    } else if (arg === '--check') {
+      check = true;
+    } else if (arg === '--shutdown-grace') {
+      const v = Number(value());
+      if (!Number.isFinite(v) || v < 0) return '--shutdown-grace needs a number of seconds';
+      graceS = v;
+    } else {
+      return `unknown argument ${JSON.stringify(arg)}`;
+    }
+  }
+  return { configPath, check, shutdownGraceMs: graceS * 1000 };
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE + '\n');
+    return ExitCode.OK;
+  }
+  const cmd = parseCommandLine(argv);
+  if (typeof cmd === 'string') {
+    process.stderr.write(`myproxy: ${cmd}\n${USAGE}\n`);
+    return ExitCode.USAGE;
+  }
+  process.on('SIGPIPE', () => undefined);
+  const instance = new Instance({ ...DEFAULT_INSTANCE_OPTIONS, configPath: cmd.configPath });
+  try {
+    await instance.load();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      logError(`myproxy: configuration error: ${e.message}`);
+      return ExitCode.CONFIG;
+    }
+    throw e;
+  }
+  if (cmd.check) {
+    logInfo(`${cmd.configPath}: configuration OK`);
+    return ExitCode.OK;
+  }
+  await instance.start();
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logInfo(`caught ${signal} again, exiting now (pid=${process.pid})`);
+        resolve(ExitCode.OK);
+        return;
+      }
+      stopping = true;
+      logInfo(`caught ${signal}, shutting down (pid=${process.pid})`);
+      instance.shutdown(cmd.shutdownGraceMs).then(
+        () => resolve(ExitCode.OK),
+        (e: unknown) => {
+          logError(`shutdown: ${errorMessage(e)}`);
+          resolve(ExitCode.SOFTWARE);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGQUIT', onSignal);
+  });
+}
