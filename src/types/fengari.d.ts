@@ -65,6 +65,7 @@ declare module 'fengari' {
     lua_pushstring(L: LuaState, s: LuaString | string): void;
     lua_pushvalue(L: LuaState, idx: number): void;
     lua_rawequal(L: LuaState, a: number, b: number): boolean;
+    lua_remove(L: LuaState, idx: number): void;
     lua_rawget(L: LuaState, idx: number): number;
     lua_rawgeti(L: LuaState, idx: number, n: number): number;
     lua_rawgetp(L: LuaState, idx: number, p: unknown): number;

@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { lua, lauxlib, type LuaState } from 'fengari';
+import { newLuaState } from '../../../src/lua/state.js';
+import { CallbackRunner, CallbackFailed, CallbackCancelled, yieldOn } from '../../../src/lua/coroutine.js';
+import { pushNumber, toText } from '../../../src/lua/convert.js';
+
+/** Compile `src` as a function and return its registry ref. */
+function compile(L: LuaState, src: string): number {
+  assert.equal(lauxlib.luaL_loadbufferx(L, Buffer.from(src), src.length, '=test', null), lua.LUA_OK);
+  return lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
+}
+
+/** A global `wait(ms, value)` that yields until a timer fires, then returns value. */
+function installWait(L: LuaState): void {
+  lua.lua_pushjsfunction(L, (L1) => {
+    const ms = lua.lua_tonumber(L1, 1);
+    const v = lua.lua_tonumber(L1, 2);
+    return yieldOn(
+      L1,
+      new Promise((resolve) =>
+        setTimeout(() => resolve((L2) => (pushNumber(L2, v), 1)), ms),
+      ),
+      'wait()',
+    );
+  });
+  lua.lua_setglobal(L, 'wait');
+}
+
+const collectNumber = (co: LuaState, n: number): number => lua.lua_tonumber(co, n);
+
+test('a callback that yields is resumed with the operation result', async () => {
+  const L = newLuaState();
+  installWait(L);
+  const fn = compile(L, 'local a = ... ; local b = wait(5, 40); return a + b');
+  const r = await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, (co) => (lua.lua_pushinteger(co, 2), 1), collectNumber, () => false);
+  assert.equal(r, 42);
+});
+
+test('interleaved coroutines do not block each other', async () => {
+  const L = newLuaState();
+  installWait(L);
+  const fn = compile(L, 'local ms, v = ... ; return wait(ms, v)');
+  const runner = new CallbackRunner(L, { budgetMs: 1000 });
+  const order: number[] = [];
+  const run = (ms: number, v: number) =>
+    runner.call(fn, (co) => (lua.lua_pushinteger(co, ms), lua.lua_pushinteger(co, v), 2), collectNumber, () => false).then((x) => order.push(x));
+  await Promise.all([run(40, 1), run(5, 2), run(20, 3)]);
+  assert.deepEqual(order, [2, 3, 1]);
+});
+
+test('yielding inside pcall works', async () => {
+  const L = newLuaState();
+  installWait(L);
+  const fn = compile(L, 'local ok, v = pcall(wait, 1, 7); assert(ok); return v * 2');
+  assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 14);
+});
+
+test('a Lua error rejects with the message and a traceback', async () => {
+  const L = newLuaState();
+  const fn = compile(L, 'local function inner() error("boom") end\ninner()');
+  await assert.rejects(
+    new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, () => 0, () => false),
+    (e: unknown) => e instanceof CallbackFailed && /test:1: boom/.test(e.message) && /stack traceback/.test(e.message),
+  );
+});
+
+test('error() with a table value or nil still produces a message', async () => {
+  const L = newLuaState();
+  const runner = new CallbackRunner(L, { budgetMs: 1000 });
+  await assert.rejects(runner.call(compile(L, 'error({})'), () => 0, () => 0, () => false), /table: /);
+  await assert.rejects(runner.call(compile(L, 'error(nil)'), () => 0, () => 0, () => false), /error object is nil/);
+});
+
+test('a runaway loop is stopped by the compute budget', async () => {
+  const L = newLuaState();
+  const fn = compile(L, 'while true do end');
+  await assert.rejects(
+    new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, () => 0, () => false),
+    /more than 50 ms without waiting/,
+  );
+});
+
+test('time spent waiting does not count against the budget', async () => {
+  const L = newLuaState();
+  installWait(L);
+  const fn = compile(L, 'wait(120, 0); return 1');
+  assert.equal(await new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, collectNumber, () => false), 1);
+});
+
+test('a callback whose connection went away is cancelled instead of resumed', async () => {
+  const L = newLuaState();
+  installWait(L);
+  let resumedAfter = false;
+  lua.lua_pushjsfunction(L, () => {
+    resumedAfter = true;
+    return 0;
+  });
+  lua.lua_setglobal(L, 'mark');
+  const fn = compile(L, 'wait(10, 0); mark()');
+  let cancelled = false;
+  const p = new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, () => 0, () => cancelled);
+  cancelled = true;
+  await assert.rejects(p, CallbackCancelled);
+  assert.equal(resumedAfter, false);
+});
+
+test('a plain coroutine.yield from the callback is an error, not a hang', async () => {
+  const L = newLuaState();
+  const fn = compile(L, 'coroutine.yield()');
+  await assert.rejects(new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, () => 0, () => false), /without a pending operation/);
+});
+
+test('coroutines created by the script itself still work inside a callback', async () => {
+  const L = newLuaState();
+  const fn = compile(L, 'local co = coroutine.wrap(function() coroutine.yield(20) return 22 end); return co() + co()');
+  assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 42);
+});
+
+test('an operation awaited at the top level is refused with an explanation', () => {
+  const L = newLuaState();
+  installWait(L);
+  lua.lua_getglobal(L, 'wait');
+  lua.lua_pushinteger(L, 1);
+  lua.lua_pushinteger(L, 1);
+  assert.notEqual(lua.lua_pcall(L, 2, 0, 0), lua.LUA_OK);
+  assert.match(toText(L, -1) ?? '', /can only be called inside a callback/);
+});
