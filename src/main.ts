@@ -3,6 +3,7 @@
 import { Instance, DEFAULT_INSTANCE_OPTIONS } from './instance.js';
 import { ConfigError, errorMessage } from './util/errors.js';
 import { logError, logInfo } from './util/log.js';
+import { notifyReady, notifyStopping } from './util/sd-notify.js';
 
 /** sysexits.h */
 export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
@@ -69,6 +70,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return ExitCode.OK;
   }
   await instance.start();
+  notifyReady();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -79,6 +81,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         return;
       }
       stopping = true;
+      notifyStopping();
       logInfo(`caught ${signal}, shutting down (pid=${process.pid})`);
       instance.shutdown(cmd.shutdownGraceMs).then(
         () => resolve(ExitCode.OK),
