@@ -4,7 +4,9 @@
 // unread bytes to the relay.
 
 import type { Socket } from 'node:net';
+import { MAX_PACKET_PAYLOAD } from '../protocol/constants.js';
 import { PacketFramer, type Packet } from '../protocol/framer.js';
+import { framePayload } from '../protocol/writer.js';
 
 export class ChannelClosedError extends Error {
   constructor(message = 'Connection closed') {
@@ -96,7 +98,7 @@ export class PacketChannel {
 
   /**
    * Stop reading packets: remove our listeners and return the bytes that arrived after the last
-   * packet returned (to be forwarded first). Only valid when no packet is queued.
+   * packet returned (to be forwarded first), including whole packets queued but not yet read.
    */
   detach(): Buffer | null {
     this.socket.off('data', this.#onData);
@@ -115,10 +117,9 @@ export class PacketChannel {
 }
 
 function reframe(p: Packet): Buffer {
-  // Only packets below 16 MiB can be queued here (login-phase limits), so one header suffices.
-  const out = Buffer.allocUnsafe(4 + p.payload.length);
-  out.writeUIntLE(p.payload.length, 0, 3);
-  out[3] = p.seq;
-  p.payload.copy(out, 4);
-  return out;
+  // A payload of 0xFFFFFF bytes or more arrived as several physical packets with consecutive
+  // sequence ids ending at p.seq (a single header cannot even hold its length), so re-split it
+  // the same way; smaller payloads get their one original header back.
+  const parts = Math.floor(p.payload.length / MAX_PACKET_PAYLOAD) + 1;
+  return framePayload(p.payload, (p.seq - (parts - 1)) & 0xff);
 }

@@ -11,6 +11,11 @@ export class PacketReader {
 
   /** `buf` is viewed, not copied: values returned by bytes()/rest() are views into it. */
   constructor(buf: Buffer, start = 0, end = buf.length) {
+    // A window reaching outside `buf` would defeat the bounds checks below (Buffer reads past its
+    // end yield undefined or RangeError, not MalformedPacketError).
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end || end > buf.length) {
+      throw new RangeError(`PacketReader window [${start}, ${end}) outside a buffer of ${buf.length} bytes`);
+    }
     this.#buf = buf;
     this.#pos = start;
     this.#end = end;

@@ -12,6 +12,11 @@ export class PacketWriter {
     this.#buf = Buffer.allocUnsafe(initialCapacity);
   }
 
+  /**
+   * Make room for `n` bytes and return their offset. Callers must call this before reading
+   * `this.#buf`: it may replace the buffer, and `this.#buf.write…(v, this.#reserve(n))` would
+   * evaluate the old buffer first and write into it.
+   */
   #reserve(n: number): number {
     const at = this.#len;
     if (at + n > this.#buf.length) {
@@ -24,22 +29,26 @@ export class PacketWriter {
   }
 
   int1(v: number): this {
-    this.#buf[this.#reserve(1)] = v & 0xff;
+    const at = this.#reserve(1);
+    this.#buf[at] = v & 0xff;
     return this;
   }
 
   int2(v: number): this {
-    this.#buf.writeUInt16LE(v & 0xffff, this.#reserve(2));
+    const at = this.#reserve(2);
+    this.#buf.writeUInt16LE(v & 0xffff, at);
     return this;
   }
 
   int3(v: number): this {
-    this.#buf.writeUIntLE(v & 0xffffff, this.#reserve(3), 3);
+    const at = this.#reserve(3);
+    this.#buf.writeUIntLE(v & 0xffffff, at, 3);
     return this;
   }
 
   int4(v: number): this {
-    this.#buf.writeUInt32LE(v >>> 0, this.#reserve(4));
+    const at = this.#reserve(4);
+    this.#buf.writeUInt32LE(v >>> 0, at);
     return this;
   }
 
@@ -65,7 +74,8 @@ export class PacketWriter {
   }
 
   zeros(n: number): this {
-    this.#buf.fill(0, this.#reserve(n), this.#len);
+    const at = this.#reserve(n);
+    this.#buf.fill(0, at, this.#len);
     return this;
   }
 

@@ -142,6 +142,11 @@ export class Connection implements ClientSession {
   /** Run the session; never rejects (every failure is handled and logged here). */
   async run(): Promise<void> {
     const client = new PacketChannel(this.#socket, MAX_LOGIN_PAYLOAD);
+    // A client that goes away while a callback or the backend login is pending ends the session
+    // at once; the steps in flight notice `closed` and stop.
+    this.#socket.once('close', () => {
+      if (this.#relay === null) this.#finish();
+    });
     try {
       await this.#login(client);
     } catch (e) {
