@@ -31,7 +31,8 @@ export class PacketChannel {
     null;
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
   readonly #onEnd = (): void => this.#fail(new ChannelClosedError());
-  readonly #onError = (e: Error): void => this.#fail(e);
+  // ECONNRESET, EPIPE and the like mean the peer went away: the same as a close for the login.
+  readonly #onError = (e: Error): void => this.#fail(new ChannelClosedError(`Connection lost: ${e.message}`));
   readonly #onClose = (): void => this.#fail(new ChannelClosedError());
 
   constructor(socket: Socket, maxPayload: number) {
