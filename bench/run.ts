@@ -1,0 +1,1039 @@
+/**
+ * myproxy benchmark: `npm run bench` (builds dist/, then runs this file).
+ *
+ * In one run it starts a throwaway MariaDB (test/helpers/mariadb.ts), loads
+ * the sysbench oltp_point_select tables directly, starts the built daemon
+ * (bin/myproxy.js) on a temporary socket and measures, interleaving direct and
+ * proxied runs:
+ *   1. sysbench oltp_point_select QPS, prepared (--db-ps-mode=auto) and text
+ *      (--db-ps-mode=disable) protocol; optionally through a socat
+ *      fork-per-connection byte relay as well;
+ *   2. logins per second from separate client processes (bench/login-worker.ts);
+ *   3. the daemon's RSS per idle, logged-in proxied connection (connections
+ *      held by bench/conn-holder.ts, measured on a fresh daemon);
+ * and prints a Markdown summary for docs/benchmarks.md.
+ *
+ * Settings (environment):
+ *   BENCH_ROUNDS        rounds of every interleaved comparison     (3)
+ *   BENCH_TIME          seconds per sysbench run                   (10)
+ *   BENCH_THREADS       sysbench threads                           (8)
+ *   BENCH_WARMUP        seconds of unrecorded warm-up per target   (3; 0 = none)
+ *   BENCH_LOGIN_TIME    seconds per login run                      (BENCH_TIME)
+ *   BENCH_LOGIN_CLIENTS login client processes                     (4)
+ *   BENCH_CONNECTIONS   idle connections for the memory test       (1000)
+ *   BENCH_SOCAT         1 = also measure a socat relay, 0 = skip   (1 if socat is installed)
+ *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
+ *
+ * Everything (daemons, clients, MariaDB, temp dirs) is cleaned up on normal
+ * exit, on errors and on SIGINT/SIGTERM/SIGHUP.
+ */
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../test/helpers/mariadb.js';
+
+const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(BENCH_DIR, '..');
+const DAEMON = path.join(ROOT, 'bin', 'myproxy.js');
+const LOGIN_WORKER = path.join(BENCH_DIR, 'login-worker.ts');
+const CONN_HOLDER = path.join(BENCH_DIR, 'conn-holder.ts');
+
+const SB_TABLES = 4;
+const SB_TABLE_SIZE = 10_000;
+const SB_DB = 'sbtest';
+
+/** Reference figures (CM4all's C++ myproxy on the same kind of 2-core machine). */
+const REFERENCE = {
+  preparedRatio: 0.49,
+  textRatio: 0.58,
+  socatRatio: 0.48,
+  loginRatio: 0.57,
+  kibPerConn: 2.6,
+  kibPerConnTarget: 8,
+} as const;
+
+// ---------------------------------------------------------------------------
+// Settings
+
+function envInt(name: string, dflt: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return dflt;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min) {
+    throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
+
+function haveBinary(name: string): boolean {
+  return (process.env['PATH'] ?? '')
+    .split(path.delimiter)
+    .some((dir) => dir !== '' && fs.existsSync(path.join(dir, name)));
+}
+
+const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
+const TIME = envInt('BENCH_TIME', 10, 1);
+const THREADS = envInt('BENCH_THREADS', 8, 1);
+const WARMUP = envInt('BENCH_WARMUP', 3, 0);
+const LOGIN_TIME = envInt('BENCH_LOGIN_TIME', TIME, 1);
+const LOGIN_CLIENTS = envInt('BENCH_LOGIN_CLIENTS', 4, 1);
+const CONNECTIONS = envInt('BENCH_CONNECTIONS', 1000, 1);
+const SOCAT = envInt('BENCH_SOCAT', haveBinary('socat') ? 1 : 0, 0) !== 0;
+
+// ---------------------------------------------------------------------------
+// Child processes and cleanup
+
+interface Tracked {
+  child: ChildProcess;
+  /** Spawned detached: kill the whole process group (socat's forks). */
+  group: boolean;
+}
+
+const tracked = new Set<Tracked>();
+let tmpDir: string | undefined;
+let db: MariaDB | undefined;
+
+function track(child: ChildProcess, group = false): ChildProcess {
+  const entry: Tracked = { child, group };
+  tracked.add(entry);
+  child.on('error', (e) => process.stderr.write(`bench: child process ${String(child.pid)}: ${e.message}\n`));
+  child.once('exit', () => {
+    if (!group) tracked.delete(entry);
+  });
+  return child;
+}
+
+function killTrackedSync(): void {
+  for (const { child, group } of tracked) {
+    try {
+      if (group && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      else if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  tracked.clear();
+}
+
+function removeTmpSync(): void {
+  if (tmpDir === undefined) return;
+  try {
+    fs.rmSync(tmpDir, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    /* best effort */
+  }
+  tmpDir = undefined;
+}
+
+function installCleanup(): void {
+  // MariaDB itself is killed by the helper's own 'exit' handler.
+  process.on('exit', () => {
+    killTrackedSync();
+    removeTmpSync();
+  });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\nbench: caught ${sig}, cleaning up\n`);
+      killTrackedSync();
+      removeTmpSync();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function stopChild(child: ChildProcess, group: boolean, graceMs: number): Promise<void> {
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      if (group && child.pid !== undefined) process.kill(-child.pid, sig);
+      else child.kill(sig);
+    } catch {
+      /* gone */
+    }
+  };
+  if (child.exitCode === null && child.signalCode === null) {
+    signal('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited(child), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    if (child.exitCode === null && child.signalCode === null) {
+      signal('SIGKILL');
+      await exited(child);
+    }
+  }
+  if (group) signal('SIGKILL'); // leftover forks of a fork-per-connection relay
+  for (const t of tracked) if (t.child === child) tracked.delete(t);
+}
+
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runCommand(
+  file: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = track(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env }));
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    const timer =
+      opts.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+    });
+  });
+}
+
+/** Shell prefix raising the soft open-files limit to the hard limit, then exec'ing "$0" "$@". */
+const RAISE_NOFILE = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"';
+
+function softNofileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m === null) return undefined;
+    return m[1] === 'unlimited' ? Infinity : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+function tailOf(file: string, lines = 20): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(none)';
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The daemon under test
+
+interface Proxy {
+  name: string;
+  pid: number;
+  socket: string;
+  outLog: string;
+  errLog: string;
+  /** Set when the daemon exited although nobody asked it to. */
+  unexpectedExit(): string | undefined;
+  stop(): Promise<void>;
+}
+
+async function startProxy(name: string, backendSocket: string): Promise<Proxy> {
+  const dir = path.join(tmpDir!, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const socket = path.join(dir, 'proxy.sock');
+  const config = path.join(dir, 'config.lua');
+  const outLog = path.join(dir, 'out.log');
+  const errLog = path.join(dir, 'err.log');
+  fs.writeFileSync(
+    config,
+    [
+      'handler = {}',
+      'function handler.on_handshake_response(client, hr)',
+      `  return client:connect(${JSON.stringify(backendSocket)}, hr)`,
+      'end',
+      `mysql_listen(${JSON.stringify(socket)}, handler)`,
+      '',
+    ].join('\n'),
+  );
+  const outFd = fs.openSync(outLog, 'a');
+  const errFd = fs.openSync(errLog, 'a');
+  let child: ChildProcess;
+  try {
+    child = track(
+      spawn(
+        '/bin/sh',
+        ['-c', RAISE_NOFILE, process.execPath, DAEMON, '--config', config, '--shutdown-grace', '2'],
+        { stdio: ['ignore', outFd, errFd], cwd: ROOT },
+      ),
+    );
+  } finally {
+    fs.closeSync(outFd);
+    fs.closeSync(errFd);
+  }
+  let stopping = false;
+  let exitInfo: string | undefined;
+  child.once('exit', (code, signal) => {
+    if (!stopping) exitInfo = `exited unexpectedly (code ${String(code)}, signal ${String(signal)})`;
+  });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exitInfo !== undefined || child.exitCode !== null) {
+      throw new Error(
+        `myproxy "${name}" ${exitInfo ?? 'exited'} during startup\n--- stdout ---\n${tailOf(outLog)}\n--- stderr ---\n${tailOf(errLog)}`,
+      );
+    }
+    // No probe connection: a client hanging up before the greeting is logged by the daemon.
+    if (fs.readFileSync(outLog, 'utf8').includes('listening on') && fs.existsSync(socket)) break;
+    if (Date.now() > deadline) {
+      await stopChild(child, false, 1000);
+      throw new Error(`myproxy "${name}" not listening after 30 s\n--- stderr ---\n${tailOf(errLog)}`);
+    }
+    await sleep(50);
+  }
+  return {
+    name,
+    pid: child.pid!,
+    socket,
+    outLog,
+    errLog,
+    unexpectedExit: () => exitInfo,
+    stop: async () => {
+      stopping = true;
+      await stopChild(child, false, 10_000);
+    },
+  };
+}
+
+/**
+ * Distinct messages of a daemon's stderr ("[peer] message" lines, the peer
+ * prefix removed; stack-trace lines skipped), with their counts.
+ */
+function summariseErrLog(file: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return counts;
+  }
+  for (const line of text.split('\n')) {
+    if (line.trim() === '' || /^\s+at /.test(line)) continue;
+    const msg = line.replace(/^\[[^\]]*\]\s*/, '').replace(/"[^"]*"/g, '"…"');
+    counts.set(msg, (counts.get(msg) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** With BENCH_KEEP_LOGS=DIR, copies a daemon's stdout/stderr logs there. */
+function keepLogs(proxy: Proxy): void {
+  const dest = process.env['BENCH_KEEP_LOGS'];
+  if (dest === undefined || dest === '') return;
+  fs.mkdirSync(dest, { recursive: true });
+  fs.copyFileSync(proxy.outLog, path.join(dest, `${proxy.name}.out.log`));
+  fs.copyFileSync(proxy.errLog, path.join(dest, `${proxy.name}.err.log`));
+}
+
+interface RelayHandle {
+  socket: string;
+  stop(): Promise<void>;
+}
+
+async function startSocat(backendSocket: string): Promise<RelayHandle> {
+  const dir = path.join(tmpDir!, 'socat');
+  fs.mkdirSync(dir, { recursive: true });
+  const socket = path.join(dir, 'relay.sock');
+  const child = track(
+    spawn('socat', [`UNIX-LISTEN:${socket},fork,backlog=128`, `UNIX-CONNECT:${backendSocket}`], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      detached: true,
+    }),
+    true,
+  );
+  // Wait for the socket file only: a probe connection would make socat log a broken pipe.
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(socket)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error('socat relay did not start');
+    await sleep(50);
+  }
+  await sleep(200);
+  return { socket, stop: () => stopChild(child, true, 2000) };
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and formatting
+
+function median(values: readonly (number | null)[]): number | null {
+  const v = values.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = v.length >> 1;
+  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+const fmtInt = (v: number | null): string => (v === null ? 'FAIL' : String(Math.round(v)));
+const fmtRatio = (v: number | null): string => (v === null ? 'n/a' : v.toFixed(2));
+const ratio = (a: number | null, b: number | null): number | null =>
+  a === null || b === null || b === 0 ? null : a / b;
+
+// ---------------------------------------------------------------------------
+// 1. sysbench
+
+type PsMode = 'auto' | 'disable';
+type Target = 'direct' | 'myproxy' | 'socat';
+
+interface SysbenchRun {
+  qps: number | null;
+  queries: number | null;
+  ignoredErrors: number | null;
+  reconnects: number | null;
+  problem?: string;
+}
+
+function sysbenchCommon(socket: string): string[] {
+  return [
+    'oltp_point_select',
+    '--db-driver=mysql',
+    `--mysql-socket=${socket}`,
+    `--mysql-user=${USERS.native.user}`,
+    `--mysql-password=${USERS.native.password}`,
+    `--mysql-db=${SB_DB}`,
+    `--tables=${SB_TABLES}`,
+    `--table-size=${SB_TABLE_SIZE}`,
+  ];
+}
+
+const SYSBENCH_ENV: NodeJS.ProcessEnv = { ...process.env, LIBMYSQL_PLUGINS: 'mysql_clear_password' };
+
+async function sysbenchRun(socket: string, mode: PsMode, seconds: number): Promise<SysbenchRun> {
+  const r = await runCommand(
+    'sysbench',
+    [...sysbenchCommon(socket), `--threads=${THREADS}`, `--time=${seconds}`, `--db-ps-mode=${mode}`, 'run'],
+    { env: SYSBENCH_ENV, timeoutMs: (seconds + 120) * 1000 },
+  );
+  const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec\.\)/.exec(r.stdout);
+  const ign = /ignored errors:\s+(\d+)/.exec(r.stdout);
+  const rec = /reconnects:\s+(\d+)/.exec(r.stdout);
+  const res: SysbenchRun = {
+    qps: q === null ? null : Number(q[2]),
+    queries: q === null ? null : Number(q[1]),
+    ignoredErrors: ign === null ? null : Number(ign[1]),
+    reconnects: rec === null ? null : Number(rec[1]),
+  };
+  const fatal = `${r.stdout}\n${r.stderr}`
+    .split('\n')
+    .filter((l) => /FATAL|error|warning/i.test(l) && !/ignored errors:/.test(l))
+    .slice(0, 8);
+  if (r.code !== 0 || res.qps === null || fatal.length > 0) {
+    res.problem =
+      `exit code ${String(r.code)}${r.signal === null ? '' : ` signal ${r.signal}`}` +
+      (fatal.length > 0 ? `: ${fatal.join(' | ')}` : res.qps === null ? `: ${r.stderr.trim().slice(-500)}` : '');
+    if (r.code !== 0) res.qps = null;
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------------------
+// IPC helpers for the client processes
+
+function waitMessage<T>(child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: { type?: string }): void => {
+      if (msg.type !== type) return;
+      cleanup();
+      resolve(msg as T);
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      cleanup();
+      reject(new Error(`client process exited (code ${String(code)}, signal ${String(signal)}) waiting for ${type}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${type} from a client process`));
+    }, timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+/**
+ * Sends an IPC message; a client that has gone away is an Error thrown here
+ * (or ignored with `ignoreGone`), never an unhandled 'error' event.
+ */
+function send(child: ChildProcess, msg: object, ignoreGone = false): void {
+  if (!child.connected) {
+    if (ignoreGone) return;
+    throw new Error(`client process ${String(child.pid)} is gone (exit code ${String(child.exitCode)})`);
+  }
+  child.send(msg, (e) => {
+    if (e !== null && !ignoreGone) process.stderr.write(`bench: IPC send failed: ${e.message}\n`);
+  });
+}
+
+function forkClient(script: string, raiseNofile: boolean): ChildProcess {
+  if (raiseNofile) {
+    // exec through sh to raise RLIMIT_NOFILE; the IPC fd and NODE_CHANNEL_FD survive the exec.
+    return track(
+      spawn('/bin/sh', ['-c', RAISE_NOFILE, process.execPath, '--import', 'tsx', script], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        cwd: ROOT,
+      }),
+    );
+  }
+  return track(
+    fork(script, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT }),
+  );
+}
+
+// ---------------------------------------------------------------------------
+// 2. logins
+
+interface LoginResult {
+  type: 'result';
+  ok: number;
+  failed: number;
+  elapsedMs: number;
+  errors: string[];
+}
+
+interface LoginRun {
+  perSec: number;
+  ok: number;
+  failed: number;
+  errors: string[];
+}
+
+async function loginRun(workers: ChildProcess[], socket: string, seconds: number): Promise<LoginRun> {
+  const results = workers.map((w) => waitMessage<LoginResult>(w, 'result', (seconds + 120) * 1000));
+  for (const w of workers) {
+    send(w, {
+      type: 'run',
+      socket,
+      user: USERS.native.user,
+      password: USERS.native.password,
+      database: SB_DB,
+      seconds,
+    });
+  }
+  const all = await Promise.all(results);
+  const ok = all.reduce((s, r) => s + r.ok, 0);
+  const failed = all.reduce((s, r) => s + r.failed, 0);
+  const elapsed = Math.max(...all.map((r) => r.elapsedMs)) / 1000;
+  const errors = [...new Set(all.flatMap((r) => r.errors))].slice(0, 5);
+  return { perSec: ok / elapsed, ok, failed, errors };
+}
+
+// ---------------------------------------------------------------------------
+// 3. memory
+
+function readStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (m === null) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(m[1]);
+}
+
+let clockTicks: number | undefined;
+
+/** User + system CPU seconds a process has used so far (NaN if it is gone). */
+function cpuSeconds(pid: number): number {
+  clockTicks ??= Number(tryExec('getconf', ['CLK_TCK'])) || 100;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm) ": state is field 3, utime field 14, stime field 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / clockTicks;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU microseconds per operation of `pid` between two cpuSeconds() readings. */
+const usPer = (before: number, after: number, ops: number | null): number | null =>
+  ops === null || ops <= 0 || !Number.isFinite(after - before) ? null : ((after - before) * 1e6) / ops;
+
+const fmtUs = (v: number | null): string => (v === null ? 'n/a' : v.toFixed(1));
+
+/** Median of a few VmRSS samples, `spacingMs` apart. */
+async function sampleRss(pid: number, samples = 5, spacingMs = 300): Promise<number> {
+  const v: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await sleep(spacingMs);
+    v.push(readStatusKiB(pid, 'VmRSS'));
+  }
+  return median(v)!;
+}
+
+interface MemoryResult {
+  connections: number;
+  opened: number;
+  failed: number;
+  alive: number;
+  openMs: number;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  rssAfterCloseKiB: number;
+  hwmKiB: number;
+  kibPerConn: number;
+  errors: string[];
+}
+
+async function memoryTest(backendSocket: string): Promise<MemoryResult> {
+  const need = CONNECTIONS + 200;
+  const limit = softNofileLimit();
+  if (limit !== undefined && limit < need) {
+    console.log(`  note: soft RLIMIT_NOFILE is ${limit}; the daemon and the holder raise theirs to the hard limit`);
+  }
+  const proxy = await startProxy('mem', backendSocket);
+  const holder = forkClient(CONN_HOLDER, true);
+  try {
+    await waitMessage(holder, 'ready', 60_000);
+    const open = (count: number): Promise<{ ok: number; failed: number; errors: string[]; ms: number }> => {
+      const p = waitMessage<{ ok: number; failed: number; errors: string[]; ms: number }>(holder, 'opened', 600_000);
+      send(holder, {
+        type: 'open',
+        socket: proxy.socket,
+        user: USERS.native.user,
+        password: USERS.native.password,
+        database: SB_DB,
+        count,
+        concurrency: 16,
+      });
+      return p;
+    };
+    const close = async (): Promise<void> => {
+      const p = waitMessage(holder, 'closed', 120_000);
+      send(holder, { type: 'close' });
+      await p;
+    };
+    // Warm-up: load and compile the login path before the baseline.
+    const warm = await open(50);
+    if (warm.ok === 0) throw new Error(`warm-up logins through the proxy failed: ${warm.errors.join('; ')}`);
+    await close();
+    await sleep(2000);
+    const rssBeforeKiB = await sampleRss(proxy.pid);
+    console.log(`  daemon RSS before: ${rssBeforeKiB} KiB`);
+
+    const opened = await open(CONNECTIONS);
+    console.log(
+      `  opened ${opened.ok}/${CONNECTIONS} idle proxied connections in ${(opened.ms / 1000).toFixed(1)} s` +
+        (opened.failed > 0 ? ` (${opened.failed} FAILED: ${opened.errors.join('; ')})` : ''),
+    );
+    await sleep(3000);
+    const rssAfterKiB = await sampleRss(proxy.pid);
+    const hwmKiB = readStatusKiB(proxy.pid, 'VmHWM');
+    console.log(`  daemon RSS with ${opened.ok} connections: ${rssAfterKiB} KiB (peak ${hwmKiB} KiB)`);
+
+    const checkP = waitMessage<{ alive: number; dead: number; errors: string[] }>(holder, 'checked', 120_000);
+    send(holder, { type: 'check' });
+    const checked = await checkP;
+    console.log(
+      `  COM_PING on every held connection: ${checked.alive} alive, ${checked.dead} dead` +
+        (checked.errors.length > 0 ? ` (${checked.errors.join('; ')})` : ''),
+    );
+
+    await close();
+    await sleep(2000);
+    const rssAfterCloseKiB = await sampleRss(proxy.pid);
+    console.log(`  daemon RSS after closing them: ${rssAfterCloseKiB} KiB`);
+    return {
+      connections: CONNECTIONS,
+      opened: opened.ok,
+      failed: opened.failed,
+      alive: checked.alive,
+      openMs: opened.ms,
+      rssBeforeKiB,
+      rssAfterKiB,
+      rssAfterCloseKiB,
+      hwmKiB,
+      kibPerConn: opened.ok === 0 ? NaN : (rssAfterKiB - rssBeforeKiB) / opened.ok,
+      errors: [...opened.errors, ...checked.errors],
+    };
+  } finally {
+    send(holder, { type: 'exit' }, true);
+    await Promise.race([exited(holder), sleep(5000)]);
+    await stopChild(holder, false, 1000);
+    await proxy.stop();
+    for (const [msg, n] of summariseErrLog(proxy.errLog)) console.log(`  daemon logged: ${n} × ${msg}`);
+    keepLogs(proxy);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Machine description
+
+interface Machine {
+  date: string;
+  nproc: string;
+  cpu: string;
+  kernel: string;
+  node: string;
+  mariadb: string;
+  sysbench: string;
+  commit: string;
+  loadBefore: string;
+}
+
+function tryExec(file: string, args: string[]): string {
+  try {
+    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], cwd: ROOT }).trim();
+  } catch {
+    return '?';
+  }
+}
+
+async function describeMachine(mariadb: MariaDB): Promise<Machine> {
+  let cpu = '?';
+  try {
+    cpu = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? '?';
+  } catch {
+    /* not Linux */
+  }
+  const commit = tryExec('git', ['rev-parse', '--short', 'HEAD']);
+  const dirty = tryExec('git', ['status', '--porcelain', '--untracked-files=no']);
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    nproc: tryExec('nproc', []),
+    cpu,
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    mariadb: (await mariadb.query('SELECT VERSION()')).trim(),
+    sysbench: tryExec('sysbench', ['--version']),
+    loadBefore: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    commit: commit + (dirty !== '' && dirty !== '?' ? ' + uncommitted changes' : ''),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+interface Problem {
+  what: string;
+  detail: string;
+}
+
+async function main(): Promise<void> {
+  installCleanup();
+  tmpDir = fs.mkdtempSync('/tmp/myproxy-bench-');
+  const problems: Problem[] = [];
+  const t0 = Date.now();
+
+  const targets: Target[] = SOCAT ? ['direct', 'myproxy', 'socat'] : ['direct', 'myproxy'];
+  console.log(
+    `myproxy benchmark: ${ROUNDS} rounds, sysbench ${TIME} s × ${THREADS} threads, ` +
+      `logins ${LOGIN_TIME} s × ${LOGIN_CLIENTS} processes, ${CONNECTIONS} idle connections` +
+      (SOCAT ? ', socat relay included' : ''),
+  );
+
+  console.log('starting MariaDB …');
+  db = await startMariaDB({ name: 'bench' });
+  await createTestUsers(db);
+  const machine = await describeMachine(db);
+  console.log(`  ${machine.mariadb} on ${db.socket}`);
+
+  console.log(`sysbench prepare (${SB_TABLES} tables × ${SB_TABLE_SIZE} rows, direct) …`);
+  const prep = await runCommand('sysbench', [...sysbenchCommon(db.socket), 'prepare'], {
+    env: SYSBENCH_ENV,
+    timeoutMs: 600_000,
+  });
+  if (prep.code !== 0) throw new Error(`sysbench prepare failed:\n${prep.stdout}\n${prep.stderr}`);
+
+  console.log('starting myproxy (dist/) …');
+  const proxy = await startProxy('main', db.socket);
+  console.log(`  pid ${proxy.pid}, listening on ${proxy.socket}`);
+  const relay = SOCAT ? await startSocat(db.socket) : undefined;
+  const socketOf = (t: Target): string =>
+    t === 'direct' ? db!.socket : t === 'myproxy' ? proxy.socket : relay!.socket;
+
+  // Sanity check: one login through the proxy before measuring anything.
+  {
+    const sanity = forkClient(LOGIN_WORKER, false);
+    await waitMessage(sanity, 'ready', 60_000);
+    const r = await loginRun([sanity], proxy.socket, 1);
+    send(sanity, { type: 'exit' }, true);
+    await exited(sanity);
+    if (r.ok === 0) {
+      throw new Error(
+        `cannot log in through the proxy: ${r.errors.join('; ')}\n--- daemon stderr ---\n${tailOf(proxy.errLog)}`,
+      );
+    }
+  }
+
+  // ---- 1. sysbench
+  const modes: { mode: PsMode; label: string }[] = [
+    { mode: 'auto', label: 'prepared (`--db-ps-mode=auto`)' },
+    { mode: 'disable', label: 'text (`--db-ps-mode=disable`)' },
+  ];
+  const qps = new Map<string, (number | null)[]>();
+  const key = (m: PsMode, t: Target): string => `${m}/${t}`;
+  const cpuQ = new Map<string, { proxy: (number | null)[]; db: (number | null)[] }>();
+  for (const { mode } of modes) {
+    for (const t of targets) {
+      qps.set(key(mode, t), []);
+      cpuQ.set(key(mode, t), { proxy: [], db: [] });
+    }
+  }
+
+  if (WARMUP > 0) {
+    console.log(`sysbench warm-up (${WARMUP} s per target and mode, not recorded) …`);
+    for (const { mode } of modes) {
+      for (const t of targets) {
+        const r = await sysbenchRun(socketOf(t), mode, WARMUP);
+        if (r.problem !== undefined) problems.push({ what: `sysbench warm-up ${mode} ${t}`, detail: r.problem });
+      }
+    }
+  }
+
+  console.log(`sysbench oltp_point_select, ${THREADS} threads, ${TIME} s per run:`);
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const { mode } of modes) {
+      for (const t of targets) {
+        const p0 = cpuSeconds(proxy.pid);
+        const d0 = cpuSeconds(db.pid);
+        const r = await sysbenchRun(socketOf(t), mode, TIME);
+        const proxyUs = t === 'myproxy' ? usPer(p0, cpuSeconds(proxy.pid), r.queries) : null;
+        const dbUs = usPer(d0, cpuSeconds(db.pid), r.queries);
+        qps.get(key(mode, t))!.push(r.qps);
+        cpuQ.get(key(mode, t))!.proxy.push(proxyUs);
+        cpuQ.get(key(mode, t))!.db.push(dbUs);
+        const extra =
+          (r.ignoredErrors !== null && r.ignoredErrors > 0 ? ` ignored errors ${r.ignoredErrors}` : '') +
+          (r.reconnects !== null && r.reconnects > 0 ? ` reconnects ${r.reconnects}` : '');
+        console.log(
+          `  round ${round} ${mode.padEnd(7)} ${t.padEnd(7)} ${fmtInt(r.qps).padStart(7)} QPS` +
+            `  CPU µs/query: mariadbd ${fmtUs(dbUs)}${t === 'myproxy' ? `, myproxy ${fmtUs(proxyUs)}` : ''}${extra}` +
+            (r.problem !== undefined ? `  PROBLEM: ${r.problem}` : ''),
+        );
+        if (r.problem !== undefined) problems.push({ what: `sysbench round ${round} ${mode} ${t}`, detail: r.problem });
+        if (extra !== '') problems.push({ what: `sysbench round ${round} ${mode} ${t}`, detail: extra.trim() });
+      }
+    }
+  }
+  for (const { mode } of modes) {
+    const direct = median(qps.get(key(mode, 'direct'))!);
+    for (const t of targets) {
+      const m = median(qps.get(key(mode, t))!);
+      console.log(
+        `  median ${mode.padEnd(7)} ${t.padEnd(7)} ${fmtInt(m).padStart(7)} QPS` +
+          (t === 'direct' ? '' : `  ratio ${fmtRatio(ratio(m, direct))}`),
+      );
+    }
+  }
+  if (relay !== undefined) await relay.stop();
+
+  // ---- 2. logins
+  console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
+  const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
+  const logins = { direct: [] as (number | null)[], myproxy: [] as (number | null)[] };
+  const loginFailures = { direct: 0, myproxy: 0 };
+  const loginOk = { direct: 0, myproxy: 0 };
+  const loginCpu = {
+    direct: { proxy: [] as (number | null)[], db: [] as (number | null)[] },
+    myproxy: { proxy: [] as (number | null)[], db: [] as (number | null)[] },
+  };
+  try {
+    await Promise.all(workers.map((w) => waitMessage(w, 'ready', 60_000)));
+    if (WARMUP > 0) {
+      for (const t of ['direct', 'myproxy'] as const) await loginRun(workers, socketOf(t), Math.min(WARMUP, 2));
+    }
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const t of ['direct', 'myproxy'] as const) {
+        const p0 = cpuSeconds(proxy.pid);
+        const d0 = cpuSeconds(db.pid);
+        const r = await loginRun(workers, socketOf(t), LOGIN_TIME);
+        const proxyUs = t === 'myproxy' ? usPer(p0, cpuSeconds(proxy.pid), r.ok) : null;
+        const dbUs = usPer(d0, cpuSeconds(db.pid), r.ok);
+        loginCpu[t].proxy.push(proxyUs);
+        loginCpu[t].db.push(dbUs);
+        logins[t].push(r.ok > 0 ? r.perSec : null);
+        loginFailures[t] += r.failed;
+        loginOk[t] += r.ok;
+        console.log(
+          `  round ${round} ${t.padEnd(7)} ${r.perSec.toFixed(0).padStart(6)} logins/s (${r.ok} ok` +
+            (r.failed > 0 ? `, ${r.failed} FAILED: ${r.errors.join('; ')}` : '') +
+            `)  CPU µs/login: mariadbd ${fmtUs(dbUs)}${t === 'myproxy' ? `, myproxy ${fmtUs(proxyUs)}` : ''}`,
+        );
+        if (r.failed > 0) {
+          problems.push({ what: `logins round ${round} ${t}`, detail: `${r.failed} failed: ${r.errors.join('; ')}` });
+        }
+      }
+    }
+  } finally {
+    for (const w of workers) send(w, { type: 'exit' }, true);
+    await Promise.all(workers.map((w) => Promise.race([exited(w), sleep(5000)])));
+    for (const w of workers) await stopChild(w, false, 1000);
+  }
+  const loginDirect = median(logins.direct);
+  const loginProxy = median(logins.myproxy);
+  console.log(
+    `  median direct ${fmtInt(loginDirect)}/s, myproxy ${fmtInt(loginProxy)}/s, ratio ${fmtRatio(ratio(loginProxy, loginDirect))}`,
+  );
+
+  const mainRssKiB = proxy.unexpectedExit() === undefined ? readStatusKiB(proxy.pid, 'VmRSS') : NaN;
+  const mainHwmKiB = proxy.unexpectedExit() === undefined ? readStatusKiB(proxy.pid, 'VmHWM') : NaN;
+  const exitInfo = proxy.unexpectedExit();
+  if (exitInfo !== undefined) problems.push({ what: 'myproxy (main)', detail: exitInfo });
+  await proxy.stop();
+  for (const [msg, n] of summariseErrLog(proxy.errLog)) {
+    problems.push({ what: 'myproxy (main) logged', detail: `${n} × ${msg}` });
+  }
+  keepLogs(proxy);
+
+  // ---- 3. memory
+  console.log(`memory: ${CONNECTIONS} idle logged-in connections through a fresh daemon:`);
+  const mem = await memoryTest(db.socket);
+  if (mem.failed > 0 || mem.alive !== mem.opened) {
+    problems.push({
+      what: 'memory test connections',
+      detail: `${mem.opened} opened, ${mem.failed} failed, ${mem.alive} answered COM_PING; ${mem.errors.join('; ')}`,
+    });
+  }
+
+  // ---- 4. summary
+  const elapsedMin = (Date.now() - t0) / 60_000;
+  const out: string[] = [];
+  const round = (n: number): string => Array.from({ length: n }, (_, i) => `round ${i + 1}`).join(' | ');
+  const dashes = (n: number): string => Array.from({ length: n }, () => '---:').join('|');
+  out.push(`### Run of ${machine.date}`);
+  out.push('');
+  out.push(
+    `- Command: \`npm run bench\` (BENCH_ROUNDS=${ROUNDS}, BENCH_TIME=${TIME}, BENCH_THREADS=${THREADS}, ` +
+      `BENCH_WARMUP=${WARMUP}, BENCH_LOGIN_TIME=${LOGIN_TIME}, BENCH_LOGIN_CLIENTS=${LOGIN_CLIENTS}, ` +
+      `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SOCAT=${SOCAT ? 1 : 0}); took ${elapsedMin.toFixed(1)} min`,
+  );
+  out.push(`- Machine: \`nproc\` = ${machine.nproc}, ${machine.cpu}, ${machine.kernel}`);
+  out.push(
+    `- Load average (1/5/15 min) before the run: ${machine.loadBefore}; after: ` +
+      os.loadavg().map((x) => x.toFixed(2)).join(' '),
+  );
+  out.push(`- Software: Node ${machine.node}, MariaDB ${machine.mariadb}, ${machine.sysbench}`);
+  out.push(`- myproxy: commit ${machine.commit}, built \`dist/\`, one process, minimal config (connect every login to the MariaDB socket)`);
+  out.push('');
+  out.push(`#### sysbench oltp_point_select, ${THREADS} threads, ${TIME} s per run, queries per second`);
+  out.push('');
+  out.push(`| protocol | path | ${round(ROUNDS)} | median | × direct |`);
+  out.push(`|---|---|${dashes(ROUNDS)}|---:|---:|`);
+  const summaryRatios = new Map<string, number | null>();
+  for (const { mode, label } of modes) {
+    const direct = median(qps.get(key(mode, 'direct'))!);
+    for (const t of targets) {
+      const vals = qps.get(key(mode, t))!;
+      const m = median(vals);
+      const r = t === 'direct' ? null : ratio(m, direct);
+      summaryRatios.set(key(mode, t), r);
+      const name = t === 'direct' ? 'direct' : t === 'myproxy' ? 'myproxy' : 'socat relay (fork per connection)';
+      out.push(
+        `| ${t === 'direct' ? label : ''} | ${name} | ${vals.map(fmtInt).join(' | ')} | ${fmtInt(m)} | ${t === 'direct' ? '1' : fmtRatio(r)} |`,
+      );
+    }
+  }
+  out.push('');
+  out.push(
+    'CPU time per query (median over the rounds, from /proc/PID/stat utime+stime; unlike QPS this barely ' +
+      'depends on what else the machine is doing):',
+  );
+  out.push('');
+  out.push('| protocol | path | mariadbd µs/query | myproxy µs/query |');
+  out.push('|---|---|---:|---:|');
+  for (const { mode } of modes) {
+    for (const t of targets) {
+      const c = cpuQ.get(key(mode, t))!;
+      out.push(
+        `| ${t === 'direct' ? (mode === 'auto' ? 'prepared' : 'text') : ''} | ${t} | ${fmtUs(median(c.db))} | ` +
+          `${t === 'myproxy' ? fmtUs(median(c.proxy)) : ''} |`,
+      );
+    }
+  }
+  out.push('');
+  out.push(
+    `#### Logins per second (${LOGIN_CLIENTS} client processes, mysql2: connect → \`SELECT 1\` → quit, ${LOGIN_TIME} s per run)`,
+  );
+  out.push('');
+  out.push(`| path | ${round(ROUNDS)} | median | × direct |`);
+  out.push(`|---|${dashes(ROUNDS)}|---:|---:|`);
+  out.push(`| direct | ${logins.direct.map(fmtInt).join(' | ')} | ${fmtInt(loginDirect)} | 1 |`);
+  out.push(
+    `| myproxy | ${logins.myproxy.map(fmtInt).join(' | ')} | ${fmtInt(loginProxy)} | ${fmtRatio(ratio(loginProxy, loginDirect))} |`,
+  );
+  out.push('');
+  out.push(
+    `CPU time per login (median): mariadbd ${fmtUs(median(loginCpu.direct.db))} µs direct, ` +
+      `${fmtUs(median(loginCpu.myproxy.db))} µs proxied; myproxy ${fmtUs(median(loginCpu.myproxy.proxy))} µs.`,
+  );
+  out.push('');
+  out.push(
+    `Failed logins: direct ${loginFailures.direct} of ${loginOk.direct + loginFailures.direct}, ` +
+      `myproxy ${loginFailures.myproxy} of ${loginOk.myproxy + loginFailures.myproxy}.`,
+  );
+  out.push('');
+  out.push(`#### Memory: daemon RSS (VmRSS) with ${CONNECTIONS} idle, logged-in proxied connections`);
+  out.push('');
+  out.push('| RSS before | RSS with connections | peak (VmHWM) | RSS after closing | per connection |');
+  out.push('|---:|---:|---:|---:|---:|');
+  out.push(
+    `| ${mem.rssBeforeKiB} KiB | ${mem.rssAfterKiB} KiB | ${mem.hwmKiB} KiB | ${mem.rssAfterCloseKiB} KiB | ` +
+      `**${mem.kibPerConn.toFixed(1)} KiB** |`,
+  );
+  out.push('');
+  out.push(
+    `${mem.opened} of ${CONNECTIONS} connections opened (${(mem.openMs / 1000).toFixed(1)} s, 16 at a time), ` +
+      `${mem.alive} answered COM_PING afterwards. Fresh daemon, warmed up with 50 logins before the baseline. ` +
+      `The benchmark daemon's RSS after the throughput and login runs: ${mainRssKiB} KiB (peak ${mainHwmKiB} KiB).`,
+  );
+  out.push('');
+  out.push('#### Against the reference figures (CM4all C++ myproxy, same kind of 2-core machine)');
+  out.push('');
+  const meets = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? 'yes' : 'no');
+  const vs = (ours: number | null, ref: number): string => meets(ours === null ? null : ours >= ref);
+  const prepR = summaryRatios.get(key('auto', 'myproxy')) ?? null;
+  const textR = summaryRatios.get(key('disable', 'myproxy')) ?? null;
+  const loginR = ratio(loginProxy, loginDirect);
+  out.push('| figure | reference | this run | meets it? |');
+  out.push('|---|---:|---:|---|');
+  out.push(`| prepared statements, × direct | ${REFERENCE.preparedRatio} | ${fmtRatio(prepR)} | ${vs(prepR, REFERENCE.preparedRatio)} |`);
+  out.push(`| text protocol, × direct | ${REFERENCE.textRatio} | ${fmtRatio(textR)} | ${vs(textR, REFERENCE.textRatio)} |`);
+  if (SOCAT) {
+    out.push(
+      `| socat relay, text, × direct | ~${REFERENCE.socatRatio} | ${fmtRatio(summaryRatios.get(key('disable', 'socat')) ?? null)} | (comparison only) |`,
+    );
+  }
+  out.push(`| logins (${LOGIN_CLIENTS} loops), × direct | ${REFERENCE.loginRatio} | ${fmtRatio(loginR)} | ${vs(loginR, REFERENCE.loginRatio)} |`);
+  const kib = Number.isFinite(mem.kibPerConn) ? mem.kibPerConn : null;
+  out.push(
+    `| KiB per idle connection | ${REFERENCE.kibPerConn} (target ≤ ${REFERENCE.kibPerConnTarget}) | ` +
+      `${kib === null ? 'n/a' : kib.toFixed(1)} | ${meets(kib === null ? null : kib <= REFERENCE.kibPerConn)} (C++); ` +
+      `${meets(kib === null ? null : kib <= REFERENCE.kibPerConnTarget)} (target) |`,
+  );
+  if (problems.length > 0) {
+    out.push('');
+    out.push('#### Problems seen during the run');
+    out.push('');
+    for (const p of problems) out.push(`- ${p.what}: ${p.detail.replace(/\n/g, ' ')}`);
+  }
+
+  console.log('\n===== Markdown summary (paste into docs/benchmarks.md) =====\n');
+  console.log(out.join('\n'));
+  console.log('\n===== end of summary =====');
+}
+
+let exitCode = 0;
+try {
+  await main();
+} catch (e) {
+  process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  exitCode = 1;
+} finally {
+  killTrackedSync();
+  if (db !== undefined) await db.stop();
+  removeTmpSync();
+}
+process.exit(exitCode);
