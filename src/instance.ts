@@ -4,7 +4,7 @@ import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from 'fengari';
 import { installAddress, resolvePending } from './bindings/address.js';
 import { installClient, LuaSessionHandler } from './bindings/client.js';
 import { installListen, takeSystemdFds, type ListenerSpec } from './bindings/listen.js';
@@ -25,6 +25,8 @@ export interface InstanceOptions {
   readonly clientTimeoutMs: number;
   /** How long a Lua callback may compute without yielding (ms). */
   readonly callbackBudgetMs: number;
+  /** `--check`: run the config without binding sockets. */
+  readonly checkOnly?: boolean;
 }
 
 export const DEFAULT_INSTANCE_OPTIONS = {
@@ -44,6 +46,9 @@ export class Instance {
   readonly #servers: Server[] = [];
   readonly #connections = new Set<Connection>();
   #stopping = false;
+  #runner: CallbackRunner | null = null;
+  /** 'idle', 'running', or 'again' (a SIGHUP arrived while reload() ran: run it once more). */
+  #reloadState: 'idle' | 'running' | 'again' = 'idle';
 
   constructor(options: InstanceOptions) {
     this.#options = options;
@@ -61,14 +66,14 @@ export class Instance {
     addPackagePath(L, [baseDir, SHIPPED_LUA_DIR]);
     installClient(L);
     const address = installAddress(L);
-    const listen = installListen(L, { baseDir, systemdFds: () => takeSystemdFds() });
+    const check = this.#options.checkOnly === true;
+    const listen = installListen(L, { baseDir, systemdFds: () => (check ? [] : takeSystemdFds()), bind: !check });
     try {
       runFile(L, configPath);
-      if (listen.listeners.length === 0) throw new ConfigError(`${configPath}: No listeners configured`);
+      if (listen.declared === 0) throw new ConfigError(`${configPath}: No listeners configured`);
       await resolvePending(address.pending);
     } catch (e) {
       listen.closeAll();
-      for (const l of listen.listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
       if (e instanceof ConfigError) throw e;
       if (e instanceof LuaScriptError) throw new ConfigError(e.message);
       throw new ConfigError(errorMessage(e), { cause: e });
@@ -89,6 +94,7 @@ export class Instance {
     const L = this.#L;
     if (L === null) throw new Error('Instance.start() before load()');
     const runner = new CallbackRunner(L, { budgetMs: this.#options.callbackBudgetMs });
+    this.#runner = runner;
     for (const spec of this.#listeners) {
       const handler = new LuaSessionHandler(L, runner, spec.refs);
       const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket, handler));
@@ -136,6 +142,48 @@ export class Instance {
     );
     this.#connections.add(connection);
     void connection.run();
+  }
+
+  /**
+   * SIGHUP: run the config's global `reload()` (if defined) in its own coroutine. A SIGHUP that
+   * arrives while it runs makes it run once more afterwards. Errors are logged; the daemon goes on.
+   */
+  reload(): void {
+    if (this.#reloadState !== 'idle') {
+      this.#reloadState = 'again';
+      return;
+    }
+    void this.#runReload();
+  }
+
+  /** Read through a method: the state changes while reload() awaits (TS cannot see that). */
+  #reloadRequestedAgain(): boolean {
+    return this.#reloadState === 'again';
+  }
+
+  async #runReload(): Promise<void> {
+    const L = this.#L;
+    const runner = this.#runner;
+    if (L === null || runner === null) return;
+    do {
+      this.#reloadState = 'running';
+      lua.lua_getglobal(L, 'reload');
+      if (lua.lua_type(L, -1) !== lua.LUA_TFUNCTION) {
+        lua.lua_pop(L, 1);
+        logInfo('SIGHUP: no reload() function in the config, nothing to do');
+        break;
+      }
+      const ref = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
+      try {
+        await runner.call(ref, () => 0, () => undefined, () => this.#stopping);
+        logInfo('reload() finished');
+      } catch (e) {
+        logError(`reload() failed: ${errorMessage(e)}`);
+      } finally {
+        lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, ref);
+      }
+    } while (this.#reloadRequestedAgain() && !this.#stopping);
+    this.#reloadState = 'idle';
   }
 
   /**

@@ -55,7 +55,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return ExitCode.USAGE;
   }
   process.on('SIGPIPE', () => undefined);
-  const instance = new Instance({ ...DEFAULT_INSTANCE_OPTIONS, configPath: cmd.configPath });
+  const instance = new Instance({ ...DEFAULT_INSTANCE_OPTIONS, configPath: cmd.configPath, checkOnly: cmd.check });
   try {
     await instance.load();
   } catch (e) {
@@ -94,5 +94,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('SIGQUIT', onSignal);
+    process.on('SIGHUP', () => {
+      logInfo('caught SIGHUP, running reload()');
+      instance.reload();
+    });
   });
 }

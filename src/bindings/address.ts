@@ -109,7 +109,7 @@ export async function resolvePending(pending: readonly PendingResolve[]): Promis
         const r = await lookup(a.host);
         box.address = { kind: 'tcp', host: r.address, port: a.port };
       } catch (e) {
-        throw new AddressError(`${where} cannot resolve ${JSON.stringify(a.host)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        throw new AddressError(`${where}cannot resolve ${JSON.stringify(a.host)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
     }),
   );

@@ -1,7 +1,8 @@
 // `mysql_listen(path | systemd, handler)` and the `systemd` token. Sockets are bound while the
 // config runs, so a socket that cannot be bound is a Lua error naming the config line.
 
-import { resolve as resolvePath } from 'node:path';
+import { accessSync, constants as fsConstants, unlinkSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
 import { typeName } from '../lua/convert.js';
 import { closeFd, listenUnix } from '../net/native.js';
@@ -28,9 +29,11 @@ const SYSTEMD_TOKEN = Object.freeze({ systemd: true });
 
 export interface ListenBindings {
   readonly listeners: ListenerSpec[];
+  /** Number of mysql_listen() calls (also counted when not binding). */
+  readonly declared: number;
   /** Remove mysql_listen from the globals (it only makes sense while the config runs). */
   enterRuntime(L: LuaState): void;
-  /** Close every socket bound so far (config failed). */
+  /** Close every socket bound so far and remove the socket files we created (config failed). */
   closeAll(): void;
 }
 
@@ -39,6 +42,11 @@ export interface ListenOptions {
   readonly baseDir: string;
   /** fds passed by systemd socket activation (empty when none). */
   readonly systemdFds: () => readonly number[];
+  /**
+   * False for `--check`: validate without binding, so checking a config never disturbs (or
+   * fails because of) a daemon that is serving on the same socket.
+   */
+  readonly bind: boolean;
 }
 
 function checkHandler(L: LuaState, idx: number): HandlerRefs {
@@ -74,6 +82,7 @@ function checkHandler(L: LuaState, idx: number): HandlerRefs {
 
 export function installListen(L: LuaState, options: ListenOptions): ListenBindings {
   const listeners: ListenerSpec[] = [];
+  let declared = 0;
   lua.lua_pushlightuserdata(L, SYSTEMD_TOKEN);
   lua.lua_setglobal(L, 'systemd');
 
@@ -82,6 +91,8 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     const t = lua.lua_type(L1, 1);
     if (t === lua.LUA_TLIGHTUSERDATA && lua.lua_touserdata(L1, 1) === SYSTEMD_TOKEN) {
       const refs = checkHandler(L1, 2);
+      declared++;
+      if (!options.bind) return 0;
       const fds = options.systemdFds();
       if (fds.length === 0) return lauxlib.luaL_error(L1, 'No systemd socket');
       for (const fd of fds) listeners.push({ fd, label: `systemd fd ${fd}`, ownedPath: undefined, refs });
@@ -90,9 +101,20 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     if (t !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 1, 'path expected');
     const text = to_jsstring(lua.lua_tolstring(L1, 1)!, undefined, undefined, true);
     const refs = checkHandler(L1, 2);
+    declared++;
     const abstract = text.startsWith('@');
     const path = abstract ? text : resolvePath(options.baseDir, text);
     const name = abstract ? Buffer.from(text.slice(1), 'utf8') : Buffer.from(path, 'utf8');
+    if (!options.bind) {
+      if (!abstract) {
+        try {
+          accessSync(dirname(path), fsConstants.W_OK | fsConstants.X_OK);
+        } catch (e) {
+          return lauxlib.luaL_error(L1, `Failed to listen on ${path}: ${(e as Error).message}`);
+        }
+      }
+      return 0;
+    }
     let fd: number;
     try {
       fd = listenUnix(name, abstract, LISTEN_BACKLOG, SOCKET_MODE);
@@ -106,12 +128,22 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
 
   return {
     listeners,
+    get declared() {
+      return declared;
+    },
     enterRuntime(L1) {
       lua.lua_pushnil(L1);
       lua.lua_setglobal(L1, 'mysql_listen');
     },
     closeAll() {
       for (const l of listeners.splice(0)) {
+        if (l.ownedPath !== undefined) {
+          try {
+            unlinkSync(l.ownedPath);
+          } catch {
+            // already gone
+          }
+        }
         try {
           closeFd(l.fd);
         } catch {

@@ -20,7 +20,32 @@ export function newLuaState(): LuaState {
     return 1;
   });
   lua.lua_setglobal(L, 'collectgarbage');
+  wrapProtectedCalls(L);
   return L;
+}
+
+/**
+ * Fengari's lua_pcallk clears the saved 'allowhook' flag instead of saving it (operator
+ * precedence), so after pcall/xpcall recovers from an error inside a coroutine, debug hooks stay
+ * off for good, and with them the compute budget that stops runaway callbacks. The wrappers
+ * switch hooks back on after every protected call. They are Lua functions, so yielding through
+ * them keeps working.
+ */
+function wrapProtectedCalls(L: LuaState): void {
+  const src = `local restore, pcall, xpcall = ...
+    _G.pcall = function(...) return restore(pcall(...)) end
+    _G.xpcall = function(...) return restore(xpcall(...)) end`;
+  const chunk = new TextEncoder().encode(src);
+  if (lauxlib.luaL_loadbufferx(L, chunk, chunk.length, '=(myproxy)', null) !== lua.LUA_OK) {
+    throw new Error(errorToString(L, -1));
+  }
+  lua.lua_pushjsfunction(L, (L1) => {
+    (L1 as unknown as { allowhook: number }).allowhook = 1;
+    return lua.lua_gettop(L1);
+  });
+  lua.lua_getglobal(L, 'pcall');
+  lua.lua_getglobal(L, 'xpcall');
+  lua.lua_call(L, 3, 0);
 }
 
 /** Message handler for lua_pcall: error message plus a stack traceback. */

@@ -228,10 +228,10 @@ local a = mysql_resolve('host.invalid:3306') -- MARK
     try {
       await new Promise<void>((r) => srv.listen(sock, r));
       fs.writeFileSync(file, 'keep me');
-      const live = await runProxy(['--check'], { config: `mysql_listen(${JSON.stringify(sock)}, ${HANDLER})\n` });
+      const live = await runProxy([], { config: `mysql_listen(${JSON.stringify(sock)}, ${HANDLER})\n` });
       assert.equal(live.code, EX_CONFIG, live.stderr);
       assert.match(live.stderr, /config\.lua:1:/);
-      const reg = await runProxy(['--check'], { config: `mysql_listen(${JSON.stringify(file)}, ${HANDLER})\n` });
+      const reg = await runProxy([], { config: `mysql_listen(${JSON.stringify(file)}, ${HANDLER})\n` });
       assert.equal(reg.code, EX_CONFIG, reg.stderr);
       assert.equal(fs.readFileSync(file, 'utf8'), 'keep me');
       // The live server still owns its socket.
@@ -260,6 +260,66 @@ local a = mysql_resolve('host.invalid:3306') -- MARK
     assert.equal(r.stdout, 'native@%\ttest\n');
     // No file appears for an abstract socket.
     assert.deepEqual(fs.readdirSync(proxy.dir).sort(), ['config.lua']);
+    await proxy.stop();
+  });
+
+  test('--check binds nothing: it passes while the daemon serves the same socket and leaves no file', async () => {
+    const proxy = await startProxy({ name: 'checklive', config: passConfig('${dir}/proxy.sock') });
+    proxies.push(proxy);
+    const r = await runProxy(['--check', '--config', proxy.configPath]);
+    assert.equal(r.code, 0, r.stderr);
+    // The serving daemon still owns its socket.
+    const q = await mariadbCli(proxy.socket, USERS.native.user, USERS.native.password, 'SELECT 7');
+    assert.equal(q.stdout, '7\n', q.stderr);
+    await proxy.stop();
+    const dir = fs.mkdtempSync('/tmp/myproxy-check-');
+    try {
+      const cfg = path.join(dir, 'config.lua');
+      fs.writeFileSync(cfg, passConfig(path.join(dir, 'p.sock')));
+      const c = await runProxy(['--check', '--config', cfg]);
+      assert.equal(c.code, 0, c.stderr);
+      assert.equal(fs.existsSync(path.join(dir, 'p.sock')), false, '--check created no socket file');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a config that fails after mysql_listen() removes the socket file it created', async () => {
+    const dir = fs.mkdtempSync('/tmp/myproxy-fail-');
+    try {
+      const cfg = path.join(dir, 'config.lua');
+      fs.writeFileSync(cfg, passConfig(path.join(dir, 'p.sock')) + "error('late failure')\n");
+      const r = await runProxy(['--config', cfg]);
+      assert.equal(r.code, EX_CONFIG, r.stderr);
+      assert.match(r.stderr, /late failure/);
+      assert.equal(fs.existsSync(path.join(dir, 'p.sock')), false, 'socket file removed');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('SIGHUP runs reload() in a coroutine (again if it arrives meanwhile) and the daemon keeps serving', async () => {
+    const proxy = await startProxy({
+      name: 'sighup',
+      config: passConfig('${dir}/proxy.sock') + `
+reloads = 0
+function reload()
+  reloads = reloads + 1
+  print('reload number ' .. reloads)
+  mysql_resolve('localhost') -- yields (host name at runtime)
+  if reloads == 3 then error('reload failure is only logged') end
+end
+`,
+    });
+    proxies.push(proxy);
+    process.kill(proxy.pid, 'SIGHUP');
+    process.kill(proxy.pid, 'SIGHUP');
+    await proxy.waitForLog(/reload number 2/);
+    process.kill(proxy.pid, 'SIGHUP');
+    await proxy.waitForLog(/reload\(\) failed: .*reload failure is only logged/);
+    assert.ok(proxy.alive());
+    const q = await mariadbCli(proxy.socket, USERS.native.user, USERS.native.password, 'SELECT 8');
+    assert.equal(q.stdout, '8\n', q.stderr);
     await proxy.stop();
   });
 });

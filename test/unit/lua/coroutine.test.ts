@@ -126,3 +126,23 @@ test('an operation awaited at the top level is refused with an explanation', () 
   assert.notEqual(lua.lua_pcall(L, 2, 0, 0), lua.LUA_OK);
   assert.match(toText(L, -1) ?? '', /can only be called inside a callback/);
 });
+
+test('the compute budget still applies after pcall caught an error', async () => {
+  const L = newLuaState();
+  const fn = compile(L, "pcall(error, 'x'); while true do end");
+  await assert.rejects(new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, () => 0, () => false), /more than 50 ms/);
+  const fn2 = compile(L, "xpcall(error, function(m) return m end, 'x'); while true do end");
+  await assert.rejects(new CallbackRunner(L, { budgetMs: 50 }).call(fn2, () => 0, () => 0, () => false), /more than 50 ms/);
+});
+
+test('pcall and xpcall keep their results and still allow yielding', async () => {
+  const L = newLuaState();
+  installWait(L);
+  const fn = compile(L, `
+    local ok1, v1 = pcall(wait, 1, 5)
+    local ok2, e2 = pcall(error, 'bad', 0)
+    local ok3, v3 = xpcall(function() return wait(1, 7) end, debug.traceback)
+    assert(ok1 and not ok2 and e2 == 'bad' and ok3)
+    return v1 * v3`);
+  assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 35);
+});
