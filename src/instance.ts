@@ -96,6 +96,7 @@ export class Instance {
     const runner = new CallbackRunner(L, { budgetMs: this.#options.callbackBudgetMs });
     this.#runner = runner;
     for (const spec of this.#listeners) {
+      if (this.#stopping) return; // a signal arrived while we were starting
       const handler = new LuaSessionHandler(L, runner, spec.refs);
       const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket, handler));
       server.on('error', (e) => logError(`listener ${spec.label}: ${e.message}`));

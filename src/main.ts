@@ -69,10 +69,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     logInfo(`${cmd.configPath}: configuration OK`);
     return ExitCode.OK;
   }
-  await instance.start();
-  notifyReady();
-
-  return new Promise<number>((resolve) => {
+  // Signal handlers go in before the listeners start, so that a signal sent as soon as the
+  // "listening on" line appears is never met by Node's default action (which would kill us).
+  const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -99,4 +98,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       instance.reload();
     });
   });
+  await instance.start();
+  notifyReady();
+  return stopped;
 }

@@ -324,6 +324,7 @@ export function mariadbCli(
   password: string,
   sql: string,
   extraArgs: readonly string[] = [],
+  opts: { readonly uid?: number } = {},
 ): Promise<CliResult> {
   const args = [
     '--no-defaults',
@@ -340,7 +341,12 @@ export function mariadbCli(
     sql,
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn('mariadb', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // With `uid`, the client runs as that user (and group), so peer credentials differ from ours.
+    const asUser =
+      opts.uid === undefined
+        ? {}
+        : { uid: opts.uid, gid: opts.uid, cwd: '/', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/' } };
+    const child = spawn('mariadb', args, { stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -368,3 +374,14 @@ export function luaString(text: string): string {
 }
 
 export { escapeRe };
+
+/** Reject if `p` does not settle within `ms`: turns a hang into a test failure that says what hung. */
+export function guard<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms (hang)`)), ms);
+    }),
+  ]);
+}

@@ -3,7 +3,6 @@
 // work end to end against a throwaway MariaDB with the real `mariadb` command line client.
 
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,7 +10,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { REPO_ROOT, runProxy, startProxy, type Proxy } from '../helpers/proxy.js';
+import { mariadbCli, REPO_ROOT, runProxy, startProxy, type CliResult, type Proxy } from '../helpers/proxy.js';
 
 const EXAMPLES_DIR = path.join(REPO_ROOT, 'examples');
 const CONFIG_FILES = [
@@ -38,12 +37,6 @@ function tempDir(label: string): string {
   return dir;
 }
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 interface CliOptions {
   /** Run the client as this uid/gid (only possible as root). */
   readonly uid?: number;
@@ -52,38 +45,8 @@ interface CliOptions {
 
 /** The mariadb CLI over `socket`; an empty password sends none. */
 function cli(socket: string, user: string, password: string, sql: string, opts: CliOptions = {}): Promise<CliResult> {
-  const args = [
-    '--no-defaults',
-    '--protocol=socket',
-    `--socket=${socket}`,
-    `--user=${user}`,
-    ...(password === '' ? [] : [`--password=${password}`]),
-    ...(opts.database === undefined ? [] : [`--database=${opts.database}`]),
-    '--batch',
-    '--skip-column-names',
-    '-e',
-    sql,
-  ];
-  return new Promise((resolve, reject) => {
-    const child = spawn('mariadb', args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      cwd: '/',
-      ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/' } }),
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const extra = opts.database === undefined ? [] : [`--database=${opts.database}`];
+  return mariadbCli(socket, user, password, sql, extra, opts.uid === undefined ? {} : { uid: opts.uid });
 }
 
 function assertOk(r: CliResult, expectedStdout: string): void {

@@ -9,24 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { mariadbCli, startProxy, type Proxy } from '../helpers/proxy.js';
+import { packet as frame } from '../helpers/bytes.js';
+import { guard, mariadbCli, startProxy, type Proxy } from '../helpers/proxy.js';
 
-function guard<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms (hang)`)), ms);
-    }),
-  ]);
-}
-
-function frame(seq: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(4);
-  h.writeUIntLE(payload.length, 0, 3);
-  h[3] = seq;
-  return Buffer.concat([h, payload]);
-}
 
 const PROTOCOL_41 = 0x200;
 const SECURE_CONNECTION = 0x8000;
