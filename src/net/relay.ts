@@ -52,7 +52,7 @@ export class Relay {
     });
     from.on('end', () => {
       this.#finish(side);
-      to.end();
+      endOnce(to);
     });
     from.on('error', () => {
       this.#finish(side === 'client' ? 'client-error' : 'server-error');
@@ -62,7 +62,7 @@ export class Relay {
     from.on('close', () => {
       this.#finish(side);
       // Let queued bytes reach the other side, then close it too.
-      to.end();
+      endOnce(to);
       if (--this.#open === 0) this.#onClose(this.#end ?? side);
     });
     from.resume();
@@ -75,8 +75,16 @@ export class Relay {
   /** Close both sides now (shutdown), optionally writing a last packet to the client first. */
   close(lastClientPacket?: Buffer): void {
     this.#finish('shutdown');
-    if (lastClientPacket !== undefined) this.#client.end(lastClientPacket);
-    else this.#client.end();
+    if (lastClientPacket !== undefined && !this.#client.writableEnded && !this.#client.destroyed) {
+      this.#client.end(lastClientPacket);
+    } else {
+      endOnce(this.#client);
+    }
     this.#server.destroy();
   }
+}
+
+/** end() a socket unless it is ended already (a second end() builds an Error with a stack trace). */
+function endOnce(socket: Socket): void {
+  if (!socket.writableEnded && !socket.destroyed) socket.end();
 }

@@ -381,7 +381,7 @@ export class Connection implements ClientSession {
     this.#closed = true;
     if (this.#relay === null) {
       this.#backend?.destroy();
-      if (!this.#socket.destroyed) this.#socket.end();
+      if (!this.#socket.destroyed && !this.#socket.writableEnded) this.#socket.end();
       this.#socket.destroySoon();
     }
     try {
