@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "myproxy_native",
-      "sources": ["native/myproxy_native.c"],
+      "sources": ["native/myproxy_native.c", "native/pump.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "cflags_c": ["-std=gnu11"],

@@ -36,6 +36,8 @@
 
 #include <node_api.h>
 
+#include "pump.h"
+
 #define SUN_PATH_SIZE (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /* Longest name accepted: a path needs its terminating NUL inside sun_path,
@@ -624,6 +626,25 @@ static napi_value js_close_fd(napi_env env, napi_callback_info info)
 }
 
 /* ------------------------------------------------------------------ */
+/* dupFd                                                               */
+
+/* A close-on-exec duplicate, so a socket can outlive the libuv handle that owned the original. */
+static napi_value js_dup_fd(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    int fd, copy;
+
+    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+        return NULL;
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) {
+        throw_errno_fd(env, errno, "fcntl", fd);
+        return NULL;
+    }
+    return make_int(env, copy);
+}
+
+/* ------------------------------------------------------------------ */
 /* module                                                              */
 
 NAPI_MODULE_INIT()
@@ -633,9 +654,12 @@ NAPI_MODULE_INIT()
         { "connectUnix", NULL, js_connect_unix, NULL, NULL, NULL, napi_enumerable, NULL },
         { "peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL },
         { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
     };
 
     if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
+        return NULL;
+    if (!register_pump(env, exports))
         return NULL;
     return exports;
 }

@@ -12,6 +12,7 @@ import { CallbackRunner } from './lua/coroutine.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
 import { fdOf, peerCredentials } from './net/native.js';
 import { Connection } from './proxy/connection.js';
+import type { RelayKind } from './net/relay.js';
 import type { PeerIdentity } from './proxy/handler.js';
 import { Stats } from './proxy/stats.js';
 import { ConfigError, errorMessage } from './util/errors.js';
@@ -25,6 +26,8 @@ export interface InstanceOptions {
   readonly clientTimeoutMs: number;
   /** How long a Lua callback may compute without yielding (ms). */
   readonly callbackBudgetMs: number;
+  /** Command-phase relay: the native byte pump, or the portable JavaScript one. */
+  readonly relay: RelayKind;
   /** `--check`: run the config without binding sockets. */
   readonly checkOnly?: boolean;
 }
@@ -33,6 +36,7 @@ export const DEFAULT_INSTANCE_OPTIONS = {
   connectTimeoutMs: 10_000,
   clientTimeoutMs: 10_000,
   callbackBudgetMs: 1_000,
+  relay: 'native',
 } as const;
 
 /** Lua modules shipped with myproxy (lua/ at the package root). */
@@ -138,6 +142,7 @@ export class Instance {
         clientTimeoutMs: this.#options.clientTimeoutMs,
         connectTimeoutMs: this.#options.connectTimeoutMs,
         stats: this.stats,
+        relay: this.#options.relay,
       },
       (c) => this.#connections.delete(c),
     );

@@ -1,6 +1,7 @@
 // Command line entry point: myproxy [--config PATH] [--check]
 
 import { Instance, DEFAULT_INSTANCE_OPTIONS } from './instance.js';
+import type { RelayKind } from './net/relay.js';
 import { ConfigError, errorMessage } from './util/errors.js';
 import { logError, logInfo } from './util/log.js';
 import { notifyReady, notifyStopping } from './util/sd-notify.js';
@@ -8,7 +9,7 @@ import { notifyReady, notifyStopping } from './util/sd-notify.js';
 /** sysexits.h */
 export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
 
-const USAGE = 'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS]';
+const USAGE = 'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--relay native|js]';
 export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
 const DEFAULT_SHUTDOWN_GRACE_S = 30;
 
@@ -16,12 +17,14 @@ interface CommandLine {
   readonly configPath: string;
   readonly check: boolean;
   readonly shutdownGraceMs: number;
+  readonly relay: RelayKind;
 }
 
 export function parseCommandLine(argv: readonly string[]): CommandLine | string {
   let configPath = DEFAULT_CONFIG_PATH;
   let check = false;
   let graceS = DEFAULT_SHUTDOWN_GRACE_S;
+  let relay: RelayKind = DEFAULT_INSTANCE_OPTIONS.relay;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string | undefined => argv[++i];
@@ -37,11 +40,15 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
       const v = Number(value());
       if (!Number.isFinite(v) || v < 0) return '--shutdown-grace needs a number of seconds';
       graceS = v;
+    } else if (arg === '--relay') {
+      const v = value();
+      if (v !== 'native' && v !== 'js') return '--relay needs "native" or "js"';
+      relay = v;
     } else {
       return `unknown argument ${JSON.stringify(arg)}`;
     }
   }
-  return { configPath, check, shutdownGraceMs: graceS * 1000 };
+  return { configPath, check, shutdownGraceMs: graceS * 1000, relay };
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -55,7 +62,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     return ExitCode.USAGE;
   }
   process.on('SIGPIPE', () => undefined);
-  const instance = new Instance({ ...DEFAULT_INSTANCE_OPTIONS, configPath: cmd.configPath, checkOnly: cmd.check });
+  const instance = new Instance({
+    ...DEFAULT_INSTANCE_OPTIONS,
+    configPath: cmd.configPath,
+    checkOnly: cmd.check,
+    relay: cmd.relay,
+  });
   try {
     await instance.load();
   } catch (e) {

@@ -42,7 +42,19 @@ interface NativeAddon {
   connectUnix(name: Uint8Array, abstract: boolean): number;
   peerCredentials(fd: number): PeerCredentials | null;
   closeFd(fd: number): void;
+  dupFd(fd: number): number;
+  pumpStart(
+    clientFd: number,
+    serverFd: number,
+    toServerFirst: Uint8Array | null,
+    toClientFirst: Uint8Array | null,
+    onClose: (reason: string, clientBytes: number, serverBytes: number) => void,
+  ): PumpHandle;
+  pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void;
 }
+
+/** Opaque handle of a running native byte pump. */
+export type PumpHandle = { readonly __pump: unique symbol };
 
 /**
  * Path of the addon relative to this module. `src/net/native.ts` (run by tsx)
@@ -155,4 +167,30 @@ export function fdOf(socket: net.Socket | net.Server): number {
     throw new Error('socket has no file descriptor (not connected/listening, or closed)');
   }
   return fd;
+}
+
+/** A close-on-exec duplicate of `fd` (so the socket outlives the handle that owns `fd`). */
+export function dupFd(fd: number): number {
+  return load().dupFd(fd);
+}
+
+/**
+ * Start relaying between two socket fds in native code on Node's event loop. The pump owns both
+ * fds from now on (and closes them); `toServerFirst`/`toClientFirst` are sent before anything else.
+ * `onClose(reason, clientBytes, serverBytes)` is called once when both are closed; the handle must
+ * not be used after that. If this throws, the fds are still the caller's.
+ */
+export function pumpStart(
+  clientFd: number,
+  serverFd: number,
+  toServerFirst: Uint8Array | null,
+  toClientFirst: Uint8Array | null,
+  onClose: (reason: string, clientBytes: number, serverBytes: number) => void,
+): PumpHandle {
+  return load().pumpStart(clientFd, serverFd, toServerFirst, toClientFirst, onClose);
+}
+
+/** End a running pump now (shutdown), writing `lastClientBytes` to the client first if possible. */
+export function pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void {
+  load().pumpClose(handle, lastClientBytes);
 }

@@ -20,8 +20,16 @@ export interface RelayOptions {
 
 export type RelayEnd = 'client' | 'server' | 'client-error' | 'server-error' | 'shutdown';
 
-/** Relay between `client` and `server` until either side closes. */
-export class Relay {
+/** What the session engine needs from a relay implementation (this one, or the native pump). */
+export interface ByteRelay {
+  readonly counters: RelayCounters;
+  close(lastClientPacket?: Buffer): void;
+}
+
+export type RelayKind = 'native' | 'js';
+
+/** Relay between `client` and `server` until either side closes (the portable, JavaScript relay). */
+export class Relay implements ByteRelay {
   readonly counters: RelayCounters = { clientBytes: 0, serverBytes: 0 };
   readonly #client: Socket;
   readonly #server: Socket;

@@ -11,7 +11,8 @@ import { isSslRequest, parseHandshakeResponse, type HandshakeResponse } from '..
 import { formatAddress, type SocketAddress } from '../net/address.js';
 import { connectSocket } from '../net/connect.js';
 import { PacketChannel, ChannelClosedError, ChannelTimeoutError } from '../net/packet-channel.js';
-import { Relay } from '../net/relay.js';
+import { NativeRelay } from '../net/native-relay.js';
+import { Relay, type ByteRelay, type RelayKind } from '../net/relay.js';
 import { sha1 } from '../auth/native-password.js';
 import { ClientError, MalformedPacketError, ProxyError, errorMessage } from '../util/errors.js';
 import { logError, logInfo, quote } from '../util/log.js';
@@ -58,6 +59,8 @@ export interface ConnectionOptions {
   /** Backend connect + login timeout. */
   readonly connectTimeoutMs: number;
   readonly stats: Stats;
+  /** Which relay forwards the command phase: the native byte pump (default) or the JS one. */
+  readonly relay: RelayKind;
 }
 
 /** Login packets are small; anything bigger is hostile or broken. */
@@ -85,7 +88,7 @@ export class Connection implements ClientSession {
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
   #backend: Socket | null = null;
-  #relay: Relay | null = null;
+  #relay: ByteRelay | null = null;
   /** Sequence id of the client's last login packet; our reply uses the next one. */
   #clientSeq = 0;
   readonly #onFinished: (c: Connection) => void;
@@ -330,7 +333,8 @@ export class Connection implements ClientSession {
       }
       if (this.#closed) return;
     }
-    this.#relay = new Relay(this.#socket, backendSocket, {
+    const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
+    this.#relay = new RelayImpl(this.#socket, backendSocket, {
       clientLeftover,
       serverLeftover,
       onClose: () => this.#finish(),
