@@ -22,6 +22,7 @@
  *   BENCH_LOGIN_CLIENTS login client processes                     (4)
  *   BENCH_CONNECTIONS   idle connections for the memory test       (1000)
  *   BENCH_SOCAT         1 = also measure a socat relay, 0 = skip   (1 if socat is installed)
+ *   BENCH_RELAY         native (default) or js: the daemon's --relay
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *
  * Everything (daemons, clients, MariaDB, temp dirs) is cleaned up on normal
@@ -80,6 +81,8 @@ const WARMUP = envInt('BENCH_WARMUP', 3, 0);
 const LOGIN_TIME = envInt('BENCH_LOGIN_TIME', TIME, 1);
 const LOGIN_CLIENTS = envInt('BENCH_LOGIN_CLIENTS', 4, 1);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 1000, 1);
+/** Which relay the daemon uses after login (`--relay`): the native pump (default) or `js`. */
+const RELAY = process.env['BENCH_RELAY'] === 'js' ? 'js' : 'native';
 const SOCAT = envInt('BENCH_SOCAT', haveBinary('socat') ? 1 : 0, 0) !== 0;
 
 // ---------------------------------------------------------------------------
@@ -269,7 +272,8 @@ async function startProxy(name: string, backendSocket: string): Promise<Proxy> {
     child = track(
       spawn(
         '/bin/sh',
-        ['-c', RAISE_NOFILE, process.execPath, DAEMON, '--config', config, '--shutdown-grace', '2'],
+        // The executable itself (not `node bin/myproxy.js`), so its shebang's V8 flags apply.
+        ['-c', RAISE_NOFILE, DAEMON, '--config', config, '--shutdown-grace', '2', '--relay', RELAY],
         { stdio: ['ignore', outFd, errFd], cwd: ROOT },
       ),
     );
@@ -916,6 +920,7 @@ async function main(): Promise<void> {
       os.loadavg().map((x) => x.toFixed(2)).join(' '),
   );
   out.push(`- Software: Node ${machine.node}, MariaDB ${machine.mariadb}, ${machine.sysbench}`);
+  out.push(`- myproxy: \`bin/myproxy.js --relay ${RELAY}\` (its shebang runs Node with \`--max-semi-space-size=2\`)`);
   out.push(`- myproxy: commit ${machine.commit}, built \`dist/\`, one process, minimal config (connect every login to the MariaDB socket)`);
   out.push('');
   out.push(`#### sysbench oltp_point_select, ${THREADS} threads, ${TIME} s per run, queries per second`);

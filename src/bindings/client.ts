@@ -4,7 +4,7 @@
 import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
 import { defineClass, pushObject, testObject, checkObject } from '../lua/class.js';
 import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
-import { CallbackCancelled, CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
+import { CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
 import {
   PolicyError,
   type ClientSession,
@@ -236,91 +236,135 @@ export interface HandlerRefs {
 
 /** Implements the core's SessionHandler by calling the Lua callbacks in coroutines. */
 export class LuaSessionHandler implements SessionHandler {
-  readonly #L: LuaState;
-  readonly #runner: CallbackRunner;
-  readonly #refs: HandlerRefs;
+  readonly L: LuaState;
+  readonly runner: CallbackRunner;
+  readonly refs: HandlerRefs;
+  readonly #Hooks: new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
   constructor(L: LuaState, runner: CallbackRunner, refs: HandlerRefs) {
-    this.#L = L;
-    this.#runner = runner;
-    this.#refs = refs;
+    this.L = L;
+    this.runner = runner;
+    this.refs = refs;
+    // Absent callbacks must be absent hooks (the core skips them at no cost), so pick the class
+    // whose prototype has exactly the hooks this handler table defines: no per-connection closures.
+    this.#Hooks = hooksClass(refs.onConnect !== undefined, refs.onCommandPhase !== undefined);
   }
 
   open(session: ClientSession): SessionHooks {
-    const L = this.#L;
-    const runner = this.#runner;
-    const refs = this.#refs;
-    const client: LuaClient = { session, notesRef: lauxlib.LUA_NOREF, stale: false };
-    // One userdata per connection, kept in the registry so every callback sees the same object.
-    pushObject(L, CLIENT_CLASS, client);
-    const clientRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
-    const cancelled = (): boolean => client.stale;
-
-    const call = async <T>(
-      name: string,
-      fnRef: number,
-      pushExtra: ((co: LuaState) => number) | null,
-      collect: (co: LuaState, n: number) => T,
-    ): Promise<T> => {
-      try {
-        return await runner.call(
-          fnRef,
-          (co) => {
-            lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, clientRef);
-            return 1 + (pushExtra === null ? 0 : pushExtra(co));
-          },
-          collect,
-          cancelled,
-        );
-      } catch (e) {
-        if (e instanceof CallbackFailed) throw new PolicyError(`${name}: ${e.message}`);
-        if (e instanceof CallbackCancelled) throw e;
-        throw e;
-      }
-    };
-
-    const hooks: SessionHooks = {
-      onHandshakeResponse: (login: LoginRequest): Promise<LoginAction> =>
-        call(
-          'on_handshake_response',
-          refs.onHandshakeResponse,
-          (co) => {
-            pushLoginTable(co, login);
-            return 1;
-          },
-          (co, n) => {
-            const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
-            if (a === undefined) throw new CallbackFailed(`Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:connect(...) or client:err(...)`);
-            return a;
-          },
-        ),
-      onClose: () => {
-        client.stale = true;
-        lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, clientRef);
-        if (client.notesRef !== lauxlib.LUA_NOREF) lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, client.notesRef);
-      },
-    };
-    if (refs.onConnect !== undefined) {
-      const ref = refs.onConnect;
-      hooks.onConnect = () =>
-        call('on_connect', ref, null, (co, n) => {
-          if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return undefined;
-          const a = testObject<Action>(co, n, ACTION_CLASS);
-          if (a?.kind !== 'err') throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_connect may only return client:err(...) or nothing`);
-          return a;
-        });
-    }
-    if (refs.onCommandPhase !== undefined) {
-      const ref = refs.onCommandPhase;
-      hooks.onCommandPhase = () =>
-        call('on_command_phase', ref, null, (co, n) => {
-          if (n > 0 && lua.lua_type(co, n) !== lua.LUA_TNIL) {
-            throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_command_phase returns nothing`);
-          }
-        });
-    }
-    return hooks;
+    return new this.#Hooks(this, session);
   }
+}
+
+/** The hooks of one connection: its client userdata and the calls into Lua. */
+class LuaSessionHooks {
+  readonly #handler: LuaSessionHandler;
+  readonly #client: LuaClient;
+  readonly #clientRef: number;
+
+  constructor(handler: LuaSessionHandler, session: ClientSession) {
+    this.#handler = handler;
+    this.#client = { session, notesRef: lauxlib.LUA_NOREF, stale: false };
+    // One userdata per connection, kept in the registry so every callback sees the same object.
+    pushObject(handler.L, CLIENT_CLASS, this.#client);
+    this.#clientRef = lauxlib.luaL_ref(handler.L, lua.LUA_REGISTRYINDEX);
+  }
+
+  /** Call a Lua callback with (client, extra...) in a coroutine; Lua failures become PolicyError. */
+  protected async call<T>(
+    name: string,
+    fnRef: number,
+    pushExtra: ((co: LuaState) => number) | null,
+    collect: (co: LuaState, n: number) => T,
+  ): Promise<T> {
+    const client = this.#client;
+    const clientRef = this.#clientRef;
+    try {
+      return await this.#handler.runner.call(
+        fnRef,
+        (co) => {
+          lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, clientRef);
+          return 1 + (pushExtra === null ? 0 : pushExtra(co));
+        },
+        collect,
+        () => client.stale,
+      );
+    } catch (e) {
+      if (e instanceof CallbackFailed) throw new PolicyError(`${name}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  onHandshakeResponse(login: LoginRequest): Promise<LoginAction> {
+    return this.call(
+      'on_handshake_response',
+      this.#handler.refs.onHandshakeResponse,
+      (co) => {
+        pushLoginTable(co, login);
+        return 1;
+      },
+      (co, n) => {
+        const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
+        if (a === undefined) {
+          throw new CallbackFailed(
+            `Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:connect(...) or client:err(...)`,
+          );
+        }
+        return a;
+      },
+    );
+  }
+
+  protected callOnConnect(): Promise<ErrAction | undefined> {
+    return this.call('on_connect', this.#handler.refs.onConnect!, null, (co, n) => {
+      if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return undefined;
+      const a = testObject<Action>(co, n, ACTION_CLASS);
+      if (a?.kind !== 'err') {
+        throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_connect may only return client:err(...) or nothing`);
+      }
+      return a;
+    });
+  }
+
+  protected callOnCommandPhase(): Promise<void> {
+    return this.call('on_command_phase', this.#handler.refs.onCommandPhase!, null, (co, n) => {
+      if (n > 0 && lua.lua_type(co, n) !== lua.LUA_TNIL) {
+        throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_command_phase returns nothing`);
+      }
+    });
+  }
+
+  onClose(): void {
+    const L = this.#handler.L;
+    this.#client.stale = true;
+    lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, this.#clientRef);
+    if (this.#client.notesRef !== lauxlib.LUA_NOREF) lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, this.#client.notesRef);
+  }
+}
+
+class WithOnConnect extends LuaSessionHooks {
+  onConnect(): Promise<ErrAction | undefined> {
+    return this.callOnConnect();
+  }
+}
+
+class WithOnCommandPhase extends LuaSessionHooks {
+  onCommandPhase(): Promise<void> {
+    return this.callOnCommandPhase();
+  }
+}
+
+class WithBoth extends WithOnConnect {
+  onCommandPhase(): Promise<void> {
+    return this.callOnCommandPhase();
+  }
+}
+
+function hooksClass(
+  onConnect: boolean,
+  onCommandPhase: boolean,
+): new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks {
+  if (onConnect) return onCommandPhase ? WithBoth : WithOnConnect;
+  return onCommandPhase ? WithOnCommandPhase : LuaSessionHooks;
 }
 
 /** handshake_response = {user=, password=, database=} (database only when non-empty). */

@@ -52,6 +52,8 @@ export const GREETING_CAPABILITIES =
   Capability.CLIENT_REMEMBER_OPTIONS;
 
 export const DEFAULT_SERVER_VERSION = '5.7.30';
+/** Shared by all connections (never written to: a new version replaces the Buffer). */
+const DEFAULT_SERVER_VERSION_BYTES = Buffer.from(DEFAULT_SERVER_VERSION);
 
 export interface ConnectionOptions {
   /** How long a client may take to send each login packet. */
@@ -80,11 +82,12 @@ class AbortSession extends Error {
 export class Connection implements ClientSession {
   readonly id: number;
   readonly peer: PeerIdentity;
-  serverVersion: Buffer = Buffer.from(DEFAULT_SERVER_VERSION);
+  serverVersion: Buffer = DEFAULT_SERVER_VERSION_BYTES;
   #account: string | undefined;
   #logName: string;
   #closed = false;
-  readonly #socket: Socket;
+  /** The client socket until the relay takes it over (then null, so it can be collected). */
+  #socket: Socket | null;
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
   #backend: Socket | null = null;
@@ -119,6 +122,11 @@ export class Connection implements ClientSession {
     this.#logName = this.#makeLogName();
   }
 
+  get #client(): Socket {
+    if (this.#socket === null) throw new Error('client socket used after the relay took it over');
+    return this.#socket;
+  }
+
   get logName(): string {
     return this.#logName;
   }
@@ -144,10 +152,10 @@ export class Connection implements ClientSession {
 
   /** Run the session; never rejects (every failure is handled and logged here). */
   async run(): Promise<void> {
-    const client = new PacketChannel(this.#socket, MAX_LOGIN_PAYLOAD);
+    const client = new PacketChannel(this.#client, MAX_LOGIN_PAYLOAD);
     // A client that goes away while a callback or the backend login is pending ends the session
     // at once; the steps in flight notice `closed` and stop.
-    this.#socket.once('close', () => {
+    this.#client.once('close', () => {
       if (this.#relay === null) this.#finish();
     });
     try {
@@ -296,7 +304,7 @@ export class Connection implements ClientSession {
         },
         this.#options.connectTimeoutMs,
         (greeting) => {
-          this.serverVersion = Buffer.from(greeting.serverVersion);
+          this.serverVersion = unpooledCopy(greeting.serverVersion);
           this.#log(`handshake server_version=${quote(greeting.serverVersion.toString('utf8'))}`);
         },
       );
@@ -317,7 +325,7 @@ export class Connection implements ClientSession {
       throw new AbortSession(reseq(result.packet, replySeq));
     }
     stats.clientAuthOk++;
-    this.#socket.write(reseq(result.packet, replySeq));
+    this.#client.write(reseq(result.packet, replySeq));
 
     const clientLeftover = client.detach();
     const serverLeftover = backend.detach();
@@ -334,11 +342,14 @@ export class Connection implements ClientSession {
       if (this.#closed) return;
     }
     const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
-    this.#relay = new RelayImpl(this.#socket, backendSocket, {
+    this.#relay = new RelayImpl(this.#client, backendSocket, {
       clientLeftover,
       serverLeftover,
       onClose: () => this.#finish(),
     });
+    // The relay owns both sockets now; dropping ours lets the native relay's released sockets go.
+    this.#socket = null;
+    this.#backend = null;
   }
 
   #err(seq: number, errno: number, sqlState: string, message: string): Buffer {
@@ -348,27 +359,27 @@ export class Connection implements ClientSession {
   #handleLoginFailure(e: unknown): void {
     if (this.#closed) return;
     if (e instanceof AbortSession) {
-      if (e.packet !== undefined) this.#socket.end(e.packet);
-      else this.#socket.end();
+      if (e.packet !== undefined) this.#client.end(e.packet);
+      else this.#client.end();
       return;
     }
     if (e instanceof ChannelClosedError) {
-      this.#socket.destroy();
+      this.#client.destroy();
       return;
     }
     if (e instanceof ChannelTimeoutError) {
       this.#log('client login timed out');
-      this.#socket.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      this.#client.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
       return;
     }
     if (e instanceof ProxyError || e instanceof ClientError) {
       this.#options.stats.clientMalformedPackets++;
       this.#logErr(`Malformed packet from client: ${e.message}`);
-      this.#socket.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      this.#client.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
       return;
     }
     this.#logErr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    this.#socket.destroy();
+    this.#client.destroy();
   }
 
   /** Shutdown: end the session now, with an ERR to the client. */
@@ -376,7 +387,7 @@ export class Connection implements ClientSession {
     if (this.#closed) return;
     const err = this.#err(this.#relay !== null ? 1 : this.#clientSeq + 1, ErrorNumber.ER_UNKNOWN_COM_ERROR, '08S01', message);
     if (this.#relay !== null) this.#relay.close(err);
-    else this.#socket.end(err);
+    else this.#client.end(err);
     this.#finish();
   }
 
@@ -385,8 +396,8 @@ export class Connection implements ClientSession {
     this.#closed = true;
     if (this.#relay === null) {
       this.#backend?.destroy();
-      if (!this.#socket.destroyed && !this.#socket.writableEnded) this.#socket.end();
-      this.#socket.destroySoon();
+      if (!this.#client.destroyed && !this.#client.writableEnded) this.#client.end();
+      this.#client.destroySoon();
     }
     try {
       this.#hooks.onClose();
@@ -414,4 +425,14 @@ function reseq(p: Packet, seq: number): Buffer {
   out[3] = seq & 0xff;
   p.payload.copy(out, 4);
   return out;
+}
+
+/**
+ * A copy for something that lives as long as the session: Buffer.from() would take a slice of a
+ * shared 8 KiB pool block and keep the whole block alive for the lifetime of the connection.
+ */
+function unpooledCopy(b: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(b.length);
+  copy.set(b);
+  return copy;
 }

@@ -1,0 +1,201 @@
+// Both relay implementations (the native byte pump and the JavaScript relay) against the same
+// contract: bytes arrive intact both ways, leftovers go first, a slow reader pauses the sender
+// instead of being buffered for, an end on either side closes both, and close() ends everything.
+import { describe, test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { NativeRelay } from '../../../src/net/native-relay.js';
+import { Relay, type ByteRelay, type RelayEnd, type RelayOptions } from '../../../src/net/relay.js';
+
+type RelayCtor = new (client: net.Socket, server: net.Socket, options: RelayOptions) => ByteRelay;
+
+interface Rig {
+  /** Peer of the proxy's client-side socket (plays the MySQL client). */
+  client: net.Socket;
+  /** Peer of the proxy's server-side socket (plays the backend). */
+  server: net.Socket;
+  relay: ByteRelay;
+  ended: Promise<RelayEnd>;
+  cleanup(): void;
+}
+
+/** Two socket pairs over Unix sockets; the proxy ends of both are handed to the relay. */
+async function rig(Impl: RelayCtor, clientLeftover: Buffer | null = null, serverLeftover: Buffer | null = null): Promise<Rig> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'myproxy-relay-'));
+  const pair = async (name: string): Promise<[net.Socket, net.Socket]> => {
+    const server = net.createServer({ pauseOnConnect: true });
+    const p = path.join(dir, name);
+    await new Promise<void>((r) => server.listen(p, r));
+    const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+    const outer = net.connect(p);
+    await new Promise((r) => outer.once('connect', r));
+    const inner = await accepted;
+    server.close();
+    return [outer, inner];
+  };
+  const [client, proxyClientSide] = await pair('c.sock');
+  const [server, proxyServerSide] = await pair('s.sock');
+  let resolveEnd!: (r: RelayEnd) => void;
+  const ended = new Promise<RelayEnd>((r) => (resolveEnd = r));
+  const relay = new Impl(proxyClientSide, proxyServerSide, { clientLeftover, serverLeftover, onClose: resolveEnd });
+  return {
+    client,
+    server,
+    relay,
+    ended,
+    cleanup() {
+      client.destroy();
+      server.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function readN(s: net.Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let have = 0;
+    const onData = (d: Buffer): void => {
+      parts.push(d);
+      have += d.length;
+      if (have >= n) {
+        s.off('data', onData);
+        s.pause();
+        resolve(Buffer.concat(parts).subarray(0, n));
+      }
+    };
+    s.on('data', onData);
+    s.once('error', reject);
+    s.resume();
+  });
+}
+
+function readToEnd(s: net.Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    s.on('data', (d: Buffer) => parts.push(d));
+    s.once('end', () => resolve(Buffer.concat(parts)));
+    s.once('error', reject);
+    s.resume();
+  });
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+for (const [name, Impl] of [
+  ['native pump', NativeRelay],
+  ['JavaScript relay', Relay],
+] as const) {
+  describe(name, () => {
+    test('leftovers from login go first, then traffic flows both ways intact', async () => {
+      const r = await rig(Impl, Buffer.from('to-server-first|'), Buffer.from('to-client-first|'));
+      try {
+        const up = randomBytes(3 * 1024 * 1024);
+        const down = randomBytes(5 * 1024 * 1024);
+        const gotAtServer = readN(r.server, 16 + up.length);
+        const gotAtClient = readN(r.client, 16 + down.length);
+        r.client.write(up);
+        r.server.write(down);
+        const [s, c] = await Promise.all([gotAtServer, gotAtClient]);
+        assert.equal(s.subarray(0, 16).toString(), 'to-server-first|');
+        assert.equal(c.subarray(0, 16).toString(), 'to-client-first|');
+        assert.equal(sha(s.subarray(16)), sha(up));
+        assert.equal(sha(c.subarray(16)), sha(down));
+      } finally {
+        r.cleanup();
+      }
+    });
+
+    test('a client that does not read makes the backend wait instead of filling our memory', async () => {
+      const r = await rig(Impl);
+      try {
+        const chunk = randomBytes(256 * 1024);
+        const sent: Buffer[] = [];
+        // Keep writing while the path drains. Without backpressure the relay would accept (and
+        // buffer) all 64 MiB; with it, the backend is held back once the socket buffers are full.
+        let heldBack = false;
+        while (sent.length < 256) {
+          sent.push(chunk);
+          if (r.server.write(chunk)) continue;
+          const drained = await Promise.race([
+            new Promise<boolean>((res) => r.server.once('drain', () => res(true))),
+            new Promise<boolean>((res) => setTimeout(() => res(false), 300)),
+          ]);
+          if (!drained) {
+            heldBack = true;
+            break;
+          }
+        }
+        assert.ok(heldBack, `the backend was held back (it could write ${sent.length * 256} KiB)`);
+        assert.ok(r.server.writableLength > 0);
+        const total = sent.length * chunk.length;
+        const got = await readN(r.client, total);
+        assert.equal(sha(got), sha(Buffer.concat(sent)));
+      } finally {
+        r.cleanup();
+      }
+    });
+
+    test('the backend closing delivers what it sent, then closes the client', async () => {
+      const r = await rig(Impl);
+      try {
+        const last = randomBytes(1024 * 1024);
+        const all = readToEnd(r.client);
+        r.server.end(last);
+        assert.equal(sha(await all), sha(last));
+        assert.equal(await r.ended, 'server');
+      } finally {
+        r.cleanup();
+      }
+    });
+
+    test('the client leaving closes the backend connection', async () => {
+      const r = await rig(Impl);
+      try {
+        const serverSees = readToEnd(r.server);
+        r.client.end(Buffer.from([1, 0, 0, 0, 1])); // COM_QUIT, then FIN
+        assert.deepEqual([...(await serverSees)], [1, 0, 0, 0, 1]);
+        assert.equal(await r.ended, 'client');
+      } finally {
+        r.cleanup();
+      }
+    });
+
+    test('close() (shutdown) writes the last packet to the client and closes both sides', async () => {
+      const r = await rig(Impl);
+      try {
+        const clientSees = readToEnd(r.client);
+        const serverSees = readToEnd(r.server);
+        r.relay.close(Buffer.from('bye'));
+        assert.equal((await clientSees).toString(), 'bye');
+        assert.equal((await serverSees).length, 0);
+        assert.equal(await r.ended, 'shutdown');
+        r.relay.close(); // after the end: a no-op
+      } finally {
+        r.cleanup();
+      }
+    });
+
+    test('counters report the bytes each side sent', async () => {
+      const r = await rig(Impl);
+      try {
+        const got = readN(r.server, 1000);
+        r.client.write(Buffer.alloc(1000, 7));
+        await got;
+        const back = readN(r.client, 10);
+        r.server.write(Buffer.alloc(10, 1));
+        await back;
+        r.client.end();
+        await r.ended;
+        assert.equal(r.relay.counters.clientBytes, 1000);
+        assert.equal(r.relay.counters.serverBytes, 10);
+      } finally {
+        r.cleanup();
+      }
+    });
+  });
+}
