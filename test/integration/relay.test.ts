@@ -186,13 +186,14 @@ class RawClient {
 
 // ---------------------------------------------------------------------------
 
-describe('relay', () => {
+// Every test runs against both relays: the native byte pump (default) and the JavaScript one.
+for (const relayKind of ['native', 'js'] as const) describe(`relay (--relay ${relayKind})`, () => {
   let db: MariaDB | undefined;
   let proxy: Proxy | undefined;
   const open: mysql.Connection[] = [];
 
   before(async () => {
-    db = await startMariaDB({ name: 'relay' });
+    db = await startMariaDB({ name: `relay-${relayKind}` });
     await createTestUsers(db);
     await db.query(
       [
@@ -206,6 +207,7 @@ describe('relay', () => {
     );
     proxy = await startProxy({
       name: 'relay',
+      args: ['--relay', relayKind],
       config: (dir) => `
 mysql_listen('${dir}/proxy.sock', {
   on_handshake_response = function(client, hr) return client:connect(${JSON.stringify(db!.socket)}, hr) end,
