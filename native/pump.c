@@ -4,6 +4,8 @@
  * JavaScript runs and no object is allocated per packet. JavaScript hands over two socket fds
  * (duplicates of the ones its net.Sockets owned) and is called back once, when the pair is done.
  *
+ * Writes use send(MSG_NOSIGNAL): a peer that went away must give EPIPE, never a SIGPIPE.
+ *
  * Flow control: data read from one side is written to the other at once; whatever the kernel does
  * not take is kept in that side's `pending` buffer, and the source is not read again until that
  * buffer has been written. So a slow reader never makes us buffer more than one read.
@@ -125,7 +127,7 @@ static void finish(struct pump *p, const char *reason)
 static bool flush(struct pump *p, struct endpoint *e)
 {
     while (e->pending != NULL) {
-        ssize_t n = write(e->fd, e->pending + e->pending_off, e->pending_len - e->pending_off);
+        ssize_t n = send(e->fd, e->pending + e->pending_off, e->pending_len - e->pending_off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -146,7 +148,7 @@ static bool forward(struct pump *p, struct endpoint *dst, const char *data, size
 {
     size_t off = 0;
     while (off < len) {
-        ssize_t n = write(dst->fd, data + off, len - off);
+        ssize_t n = send(dst->fd, data + off, len - off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -418,7 +420,7 @@ static napi_value js_pump_close(napi_env env, napi_callback_info info)
         if (len > 0 && client->pending == NULL) {
             ssize_t n;
             do
-                n = write(client->fd, bytes, len);
+                n = send(client->fd, bytes, len, MSG_NOSIGNAL);
             while (n < 0 && errno == EINTR);
         }
         finish(p, "shutdown");

@@ -4,6 +4,7 @@
 
 import type { Socket } from 'node:net';
 import { closeFd, dupFd, fdOf, pumpClose, pumpStart, type PumpHandle } from './native.js';
+import { logError } from '../util/log.js';
 import type { ByteRelay, RelayCounters, RelayEnd, RelayOptions } from './relay.js';
 
 const REASONS: Readonly<Record<string, RelayEnd>> = Object.freeze(
@@ -52,7 +53,12 @@ export class NativeRelay implements ByteRelay {
         this.counters.serverBytes = s;
         this.#done = true;
         this.#handle = null;
-        this.#onClose(REASONS[reason] ?? 'server-error');
+        // An exception thrown into the native callback would be fatal for the whole daemon.
+        try {
+          this.#onClose(REASONS[reason] ?? 'server-error');
+        } catch (e) {
+          logError(`relay close handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        }
       });
     } catch {
       // A socket already gone (the peer left while we waited): nothing to relay.

@@ -165,6 +165,24 @@ for (const [name, Impl] of [
       }
     });
 
+    test('a client that vanishes in the middle of a large result ends the pair cleanly', async () => {
+      const r = await rig(Impl);
+      try {
+        const firstBytes = readN(r.client, 1);
+        r.server.on('error', () => undefined);
+        const big = randomBytes(8 * 1024 * 1024);
+        r.server.write(big);
+        await firstBytes;
+        r.client.destroy(); // with unread data: the relay's next write gets ECONNRESET or EPIPE
+        const reason = await r.ended;
+        assert.ok(reason === 'client' || reason === 'client-error', reason);
+        // The backend connection is closed too (its peer, the relay, went away).
+        await new Promise<void>((res) => (r.server.destroyed ? res() : r.server.once('close', () => res())));
+      } finally {
+        r.cleanup();
+      }
+    });
+
     test('close() (shutdown) writes the last packet to the client and closes both sides', async () => {
       const r = await rig(Impl);
       try {
