@@ -9,6 +9,12 @@
  *      non-blocking AF_UNIX stream connect with the exact address length.
  *  - peerCredentials(fd) -> { pid, uid, gid } | null
  *      SO_PEERCRED of a connected AF_UNIX socket.
+ *  - peerPidfd(fd) -> pidfd | null
+ *      SO_PEERPIDFD of a connected AF_UNIX socket (Linux >= 6.5).
+ *  - pidfdOpen(pid) -> pidfd | null
+ *      pidfd_open(2), the fallback for kernels without SO_PEERPIDFD.
+ *  - getXattr(path, name) -> Buffer | null
+ *      lgetxattr(2) with a 4096-byte value buffer.
  *  - closeFd(fd)
  *
  * Failures throw a JS Error whose `code` is the errno name ("EACCES", ...),
@@ -23,6 +29,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,8 +37,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <node_api.h>
@@ -74,6 +83,9 @@ static const char *errno_name(int err)
     case EMFILE: return "EMFILE";
     case ENAMETOOLONG: return "ENAMETOOLONG";
     case ENFILE: return "ENFILE";
+    case ENODATA: return "ENODATA";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    case ENOSYS: return "ENOSYS";
     case ENOBUFS: return "ENOBUFS";
     case ENOENT: return "ENOENT";
     case ENOMEM: return "ENOMEM";
@@ -85,7 +97,9 @@ static const char *errno_name(int err)
     case EPERM: return "EPERM";
     case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
     case EPROTOTYPE: return "EPROTOTYPE";
+    case ERANGE: return "ERANGE";
     case EROFS: return "EROFS";
+    case ESRCH: return "ESRCH";
     case ETIMEDOUT: return "ETIMEDOUT";
     default: break;
     }
@@ -608,6 +622,199 @@ static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
 }
 
 /* ------------------------------------------------------------------ */
+/* peerPidfd, pidfdOpen                                                */
+
+/* Older headers (glibc < 2.39) lack the option; the value is the same on every architecture. */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/*
+ * A pidfd of the process at the other end of a connected AF_UNIX socket
+ * (close-on-exec, as every pidfd). null when the fd is not AF_UNIX or the
+ * kernel knows no live peer process (ENODATA, ESRCH, EINVAL: the peer has
+ * already exited on kernels that refuse pidfds of exited processes; newer
+ * kernels hand out such a pidfd, whose fdinfo then shows "Pid: -1").
+ * Throws ENOPROTOOPT on kernels older than 6.5.
+ */
+static napi_value js_peer_pidfd(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    struct sockaddr_storage ss;
+    socklen_t ss_len = sizeof(ss);
+    int fd, pidfd = -1;
+    socklen_t pidfd_len = sizeof(pidfd);
+
+    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+        return NULL;
+
+    memset(&ss, 0, sizeof(ss));
+    if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0) {
+        throw_errno_fd(env, errno, "getsockname", fd);
+        return NULL;
+    }
+    if (ss.ss_family != AF_UNIX)
+        return make_null(env);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pidfd_len) != 0) {
+        if (errno == ENODATA || errno == ESRCH || errno == EINVAL)
+            return make_null(env);
+        throw_errno_fd(env, errno, "getsockopt", fd);
+        return NULL;
+    }
+    if (pidfd < 0 || pidfd_len != sizeof(pidfd)) {
+        /* Cannot happen; never leak a descriptor if it does. */
+        if (pidfd >= 0)
+            close(pidfd);
+        return make_null(env);
+    }
+    return make_int(env, pidfd);
+}
+
+/*
+ * pidfd_open(pid, 0): null when there is no such process (ESRCH) or the
+ * kernel has no pidfds (ENOSYS); throws on other errors (EMFILE, ...).
+ */
+static napi_value js_pidfd_open(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    int64_t pid;
+    long pidfd;
+
+    if (!get_args(env, info, 1, argv) ||
+        !get_int(env, argv[0], "pid", 1, INT32_MAX, &pid))
+        return NULL;
+    pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0u);
+    if (pidfd < 0) {
+        if (errno == ESRCH || errno == ENOSYS)
+            return make_null(env);
+        throw_errno(env, errno, "pidfd_open", NULL);
+        return NULL;
+    }
+    return make_int(env, (int32_t)pidfd);
+}
+
+/* ------------------------------------------------------------------ */
+/* getXattr                                                            */
+
+/* Largest value getXattr() returns; a longer one fails with ERANGE. */
+#define XATTR_VALUE_MAX 4096
+
+/*
+ * Copies a string or Uint8Array argument into buf as a C string. Throws
+ * ENAMETOOLONG when it does not fit and EINVAL when it contains a NUL byte.
+ */
+static bool get_c_string(napi_env env, napi_value v, const char *what,
+                         char *buf, size_t size, size_t *out_len)
+{
+    napi_valuetype t;
+    bool is_typed = false;
+    size_t len = 0;
+    char message[120];
+
+    if (napi_typeof(env, v, &t) == napi_ok && t == napi_string) {
+        if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok)
+            return false;
+        if (len >= size)
+            goto too_long;
+        if (napi_get_value_string_utf8(env, v, buf, size, &len) != napi_ok)
+            return false;
+    } else if (napi_is_typedarray(env, v, &is_typed) == napi_ok && is_typed) {
+        napi_typedarray_type type;
+        void *data = NULL;
+        if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
+            type != napi_uint8_array)
+            goto bad_type;
+        if (len >= size)
+            goto too_long;
+        if (len > 0)
+            memcpy(buf, data, len);
+        buf[len] = '\0';
+    } else {
+        goto bad_type;
+    }
+    if (memchr(buf, '\0', len) != NULL) {
+        snprintf(message, sizeof(message), "%s contains a NUL byte", what);
+        throw_coded(env, "EINVAL", NULL, message);
+        return false;
+    }
+    *out_len = len;
+    return true;
+
+bad_type:
+    snprintf(message, sizeof(message), "%s must be a string or Uint8Array", what);
+    throw_type(env, message);
+    return false;
+too_long:
+    snprintf(message, sizeof(message), "%s is too long (%zu bytes, at most %zu allowed)",
+             what, len, size - 1);
+    throw_coded(env, "ENAMETOOLONG", NULL, message);
+    return false;
+}
+
+/* Printable form of a C string for messages: non-printable bytes become \xNN. */
+static void display_bytes(const char *s, size_t len, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < len && o + 8 < size; i++) {
+        uint8_t c = (uint8_t)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0xf];
+        }
+    }
+    out[o] = '\0';
+}
+
+/*
+ * lgetxattr(path, name): the value as a Buffer (at most 4096 bytes), or null
+ * when the attribute or the file does not exist or the file system has no
+ * extended attributes (ENODATA, ENOENT, ENOTSUP). Throws with the errno name
+ * as code otherwise (ERANGE: value longer than 4096 bytes; EACCES, ...).
+ */
+static napi_value js_get_xattr(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2], result;
+    char path[PATH_MAX], name[XATTR_NAME_MAX + 1];
+    char value[XATTR_VALUE_MAX];
+    size_t path_len, name_len;
+    ssize_t n;
+    void *data = NULL;
+
+    if (!get_args(env, info, 2, argv) ||
+        !get_c_string(env, argv[0], "path", path, sizeof(path), &path_len) ||
+        !get_c_string(env, argv[1], "name", name, sizeof(name), &name_len))
+        return NULL;
+
+    n = lgetxattr(path, name, value, sizeof(value));
+    if (n < 0) {
+        int err = errno;
+        char text[256], shown_path[512], shown_name[512], message[1400];
+        if (err == ENODATA || err == ENOTSUP || err == ENOENT)
+            return make_null(env);
+        display_bytes(path, path_len, shown_path, sizeof(shown_path));
+        display_bytes(name, name_len, shown_name, sizeof(shown_name));
+        snprintf(message, sizeof(message), "lgetxattr(\"%s\", \"%s\"): %s", shown_path,
+                 shown_name, errno_text(err, text, sizeof(text)));
+        throw_coded(env, errno_name(err), "lgetxattr", message);
+        return NULL;
+    }
+    if (napi_create_buffer_copy(env, (size_t)n, value, &data, &result) != napi_ok)
+        return NULL;
+    return result;
+}
+
+/* ------------------------------------------------------------------ */
 /* closeFd                                                             */
 
 static napi_value js_close_fd(napi_env env, napi_callback_info info)
@@ -653,6 +860,9 @@ NAPI_MODULE_INIT()
         { "listenUnix", NULL, js_listen_unix, NULL, NULL, NULL, napi_enumerable, NULL },
         { "connectUnix", NULL, js_connect_unix, NULL, NULL, NULL, napi_enumerable, NULL },
         { "peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "peerPidfd", NULL, js_peer_pidfd, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "pidfdOpen", NULL, js_pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "getXattr", NULL, js_get_xattr, NULL, NULL, NULL, napi_enumerable, NULL },
         { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
         { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
     };

@@ -59,6 +59,24 @@ struct pump {
     bool draining;  /* an end was seen: no more reads, flush what is pending, then finish */
     bool finishing; /* handles are being closed */
     bool fds_owned; /* close the fds when done (false only when setup failed: the caller closes) */
+
+    /*
+     * Command interception (client -> server). The pump follows the client's packet boundaries
+     * (a 4-byte header: 3-byte length, sequence id) without copying anything. A command packet
+     * (sequence id 0, not a continuation of a 16 MiB packet) whose first payload byte is in
+     * `intercept` is not forwarded: it is held, handed to JavaScript once complete, and the
+     * client is not read again until JavaScript answers with pumpResume().
+     */
+    uint8_t intercept[32];  /* bit set of command bytes */
+    bool has_intercepts;
+    napi_ref on_intercept;
+    size_t c2s_left;        /* payload bytes of the current client packet still to come */
+    bool c2s_continued;     /* the current client packet continues a 0xFFFFFF one */
+    bool intercepting;      /* a packet is held: wait for it to complete / for pumpResume */
+    bool delivered;         /* the held packet was handed to JavaScript */
+    char *held;             /* client bytes not forwarded: a partial header, or the held packet + rest */
+    size_t held_len;
+    size_t held_cap;
     int open_handles;
     const char *reason;
 };
@@ -88,6 +106,8 @@ static void on_handle_closed(uv_handle_t *handle)
             close(p->ep[i].fd);
         free_pending(&p->ep[i]);
     }
+    free(p->held);
+    p->held = NULL;
 
     if (p->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
         if (napi_get_reference_value(env, p->on_close, &callback) == napi_ok && callback != NULL &&
@@ -103,6 +123,8 @@ static void on_handle_closed(uv_handle_t *handle)
         }
         napi_close_handle_scope(env, scope);
     }
+    if (p->on_intercept != NULL)
+        napi_delete_reference(env, p->on_intercept);
     if (p->on_close != NULL) {
         napi_delete_reference(env, p->on_close);
         napi_async_destroy(env, p->async_context);
@@ -144,8 +166,12 @@ static bool flush(struct pump *p, struct endpoint *e)
 }
 
 /* Send `len` bytes to `dst`; keep what the socket does not take. False (after finish()) on error. */
+static bool append_pending(struct pump *p, struct endpoint *dst, const char *data, size_t len);
+
 static bool forward(struct pump *p, struct endpoint *dst, const char *data, size_t len)
 {
+    if (dst->pending != NULL)
+        return append_pending(p, dst, data, len); /* keep the order behind what is queued */
     size_t off = 0;
     while (off < len) {
         ssize_t n = send(dst->fd, data + off, len - off, MSG_NOSIGNAL);
@@ -172,14 +198,181 @@ static bool forward(struct pump *p, struct endpoint *dst, const char *data, size
     return true;
 }
 
+/* Queue `data` behind the bytes already pending for `dst`. */
+static bool append_pending(struct pump *p, struct endpoint *dst, const char *data, size_t len)
+{
+    if (len == 0)
+        return true;
+    size_t have = dst->pending_len - dst->pending_off;
+    char *grown = malloc(have + len);
+    if (grown == NULL) {
+        finish(p, "out-of-memory");
+        return false;
+    }
+    memcpy(grown, dst->pending + dst->pending_off, have);
+    memcpy(grown + have, data, len);
+    free(dst->pending);
+    dst->pending = grown;
+    dst->pending_len = have + len;
+    dst->pending_off = 0;
+    return true;
+}
+
+static bool hold(struct pump *p, const char *data, size_t len)
+{
+    if (p->held_len + len > p->held_cap) {
+        size_t cap = p->held_cap == 0 ? 256 : p->held_cap;
+        while (cap < p->held_len + len)
+            cap *= 2;
+        char *grown = realloc(p->held, cap);
+        if (grown == NULL) {
+            finish(p, "out-of-memory");
+            return false;
+        }
+        p->held = grown;
+        p->held_cap = cap;
+    }
+    memcpy(p->held + p->held_len, data, len);
+    p->held_len += len;
+    return true;
+}
+
+static inline bool intercepted(const struct pump *p, uint8_t command)
+{
+    return (p->intercept[command >> 3] >> (command & 7)) & 1;
+}
+
+/* An intercepted command must fit in this (INIT_DB and CHANGE_USER are small). */
+#define MAX_INTERCEPTED_PACKET (64 * 1024)
+
+static void deliver_intercepted(struct pump *p);
+
+/*
+ * Client bytes (data, len) -> server, except an intercepted command packet and what follows it,
+ * and a header that is not complete yet (both are held). `data` may point into `p->held`.
+ */
+static void client_to_server(struct pump *p, const char *data, size_t len)
+{
+    struct endpoint *server = &p->ep[SERVER];
+    size_t pos = 0;
+
+    while (pos < len) {
+        if (p->c2s_left > 0) {
+            size_t n = len - pos < p->c2s_left ? len - pos : p->c2s_left;
+            pos += n;
+            p->c2s_left -= n;
+            continue;
+        }
+        /* A packet starts at pos: decide before any of it is forwarded. */
+        const uint8_t *h = (const uint8_t *)data + pos;
+        if (len - pos < 4)
+            break;
+        size_t plen = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16;
+        bool command = !p->c2s_continued && h[3] == 0 && plen > 0;
+        if (command && len - pos < 5)
+            break;
+        if (command && intercepted(p, h[4])) {
+            if (plen > MAX_INTERCEPTED_PACKET) {
+                finish(p, "client-malformed");
+                return;
+            }
+            if (!forward(p, server, data, pos))
+                return;
+            p->intercepting = true;
+            p->delivered = false;
+            /* Keep the packet and everything after it (data may alias p->held). */
+            char *rest = malloc(len - pos);
+            if (rest == NULL) {
+                finish(p, "out-of-memory");
+                return;
+            }
+            memcpy(rest, data + pos, len - pos);
+            p->held_len = 0;
+            bool ok = hold(p, rest, len - pos);
+            free(rest);
+            if (ok)
+                deliver_intercepted(p);
+            return;
+        }
+        p->c2s_continued = plen == 0xFFFFFF;
+        p->c2s_left = plen;
+        pos += 4;
+    }
+    /* [0, pos) is decided; the rest is an incomplete header: keep it for the next read. */
+    char partial[5];
+    size_t npartial = len - pos;
+    memcpy(partial, data + pos, npartial);
+    if (!forward(p, server, data, pos))
+        return;
+    p->held_len = 0;
+    hold(p, partial, npartial);
+}
+
+/* Hand the held packet to JavaScript once it is complete (called again as more bytes arrive). */
+static void deliver_intercepted(struct pump *p)
+{
+    napi_env env = p->env;
+    napi_handle_scope scope;
+    napi_value callback, global, argv[1], result, exception;
+    void *copy;
+
+    if (p->delivered || p->held_len < 4)
+        return;
+    const uint8_t *h = (const uint8_t *)p->held;
+    size_t total = 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16);
+    if (p->held_len < total)
+        return;
+    p->delivered = true;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) {
+        finish(p, "internal-error");
+        return;
+    }
+    if (napi_get_reference_value(env, p->on_intercept, &callback) == napi_ok && callback != NULL &&
+        napi_get_global(env, &global) == napi_ok &&
+        napi_create_buffer_copy(env, total, p->held, &copy, &argv[0]) == napi_ok) {
+        if (napi_make_callback(env, p->async_context, global, callback, 1, argv, &result) != napi_ok &&
+            napi_get_and_clear_last_exception(env, &exception) == napi_ok)
+            napi_fatal_exception(env, exception);
+    } else {
+        finish(p, "internal-error");
+    }
+    napi_close_handle_scope(env, scope);
+}
+
 /* Read from `src` and forward to the other endpoint until it would block or must wait. */
 static void pump_from(struct pump *p, struct endpoint *src)
 {
     struct endpoint *dst = &p->ep[1 - src->index];
+    bool from_client = src->index == CLIENT;
     for (int i = 0; i < MAX_READS_PER_EVENT && !p->draining && dst->pending == NULL; i++) {
-        ssize_t n = read(src->fd, scratch, sizeof(scratch));
+        if (from_client && p->intercepting && p->delivered)
+            return; /* JavaScript has the held packet: wait for pumpResume() */
+        /* A partial header (< 5 bytes) goes in front of the new bytes, so packets are contiguous. */
+        size_t prefix = from_client && !p->intercepting ? p->held_len : 0;
+        if (prefix > 0)
+            memcpy(scratch, p->held, prefix);
+        ssize_t n = read(src->fd, scratch + prefix, sizeof(scratch) - prefix);
         if (n > 0) {
             src->bytes_read += (double)n;
+            if (from_client && p->intercepting) {
+                if (p->held_len + (size_t)n > MAX_INTERCEPTED_PACKET + sizeof(scratch)) {
+                    finish(p, "client-malformed");
+                    return;
+                }
+                if (hold(p, scratch, (size_t)n))
+                    deliver_intercepted(p);
+                if (p->finishing)
+                    return;
+                continue;
+            }
+            if (from_client && p->has_intercepts) {
+                client_to_server(p, scratch, prefix + (size_t)n);
+                if (p->finishing)
+                    return;
+                if ((size_t)n < sizeof(scratch) - prefix)
+                    return;
+                continue;
+            }
             if (!forward(p, dst, scratch, (size_t)n))
                 return;
             if ((size_t)n < sizeof(scratch))
@@ -237,7 +430,8 @@ static void update_polls(struct pump *p)
     for (int i = 0; i < 2; i++) {
         struct endpoint *e = &p->ep[i];
         int want = 0;
-        if (!p->draining && p->ep[1 - i].pending == NULL)
+        bool waiting_for_js = i == CLIENT && p->intercepting && p->delivered;
+        if (!p->draining && p->ep[1 - i].pending == NULL && !waiting_for_js)
             want |= UV_READABLE;
         if (e->pending != NULL)
             want |= UV_WRITABLE;
@@ -308,8 +502,10 @@ static void pump_handle_finalize(napi_env env, void *data, void *hint)
  */
 static napi_value js_pump_start(napi_env env, napi_callback_info info)
 {
-    size_t argc = 5;
-    napi_value argv[5], handle, name, resource;
+    size_t argc = 7;
+    napi_value argv[7], handle, name, resource;
+    const char *commands;
+    size_t ncommands;
     napi_valuetype type;
     int fds[2];
     const char *first[2];
@@ -319,8 +515,15 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
 
     if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
         return NULL;
-    if (argc != 5) {
-        throw_error(env, "ERR_INVALID_ARG_TYPE", "pumpStart(clientFd, serverFd, clientFirst, serverFirst, onClose)");
+    if (argc != 7) {
+        throw_error(env, "ERR_INVALID_ARG_TYPE",
+                    "pumpStart(clientFd, serverFd, clientFirst, serverFirst, onClose, interceptCommands, onIntercept)");
+        return NULL;
+    }
+    if (!get_bytes_arg(env, argv[5], &commands, &ncommands))
+        return NULL;
+    if (ncommands > 0 && (napi_typeof(env, argv[6], &type) != napi_ok || type != napi_function)) {
+        throw_error(env, "ERR_INVALID_ARG_TYPE", "onIntercept must be a function");
         return NULL;
     }
     if (!get_fd_arg(env, argv[0], &fds[CLIENT]) || !get_fd_arg(env, argv[1], &fds[SERVER]) ||
@@ -343,6 +546,11 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
     }
     p->env = env;
     p->reason = "closed";
+    for (size_t i = 0; i < ncommands; i++) {
+        uint8_t c = (uint8_t)commands[i];
+        p->intercept[c >> 3] |= (uint8_t)(1u << (c & 7));
+        p->has_intercepts = true;
+    }
     for (int i = 0; i < 2; i++) {
         p->ep[i].pump = p;
         p->ep[i].index = i;
@@ -370,7 +578,8 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
     if (napi_create_object(env, &resource) != napi_ok ||
         napi_create_string_utf8(env, "myproxy.pump", NAPI_AUTO_LENGTH, &name) != napi_ok ||
         napi_async_init(env, resource, name, &p->async_context) != napi_ok ||
-        napi_create_reference(env, argv[4], 1, &p->on_close) != napi_ok) {
+        napi_create_reference(env, argv[4], 1, &p->on_close) != napi_ok ||
+        (p->has_intercepts && napi_create_reference(env, argv[6], 1, &p->on_intercept) != napi_ok)) {
         p->fds_owned = false;
         finish(p, "internal-error");
         throw_error(env, "ERR_PUMP", "cannot set up the pump callback");
@@ -378,9 +587,15 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
     }
 
     /* Bytes that arrived during login go out first (the first write normally takes them all). */
-    for (int i = 0; i < 2 && !p->finishing; i++)
-        if (first_len[i] > 0)
-            forward(p, &p->ep[i], first[i], first_len[i]);
+    if (first_len[CLIENT] > 0)
+        forward(p, &p->ep[CLIENT], first[CLIENT], first_len[CLIENT]);
+    if (first_len[SERVER] > 0 && !p->finishing) {
+        /* Client bytes that arrived during login: they may hold a command to intercept. */
+        if (p->has_intercepts)
+            client_to_server(p, first[SERVER], first_len[SERVER]);
+        else
+            forward(p, &p->ep[SERVER], first[SERVER], first_len[SERVER]);
+    }
     if (!p->finishing)
         update_polls(p);
 
@@ -429,11 +644,67 @@ static napi_value js_pump_close(napi_env env, napi_callback_info info)
     return undefined;
 }
 
+/*
+ * pumpResume(handle, toServer?, toClient?) — JavaScript has dealt with the held command packet:
+ * send `toServer` (e.g. the command, possibly rewritten) and `toClient` (e.g. an ERR), drop the
+ * held packet and go on with whatever the client sent after it. A no-op once the pair finished.
+ */
+static napi_value js_pump_resume(napi_env env, napi_callback_info info)
+{
+    size_t argc = 3;
+    napi_value argv[3], undefined;
+    void *data;
+    const char *to_server = NULL, *to_client = NULL;
+    size_t to_server_len = 0, to_client_len = 0;
+    struct pump *p;
+
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+        return NULL;
+    if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
+        throw_error(env, "ERR_INVALID_ARG_TYPE", "pumpResume(handle, toServer?, toClient?)");
+        return NULL;
+    }
+    if ((argc > 1 && !get_bytes_arg(env, argv[1], &to_server, &to_server_len)) ||
+        (argc > 2 && !get_bytes_arg(env, argv[2], &to_client, &to_client_len)))
+        return NULL;
+    napi_get_undefined(env, &undefined);
+    p = data;
+    if (p->finishing)
+        return undefined;
+    if (!p->intercepting || !p->delivered) {
+        throw_error(env, "ERR_PUMP", "pumpResume() without a held command");
+        return NULL;
+    }
+    const uint8_t *h = (const uint8_t *)p->held;
+    size_t total = 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16);
+    size_t rest_len = p->held_len - total;
+    char *rest = NULL;
+    if (rest_len > 0) {
+        rest = malloc(rest_len);
+        if (rest == NULL) {
+            finish(p, "out-of-memory");
+            return undefined;
+        }
+        memcpy(rest, p->held + total, rest_len);
+    }
+    p->held_len = 0;
+    p->intercepting = false;
+    p->delivered = false;
+    if (forward(p, &p->ep[SERVER], to_server, to_server_len) &&
+        forward(p, &p->ep[CLIENT], to_client, to_client_len) && rest_len > 0)
+        client_to_server(p, rest, rest_len);
+    free(rest);
+    if (!p->finishing)
+        update_polls(p);
+    return undefined;
+}
+
 bool register_pump(napi_env env, napi_value exports)
 {
     napi_property_descriptor props[] = {
         { "pumpStart", NULL, js_pump_start, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpClose", NULL, js_pump_close, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "pumpResume", NULL, js_pump_resume, NULL, NULL, NULL, napi_enumerable, NULL },
     };
     return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;
 }

@@ -10,7 +10,8 @@ import { installClient, LuaSessionHandler } from './bindings/client.js';
 import { installListen, takeSystemdFds, type ListenerSpec } from './bindings/listen.js';
 import { CallbackRunner } from './lua/coroutine.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
-import { fdOf, peerCredentials } from './net/native.js';
+import { fdOf } from './net/native.js';
+import { readPeerIdentity } from './net/peer-identity.js';
 import { Connection } from './proxy/connection.js';
 import type { RelayKind } from './net/relay.js';
 import type { PeerIdentity } from './proxy/handler.js';
@@ -30,6 +31,8 @@ export interface InstanceOptions {
   readonly relay: RelayKind;
   /** `--check`: run the config without binding sockets. */
   readonly checkOnly?: boolean;
+  /** Called whenever the number of live connections changes (e.g. for systemd's STATUS=). */
+  readonly onConnectionCount?: (count: number) => void;
 }
 
 export const DEFAULT_INSTANCE_OPTIONS = {
@@ -53,6 +56,8 @@ export class Instance {
   #runner: CallbackRunner | null = null;
   /** 'idle', 'running', or 'again' (a SIGHUP arrived while reload() ran: run it once more). */
   #reloadState: 'idle' | 'running' | 'again' = 'idle';
+  /** The reload in progress (settles after the last coalesced run), or null. */
+  #reloading: Promise<void> | null = null;
 
   constructor(options: InstanceOptions) {
     this.#options = options;
@@ -86,11 +91,6 @@ export class Instance {
     listen.enterRuntime(L);
     this.#L = L;
     this.#listeners = listen.listeners;
-    for (const l of this.#listeners) {
-      if (l.refs.onInitDb !== undefined) {
-        logError(`${l.label}: on_init_db is accepted but not called yet; COM_INIT_DB is forwarded unchanged`);
-      }
-    }
   }
 
   /** Start accepting connections on every listener bound by load(). */
@@ -125,9 +125,9 @@ export class Instance {
     socket.on('error', () => undefined); // errors are handled by whoever reads the socket
     let peer: PeerIdentity;
     try {
-      const cred = peerCredentials(fdOf(socket));
+      const cred = readPeerIdentity(fdOf(socket));
       peer = cred !== null
-        ? { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined }
+        ? { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined, pidfd: cred.pidfd }
         : { pid: undefined, uid: undefined, gid: undefined, address: remoteAddressText(socket) };
     } catch (e) {
       logError(`accept: cannot read peer credentials: ${errorMessage(e)}`);
@@ -144,22 +144,30 @@ export class Instance {
         stats: this.stats,
         relay: this.#options.relay,
       },
-      (c) => this.#connections.delete(c),
+      (c) => {
+        if (this.#connections.delete(c)) this.#options.onConnectionCount?.(this.#connections.size);
+      },
     );
     this.#connections.add(connection);
+    this.#options.onConnectionCount?.(this.#connections.size);
     void connection.run();
   }
 
   /**
    * SIGHUP: run the config's global `reload()` (if defined) in its own coroutine. A SIGHUP that
    * arrives while it runs makes it run once more afterwards. Errors are logged; the daemon goes on.
+   * The promise (the same one for coalesced requests) settles when no run is left; it never rejects.
    */
-  reload(): void {
-    if (this.#reloadState !== 'idle') {
+  reload(): Promise<void> {
+    if (this.#reloading !== null) {
       this.#reloadState = 'again';
-      return;
+      return this.#reloading;
     }
-    void this.#runReload();
+    const p = this.#runReload().finally(() => {
+      this.#reloading = null;
+    });
+    this.#reloading = p;
+    return p;
   }
 
   /** Read through a method: the state changes while reload() awaits (TS cannot see that). */

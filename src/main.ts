@@ -4,7 +4,14 @@ import { Instance, DEFAULT_INSTANCE_OPTIONS } from './instance.js';
 import type { RelayKind } from './net/relay.js';
 import { ConfigError, errorMessage } from './util/errors.js';
 import { logError, logInfo } from './util/log.js';
-import { notifyReady, notifyStopping } from './util/sd-notify.js';
+import {
+  notifyEnabled,
+  notifyReady,
+  notifyReloading,
+  notifyStopping,
+  startWatchdog,
+  StatusThrottle,
+} from './util/sd-notify.js';
 
 /** sysexits.h */
 export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
@@ -62,12 +69,20 @@ export async function main(argv: readonly string[]): Promise<number> {
     return ExitCode.USAGE;
   }
   process.on('SIGPIPE', () => undefined);
+  // systemd STATUS=: the number of connections, at most once a second (only under systemd).
+  let started = false;
+  let stopping = false;
+  const status = new StatusThrottle();
+  const statusText = (n: number): string => (stopping ? `draining ${connections(n)}` : connections(n));
   const instance = new Instance({
     ...DEFAULT_INSTANCE_OPTIONS,
     configPath: cmd.configPath,
     checkOnly: cmd.check,
     relay: cmd.relay,
+    ...(!cmd.check && notifyEnabled() ? { onConnectionCount: (n: number) => status.update(statusText(n)) } : {}),
   });
+  // WATCHDOG=1 from the start: loading the config may take a while (host name lookups).
+  if (!cmd.check) startWatchdog();
   try {
     await instance.load();
   } catch (e) {
@@ -84,7 +99,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   // Signal handlers go in before the listeners start, so that a signal sent as soon as the
   // "listening on" line appears is never met by Node's default action (which would kill us).
   const stopped = new Promise<number>((resolve) => {
-    let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
         logInfo(`caught ${signal} again, exiting now (pid=${process.pid})`);
@@ -92,7 +106,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         return;
       }
       stopping = true;
-      notifyStopping();
+      const text = statusText(instance.activeConnections);
+      notifyStopping(text);
+      status.sentElsewhere(text);
       logInfo(`caught ${signal}, shutting down (pid=${process.pid})`);
       instance.shutdown(cmd.shutdownGraceMs).then(
         () => resolve(ExitCode.OK),
@@ -105,12 +121,40 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('SIGQUIT', onSignal);
+    // systemd learns about the reload: RELOADING=1 now, READY=1 once reload() is over (whether
+    // it failed or not). A SIGHUP during a reload joins it (one more run, the same READY=1).
+    let reloading: Promise<void> | null = null;
     process.on('SIGHUP', () => {
       logInfo('caught SIGHUP, running reload()');
-      instance.reload();
+      const run = instance.reload();
+      if (run === reloading) return;
+      reloading = run;
+      // Before READY=1 (still starting), systemd hears nothing about it.
+      const notify = started && !stopping;
+      if (notify) notifyReloading();
+      const done = (): void => {
+        reloading = null;
+        if (!notify || stopping) return;
+        const text = statusText(instance.activeConnections);
+        notifyReady(text);
+        status.sentElsewhere(text);
+      };
+      run.then(done, (e: unknown) => {
+        logError(`reload: ${errorMessage(e)}`);
+        done();
+      });
     });
   });
   await instance.start();
-  notifyReady();
+  started = true;
+  if (!stopping) {
+    const text = statusText(instance.activeConnections);
+    notifyReady(text);
+    status.sentElsewhere(text);
+  }
   return stopped;
+}
+
+function connections(n: number): string {
+  return n === 1 ? '1 connection' : `${n} connections`;
 }

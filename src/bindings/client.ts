@@ -11,12 +11,14 @@ import {
   type ConnectAction,
   type ConnectTarget,
   type ErrAction,
+  type InitDbAction,
   type LoginAction,
   type LoginRequest,
   type SessionHandler,
   type SessionHooks,
 } from '../proxy/handler.js';
 import { checkAddressArg } from './address.js';
+import { installCgroup, pushClientCgroup } from './cgroup.js';
 
 export const CLIENT_CLASS = 'myproxy.client';
 export const ACTION_CLASS = 'myproxy.action';
@@ -29,7 +31,7 @@ interface LuaClient {
   stale: boolean;
 }
 
-type Action = ErrAction | ConnectAction;
+type Action = ErrAction | ConnectAction | InitDbAction;
 
 /** Other bindings (clusters) register here to be accepted as client:connect() targets. */
 export type TargetChecker = (L: LuaState, idx: number) => ConnectTarget | undefined;
@@ -65,6 +67,17 @@ const clientErr = (L: LuaState): number => {
   }
   const message = to_jsstring(lua.lua_tolstring(L, 2)!, undefined, undefined, true);
   pushObject(L, ACTION_CLASS, { kind: 'err', message } satisfies ErrAction);
+  return 1;
+};
+
+const clientInitDb = (L: LuaState): number => {
+  checkClient(L, 1);
+  if (lua.lua_gettop(L) !== 2 || lua.lua_type(L, 2) !== lua.LUA_TSTRING) {
+    return lauxlib.luaL_error(L, 'client:init_db() expects one string argument');
+  }
+  const database = toBuffer(L, 2)!;
+  if (database.length === 0 || database.includes(0)) return lauxlib.luaL_error(L, 'client:init_db(): bad database name');
+  pushObject(L, ACTION_CLASS, { kind: 'init_db', database } satisfies InitDbAction);
   return 1;
 };
 
@@ -166,14 +179,16 @@ const clientIndex = (L: LuaState): number => {
       }
       return 1;
     case 'cgroup':
-      // Identity beyond SO_PEERCRED (cgroup) is not read yet: nil means "unknown".
-      lua.lua_pushnil(L);
+      pushClientCgroup(L, s);
       return 1;
     case 'err':
       lua.lua_pushjsfunction(L, clientErr);
       return 1;
     case 'connect':
       lua.lua_pushjsfunction(L, clientConnect);
+      return 1;
+    case 'init_db':
+      lua.lua_pushjsfunction(L, clientInitDb);
       return 1;
     default:
       return lauxlib.luaL_error(L, `Unknown attribute '${key ?? typeName(L, 2)}'`);
@@ -217,6 +232,7 @@ const clientToString = (L: LuaState): number => {
 
 export function installClient(L: LuaState): void {
   defineClass(L, CLIENT_CLASS, { __index: clientIndex, __newindex: clientNewIndex, __tostring: clientToString });
+  installCgroup(L);
   defineClass(L, ACTION_CLASS, {
     __tostring: (L1) => {
       const a = checkObject<Action>(L1, 1, ACTION_CLASS);
@@ -247,7 +263,7 @@ export class LuaSessionHandler implements SessionHandler {
     this.refs = refs;
     // Absent callbacks must be absent hooks (the core skips them at no cost), so pick the class
     // whose prototype has exactly the hooks this handler table defines: no per-connection closures.
-    this.#Hooks = hooksClass(refs.onConnect !== undefined, refs.onCommandPhase !== undefined);
+    this.#Hooks = hooksClass(refs);
   }
 
   open(session: ClientSession): SessionHooks {
@@ -304,7 +320,7 @@ class LuaSessionHooks {
       },
       (co, n) => {
         const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
-        if (a === undefined) {
+        if (a === undefined || a.kind === 'init_db') {
           throw new CallbackFailed(
             `Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:connect(...) or client:err(...)`,
           );
@@ -314,7 +330,7 @@ class LuaSessionHooks {
     );
   }
 
-  protected callOnConnect(): Promise<ErrAction | undefined> {
+  callOnConnect(): Promise<ErrAction | undefined> {
     return this.call('on_connect', this.#handler.refs.onConnect!, null, (co, n) => {
       if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return undefined;
       const a = testObject<Action>(co, n, ACTION_CLASS);
@@ -325,12 +341,32 @@ class LuaSessionHooks {
     });
   }
 
-  protected callOnCommandPhase(): Promise<void> {
+  callOnCommandPhase(): Promise<void> {
     return this.call('on_command_phase', this.#handler.refs.onCommandPhase!, null, (co, n) => {
       if (n > 0 && lua.lua_type(co, n) !== lua.LUA_TNIL) {
         throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_command_phase returns nothing`);
       }
     });
+  }
+
+  callOnInitDb(database: Buffer): Promise<InitDbAction | ErrAction> {
+    return this.call(
+      'on_init_db',
+      this.#handler.refs.onInitDb!,
+      (co) => {
+        pushBytes(co, database);
+        return 1;
+      },
+      (co, n) => {
+        const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
+        if (a === undefined || a.kind === 'connect') {
+          throw new CallbackFailed(
+            `Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:init_db(name) or client:err(...)`,
+          );
+        }
+        return a;
+      },
+    );
   }
 
   onClose(): void {
@@ -341,30 +377,22 @@ class LuaSessionHooks {
   }
 }
 
-class WithOnConnect extends LuaSessionHooks {
-  onConnect(): Promise<ErrAction | undefined> {
-    return this.callOnConnect();
-  }
-}
+type HooksClass = new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
-class WithOnCommandPhase extends LuaSessionHooks {
-  onCommandPhase(): Promise<void> {
-    return this.callOnCommandPhase();
-  }
-}
-
-class WithBoth extends WithOnConnect {
-  onCommandPhase(): Promise<void> {
-    return this.callOnCommandPhase();
-  }
-}
-
-function hooksClass(
-  onConnect: boolean,
-  onCommandPhase: boolean,
-): new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks {
-  if (onConnect) return onCommandPhase ? WithBoth : WithOnConnect;
-  return onCommandPhase ? WithOnCommandPhase : LuaSessionHooks;
+/**
+ * A hooks class whose prototype has exactly the optional hooks the handler table defines (the
+ * core skips absent hooks at no cost), built once per mysql_listen() call.
+ */
+function hooksClass(refs: HandlerRefs): HooksClass {
+  const Hooks = class extends LuaSessionHooks {};
+  const proto = LuaSessionHooks.prototype;
+  const add = (name: 'onConnect' | 'onCommandPhase' | 'onInitDb', fn: unknown): void => {
+    Object.defineProperty(Hooks.prototype, name, { value: fn, writable: false, enumerable: false });
+  };
+  if (refs.onConnect !== undefined) add('onConnect', proto.callOnConnect);
+  if (refs.onCommandPhase !== undefined) add('onCommandPhase', proto.callOnCommandPhase);
+  if (refs.onInitDb !== undefined) add('onInitDb', proto.callOnInitDb);
+  return Hooks;
 }
 
 /** handshake_response = {user=, password=, database=} (database only when non-empty). */

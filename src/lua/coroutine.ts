@@ -4,7 +4,7 @@
 // callback may compute between yields, so a runaway loop cannot freeze the daemon.
 
 import { lua, lauxlib, type LuaState } from 'fengari';
-import { errorToString } from './state.js';
+import { computeDeadlines, errorToString } from './state.js';
 
 /** Pushes the results of a finished operation onto the resumed thread; returns their count. */
 export type Resumer = (L: LuaState) => number;
@@ -74,15 +74,13 @@ export class CallbackRunner {
     const co = lua.lua_newthread(L);
     const threadRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
     try {
-      let deadline = 0;
+      const deadline = { at: Infinity, message: `callback ran for more than ${this.#budgetMs} ms without waiting` };
       if (this.#budgetMs > 0) {
-        const budget = this.#budgetMs;
+        computeDeadlines.set(co, deadline);
         lua.lua_sethook(
           co,
           (L1) => {
-            if (performance.now() > deadline) {
-              lauxlib.luaL_error(L1, `callback ran for more than ${budget} ms without waiting`);
-            }
+            if (performance.now() > deadline.at) lauxlib.luaL_error(L1, deadline.message);
           },
           lua.LUA_MASKCOUNT,
           HOOK_INSTRUCTIONS,
@@ -91,11 +89,14 @@ export class CallbackRunner {
       lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, fnRef);
       let nargs = pushArgs(co);
       for (;;) {
-        deadline = performance.now() + this.#budgetMs;
+        if (this.#budgetMs > 0) deadline.at = performance.now() + this.#budgetMs;
         const status = lua.lua_resume(co, L, nargs);
         if (status === lua.LUA_OK) return collect(co, lua.lua_gettop(co));
         if (status !== lua.LUA_YIELD) {
-          const msg = errorToString(co, -1);
+          // Convert on the main state: a dead coroutine cannot run the __tostring of the error.
+          lua.lua_xmove(co, L, 1);
+          const msg = errorToString(L, -1);
+          lua.lua_pop(L, 1);
           lauxlib.luaL_traceback(L, co, msg, 0);
           const text = errorToString(L, -1);
           lua.lua_pop(L, 1);

@@ -24,6 +24,9 @@ export function newLuaState(): LuaState {
   return L;
 }
 
+/** The compute deadline of a running callback, per coroutine (set by the callback runner). */
+export const computeDeadlines = new WeakMap<LuaState, { at: number; readonly message: string }>();
+
 /**
  * Fengari's lua_pcallk clears the saved 'allowhook' flag instead of saving it (operator
  * precedence), so after pcall/xpcall recovers from an error inside a coroutine, debug hooks stay
@@ -41,6 +44,11 @@ function wrapProtectedCalls(L: LuaState): void {
   }
   lua.lua_pushjsfunction(L, (L1) => {
     (L1 as unknown as { allowhook: number }).allowhook = 1;
+    // A callback out of compute time must not go on by catching the budget error: raise it again.
+    const deadline = computeDeadlines.get(L1);
+    if (deadline !== undefined && performance.now() > deadline.at) {
+      return lauxlib.luaL_error(L1, deadline.message);
+    }
     return lua.lua_gettop(L1);
   });
   lua.lua_getglobal(L, 'pcall');
@@ -55,15 +63,31 @@ export function tracebackHandler(L: LuaState): number {
   return 1;
 }
 
+const toStringInLua = (L: LuaState): number => {
+  lauxlib.luaL_tolstring(L, 1);
+  return 1;
+};
+
 /** Text of the error value at `idx` (which may be any Lua value, or nil). */
 export function errorToString(L: LuaState, idx: number): string {
   const t = lua.lua_type(L, idx);
   if (t === lua.LUA_TSTRING) return to_jsstring(lua.lua_tolstring(L, idx)!, undefined, undefined, true);
   if (t === lua.LUA_TNIL || t === lua.LUA_TNONE) return '(error object is nil)';
-  // Tables with __tostring and the like; luaL_tolstring pushes a copy that we pop again.
-  const s = lauxlib.luaL_tolstring(L, idx);
-  lua.lua_pop(L, 1);
-  return to_jsstring(s, undefined, undefined, true);
+  // Tables with __tostring and the like: that runs Lua code, which may fail itself, so convert
+  // in a protected call and fall back to the type name.
+  const top = lua.lua_gettop(L);
+  const abs = lua.lua_absindex(L, idx);
+  let text: string;
+  if (!lua.lua_checkstack(L, 4)) return `(error object is a ${to_jsstring(lauxlib.luaL_typename(L, abs))} value)`;
+  lua.lua_pushjsfunction(L, toStringInLua);
+  lua.lua_pushvalue(L, abs);
+  if (lua.lua_pcall(L, 1, 1, 0) === lua.LUA_OK && lua.lua_type(L, -1) === lua.LUA_TSTRING) {
+    text = to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true);
+  } else {
+    text = `(error object is a ${to_jsstring(lauxlib.luaL_typename(L, abs))} value)`;
+  }
+  lua.lua_settop(L, top);
+  return text;
 }
 
 export class LuaScriptError extends Error {

@@ -3,9 +3,9 @@
 // Same contract as Relay (relay.ts), which stays available as the portable implementation.
 
 import type { Socket } from 'node:net';
-import { closeFd, dupFd, fdOf, pumpClose, pumpStart, type PumpHandle } from './native.js';
+import { closeFd, dupFd, fdOf, pumpClose, pumpResume, pumpStart, type PumpHandle } from './native.js';
 import { logError } from '../util/log.js';
-import type { ByteRelay, RelayCounters, RelayEnd, RelayOptions } from './relay.js';
+import type { ByteRelay, CommandInterceptor, RelayCounters, RelayEnd, RelayOptions } from './relay.js';
 
 const REASONS: Readonly<Record<string, RelayEnd>> = Object.freeze(
   Object.assign(Object.create(null) as Record<string, RelayEnd>, {
@@ -35,20 +35,41 @@ export class NativeRelay implements ByteRelay {
       return;
     }
     let waiting = pending.length;
+    let started = false;
+    const startOnce = (): void => {
+      if (started) return;
+      started = true;
+      this.#start(client, server, options);
+    };
     for (const s of pending) {
       s.once('drain', () => {
-        if (--waiting === 0) this.#start(client, server, options);
+        if (--waiting === 0) startOnce();
       });
+      // A socket that closes instead of draining never emits 'drain': #start finds it gone and
+      // ends the session (otherwise it would stay open until a shutdown's grace period ran out).
+      s.once('close', startOnce);
     }
   }
 
-  #start(client: Socket, server: Socket, options: RelayOptions): void {
+  #start(client: Socket, server: Socket, givenOptions: RelayOptions): void {
+    let options = givenOptions;
     let clientFd = -1;
     let serverFd = -1;
     try {
+      // Node may have read bytes from the kernel into its own buffer even while paused: they go
+      // first, or they would be lost with the socket object.
+      const toServer = concatDefined(options.clientLeftover, drainReadable(client));
+      const toClient = concatDefined(options.serverLeftover, drainReadable(server));
+      options = { ...options, clientLeftover: toServer, serverLeftover: toClient };
       clientFd = dupFd(fdOf(client));
       serverFd = dupFd(fdOf(server));
-      this.#handle = pumpStart(clientFd, serverFd, options.clientLeftover, options.serverLeftover, (reason, c, s) => {
+      const intercept = options.intercept;
+      this.#handle = pumpStart(
+        clientFd,
+        serverFd,
+        options.clientLeftover,
+        options.serverLeftover,
+        (reason, c, s) => {
         this.counters.clientBytes = c;
         this.counters.serverBytes = s;
         this.#done = true;
@@ -59,7 +80,10 @@ export class NativeRelay implements ByteRelay {
         } catch (e) {
           logError(`relay close handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
         }
-      });
+        },
+        intercept === undefined ? null : Uint8Array.from(intercept.commands),
+        intercept === undefined ? null : (packet) => this.#intercepted(intercept, packet),
+      );
     } catch {
       // A socket already gone (the peer left while we waited): nothing to relay.
       if (clientFd >= 0) closeFd(clientFd);
@@ -76,6 +100,23 @@ export class NativeRelay implements ByteRelay {
     if (this.#closeRequested !== null) this.close(this.#closeRequested);
   }
 
+  #intercepted(intercept: CommandInterceptor, packet: Buffer): void {
+    // Called from inside the pump: answer from a later turn of the event loop, never re-entrantly.
+    setImmediate(() => {
+      intercept.onCommand(packet).then(
+        (reply) => {
+          if (this.#done || this.#handle === null) return;
+          if (reply.close !== undefined) pumpClose(this.#handle, reply.close);
+          else pumpResume(this.#handle, reply.toServer ?? null, reply.toClient ?? null);
+        },
+        (e: unknown) => {
+          logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+          if (!this.#done && this.#handle !== null) pumpClose(this.#handle);
+        },
+      );
+    });
+  }
+
   /** Close both sides now (shutdown), writing a last packet to the client if it can take it. */
   close(lastClientPacket?: Buffer): void {
     if (this.#done) return;
@@ -85,4 +126,21 @@ export class NativeRelay implements ByteRelay {
     }
     pumpClose(this.#handle, lastClientPacket);
   }
+}
+
+/** Everything a paused socket has buffered (socket.read() until it has nothing more). */
+function drainReadable(socket: Socket): Buffer | null {
+  const parts: Buffer[] = [];
+  for (;;) {
+    const chunk = socket.read() as Buffer | null;
+    if (chunk === null) break;
+    parts.push(chunk);
+  }
+  return parts.length === 0 ? null : Buffer.concat(parts);
+}
+
+function concatDefined(a: Buffer | null, b: Buffer | null): Buffer | null {
+  if (a === null || a.length === 0) return b;
+  if (b === null) return a;
+  return Buffer.concat([a, b]);
 }

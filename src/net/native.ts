@@ -7,7 +7,8 @@
  * - abstract Unix sockets with the exact address length (Node 20 pads
  *   `'\0name'` with NULs to 108 bytes, so non-Node peers cannot reach it);
  * - replacing a stale socket file safely (never a live socket or a non-socket);
- * - reading the peer credentials (`SO_PEERCRED`) of a Unix socket.
+ * - reading the peer credentials (`SO_PEERCRED`) of a Unix socket;
+ * - pidfds (`SO_PEERPIDFD`, `pidfd_open`) and extended attributes (`lgetxattr`).
  *
  * Errors: every addon function throws a plain `Error` (not a subclass) on a
  * failing system call. Its `code` property is the errno name (`'EACCES'`,
@@ -41,6 +42,9 @@ interface NativeAddon {
   listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number): number;
   connectUnix(name: Uint8Array, abstract: boolean): number;
   peerCredentials(fd: number): PeerCredentials | null;
+  peerPidfd(fd: number): number | null;
+  pidfdOpen(pid: number): number | null;
+  getXattr(path: string | Uint8Array, name: string | Uint8Array): Buffer | null;
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   pumpStart(
@@ -49,8 +53,11 @@ interface NativeAddon {
     toServerFirst: Uint8Array | null,
     toClientFirst: Uint8Array | null,
     onClose: (reason: string, clientBytes: number, serverBytes: number) => void,
+    interceptCommands: Uint8Array | null,
+    onIntercept: ((packet: Buffer) => void) | null,
   ): PumpHandle;
   pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void;
+  pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void;
 }
 
 /** Opaque handle of a running native byte pump. */
@@ -144,6 +151,45 @@ export function peerCredentials(fd: number): PeerCredentials | null {
 }
 
 /**
+ * Returns a pidfd (close-on-exec) of the process at the other end of a
+ * connected Unix socket (`SO_PEERPIDFD`, Linux ≥ 6.5), or `null` when the fd
+ * is not an `AF_UNIX` socket or the kernel knows no live peer process. Newer
+ * kernels may return a pidfd of a process that has already exited: its
+ * `/proc/self/fdinfo` `Pid:` line reads -1. The caller owns the pidfd and
+ * must {@link closeFd} it.
+ *
+ * @throws Error with `code` `'ENOPROTOOPT'` on kernels without
+ *   `SO_PEERPIDFD`, `'EBADF'` / `'ENOTSOCK'` for a bad fd, `'EMFILE'`, ...
+ */
+export function peerPidfd(fd: number): number | null {
+  return load().peerPidfd(fd);
+}
+
+/**
+ * `pidfd_open(pid, 0)`: a pidfd (close-on-exec) of the process `pid` now, or
+ * `null` when there is no such process (`ESRCH`) or the kernel has no pidfds
+ * (`ENOSYS`). The caller owns the pidfd and must {@link closeFd} it.
+ *
+ * @throws Error with `code` (`'EMFILE'`, ...) on other failures.
+ */
+export function pidfdOpen(pid: number): number | null {
+  return load().pidfdOpen(pid);
+}
+
+/**
+ * `lgetxattr(path, name)` (symbolic links are not followed): the raw value
+ * (at most 4096 bytes), or `null` when the attribute or the file does not
+ * exist or the file system has no extended attributes (`ENODATA`, `ENOENT`,
+ * `ENOTSUP`). Strings are passed as UTF-8; Uint8Arrays as they are.
+ *
+ * @throws Error with `code` `'ERANGE'` (value longer than 4096 bytes),
+ *   `'EACCES'`, `'ENAMETOOLONG'`, `'EINVAL'` (a NUL byte in path or name), ...
+ */
+export function getXattr(path: string | Uint8Array, name: string | Uint8Array): Buffer | null {
+  return load().getXattr(path, name);
+}
+
+/**
  * Closes a raw fd (for error paths, before it was handed to a net.Server or
  * net.Socket, which would otherwise close it).
  *
@@ -186,8 +232,19 @@ export function pumpStart(
   toServerFirst: Uint8Array | null,
   toClientFirst: Uint8Array | null,
   onClose: (reason: string, clientBytes: number, serverBytes: number) => void,
+  interceptCommands: Uint8Array | null = null,
+  onIntercept: ((packet: Buffer) => void) | null = null,
 ): PumpHandle {
-  return load().pumpStart(clientFd, serverFd, toServerFirst, toClientFirst, onClose);
+  return load().pumpStart(clientFd, serverFd, toServerFirst, toClientFirst, onClose, interceptCommands, onIntercept);
+}
+
+/**
+ * Answer an intercepted command (see pumpStart's `onIntercept`): send `toServer`/`toClient`, drop
+ * the held packet and go on reading the client. Must not be called from inside `onIntercept`
+ * itself (defer it) nor after `onClose`.
+ */
+export function pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void {
+  load().pumpResume(handle, toServer, toClient);
 }
 
 /** End a running pump now (shutdown), writing `lastClientBytes` to the client first if possible. */

@@ -3,6 +3,7 @@
 // self-contained so that a faster pump can replace it without touching the protocol core.
 
 import type { Socket } from 'node:net';
+import { ClientCommandScanner, heldPacketLength } from './command-scanner.js';
 
 export interface RelayCounters {
   clientBytes: number;
@@ -16,7 +17,31 @@ export interface RelayOptions {
   readonly serverLeftover: Buffer | null;
   /** Called once when both sockets are finished (closed or destroyed). */
   readonly onClose: (reason: RelayEnd) => void;
+  /** Client commands to take out of the stream and hand to `intercept.onCommand`. */
+  readonly intercept?: CommandInterceptor;
 }
+
+/**
+ * Takes chosen client commands out of the relayed stream. A command packet (sequence id 0, not a
+ * continuation) whose first payload byte is in `commands` is held, not forwarded; the relay reads
+ * nothing more from the client until `onCommand` has answered. Server traffic keeps flowing.
+ */
+export interface CommandInterceptor {
+  readonly commands: readonly number[];
+  /** `packet` is the whole physical packet (header + payload, at most 64 KiB of payload). */
+  onCommand(packet: Buffer): Promise<InterceptReply>;
+}
+
+/** What to do with an intercepted command: send bytes either way, or end the session with `close`. */
+export interface InterceptReply {
+  readonly toServer?: Buffer;
+  readonly toClient?: Buffer;
+  /** End the session after writing these bytes to the client. */
+  readonly close?: Buffer;
+}
+
+/** Largest intercepted command payload (COM_INIT_DB, COM_CHANGE_USER are small). */
+export const MAX_INTERCEPTED_PAYLOAD = 64 * 1024;
 
 export type RelayEnd = 'client' | 'server' | 'client-error' | 'server-error' | 'shutdown';
 
@@ -45,6 +70,59 @@ export class Relay implements ByteRelay {
     if (options.serverLeftover !== null && options.serverLeftover.length > 0) client.write(options.serverLeftover);
     this.#pump(client, server, 'client');
     this.#pump(server, client, 'server');
+    if (options.intercept !== undefined) this.#interceptClientCommands(client, server, options.intercept);
+  }
+
+  /**
+   * Replace the plain client -> server forwarding with one that takes intercepted commands out of
+   * the stream (same rules as the native pump).
+   */
+  #interceptClientCommands(client: Socket, server: Socket, intercept: CommandInterceptor): void {
+    client.removeAllListeners('data');
+    const scanner = new ClientCommandScanner(intercept.commands);
+    let held: Buffer | null = null;
+    let waiting = false;
+    const counters = this.counters;
+    const onBytes = (chunk: Buffer): void => {
+      if (held !== null) {
+        held = Buffer.concat([held, chunk]);
+      } else {
+        const r = scanner.scan(chunk);
+        if (r.forward.length > 0 && !server.write(r.forward)) client.pause();
+        held = r.held;
+      }
+      if (held === null || waiting) return;
+      const total = heldPacketLength(held);
+      if (total > 4 + MAX_INTERCEPTED_PAYLOAD || held.length > 4 + 2 * MAX_INTERCEPTED_PAYLOAD) {
+        this.close();
+        return;
+      }
+      if (total < 0 || held.length < total) return;
+      waiting = true;
+      client.pause();
+      const packet = held.subarray(0, total);
+      intercept.onCommand(Buffer.from(packet)).then(
+        (reply) => {
+          if (this.#end !== null) return;
+          if (reply.close !== undefined) {
+            this.close(reply.close);
+            return;
+          }
+          if (reply.toServer !== undefined) server.write(reply.toServer);
+          if (reply.toClient !== undefined) client.write(reply.toClient);
+          const rest = held!.subarray(total);
+          held = null;
+          waiting = false;
+          if (rest.length > 0) onBytes(Buffer.from(rest));
+          if (!waiting) client.resume();
+        },
+        () => this.close(),
+      );
+    };
+    client.on('data', (chunk: Buffer) => {
+      counters.clientBytes += chunk.length;
+      onBytes(chunk);
+    });
   }
 
   #pump(from: Socket, to: Socket, side: 'client' | 'server'): void {

@@ -3,7 +3,8 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { Capability, DEFAULT_CHARSET, ErrorNumber, ServerStatus, AuthPluginName } from '../protocol/constants.js';
+import { Capability, Command, DEFAULT_CHARSET, ErrorNumber, ServerStatus, AuthPluginName } from '../protocol/constants.js';
+import { PacketWriter } from '../protocol/writer.js';
 import type { Packet } from '../protocol/framer.js';
 import { writeErr, writeAuthSwitchRequest } from '../protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
@@ -12,7 +13,8 @@ import { formatAddress, type SocketAddress } from '../net/address.js';
 import { connectSocket } from '../net/connect.js';
 import { PacketChannel, ChannelClosedError, ChannelTimeoutError } from '../net/packet-channel.js';
 import { NativeRelay } from '../net/native-relay.js';
-import { Relay, type ByteRelay, type RelayKind } from '../net/relay.js';
+import { closePidfd } from '../net/peer-identity.js';
+import { Relay, type ByteRelay, type InterceptReply, type RelayKind } from '../net/relay.js';
 import { sha1 } from '../auth/native-password.js';
 import { ClientError, MalformedPacketError, ProxyError, errorMessage } from '../util/errors.js';
 import { logError, logInfo, quote } from '../util/log.js';
@@ -94,6 +96,12 @@ export class Connection implements ClientSession {
   #relay: ByteRelay | null = null;
   /** Sequence id of the client's last login packet; our reply uses the next one. */
   #clientSeq = 0;
+  /**
+   * Where the session is, for an ERR sent from outside the normal flow (shutdown): before the
+   * greeting it is packet 0; during login it answers the client's last packet (1043); in the
+   * command phase it answers the client's next command (1047, sequence id 1).
+   */
+  #phase: 'connect' | 'login' | 'command' = 'connect';
   readonly #onFinished: (c: Connection) => void;
 
   constructor(
@@ -179,6 +187,7 @@ export class Connection implements ClientSession {
     if (this.#closed) return;
 
     const scramble = makeScramble();
+    this.#phase = 'login';
     client.send(
       writeHandshakeV10({
         serverVersion: this.serverVersion,
@@ -285,6 +294,9 @@ export class Connection implements ClientSession {
       return;
     }
     this.#backend = backendSocket;
+    // An error after the login channel is detached (a reset while on_command_phase runs) must
+    // not become an uncaught exception; whoever reads the socket next sees it.
+    backendSocket.on('error', () => undefined);
     const backend = new PacketChannel(backendSocket, MAX_LOGIN_PAYLOAD);
     const password = action.password;
     let result;
@@ -326,6 +338,11 @@ export class Connection implements ClientSession {
     }
     stats.clientAuthOk++;
     this.#client.write(reseq(result.packet, replySeq));
+    this.#phase = 'command';
+    // A backend that goes away before the relay takes over (during on_command_phase) ends the session.
+    backendSocket.once('close', () => {
+      if (this.#relay === null) this.#finish();
+    });
 
     const clientLeftover = client.detach();
     const serverLeftover = backend.detach();
@@ -342,14 +359,57 @@ export class Connection implements ClientSession {
       if (this.#closed) return;
     }
     const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
+    const commands: number[] = [Command.COM_CHANGE_USER];
+    if (this.#hooks.onInitDb !== undefined) commands.push(Command.COM_INIT_DB);
     this.#relay = new RelayImpl(this.#client, backendSocket, {
       clientLeftover,
       serverLeftover,
       onClose: () => this.#finish(),
+      intercept: { commands, onCommand: (packet) => this.#onCommand(packet) },
     });
     // The relay owns both sockets now; dropping ours lets the native relay's released sockets go.
     this.#socket = null;
     this.#backend = null;
+  }
+
+  /**
+   * A command the relay took out of the stream. COM_CHANGE_USER is refused: forwarding it would
+   * let a client become another user without the Lua login policy's consent. COM_INIT_DB goes to
+   * on_init_db, which may allow it (possibly renamed) or reject just this request.
+   */
+  async #onCommand(packet: Buffer): Promise<InterceptReply> {
+    const seq = packet[3]!;
+    const command = packet[4];
+    if (command === Command.COM_CHANGE_USER) {
+      this.#log('COM_CHANGE_USER refused');
+      return {
+        toClient: this.#err(
+          seq + 1,
+          ErrorNumber.ER_NOT_SUPPORTED_YET,
+          '42000',
+          'COM_CHANGE_USER is not supported by myproxy: connect again as the other user',
+        ),
+      };
+    }
+    const database = packet.subarray(5);
+    const onInitDb = this.#hooks.onInitDb;
+    if (command !== Command.COM_INIT_DB || onInitDb === undefined) return { toServer: packet };
+    let action;
+    try {
+      action = await onInitDb.call(this.#hooks, Buffer.from(database));
+    } catch (e) {
+      if (!(e instanceof PolicyError)) throw e;
+      this.#options.stats.luaErrors++;
+      this.#logErr(e.message);
+      return { close: this.#err(seq + 1, ErrorNumber.ER_DBACCESS_DENIED_ERROR, '42000', 'Lua error') };
+    }
+    if (action.kind === 'err') {
+      this.#options.stats.connectionsRejected++;
+      this.#log(`init_db ${quote(database.toString('utf8'))} rejected`);
+      return { toClient: this.#err(seq + 1, ErrorNumber.ER_DBACCESS_DENIED_ERROR, '42000', action.message) };
+    }
+    this.#log(`init_db ${quote(action.database.toString('utf8'))}`);
+    return { toServer: new PacketWriter(8 + action.database.length).int1(Command.COM_INIT_DB).bytes(action.database).finish(seq) };
   }
 
   #err(seq: number, errno: number, sqlState: string, message: string): Buffer {
@@ -385,7 +445,10 @@ export class Connection implements ClientSession {
   /** Shutdown: end the session now, with an ERR to the client. */
   close(message: string): void {
     if (this.#closed) return;
-    const err = this.#err(this.#relay !== null ? 1 : this.#clientSeq + 1, ErrorNumber.ER_UNKNOWN_COM_ERROR, '08S01', message);
+    const err =
+      this.#phase === 'command'
+        ? this.#err(1, ErrorNumber.ER_UNKNOWN_COM_ERROR, '08S01', message)
+        : this.#err(this.#phase === 'connect' ? 0 : this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', message);
     if (this.#relay !== null) this.#relay.close(err);
     else this.#client.end(err);
     this.#finish();
@@ -402,6 +465,7 @@ export class Connection implements ClientSession {
     try {
       this.#hooks.onClose();
     } finally {
+      if (this.peer.pidfd !== undefined) closePidfd(this.peer.pidfd);
       this.#onFinished(this);
     }
   }

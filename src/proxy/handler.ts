@@ -11,6 +11,11 @@ export interface PeerIdentity {
   readonly gid: number | undefined;
   /** Peer address text on TCP sockets ("192.0.2.1:51234"); undefined on Unix sockets. */
   readonly address: string | undefined;
+  /**
+   * A pidfd of the process `pid` (taken at accept), so /proc/PID data is never attributed to a
+   * recycled PID; undefined when none could be had. The connection closes it when it finishes.
+   */
+  readonly pidfd?: number | undefined;
 }
 
 /** The session engine's client, as policy code sees it. */
@@ -62,6 +67,12 @@ export interface ConnectAction {
 
 export type LoginAction = ErrAction | ConnectAction;
 
+/** COM_INIT_DB allowed: forward it, with this database name (possibly renamed). */
+export interface InitDbAction {
+  readonly kind: 'init_db';
+  readonly database: Buffer;
+}
+
 /**
  * Thrown by hooks when policy code failed (a Lua runtime error, a bad return value). The message
  * (with traceback) goes to the log only; the client receives a generic "Lua error".
@@ -78,6 +89,8 @@ export interface SessionHooks {
   onConnect?(): Promise<ErrAction | undefined>;
   onHandshakeResponse(login: LoginRequest): Promise<LoginAction>;
   onCommandPhase?(): Promise<void>;
+  /** The client sent COM_INIT_DB (`database` as sent); present only when policy wants to decide. */
+  onInitDb?(database: Buffer): Promise<InitDbAction | ErrAction>;
   /** The connection is gone; release everything policy code kept for it. */
   onClose(): void;
 }

@@ -40,6 +40,7 @@ declare module 'fengari' {
     lua_absindex(L: LuaState, idx: number): number;
     lua_atnativeerror(L: LuaState, f: JSFunction): JSFunction | null;
     lua_call(L: LuaState, nargs: number, nresults: number): void;
+    lua_checkstack(L: LuaState, n: number): boolean;
     lua_createtable(L: LuaState, narr: number, nrec: number): void;
     lua_error(L: LuaState): never;
     lua_getfield(L: LuaState, idx: number, k: LuaString | string): number;

@@ -146,3 +146,22 @@ test('pcall and xpcall keep their results and still allow yielding', async () =>
     return v1 * v3`);
   assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 35);
 });
+
+test('catching the budget error with pcall does not buy more time', async () => {
+  const L = newLuaState();
+  const fn = compile(L, 'local n = 0; while true do pcall(function() while true do end end); n = n + 1 end');
+  await assert.rejects(new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, () => 0, () => false), /more than 50 ms/);
+});
+
+test('an error object whose __tostring fails or that needs Lua to print still gives a message', async () => {
+  const L = newLuaState();
+  const runner = new CallbackRunner(L, { budgetMs: 1000 });
+  await assert.rejects(
+    runner.call(compile(L, "error(setmetatable({}, {__tostring = function() return 'custom text' end}))"), () => 0, () => 0, () => false),
+    (e: unknown) => e instanceof CallbackFailed && /custom text/.test(e.message),
+  );
+  await assert.rejects(
+    runner.call(compile(L, "error(setmetatable({}, {__tostring = function() error('nested') end}))"), () => 0, () => 0, () => false),
+    (e: unknown) => e instanceof CallbackFailed && /error object is a table value/.test(e.message),
+  );
+});
