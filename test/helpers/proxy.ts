@@ -340,13 +340,28 @@ export function mariadbCli(
     '-e',
     sql,
   ];
+  // With `uid`, the client runs as that user (and group), so peer credentials differ from ours.
+  return runCommand('mariadb', args, opts.uid === undefined ? {} : { uid: opts.uid });
+}
+
+export interface RunCommandOptions {
+  /** Run as this uid (and gid), with a minimal environment. */
+  readonly uid?: number;
+  /** Written to the child's stdin (otherwise stdin is empty). */
+  readonly input?: string;
+  /** Called with the child right after it was spawned (e.g. to learn its pid). */
+  readonly onSpawn?: (child: ChildProcess) => void;
+}
+
+/** Run a command to its end and collect its output; killed after 30 s. */
+export function runCommand(cmd: string, args: readonly string[], opts: RunCommandOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    // With `uid`, the client runs as that user (and group), so peer credentials differ from ours.
     const asUser =
       opts.uid === undefined
         ? {}
         : { uid: opts.uid, gid: opts.uid, cwd: '/', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/' } };
-    const child = spawn('mariadb', args, { stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...asUser });
+    opts.onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -360,6 +375,8 @@ export function mariadbCli(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input ?? '');
   });
 }
 

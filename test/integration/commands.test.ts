@@ -2,12 +2,11 @@
 // (allow, rename, reject just the request), and COM_CHANGE_USER, which must never bypass the Lua
 // login policy (it is refused). Run against both relays.
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { mariadbCli, startProxy, type Proxy } from '../helpers/proxy.js';
+import { mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
 
 for (const relayKind of ['native', 'js'] as const) {
   describe(`command interception (--relay ${relayKind})`, () => {
@@ -53,21 +52,12 @@ mysql_listen('${dir}/proxy.sock', {
     const cli = (p: Proxy, sql: string, extra: string[] = []) =>
       mariadbCli(p.socket, USERS.native.user, USERS.native.password, sql, extra);
 
-    const cliStdin = (p: Proxy, input: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-      new Promise((resolve, reject) => {
-        const child = spawn(
-          'mariadb',
-          ['--no-defaults', '-S', p.socket, '-u', USERS.native.user, `-p${USERS.native.password}`, '--batch', '--skip-column-names', '--force'],
-          { stdio: ['pipe', 'pipe', 'pipe'] },
-        );
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-        child.stdin.end(input);
-      });
+    const cliStdin = (p: Proxy, input: string) =>
+      runCommand(
+        'mariadb',
+        ['--no-defaults', '-S', p.socket, '-u', USERS.native.user, `-p${USERS.native.password}`, '--batch', '--skip-column-names', '--force'],
+        { input },
+      );
 
     test('on_init_db renames: `use shop` lands in database test', async () => {
       const r = await cli(proxy!, 'use shop; select database()');

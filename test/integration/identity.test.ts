@@ -10,36 +10,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 
-import { guard, startProxy, type Proxy } from '../helpers/proxy.js';
+import { guard, runCommand, startProxy, type CliResult, type Proxy } from '../helpers/proxy.js';
 
 const PYTHON = '/usr/bin/python3';
 const NOBODY = 65534;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run a command to completion (killed after 30 s). */
-function run(cmd: string, args: readonly string[], onSpawn?: (child: ChildProcess) => void): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    onSpawn?.(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function run(cmd: string, args: readonly string[], onSpawn?: (child: ChildProcess) => void): Promise<CliResult> {
+  return runCommand(cmd, args, onSpawn === undefined ? {} : { onSpawn });
 }
 
 /** The mariadb CLI against `socket` (it gets an ERR from Lua; the message is in stderr). */
