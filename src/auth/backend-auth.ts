@@ -2,7 +2,10 @@
 // compute the responses. Plugin names come from the network, so lookups go through a
 // null-prototype table that names like "__proto__" or "toString" cannot trick.
 
+import { createHash, constants as cryptoConstants, publicEncrypt } from 'node:crypto';
+
 import { AuthPluginName } from '../protocol/constants.js';
+import { ed25519Sign } from './ed25519.js';
 import { nativePasswordResponse, sha1 } from './native-password.js';
 
 /** What the proxy knows about the password it logs in with. */
@@ -22,11 +25,25 @@ export class AuthPluginError extends Error {
   }
 }
 
+/** Where the login happens, for plugins whose exchange depends on the transport. */
+export interface BackendAuthContext {
+  /** True when a clear password may cross the transport (Unix socket; TLS once it exists). */
+  readonly secureTransport: boolean;
+  /** Identifies the backend (its address text), e.g. for caching its RSA public key. */
+  readonly backendKey: string;
+}
+
 /** A backend auth plugin: one response per server challenge. */
 export interface BackendAuthPlugin {
   readonly name: string;
   /** The first response to the server's scramble (HandshakeResponse or AuthSwitchResponse). */
   initialResponse(scramble: Buffer, creds: BackendCredentials): Buffer;
+  /**
+   * An AuthMoreData packet (`data` is its payload without the 0x01 header). Returns the payload
+   * to send next, or null to wait for the server's next packet. Plugins without it treat
+   * AuthMoreData as an unexpected reply. Throws AuthPluginError on a packet it cannot use.
+   */
+  moreData?(data: Buffer, scramble: Buffer, creds: BackendCredentials, ctx: BackendAuthContext): Buffer | null;
 }
 
 function needClearPassword(name: string, creds: BackendCredentials): Uint8Array {
@@ -56,10 +73,96 @@ const clearPassword: BackendAuthPlugin = {
   },
 };
 
+/** The first `n` bytes of a scramble (a trailing NUL the packet parser dropped comes back as 0). */
+function nonce(scramble: Buffer, n: number): Buffer {
+  if (scramble.length >= n) return scramble.subarray(0, n);
+  const out = Buffer.alloc(n);
+  scramble.copy(out);
+  return out;
+}
+
+const ed25519: BackendAuthPlugin = {
+  name: AuthPluginName.ED25519,
+  initialResponse(scramble, creds) {
+    const pw = needClearPassword(AuthPluginName.ED25519, creds);
+    return ed25519Sign(pw, nonce(scramble, 32));
+  },
+};
+
+function sha256(...parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** caching_sha2_password's scramble response: SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) ‖ nonce). */
+export function cachingSha2Response(password: Uint8Array, scramble: Uint8Array): Buffer {
+  if (password.length === 0) return Buffer.alloc(0);
+  const stage1 = sha256(password);
+  const mask = sha256(sha256(stage1), scramble.subarray(0, 20));
+  const out = Buffer.allocUnsafe(32);
+  for (let i = 0; i < 32; i++) out[i] = stage1[i]! ^ mask[i]!;
+  return out;
+}
+
+/** RSA-OAEP (SHA-1) of (password ‖ NUL) XOR the nonce, repeated over the whole input. */
+export function cachingSha2EncryptPassword(password: Uint8Array, scramble: Uint8Array, pem: string | Buffer): Buffer {
+  const plain = Buffer.concat([password, Buffer.of(0)]);
+  const n = scramble.subarray(0, 20);
+  for (let i = 0; i < plain.length; i++) plain[i] = plain[i]! ^ n[i % n.length]!;
+  return publicEncrypt({ key: pem, padding: cryptoConstants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, plain);
+}
+
+/** Backend public keys (PEM) seen over insecure transports, by backend address. */
+const serverPublicKeys = new Map<string, Buffer>();
+
+/** Forget cached backend RSA keys (tests; a backend whose key changed). */
+export function clearCachedServerKeys(): void {
+  serverPublicKeys.clear();
+}
+
+const CACHING_SHA2_FAST_AUTH_OK = 0x03;
+const CACHING_SHA2_FULL_AUTH = 0x04;
+const CACHING_SHA2_REQUEST_PUBLIC_KEY = 0x02;
+
+const cachingSha2: BackendAuthPlugin = {
+  name: AuthPluginName.CACHING_SHA2_PASSWORD,
+  initialResponse(scramble, creds) {
+    const pw = needClearPassword(AuthPluginName.CACHING_SHA2_PASSWORD, creds);
+    return cachingSha2Response(pw, nonce(scramble, 20));
+  },
+  moreData(data, scramble, creds, ctx) {
+    const name = AuthPluginName.CACHING_SHA2_PASSWORD;
+    if (data.length === 1 && data[0] === CACHING_SHA2_FAST_AUTH_OK) return null;
+    if (data.length === 1 && data[0] === CACHING_SHA2_FULL_AUTH) {
+      const pw = needClearPassword(name, creds);
+      if (ctx.secureTransport) return Buffer.concat([pw, Buffer.of(0)]);
+      const pem = serverPublicKeys.get(ctx.backendKey);
+      if (pem !== undefined) return cachingSha2EncryptPassword(pw, nonce(scramble, 20), pem);
+      return Buffer.of(CACHING_SHA2_REQUEST_PUBLIC_KEY);
+    }
+    if (data.length > 1 && data.subarray(0, 10).toString('latin1') === '-----BEGIN') {
+      const pw = needClearPassword(name, creds);
+      const pem = Buffer.from(data);
+      let response: Buffer;
+      try {
+        response = cachingSha2EncryptPassword(pw, nonce(scramble, 20), pem);
+      } catch {
+        throw new AuthPluginError(name, 'Bad public key from server');
+      }
+      serverPublicKeys.set(ctx.backendKey, pem);
+      return response;
+    }
+    throw new AuthPluginError(name, 'Bad fast auth result packet from server');
+  },
+};
+
 const registry: Readonly<Record<string, BackendAuthPlugin>> = Object.freeze(
   Object.assign(Object.create(null) as Record<string, BackendAuthPlugin>, {
     [nativePassword.name]: nativePassword,
     [clearPassword.name]: clearPassword,
+    [ed25519.name]: ed25519,
+    [cachingSha2.name]: cachingSha2,
   }),
 );
 

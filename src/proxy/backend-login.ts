@@ -1,7 +1,13 @@
 // Logging in to a backend as a MySQL client: read its greeting, send a HandshakeResponse41 with
 // the credentials Lua chose, follow AuthSwitchRequests, and end with the backend's OK or ERR.
 
-import { backendAuthPlugin, AuthPluginError, type BackendCredentials } from '../auth/backend-auth.js';
+import {
+  backendAuthPlugin,
+  AuthPluginError,
+  type BackendAuthContext,
+  type BackendAuthPlugin,
+  type BackendCredentials,
+} from '../auth/backend-auth.js';
 import { Capability, DEFAULT_CHARSET, PacketHeader } from '../protocol/constants.js';
 import type { Packet } from '../protocol/framer.js';
 import { parseErr, parseAuthSwitchRequest, type ErrPacket } from '../protocol/packets/generic.js';
@@ -49,6 +55,10 @@ export interface BackendLoginRequest {
   readonly user: Buffer;
   readonly credentials: BackendCredentials;
   readonly database: Buffer;
+  /** True when the backend socket may carry a clear password (Unix socket). Default false. */
+  readonly secureTransport?: boolean;
+  /** The backend's address text (keys the caching_sha2_password public-key cache). */
+  readonly backendKey?: string;
 }
 
 export type BackendLoginResult =
@@ -65,6 +75,8 @@ export class BackendLoginError extends ProxyError {
 }
 
 const MAX_AUTH_ROUNDS = 8;
+/** AuthMoreData (caching_sha2_password's fast/full auth status, public key). */
+const AUTH_MORE_DATA = 0x01;
 
 export async function loginToBackend(
   channel: PacketChannel,
@@ -101,7 +113,12 @@ export async function loginToBackend(
   if (req.database.length > 0) caps |= Capability.CLIENT_CONNECT_WITH_DB;
   caps |= serverCaps & (Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA);
 
-  const plugin = backendAuthPlugin(greeting.authPluginName, false)!;
+  const ctx: BackendAuthContext = {
+    secureTransport: req.secureTransport ?? false,
+    backendKey: req.backendKey ?? '',
+  };
+  let plugin: BackendAuthPlugin = backendAuthPlugin(greeting.authPluginName, false)!;
+  let scramble = greeting.authPluginData;
   const authResponse = plugin.initialResponse(greeting.authPluginData, req.credentials);
   channel.send(
     writeHandshakeResponse41(
@@ -131,7 +148,15 @@ export async function loginToBackend(
         if (next === undefined) {
           throw new BackendLoginError(`Unsupported auth plugin ${JSON.stringify(sw.pluginName)}`, 'Unsupported auth_plugin');
         }
+        plugin = next;
+        scramble = sw.pluginData;
         channel.send(framedResponse(next.initialResponse(sw.pluginData, req.credentials), p.seq + 1));
+        break;
+      }
+      case AUTH_MORE_DATA: {
+        if (plugin.moreData === undefined) throw new BackendLoginError('Unexpected server reply to HandshakeResponse');
+        const reply = plugin.moreData(p.payload.subarray(1), scramble, req.credentials, ctx);
+        if (reply !== null) channel.send(framedResponse(reply, p.seq + 1));
         break;
       }
       default:

@@ -313,6 +313,8 @@ export class Connection implements ClientSession {
             passwordSha1: action.passwordSha1 ?? (password !== undefined ? sha1(password) : undefined),
           },
           database: action.database ?? Buffer.alloc(0),
+          secureTransport: address.kind !== 'tcp',
+          backendKey: formatAddress(address),
         },
         this.#options.connectTimeoutMs,
         (greeting) => {
