@@ -8,6 +8,11 @@ import { lua, lauxlib, type LuaState } from 'fengari';
 import { installAddress, resolvePending } from './bindings/address.js';
 import { installClient, LuaSessionHandler } from './bindings/client.js';
 import { installListen, takeSystemdFds, type ListenerSpec } from './bindings/listen.js';
+import sodium from 'libsodium-wrappers';
+import { installJson } from './bindings/json.js';
+import { installJwt } from './bindings/jwt.js';
+import { installSleep } from './bindings/sleep.js';
+import { installSodium } from './bindings/sodium.js';
 import { CallbackRunner } from './lua/coroutine.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
 import { fdOf } from './net/native.js';
@@ -71,9 +76,14 @@ export class Instance {
   async load(): Promise<void> {
     const configPath = resolvePath(this.#options.configPath);
     const baseDir = dirname(configPath);
+    await sodium.ready;
     const L = newLuaState();
     addPackagePath(L, [baseDir, SHIPPED_LUA_DIR]);
     installClient(L);
+    installSodium(L, sodium);
+    installJson(L);
+    installJwt(L, sodium);
+    installSleep(L);
     const address = installAddress(L);
     const check = this.#options.checkOnly === true;
     const listen = installListen(L, { baseDir, systemdFds: () => (check ? [] : takeSystemdFds()), bind: !check });
