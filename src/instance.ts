@@ -13,6 +13,7 @@ import { installJson } from './bindings/json.js';
 import { installJwt } from './bindings/jwt.js';
 import { installSleep } from './bindings/sleep.js';
 import { installSodium } from './bindings/sodium.js';
+import { installPg } from './bindings/pg.js';
 import { CallbackRunner } from './lua/coroutine.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
 import { fdOf } from './net/native.js';
@@ -84,6 +85,7 @@ export class Instance {
     installJson(L);
     installJwt(L, sodium);
     installSleep(L);
+    installPg(L, () => this.#runner);
     const address = installAddress(L);
     const check = this.#options.checkOnly === true;
     const listen = installListen(L, { baseDir, systemdFds: () => (check ? [] : takeSystemdFds()), bind: !check });
