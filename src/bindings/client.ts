@@ -5,8 +5,12 @@ import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
 import { defineClass, pushObject, testObject, checkObject } from '../lua/class.js';
 import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
 import { CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
+import { parseStoredNativeHash, recoverNativePasswordSha1, sha1 } from '../auth/native-password.js';
+import { ErrorNumber } from '../protocol/constants.js';
 import {
   PolicyError,
+  accessDeniedMessage,
+  type ClientAuthMode,
   type ClientSession,
   type ConnectAction,
   type ConnectTarget,
@@ -22,6 +26,16 @@ import { installCgroup, pushClientCgroup } from './cgroup.js';
 
 export const CLIENT_CLASS = 'myproxy.client';
 export const ACTION_CLASS = 'myproxy.action';
+export const VERIFIED_CLASS = 'myproxy.verified_credential';
+
+/**
+ * What client:verify_native_password() returns when the client proved it knows the password:
+ * SHA1(password), or null for the empty password (logged in to the backend with an empty
+ * response, never with SHA1("")). Only this object, not a flag, lets client:connect() use it.
+ */
+export interface VerifiedCredential {
+  readonly passwordSha1: Buffer | null;
+}
 
 /** What a client userdata carries. */
 interface LuaClient {
@@ -29,6 +43,10 @@ interface LuaClient {
   /** Registry ref of the `notes` table, created on first access. */
   notesRef: number;
   stale: boolean;
+  /** The login being decided (only while on_handshake_response runs): what verify checks. */
+  login: LoginRequest | undefined;
+  /** The user the client named (for client:deny()), once known. */
+  user: Buffer | undefined;
 }
 
 type Action = ErrAction | ConnectAction | InitDbAction;
@@ -70,6 +88,63 @@ const clientErr = (L: LuaState): number => {
   return 1;
 };
 
+/** client:deny(): the server's own refusal, ERR 1045 (28000) "Access denied for user '<user>'". */
+const clientDeny = (L: LuaState): number => {
+  const c = checkClient(L, 1);
+  if (lua.lua_gettop(L) !== 1) return lauxlib.luaL_error(L, 'client:deny() takes no arguments');
+  const message = c.user === undefined ? 'Access denied' : accessDeniedMessage(c.user);
+  pushObject(L, ACTION_CLASS, {
+    kind: 'err',
+    message,
+    errno: ErrorNumber.ER_ACCESS_DENIED_ERROR,
+    sqlState: '28000',
+  } satisfies ErrAction);
+  return 1;
+};
+
+/**
+ * client:verify_native_password(stored): a VerifiedCredential when the client's login matches
+ * the stored hash ('' for no password, '*' + 40 hex digits, or the raw 20-byte
+ * SHA1(SHA1(password))), nil when it does not.
+ */
+const clientVerifyNativePassword = (L: LuaState): number => {
+  const c = checkClient(L, 1);
+  if (lua.lua_gettop(L) !== 2 || lua.lua_type(L, 2) !== lua.LUA_TSTRING) {
+    return lauxlib.luaL_error(L, 'client:verify_native_password() expects one string argument');
+  }
+  const stored = parseStoredNativeHash(toBuffer(L, 2)!);
+  if (stored === undefined) {
+    return lauxlib.luaL_error(
+      L,
+      "client:verify_native_password(): stored hash must be '', '*' followed by 40 hex digits, or 20 raw bytes",
+    );
+  }
+  const login = c.login;
+  if (login === undefined) {
+    return lauxlib.luaL_error(L, 'client:verify_native_password() only works in on_handshake_response');
+  }
+  let verified: VerifiedCredential | undefined;
+  if (login.native !== undefined) {
+    const answer = login.native.answer;
+    if (stored === 'empty') verified = answer.length === 0 ? { passwordSha1: null } : undefined;
+    else {
+      const digest = recoverNativePasswordSha1(answer, login.native.scramble, stored);
+      verified = digest === undefined ? undefined : { passwordSha1: digest };
+    }
+  } else if (login.password !== undefined) {
+    // auth = 'clear': the same check on the clear password.
+    const pw = login.password;
+    if (stored === 'empty') verified = pw.length === 0 ? { passwordSha1: null } : undefined;
+    else if (pw.length > 0) {
+      const digest = sha1(pw);
+      verified = sha1(digest).equals(stored) ? { passwordSha1: digest } : undefined;
+    }
+  }
+  if (verified === undefined) lua.lua_pushnil(L);
+  else pushObject(L, VERIFIED_CLASS, verified);
+  return 1;
+};
+
 const clientInitDb = (L: LuaState): number => {
   checkClient(L, 1);
   if (lua.lua_gettop(L) !== 2 || lua.lua_type(L, 2) !== lua.LUA_TSTRING) {
@@ -100,10 +175,18 @@ const clientConnect = (L: LuaState): number => {
   let password: Buffer | undefined;
   let passwordSha1: Buffer | undefined;
   let database: Buffer | undefined;
+  let verifiedEmpty = false;
   lua.lua_pushnil(L);
   while (lua.lua_next(L, 3) !== 0) {
     const key = keyOf(L, -2);
     if (key === undefined) return lauxlib.luaL_error(L, 'Unknown attribute (key is not a string)');
+    const verified = key === 'password_sha1' ? testObject<VerifiedCredential>(L, -1, VERIFIED_CLASS) : undefined;
+    if (verified !== undefined) {
+      if (verified.passwordSha1 === null) verifiedEmpty = true;
+      else passwordSha1 = verified.passwordSha1;
+      lua.lua_pop(L, 1);
+      continue;
+    }
     const value = toBuffer(L, -1);
     if (value === undefined) {
       return lauxlib.luaL_error(L, `Attribute '${key}' must be a string, got ${typeName(L, -1)}`);
@@ -128,6 +211,8 @@ const clientConnect = (L: LuaState): number => {
     lua.lua_pop(L, 1);
   }
   if (user === undefined) return lauxlib.luaL_error(L, "Missing attribute 'user'");
+  // A verified empty password logs in with an empty response (not SHA1("")).
+  if (verifiedEmpty && password === undefined) password = Buffer.alloc(0);
 
   let readOnly = false;
   if (n === 4 && lua.lua_type(L, 4) !== lua.LUA_TNIL) {
@@ -190,6 +275,12 @@ const clientIndex = (L: LuaState): number => {
     case 'init_db':
       lua.lua_pushjsfunction(L, clientInitDb);
       return 1;
+    case 'deny':
+      lua.lua_pushjsfunction(L, clientDeny);
+      return 1;
+    case 'verify_native_password':
+      lua.lua_pushjsfunction(L, clientVerifyNativePassword);
+      return 1;
     default:
       return lauxlib.luaL_error(L, `Unknown attribute '${key ?? typeName(L, 2)}'`);
   }
@@ -240,6 +331,14 @@ export function installClient(L: LuaState): void {
       return 1;
     },
   });
+  // Opaque: Lua can pass it to client:connect() but never read the digest out of it.
+  defineClass(L, VERIFIED_CLASS, {
+    __tostring: (L1) => {
+      checkObject<VerifiedCredential>(L1, 1, VERIFIED_CLASS);
+      lua.lua_pushliteral(L1, 'verified_credential');
+      return 1;
+    },
+  });
 }
 
 /** The Lua functions of one mysql_listen() handler table, as registry refs. */
@@ -248,6 +347,8 @@ export interface HandlerRefs {
   readonly onHandshakeResponse: number;
   readonly onCommandPhase: number | undefined;
   readonly onInitDb: number | undefined;
+  /** mysql_listen option `auth` (default 'clear'). */
+  readonly auth?: ClientAuthMode;
 }
 
 /** Implements the core's SessionHandler by calling the Lua callbacks in coroutines. */
@@ -255,12 +356,14 @@ export class LuaSessionHandler implements SessionHandler {
   readonly L: LuaState;
   readonly runner: CallbackRunner;
   readonly refs: HandlerRefs;
+  readonly clientAuth: ClientAuthMode;
   readonly #Hooks: new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
   constructor(L: LuaState, runner: CallbackRunner, refs: HandlerRefs) {
     this.L = L;
     this.runner = runner;
     this.refs = refs;
+    this.clientAuth = refs.auth ?? 'clear';
     // Absent callbacks must be absent hooks (the core skips them at no cost), so pick the class
     // whose prototype has exactly the hooks this handler table defines: no per-connection closures.
     this.#Hooks = hooksClass(refs);
@@ -279,7 +382,7 @@ class LuaSessionHooks {
 
   constructor(handler: LuaSessionHandler, session: ClientSession) {
     this.#handler = handler;
-    this.#client = { session, notesRef: lauxlib.LUA_NOREF, stale: false };
+    this.#client = { session, notesRef: lauxlib.LUA_NOREF, stale: false, login: undefined, user: undefined };
     // One userdata per connection, kept in the registry so every callback sees the same object.
     pushObject(handler.L, CLIENT_CLASS, this.#client);
     this.#clientRef = lauxlib.luaL_ref(handler.L, lua.LUA_REGISTRYINDEX);
@@ -310,7 +413,17 @@ class LuaSessionHooks {
     }
   }
 
-  onHandshakeResponse(login: LoginRequest): Promise<LoginAction> {
+  async onHandshakeResponse(login: LoginRequest): Promise<LoginAction> {
+    this.#client.login = login;
+    this.#client.user = login.user;
+    try {
+      return await this.#callHandshakeResponse(login);
+    } finally {
+      this.#client.login = undefined;
+    }
+  }
+
+  #callHandshakeResponse(login: LoginRequest): Promise<LoginAction> {
     return this.call(
       'on_handshake_response',
       this.#handler.refs.onHandshakeResponse,
@@ -395,13 +508,18 @@ function hooksClass(refs: HandlerRefs): HooksClass {
   return Hooks;
 }
 
-/** handshake_response = {user=, password=, database=} (database only when non-empty). */
+/**
+ * handshake_response = {user=, password=, database=} (database only when non-empty; password
+ * absent under auth = 'native').
+ */
 function pushLoginTable(L: LuaState, login: LoginRequest): void {
   lua.lua_createtable(L, 0, 3);
   pushBytes(L, login.user);
   lua.lua_setfield(L, -2, 'user');
-  pushBytes(L, login.password);
-  lua.lua_setfield(L, -2, 'password');
+  if (login.password !== undefined) {
+    pushBytes(L, login.password);
+    lua.lua_setfield(L, -2, 'password');
+  }
   if (login.database.length > 0) {
     pushBytes(L, login.database);
     lua.lua_setfield(L, -2, 'database');

@@ -1,4 +1,4 @@
-// `mysql_listen(path | systemd, handler)` and the `systemd` token. Sockets are bound while the
+// `mysql_listen(path | systemd, handler [, options])` and the `systemd` token. Sockets are bound while the
 // config runs, so a socket that cannot be bound is a Lua error naming the config line.
 
 import { accessSync, constants as fsConstants, unlinkSync } from 'node:fs';
@@ -7,6 +7,7 @@ import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
 import { typeName } from '../lua/convert.js';
 import { closeFd, listenUnix } from '../net/native.js';
 import type { HandlerRefs } from './client.js';
+import type { ClientAuthMode } from '../proxy/handler.js';
 
 export const LISTEN_BACKLOG = 256;
 const SOCKET_MODE = 0o666;
@@ -49,6 +50,25 @@ export interface ListenOptions {
   readonly bind: boolean;
 }
 
+/** The options table of mysql_listen (argument 3): `{ auth = 'clear' | 'native' }`. */
+function checkListenOptions(L: LuaState, idx: number): { auth: ClientAuthMode } {
+  let auth: ClientAuthMode = 'clear';
+  if (lua.lua_gettop(L) < idx || lua.lua_type(L, idx) === lua.LUA_TNIL) return { auth };
+  if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'options table expected');
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, idx) !== 0) {
+    const key = lua.lua_type(L, -2) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -2)!, undefined, undefined, true) : undefined;
+    if (key !== 'auth') return lauxlib.luaL_argerror(L, idx, `Unknown option '${key ?? typeName(L, -2)}'`);
+    const value = lua.lua_type(L, -1) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true) : undefined;
+    if (value !== 'clear' && value !== 'native') {
+      return lauxlib.luaL_argerror(L, idx, "Option 'auth' must be 'clear' or 'native'");
+    }
+    auth = value;
+    lua.lua_pop(L, 1);
+  }
+  return { auth };
+}
+
 function checkHandler(L: LuaState, idx: number): HandlerRefs {
   if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'Not a table');
   const found: Partial<Record<HandlerKey, true>> = {};
@@ -87,10 +107,12 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
   lua.lua_setglobal(L, 'systemd');
 
   lua.lua_pushjsfunction(L, (L1) => {
-    if (lua.lua_gettop(L1) !== 2) return lauxlib.luaL_error(L1, 'mysql_listen() takes exactly 2 arguments');
+    const nargs = lua.lua_gettop(L1);
+    if (nargs < 2 || nargs > 3) return lauxlib.luaL_error(L1, 'mysql_listen() takes 2 or 3 arguments');
+    const { auth } = checkListenOptions(L1, 3);
     const t = lua.lua_type(L1, 1);
     if (t === lua.LUA_TLIGHTUSERDATA && lua.lua_touserdata(L1, 1) === SYSTEMD_TOKEN) {
-      const refs = checkHandler(L1, 2);
+      const refs: HandlerRefs = { ...checkHandler(L1, 2), auth };
       declared++;
       if (!options.bind) return 0;
       const fds = options.systemdFds();
@@ -100,7 +122,7 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     }
     if (t !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 1, 'path expected');
     const text = to_jsstring(lua.lua_tolstring(L1, 1)!, undefined, undefined, true);
-    const refs = checkHandler(L1, 2);
+    const refs: HandlerRefs = { ...checkHandler(L1, 2), auth };
     declared++;
     const abstract = text.startsWith('@');
     const path = abstract ? text : resolvePath(options.baseDir, text);

@@ -23,6 +23,10 @@ import {
   PolicyError,
   type ClientSession,
   type ConnectAction,
+  type ClientAuthMode,
+  accessDeniedMessage,
+  type ErrAction,
+  type NativeAuthAnswer,
   type PeerIdentity,
   type SessionHandler,
   type SessionHooks,
@@ -92,6 +96,7 @@ export class Connection implements ClientSession {
   #socket: Socket | null;
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
+  readonly #auth: ClientAuthMode;
   #backend: Socket | null = null;
   #relay: ByteRelay | null = null;
   /** Sequence id of the client's last login packet; our reply uses the next one. */
@@ -119,6 +124,7 @@ export class Connection implements ClientSession {
     this.#onFinished = onFinished;
     this.#logName = this.#makeLogName();
     this.#hooks = handler.open(this);
+    this.#auth = handler.clientAuth ?? 'clear';
   }
 
   get account(): string | undefined {
@@ -181,7 +187,7 @@ export class Connection implements ClientSession {
       const action = await this.#callPolicy(() => hooks.onConnect!(), 0);
       if (action !== undefined) {
         stats.connectionsRejected++;
-        throw new AbortSession(this.#err(0, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', action.message));
+        throw new AbortSession(this.#errAction(0, action));
       }
     }
     if (this.#closed) return;
@@ -196,7 +202,7 @@ export class Connection implements ClientSession {
         capabilities: GREETING_CAPABILITIES,
         characterSet: DEFAULT_CHARSET,
         statusFlags: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
-        authPluginName: AuthPluginName.CLEAR_PASSWORD,
+        authPluginName: this.#auth === 'native' ? AuthPluginName.NATIVE_PASSWORD : AuthPluginName.CLEAR_PASSWORD,
       }),
     );
 
@@ -208,17 +214,34 @@ export class Connection implements ClientSession {
     const hr = parseHandshakeResponse(hrPacket.payload, GREETING_CAPABILITIES);
     stats.clientHandshakeResponses++;
     const clientCaps = (hr.capabilities & GREETING_CAPABILITIES) >>> 0;
-    const password = await this.#clearPassword(client, hr, clientCaps, hrPacket);
+    let password: Buffer | undefined;
+    let native: NativeAuthAnswer | undefined;
+    if (this.#auth === 'native') native = await this.#nativeAnswer(client, hr, clientCaps, hrPacket, scramble);
+    else password = await this.#clearPassword(client, hr, clientCaps, hrPacket);
 
     this.#log(`login user=${quote(hr.user.toString('utf8'))} database=${quote(hr.database.toString('utf8'))}`);
     const action = await this.#callPolicy(
-      () => hooks.onHandshakeResponse({ user: hr.user, password, database: hr.database }),
+      () =>
+        hooks.onHandshakeResponse(
+          native === undefined
+            ? { user: hr.user, password, database: hr.database }
+            : { user: hr.user, password: undefined, native, database: hr.database },
+        ),
       this.#clientSeq + 1,
     );
     if (this.#closed) return;
     if (action.kind === 'err') {
       stats.connectionsRejected++;
-      throw new AbortSession(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', action.message));
+      throw new AbortSession(this.#errAction(this.#clientSeq + 1, action));
+    }
+    if (this.#auth === 'native' && action.password === undefined && action.passwordSha1 === undefined) {
+      // The client's own scramble answer is never forwarded: without a credential from policy
+      // (normally the one client:verify_native_password() returned) nobody vouched for the client.
+      stats.connectionsRejected++;
+      this.#log('no credential for the backend under auth=native: access denied');
+      throw new AbortSession(
+        this.#err(this.#clientSeq + 1, ErrorNumber.ER_ACCESS_DENIED_ERROR, '28000', accessDeniedMessage(hr.user)),
+      );
     }
     if ((hr.capabilities & Capability.CLIENT_PROTOCOL_41) === 0) {
       throw new AbortSession(
@@ -251,6 +274,30 @@ export class Connection implements ClientSession {
     const reply = await client.next(this.#options.clientTimeoutMs);
     this.#clientSeq = reply.seq;
     return stripNul(reply.payload);
+  }
+
+  /**
+   * auth = 'native': the client's mysql_native_password answer to `scramble`, from the
+   * HandshakeResponse or, for a client that answered with another plugin, after an
+   * AuthSwitchRequest with a fresh scramble.
+   */
+  async #nativeAnswer(
+    client: PacketChannel,
+    hr: HandshakeResponse,
+    clientCaps: number,
+    hrPacket: Packet,
+    scramble: Buffer,
+  ): Promise<NativeAuthAnswer> {
+    const pluginAuth = (clientCaps & Capability.CLIENT_PLUGIN_AUTH) !== 0;
+    // Clients without CLIENT_PLUGIN_AUTH answer the greeting's scramble the 4.1 way (native).
+    if (!pluginAuth || hr.authPluginName === AuthPluginName.NATIVE_PASSWORD) {
+      return { scramble, answer: hr.authResponse };
+    }
+    const fresh = makeScramble();
+    client.send(writeAuthSwitchRequest(hrPacket.seq + 1, AuthPluginName.NATIVE_PASSWORD, fresh));
+    const reply = await client.next(this.#options.clientTimeoutMs);
+    this.#clientSeq = reply.seq;
+    return { scramble: fresh, answer: reply.payload };
   }
 
   /** Run a policy hook; map policy failures to "Lua error" for the client. */
@@ -412,6 +459,11 @@ export class Connection implements ClientSession {
     }
     this.#log(`init_db ${quote(action.database.toString('utf8'))}`);
     return { toServer: new PacketWriter(8 + action.database.length).int1(Command.COM_INIT_DB).bytes(action.database).finish(seq) };
+  }
+
+  /** The ERR for a policy's err action (1043 / 08S01 unless it names its own, as client:deny() does). */
+  #errAction(seq: number, action: ErrAction): Buffer {
+    return this.#err(seq, action.errno ?? ErrorNumber.ER_HANDSHAKE_ERROR, action.sqlState ?? '08S01', action.message);
   }
 
   #err(seq: number, errno: number, sqlState: string, message: string): Buffer {

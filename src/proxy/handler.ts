@@ -32,10 +32,29 @@ export interface ClientSession {
   readonly closed: boolean;
 }
 
-/** The login as the client presented it. `password` is undefined when the client sent none. */
+/**
+ * How the proxy authenticates its clients (mysql_listen option `auth`): 'clear' asks for
+ * mysql_clear_password and hands the password to policy; 'native' runs mysql_native_password with
+ * a random scramble, so policy gets no password, only the answer to check against a stored hash.
+ */
+export type ClientAuthMode = 'clear' | 'native';
+
+/** A client's mysql_native_password answer (auth = 'native'). */
+export interface NativeAuthAnswer {
+  /** The 20-byte scramble the client answered. */
+  readonly scramble: Buffer;
+  /** SHA1(password) XOR SHA1(scramble ‖ SHA1(SHA1(password))), or empty for an empty password. */
+  readonly answer: Buffer;
+}
+
+/**
+ * The login as the client presented it. Under auth = 'clear', `password` is the clear password;
+ * under auth = 'native' it is undefined and `native` holds the scramble answer instead.
+ */
 export interface LoginRequest {
   readonly user: Buffer;
-  readonly password: Buffer;
+  readonly password: Buffer | undefined;
+  readonly native?: NativeAuthAnswer;
   /** Empty when the client named no database. */
   readonly database: Buffer;
 }
@@ -43,6 +62,14 @@ export interface LoginRequest {
 export interface ErrAction {
   readonly kind: 'err';
   readonly message: string;
+  /** Error number and SQLSTATE for the client; default 1043 / 08S01 (client:deny() sets 1045 / 28000). */
+  readonly errno?: number;
+  readonly sqlState?: string;
+}
+
+/** The text of ER_ACCESS_DENIED_ERROR as myproxy sends it (no host part: the proxy has none to name). */
+export function accessDeniedMessage(user: Uint8Array): string {
+  return `Access denied for user '${Buffer.from(user).toString('utf8')}'`;
 }
 
 /** Something that chooses among backend addresses at connect time (a cluster). */
@@ -97,5 +124,7 @@ export interface SessionHooks {
 
 /** One per listener: creates the hooks of each accepted connection. */
 export interface SessionHandler {
+  /** How clients of this listener authenticate; default 'clear'. */
+  readonly clientAuth?: ClientAuthMode;
   open(client: ClientSession): SessionHooks;
 }
