@@ -8,9 +8,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { mariadbCli, REPO_ROOT, runProxy, startProxy, type CliResult, type Proxy } from '../helpers/proxy.js';
+import { guard, mariadbCli, REPO_ROOT, runProxy, startProxy, type CliResult, type Proxy } from '../helpers/proxy.js';
 
 const EXAMPLES_DIR = path.join(REPO_ROOT, 'examples');
 const CONFIG_FILES = [
@@ -160,6 +161,31 @@ describe('examples against MariaDB', () => {
         'User shop is reserved for another Unix user',
       );
     }
+  });
+
+  test('native-auth.lua: mysql2 without the clear-text plugin logs in against the stored hash', async () => {
+    const { socket } = await startExample('examples/native-auth.lua');
+    const { user, password } = USERS.native;
+    const c = await guard(mysql.createConnection({ socketPath: socket, user, password, database: 'test' }), 'mysql2 login');
+    try {
+      const [rows] = await c.query('SELECT CURRENT_USER() AS u, DATABASE() AS d');
+      assert.deepEqual(rows, [{ u: 'native@%', d: 'test' }]);
+    } finally {
+      await c.end();
+    }
+    const e = await guard(
+      mysql.createConnection({ socketPath: socket, user, password: 'wrong' }).then(
+        async (bad) => {
+          await bad.end();
+          return null;
+        },
+        (err: unknown) => err as { errno?: number; sqlState?: string; message: string },
+      ),
+      'mysql2 login with a wrong password',
+    );
+    assert.ok(e !== null, 'a wrong password logged in');
+    assert.equal(e.errno, 1045, e.message);
+    assert.equal(e.sqlState, '28000');
   });
 
   test('accounts.lua: account in the log prefix, notes across callbacks', async () => {
