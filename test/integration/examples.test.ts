@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import sodium from 'libsodium-wrappers';
 import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
@@ -25,6 +26,10 @@ const CONFIG_FILES = [
 
 /** Credentials of sha1.lua's "report" entry (the comment next to its digest names the password). */
 const REPORT = { user: 'report', password: 'report-secret' };
+
+/** sealed-credentials.lua reads its key pair (hex) from the environment at startup. */
+await sodium.ready;
+const SEAL_KEYS = sodium.crypto_box_keypair();
 
 const myUid = process.getuid?.() ?? -1;
 const isRoot = myUid === 0;
@@ -67,7 +72,12 @@ describe('shipped configurations pass --check', () => {
       const dir = tempDir('check');
       try {
         const r = await runProxy(['--check', '--config', file], {
-          env: { MYPROXY_SOCKET: path.join(dir, 'proxy.sock'), MYPROXY_BACKEND: '/run/mysqld/mysqld.sock' },
+          env: {
+            MYPROXY_SOCKET: path.join(dir, 'proxy.sock'),
+            MYPROXY_BACKEND: '/run/mysqld/mysqld.sock',
+            MYPROXY_SEAL_PK: sodium.to_hex(SEAL_KEYS.publicKey),
+            MYPROXY_SEAL_SK: sodium.to_hex(SEAL_KEYS.privateKey),
+          },
         });
         assert.equal(r.code, 0, `--check failed:\n${r.stdout}${r.stderr}`);
         assert.match(r.stdout, /configuration OK/);
