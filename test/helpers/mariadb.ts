@@ -228,6 +228,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // ---------------------------------------------------------------------------
 
+let installQueue: Promise<unknown> = Promise.resolve();
+
+/** Run `fn` after every install started before it has finished (one bootstrap at a time). */
+function serializedInstall<T>(fn: () => Promise<T>): Promise<T> {
+  const result = installQueue.then(fn, fn);
+  installQueue = result.catch(() => undefined);
+  return result;
+}
+
 export async function startMariaDB(opts: StartMariaDBOptions = {}): Promise<MariaDB> {
   const mariadbd = mariadbdBin();
   const installDb = installDbBin();
@@ -245,17 +254,25 @@ export async function startMariaDB(opts: StartMariaDBOptions = {}): Promise<Mari
 
   const userArgs = isRoot() ? ['--user=root'] : [];
   try {
-    const inst = await run(installDb, [
-      '--no-defaults',
-      `--datadir=${dataDir}`,
-      ...userArgs,
-      '--auth-root-authentication-method=normal',
-      '--skip-test-db',
-      '--innodb-log-file-size=16M',
-    ]);
+    // Installs run one at a time: two bootstraps at once failed now and then on a loaded CI
+    // machine ("Installation of system tables failed"). A failed install is tried once more.
+    const install = () =>
+      run(installDb, [
+        '--no-defaults',
+        `--datadir=${dataDir}`,
+        ...userArgs,
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        '--innodb-log-file-size=16M',
+      ]);
+    let inst = await serializedInstall(install);
+    if (inst.code !== 0) {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      inst = await serializedInstall(install);
+    }
     if (inst.code !== 0) {
       throw new Error(
-        `mariadb-install-db failed (code ${String(inst.code)}, signal ${String(inst.signal)}):\n` +
+        `mariadb-install-db failed twice (code ${String(inst.code)}, signal ${String(inst.signal)}):\n` +
           `${inst.stdout}\n${inst.stderr}`.trim(),
       );
     }
