@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { lua, lauxlib, type LuaState } from 'fengari';
-import { newLuaState, errorToString } from '../../../src/lua/state.js';
+import { lua, type LuaState } from 'fengari';
+import { newLuaState } from '../../../src/lua/state.js';
+import { runLua } from '../../helpers/lua.js';
 import { installJson } from '../../../src/bindings/json.js';
 
 function state(): LuaState {
@@ -10,26 +11,7 @@ function state(): LuaState {
   return L;
 }
 
-/** Run `src`; returns its results (strings decoded as UTF-8, nil as null). */
-function run(L: LuaState, src: string): unknown[] {
-  const base = lua.lua_gettop(L);
-  const chunk = Buffer.from(src);
-  if (lauxlib.luaL_loadbufferx(L, chunk, chunk.length, '=test', null) !== lua.LUA_OK || lua.lua_pcall(L, 0, lua.LUA_MULTRET, 0) !== lua.LUA_OK) {
-    const msg = errorToString(L, -1);
-    lua.lua_settop(L, base);
-    throw new Error(msg);
-  }
-  const out: unknown[] = [];
-  for (let i = base + 1; i <= lua.lua_gettop(L); i++) {
-    const t = lua.lua_type(L, i);
-    if (t === lua.LUA_TSTRING) out.push(Buffer.from(lua.lua_tolstring(L, i)!).toString('utf8'));
-    else if (t === lua.LUA_TNUMBER) out.push(lua.lua_tonumber(L, i));
-    else if (t === lua.LUA_TBOOLEAN) out.push(lua.lua_toboolean(L, i));
-    else out.push(null);
-  }
-  lua.lua_settop(L, base);
-  return out;
-}
+const run = (L: LuaState, src: string): unknown[] => runLua(L, src, 'utf8');
 
 const dump = (L: LuaState, expr: string): unknown[] => run(L, `return json.dump(${expr})`);
 
