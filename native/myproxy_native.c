@@ -573,6 +573,20 @@ static napi_value js_connect_unix(napi_env env, napi_callback_info info)
     return make_int(env, fd);
 }
 
+/* 1 if fd is an AF_UNIX socket, 0 if another kind, -1 (JS error thrown) if getsockname fails. */
+static int is_unix_socket(napi_env env, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t ss_len = sizeof(ss);
+
+    memset(&ss, 0, sizeof(ss));
+    if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0) {
+        throw_errno_fd(env, errno, "getsockname", fd);
+        return -1;
+    }
+    return ss.ss_family == AF_UNIX;
+}
+
 /* ------------------------------------------------------------------ */
 /* peerCredentials                                                     */
 
@@ -586,8 +600,6 @@ static bool set_uint32(napi_env env, napi_value obj, const char *key, uint32_t v
 static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
 {
     napi_value argv[1], result, pid;
-    struct sockaddr_storage ss;
-    socklen_t ss_len = sizeof(ss);
     struct ucred cred;
     socklen_t cred_len = sizeof(cred);
     int fd;
@@ -595,14 +607,13 @@ static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
     if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
         return NULL;
 
-    memset(&ss, 0, sizeof(ss));
-    if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0) {
-        throw_errno_fd(env, errno, "getsockname", fd);
-        return NULL;
-    }
     /* SO_PEERCRED "succeeds" on TCP sockets with pid 0 / uid -1: skip them. */
-    if (ss.ss_family != AF_UNIX)
+    switch (is_unix_socket(env, fd)) {
+    case -1:
+        return NULL;
+    case 0:
         return make_null(env);
+    }
 
     memset(&cred, 0, sizeof(cred));
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0) {
@@ -644,21 +655,18 @@ static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
 static napi_value js_peer_pidfd(napi_env env, napi_callback_info info)
 {
     napi_value argv[1];
-    struct sockaddr_storage ss;
-    socklen_t ss_len = sizeof(ss);
     int fd, pidfd = -1;
     socklen_t pidfd_len = sizeof(pidfd);
 
     if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
         return NULL;
 
-    memset(&ss, 0, sizeof(ss));
-    if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0) {
-        throw_errno_fd(env, errno, "getsockname", fd);
+    switch (is_unix_socket(env, fd)) {
+    case -1:
         return NULL;
-    }
-    if (ss.ss_family != AF_UNIX)
+    case 0:
         return make_null(env);
+    }
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pidfd_len) != 0) {
         if (errno == ENODATA || errno == ESRCH || errno == EINVAL)

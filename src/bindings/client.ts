@@ -231,6 +231,17 @@ const clientConnect = (L: LuaState): number => {
   return 1;
 };
 
+/** client:err(), client:connect(), ... by name (a null-prototype table: keys come from scripts). */
+const CLIENT_METHODS: Readonly<Record<string, (L: LuaState) => number>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, (L: LuaState) => number>, {
+    err: clientErr,
+    connect: clientConnect,
+    init_db: clientInitDb,
+    deny: clientDeny,
+    verify_native_password: clientVerifyNativePassword,
+  }),
+);
+
 const clientIndex = (L: LuaState): number => {
   const c = checkClient(L, 1);
   const key = keyOf(L, 2);
@@ -266,23 +277,12 @@ const clientIndex = (L: LuaState): number => {
     case 'cgroup':
       pushClientCgroup(L, s);
       return 1;
-    case 'err':
-      lua.lua_pushjsfunction(L, clientErr);
+    default: {
+      const method = key !== undefined && Object.hasOwn(CLIENT_METHODS, key) ? CLIENT_METHODS[key] : undefined;
+      if (method === undefined) return lauxlib.luaL_error(L, `Unknown attribute '${key ?? typeName(L, 2)}'`);
+      lua.lua_pushjsfunction(L, method);
       return 1;
-    case 'connect':
-      lua.lua_pushjsfunction(L, clientConnect);
-      return 1;
-    case 'init_db':
-      lua.lua_pushjsfunction(L, clientInitDb);
-      return 1;
-    case 'deny':
-      lua.lua_pushjsfunction(L, clientDeny);
-      return 1;
-    case 'verify_native_password':
-      lua.lua_pushjsfunction(L, clientVerifyNativePassword);
-      return 1;
-    default:
-      return lauxlib.luaL_error(L, `Unknown attribute '${key ?? typeName(L, 2)}'`);
+    }
   }
 };
 
