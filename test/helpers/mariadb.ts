@@ -20,7 +20,7 @@ export interface MariaDB {
   socket: string;
   /** TCP port on 127.0.0.1, only when TCP was requested. */
   tcpPort?: number;
-  /** PID of the mariadbd process. */
+  /** PID of the current mariadbd process (updated by {@link MariaDB.resume}). */
   pid: number;
   /** Path of the server's error log. */
   errorLog: string;
@@ -32,7 +32,20 @@ export interface MariaDB {
    * Rejects with an Error whose message is the CLI's stderr.
    */
   query(sql: string): Promise<string>;
-  /** SIGTERM, wait for exit (SIGKILL after 20 s), remove `dir`. Idempotent. */
+  /**
+   * SIGTERM, wait for exit (SIGKILL after 20 s) but KEEP `dir`, so that
+   * {@link MariaDB.resume} can bring the same server back. Resolves once
+   * nothing listens any more (with TCP: once the port refuses connections).
+   * Idempotent; a no-op after `stop()`.
+   */
+  halt(): Promise<void>;
+  /**
+   * Starts mariadbd again after {@link MariaDB.halt} with exactly the same
+   * arguments (same datadir, socket and TCP port) and waits until it is ready;
+   * updates `pid`. Idempotent while running; rejects after `stop()`.
+   */
+  resume(): Promise<void>;
+  /** SIGTERM, wait for exit (SIGKILL after 20 s), remove `dir`. Idempotent; works halted too. */
   stop(): Promise<void>;
 }
 
@@ -96,7 +109,8 @@ const isRoot = (): boolean => typeof process.getuid === 'function' && process.ge
 // Cleanup of instances left running
 
 interface Live {
-  child: ChildProcess;
+  /** The current mariadbd process; undefined before the first spawn and while halted. */
+  child: ChildProcess | undefined;
   dir: string;
 }
 
@@ -106,7 +120,7 @@ let cleanupInstalled = false;
 function killAllSync(): void {
   for (const inst of live) {
     try {
-      inst.child.kill('SIGKILL');
+      inst.child?.kill('SIGKILL');
     } catch {
       /* already gone */
     }
@@ -226,6 +240,109 @@ function probeGreeting(socket: string): Promise<boolean> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Resolves once a TCP connect to 127.0.0.1:port is refused (ECONNREFUSED). */
+async function waitTcpRefused(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const refused = await new Promise<boolean>((resolve) => {
+      const conn = net.connect(port, '127.0.0.1');
+      conn.setTimeout(1000, () => {
+        conn.destroy();
+        resolve(false);
+      });
+      conn.once('connect', () => {
+        conn.destroy();
+        resolve(false);
+      });
+      conn.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+    });
+    if (refused) return;
+    if (Date.now() > deadline) throw new Error(`127.0.0.1:${port} still accepts connections`);
+    await sleep(50);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// One mariadbd process
+
+interface Proc {
+  child: ChildProcess;
+  pid: number;
+  exited: () => boolean;
+  exitPromise: Promise<void>;
+}
+
+/**
+ * Spawns mariadbd with `args`, makes it the current child of `entry` (for the
+ * exit cleanup) and waits until it greets on `socket`. On failure the process
+ * is SIGKILLed and the promise rejects with the tail of `errorLog`; the
+ * caller decides what to do with the directory and the `live` entry.
+ */
+async function launch(
+  args: readonly string[],
+  entry: Live,
+  socket: string,
+  errorLog: string,
+  label: string,
+): Promise<Proc> {
+  installCleanup();
+  const child = spawn(mariadbdBin(), args, { stdio: 'ignore' });
+  // An instance a test forgets to stop must not keep the event loop alive;
+  // the 'exit' handler kills it.
+  child.unref();
+  entry.child = child;
+
+  let exited = false;
+  let exitInfo = '';
+  const exitPromise = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = true;
+      exitInfo = `code ${String(code)}, signal ${String(signal)}`;
+      resolve();
+    });
+  });
+  let spawnError: Error | undefined;
+  child.once('error', (e) => {
+    spawnError = e;
+    exited = true;
+  });
+
+  const fail = async (why: string): Promise<never> => {
+    const log = tail(errorLog);
+    if (!exited) {
+      child.kill('SIGKILL');
+      await Promise.race([exitPromise, sleep(5000)]);
+    }
+    throw new Error(`${label} ${why}\n--- tail of err.log ---\n${log}`);
+  };
+
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (spawnError !== undefined) return fail(`could not be spawned: ${spawnError.message}`);
+    if (exited) return fail(`exited during startup (${exitInfo})`);
+    if (fs.existsSync(socket) && (await probeGreeting(socket))) break;
+    if (Date.now() > deadline) return fail(`not ready after ${START_TIMEOUT_MS / 1000} s`);
+    await sleep(50);
+  }
+
+  const pid = child.pid;
+  if (pid === undefined) return fail('has no pid');
+  return { child, pid, exited: () => exited, exitPromise };
+}
+
+/** SIGTERM `proc` and wait for its exit, SIGKILL after STOP_TIMEOUT_MS. */
+async function terminate(proc: Proc): Promise<void> {
+  if (proc.exited()) return;
+  proc.child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([proc.exitPromise, new Promise<void>((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)))]);
+  clearTimeout(timer);
+  if (!proc.exited()) {
+    proc.child.kill('SIGKILL');
+    await proc.exitPromise;
+  }
+}
+
 // ---------------------------------------------------------------------------
 
 let installQueue: Promise<unknown> = Promise.resolve();
@@ -238,7 +355,7 @@ function serializedInstall<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 export async function startMariaDB(opts: StartMariaDBOptions = {}): Promise<MariaDB> {
-  const mariadbd = mariadbdBin();
+  mariadbdBin(); // fail early, before the install, when the server is missing
   const installDb = installDbBin();
   const label = opts.name === undefined ? 'MariaDB' : `MariaDB "${opts.name}"`;
 
@@ -303,68 +420,54 @@ export async function startMariaDB(opts: StartMariaDBOptions = {}): Promise<Mari
     ...(opts.extraArgs ?? []),
   ];
 
-  installCleanup();
-  const child = spawn(mariadbd, args, { stdio: 'ignore' });
-  // An instance a test forgets to stop must not keep the event loop alive;
-  // the 'exit' handler kills it.
-  child.unref();
-  const entry: Live = { child, dir };
+  const entry: Live = { child: undefined, dir };
   live.add(entry);
-
-  let exited = false;
-  let exitInfo = '';
-  const exitPromise = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = true;
-      exitInfo = `code ${String(code)}, signal ${String(signal)}`;
-      resolve();
-    });
-  });
-  let spawnError: Error | undefined;
-  child.once('error', (e) => {
-    spawnError = e;
-    exited = true;
-  });
-
-  const fail = async (why: string): Promise<never> => {
-    const log = tail(errorLog);
-    if (!exited) {
-      child.kill('SIGKILL');
-      await Promise.race([exitPromise, sleep(5000)]);
-    }
+  let current: Proc | undefined;
+  try {
+    current = await launch(args, entry, socket, errorLog, label);
+  } catch (e) {
     live.delete(entry);
     fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-    throw new Error(`${label} ${why}\n--- tail of err.log ---\n${log}`);
-  };
-
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    if (spawnError !== undefined) return fail(`could not be spawned: ${spawnError.message}`);
-    if (exited) return fail(`exited during startup (${exitInfo})`);
-    if (fs.existsSync(socket) && (await probeGreeting(socket))) break;
-    if (Date.now() > deadline) return fail(`not ready after ${START_TIMEOUT_MS / 1000} s`);
-    await sleep(50);
+    throw e;
   }
 
-  const pid = child.pid;
-  if (pid === undefined) return fail('has no pid');
+  // halt/resume/stop run one at a time, in call order.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = (fn: () => Promise<void>): Promise<void> => {
+    const result = queue.then(fn, fn);
+    queue = result.catch(() => undefined);
+    return result;
+  };
+  let removed = false;
+
+  const halt = (): Promise<void> =>
+    serial(async () => {
+      if (current === undefined) return;
+      await terminate(current);
+      current = undefined;
+      entry.child = undefined;
+      if (tcpPort !== undefined) await waitTcpRefused(tcpPort, STOP_TIMEOUT_MS);
+    });
+
+  const resume = (): Promise<void> =>
+    serial(async () => {
+      if (removed) throw new Error(`${label} was stopped; it cannot be resumed`);
+      if (current !== undefined && !current.exited()) return;
+      current = undefined;
+      const proc = await launch(args, entry, socket, errorLog, label);
+      current = proc;
+      db.pid = proc.pid;
+    });
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      if (!exited) {
-        child.kill('SIGTERM');
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([exitPromise, new Promise<void>((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)))]);
-        clearTimeout(timer);
-        if (!exited) {
-          child.kill('SIGKILL');
-          await exitPromise;
-        }
-      }
+    stopped ??= serial(async () => {
+      if (current !== undefined) await terminate(current);
+      current = undefined;
+      removed = true;
       live.delete(entry);
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-    })();
+    });
     return stopped;
   };
 
@@ -389,7 +492,7 @@ export async function startMariaDB(opts: StartMariaDBOptions = {}): Promise<Mari
     return r.stdout;
   };
 
-  const db: MariaDB = { dir, socket, pid, errorLog, query, stop };
+  const db: MariaDB = { dir, socket, pid: current.pid, errorLog, query, halt, resume, stop };
   if (tcpPort !== undefined) db.tcpPort = tcpPort;
   return db;
 }

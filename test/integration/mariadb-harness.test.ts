@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
@@ -41,6 +43,18 @@ function processGone(pid: number): boolean {
   } catch {
     return true;
   }
+}
+
+/** Resolves once a TCP connection to 127.0.0.1:port is established; rejects with the socket error. */
+function tcpConnect(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const conn = net.connect(port, '127.0.0.1');
+    conn.once('connect', () => {
+      conn.destroy();
+      resolve();
+    });
+    conn.once('error', reject);
+  });
 }
 
 describe('MariaDB test harness', () => {
@@ -112,6 +126,44 @@ describe('MariaDB test harness', () => {
     assert.equal(r.stdout, '42\n');
     await db.stop();
     assert.equal(fs.existsSync(db.dir), false);
+  });
+
+  test('halt and resume keep port, socket and data', async () => {
+    const db = await startMariaDB({ tcpPort: 0, name: 'halt' });
+    started.push(db);
+    const port = db.tcpPort;
+    assert.equal(typeof port, 'number');
+    if (port === undefined) return;
+    const { dir, socket } = db;
+    await db.query(
+      'CREATE DATABASE hr; CREATE TABLE hr.t (id INT PRIMARY KEY, v VARCHAR(20)); ' +
+        "INSERT INTO hr.t VALUES (1, 'kept')",
+    );
+    await tcpConnect(port);
+
+    const firstPid = db.pid;
+    await db.halt();
+    assert.ok(processGone(firstPid), 'mariadbd gone after halt');
+    assert.ok(fs.existsSync(path.join(dir, 'data')), 'datadir kept');
+    await assert.rejects(tcpConnect(port), { code: 'ECONNREFUSED' });
+    await db.halt(); // idempotent
+    await assert.rejects(db.query('SELECT 1'));
+
+    await db.resume();
+    assert.ok(!processGone(db.pid), 'mariadbd runs after resume');
+    assert.equal(db.tcpPort, port);
+    assert.equal(db.socket, socket);
+    const pid = db.pid;
+    await db.resume(); // idempotent
+    assert.equal(db.pid, pid);
+    assert.equal(await db.query('SELECT id, v FROM hr.t'), '1\tkept\n');
+    await tcpConnect(port);
+
+    await db.halt();
+    await db.stop(); // from the halted state
+    assert.equal(fs.existsSync(dir), false, 'directory removed');
+    await assert.rejects(db.resume(), /stopped/);
+    await db.halt(); // no-op after stop
   });
 
   test('startup failure rejects with the error log tail and cleans up', async () => {
