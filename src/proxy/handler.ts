@@ -22,7 +22,7 @@ export interface PeerIdentity {
 export interface ClientSession {
   readonly id: number;
   readonly peer: PeerIdentity;
-  /** Account identifier set by policy; changes the log prefix (and, later, cluster hashing). */
+  /** Account identifier set by policy; changes the log prefix and keys cluster node choice. */
   account: string | undefined;
   /** Announced in the greeting (as set by on_connect); after backend login, the backend's version. */
   serverVersion: Buffer;
@@ -72,11 +72,25 @@ export function accessDeniedMessage(user: Uint8Array): string {
   return `Access denied for user '${Buffer.from(user).toString('utf8')}'`;
 }
 
-/** Something that chooses among backend addresses at connect time (a cluster). */
+/** One backend a session may connect to, with what its selector wants to hear about it. */
+export interface BackendCandidate {
+  readonly address: SocketAddress;
+  /** Connect (and login) timeout for this backend instead of the daemon's default. */
+  readonly connectTimeoutMs?: number;
+  /** Connecting or logging in failed before the backend answered the login; the next candidate is tried. */
+  failed?(reason: string): void;
+  /**
+   * The session now runs on this backend. `onUnavailable` is called when the selector wants the
+   * session closed (its node became unavailable); the returned function unsubscribes.
+   */
+  attach?(onUnavailable: () => void): () => void;
+}
+
+/** Something that chooses among backends at connect time (a cluster). */
 export interface BackendSelector {
   readonly kind: 'selector';
-  /** Addresses in order of preference for this client. */
-  select(client: ClientSession, readOnly: boolean): Promise<readonly SocketAddress[]>;
+  /** Backends in order of preference for this client: the session tries them in turn. */
+  select(client: ClientSession, readOnly: boolean): Promise<readonly BackendCandidate[]>;
 }
 
 export type ConnectTarget = SocketAddress | BackendSelector;
