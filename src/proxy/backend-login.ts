@@ -68,9 +68,15 @@ export type BackendLoginResult =
 /** A failure that is the backend's or ours, not the client's: the client gets 1043 + `clientMessage`. */
 export class BackendLoginError extends ProxyError {
   readonly clientMessage: string;
-  constructor(message: string, clientMessage = 'Connection error') {
+  /**
+   * True when the failure comes from the login itself (an auth method we cannot speak for this
+   * user), not from the server being unwell: another node of a cluster would fail the same way.
+   */
+  readonly sameOnEveryNode: boolean;
+  constructor(message: string, clientMessage = 'Connection error', sameOnEveryNode = false) {
     super(ErrorCodes.UPSTREAM_PROTOCOL, message);
     this.clientMessage = clientMessage;
+    this.sameOnEveryNode = sameOnEveryNode;
   }
 }
 
@@ -146,7 +152,11 @@ export async function loginToBackend(
         const sw = parseAuthSwitchRequest(p.payload);
         const next = backendAuthPlugin(sw.pluginName, true);
         if (next === undefined) {
-          throw new BackendLoginError(`Unsupported auth plugin ${JSON.stringify(sw.pluginName)}`, 'Unsupported auth_plugin');
+          throw new BackendLoginError(
+            `Unsupported auth plugin ${JSON.stringify(sw.pluginName)}`,
+            'Unsupported auth_plugin',
+            true,
+          );
         }
         plugin = next;
         scramble = sw.pluginData;

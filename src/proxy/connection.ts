@@ -9,7 +9,7 @@ import type { Packet } from '../protocol/framer.js';
 import { writeErr, writeAuthSwitchRequest } from '../protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
 import { isSslRequest, parseHandshakeResponse, type HandshakeResponse } from '../protocol/packets/handshake-response.js';
-import { formatAddress, type SocketAddress } from '../net/address.js';
+import { formatAddress } from '../net/address.js';
 import { connectSocket } from '../net/connect.js';
 import { PacketChannel, ChannelClosedError, ChannelTimeoutError } from '../net/packet-channel.js';
 import { NativeRelay } from '../net/native-relay.js';
@@ -18,10 +18,11 @@ import { Relay, type ByteRelay, type InterceptReply, type RelayKind } from '../n
 import { sha1 } from '../auth/native-password.js';
 import { ClientError, MalformedPacketError, ProxyError, errorMessage } from '../util/errors.js';
 import { logError, logInfo, quote } from '../util/log.js';
-import { loginToBackend, BackendLoginError, AuthPluginError } from './backend-login.js';
+import { loginToBackend, BackendLoginError, AuthPluginError, type BackendLoginResult } from './backend-login.js';
 import {
   PolicyError,
   type ClientSession,
+  type BackendCandidate,
   type ConnectAction,
   type ClientAuthMode,
   accessDeniedMessage,
@@ -76,6 +77,24 @@ const MAX_LOGIN_PAYLOAD = 64 * 1024;
 
 let nextConnectionId = 1;
 
+/** Connecting or logging in to one backend failed before it answered the login. */
+class BackendUnreachable extends Error {
+  readonly detail: string;
+  /** What the client is told if no other backend is left to try. */
+  readonly clientMessage: string;
+  constructor(detail: string, clientMessage: string) {
+    super(detail);
+    this.detail = detail;
+    this.clientMessage = clientMessage;
+  }
+}
+
+interface BackendAttempt {
+  readonly socket: Socket;
+  readonly channel: PacketChannel;
+  readonly result: BackendLoginResult;
+}
+
 /** Thrown to end a session with an ERR to the client (already decided, nothing more to log). */
 class AbortSession extends Error {
   readonly packet: Buffer | undefined;
@@ -108,6 +127,8 @@ export class Connection implements ClientSession {
    */
   #phase: 'connect' | 'login' | 'command' = 'connect';
   readonly #onFinished: (c: Connection) => void;
+  /** Unsubscribes from the cluster node this session runs on (disconnect_unavailable). */
+  #detachFromNode: (() => void) | undefined;
 
   constructor(
     socket: Socket,
@@ -317,68 +338,37 @@ export class Connection implements ClientSession {
   async #connect(client: PacketChannel, hr: HandshakeResponse, clientCaps: number, action: ConnectAction): Promise<void> {
     const replySeq = this.#clientSeq + 1;
     const stats = this.#options.stats;
-    const addresses: readonly SocketAddress[] =
+    const candidates: readonly BackendCandidate[] =
       action.target.kind === 'selector'
         ? await action.target.select(this, action.readOnly)
-        : [action.target];
+        : [{ address: action.target }];
     if (this.#closed) return;
-    const address = addresses[0];
-    if (address === undefined) {
+    if (candidates.length === 0) {
       throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Connection error'));
     }
-    this.#log(`connecting to ${formatAddress(address)}`);
-    stats.serverConnects++;
-    let backendSocket: Socket;
-    try {
-      backendSocket = await connectSocket(address, this.#options.connectTimeoutMs);
-    } catch (e) {
-      stats.serverConnectErrors++;
-      this.#logErr(errorMessage(e));
-      throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Connection error'));
+    // Try the candidates in order; a backend that cannot be reached or fails before answering the
+    // login hands over to the next one. A login the backend refuses (ERR) is final.
+    let attempt: BackendAttempt | undefined;
+    let chosen: BackendCandidate | undefined;
+    for (let i = 0; ; i++) {
+      const candidate = candidates[i]!;
+      chosen = candidate;
+      try {
+        attempt = await this.#loginAt(candidate, hr, clientCaps, action);
+        break;
+      } catch (e) {
+        if (!(e instanceof BackendUnreachable)) throw e;
+        candidate.failed?.(e.detail);
+        if (this.#closed) return;
+        if (i + 1 >= candidates.length) {
+          throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', e.clientMessage));
+        }
+        this.#log(`trying the next node: ${formatAddress(candidates[i + 1]!.address)}`);
+      }
     }
-    if (this.#closed) {
-      backendSocket.destroy();
-      return;
-    }
+    if (attempt === undefined) return; // the client went away during the attempt
+    const { socket: backendSocket, channel: backend, result } = attempt;
     this.#backend = backendSocket;
-    // An error after the login channel is detached (a reset while on_command_phase runs) must
-    // not become an uncaught exception; whoever reads the socket next sees it.
-    backendSocket.on('error', () => undefined);
-    const backend = new PacketChannel(backendSocket, MAX_LOGIN_PAYLOAD);
-    const password = action.password;
-    let result;
-    try {
-      result = await loginToBackend(
-        backend,
-        {
-          clientCapabilities: clientCaps,
-          maxPacketSize: hr.maxPacketSize,
-          characterSet: hr.characterSet,
-          user: action.user,
-          credentials: {
-            password,
-            passwordSha1: action.passwordSha1 ?? (password !== undefined ? sha1(password) : undefined),
-          },
-          database: action.database ?? Buffer.alloc(0),
-          secureTransport: address.kind !== 'tcp',
-          backendKey: formatAddress(address),
-        },
-        this.#options.connectTimeoutMs,
-        (greeting) => {
-          this.serverVersion = unpooledCopy(greeting.serverVersion);
-          this.#log(`handshake server_version=${quote(greeting.serverVersion.toString('utf8'))}`);
-        },
-      );
-    } catch (e) {
-      let message = 'Connection error';
-      if (e instanceof BackendLoginError) message = e.clientMessage;
-      else if (e instanceof AuthPluginError) message = e.message;
-      else if (e instanceof MalformedPacketError) message = 'Malformed packet from server';
-      else if (e instanceof ChannelClosedError) message = 'Server closed the connection';
-      this.#logErr(`backend login failed: ${errorMessage(e)}`);
-      throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', message));
-    }
-    if (this.#closed) return;
 
     if (result.kind === 'err') {
       stats.clientAuthErr++;
@@ -388,6 +378,10 @@ export class Connection implements ClientSession {
     stats.clientAuthOk++;
     this.#client.write(reseq(result.packet, replySeq));
     this.#phase = 'command';
+    this.#detachFromNode = chosen.attach?.(() => {
+      this.#log('closing: node is unavailable');
+      this.close('Node is unavailable');
+    });
     // A backend that goes away before the relay takes over (during on_command_phase) ends the session.
     backendSocket.once('close', () => {
       if (this.#relay === null) this.#finish();
@@ -419,6 +413,82 @@ export class Connection implements ClientSession {
     // The relay owns both sockets now; dropping ours lets the native relay's released sockets go.
     this.#socket = null;
     this.#backend = null;
+  }
+
+  /**
+   * Connect to one backend and log in there. Resolves undefined when the client went away
+   * meanwhile; throws BackendUnreachable when the next candidate should be tried.
+   */
+  async #loginAt(
+    candidate: BackendCandidate,
+    hr: HandshakeResponse,
+    clientCaps: number,
+    action: ConnectAction,
+  ): Promise<BackendAttempt | undefined> {
+    const stats = this.#options.stats;
+    const address = candidate.address;
+    const timeoutMs = candidate.connectTimeoutMs ?? this.#options.connectTimeoutMs;
+    this.#log(`connecting to ${formatAddress(address)}`);
+    stats.serverConnects++;
+    let socket: Socket;
+    try {
+      socket = await connectSocket(address, timeoutMs);
+    } catch (e) {
+      stats.serverConnectErrors++;
+      this.#logErr(errorMessage(e));
+      throw new BackendUnreachable(errorMessage(e), 'Connection error');
+    }
+    if (this.#closed) {
+      socket.destroy();
+      return undefined;
+    }
+    // An error after the login channel is detached (a reset while on_command_phase runs) must
+    // not become an uncaught exception; whoever reads the socket next sees it.
+    socket.on('error', () => undefined);
+    const channel = new PacketChannel(socket, MAX_LOGIN_PAYLOAD);
+    const password = action.password;
+    try {
+      const result = await loginToBackend(
+        channel,
+        {
+          clientCapabilities: clientCaps,
+          maxPacketSize: hr.maxPacketSize,
+          characterSet: hr.characterSet,
+          user: action.user,
+          credentials: {
+            password,
+            passwordSha1: action.passwordSha1 ?? (password !== undefined ? sha1(password) : undefined),
+          },
+          database: action.database ?? Buffer.alloc(0),
+          secureTransport: address.kind !== 'tcp',
+          backendKey: formatAddress(address),
+        },
+        timeoutMs,
+        (greeting) => {
+          this.serverVersion = unpooledCopy(greeting.serverVersion);
+          this.#log(`handshake server_version=${quote(greeting.serverVersion.toString('utf8'))}`);
+        },
+      );
+      if (this.#closed) {
+        socket.destroy();
+        return undefined;
+      }
+      return { socket, channel, result };
+    } catch (e) {
+      socket.destroy();
+      let message = 'Connection error';
+      if (e instanceof BackendLoginError) message = e.clientMessage;
+      else if (e instanceof AuthPluginError) message = e.message;
+      else if (e instanceof MalformedPacketError) message = 'Malformed packet from server';
+      else if (e instanceof ChannelClosedError) message = 'Server closed the connection';
+      this.#logErr(`backend login failed: ${errorMessage(e)}`);
+      // A plugin we cannot speak, or one that needs what this login lacks, would fail on every
+      // node alike: that is not the node's fault, so no other node is tried.
+      if (e instanceof AuthPluginError || (e instanceof BackendLoginError && e.sameOnEveryNode)) {
+        throw new AbortSession(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', message));
+      }
+      throw new BackendUnreachable(errorMessage(e), message);
+    }
   }
 
   /**
@@ -516,6 +586,7 @@ export class Connection implements ClientSession {
       if (!this.#client.destroyed && !this.#client.writableEnded) this.#client.end();
       this.#client.destroySoon();
     }
+    this.#detachFromNode?.();
     try {
       this.#hooks.onClose();
     } finally {
