@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { lua, lauxlib, type LuaState } from 'fengari';
 import { installAddress, resolvePending } from './bindings/address.js';
 import { installClient, LuaSessionHandler } from './bindings/client.js';
+import { installCluster, type ClusterBindings } from './bindings/cluster.js';
 import { installListen, takeSystemdFds, type ListenerSpec } from './bindings/listen.js';
 import sodium from 'libsodium-wrappers';
 import { installJson } from './bindings/json.js';
@@ -60,6 +61,7 @@ export class Instance {
   readonly #connections = new Set<Connection>();
   #stopping = false;
   #runner: CallbackRunner | null = null;
+  #clusters: ClusterBindings | null = null;
   /** 'idle', 'running', or 'again' (a SIGHUP arrived while reload() ran: run it once more). */
   #reloadState: 'idle' | 'running' | 'again' = 'idle';
   /** The reload in progress (settles after the last coalesced run), or null. */
@@ -88,11 +90,13 @@ export class Instance {
     installPg(L, () => this.#runner);
     const address = installAddress(L);
     const check = this.#options.checkOnly === true;
+    const clusters = installCluster(L, { monitor: !check });
     const listen = installListen(L, { baseDir, systemdFds: () => (check ? [] : takeSystemdFds()), bind: !check });
     try {
       runFile(L, configPath);
       if (listen.declared === 0) throw new ConfigError(`${configPath}: No listeners configured`);
       await resolvePending(address.pending);
+      clusters.enterRuntime();
     } catch (e) {
       listen.closeAll();
       if (e instanceof ConfigError) throw e;
@@ -101,6 +105,7 @@ export class Instance {
     }
     address.enterRuntime();
     listen.enterRuntime(L);
+    this.#clusters = clusters;
     this.#L = L;
     this.#listeners = listen.listeners;
   }
@@ -218,6 +223,7 @@ export class Instance {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.#stopping = true;
+    this.#clusters?.stopAll();
     for (const server of this.#servers.splice(0)) server.close();
     for (const l of this.#listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
     if (this.#connections.size === 0) return;

@@ -71,6 +71,7 @@ declare module 'fengari' {
     lua_rawgeti(L: LuaState, idx: number, n: number): number;
     lua_rawgetp(L: LuaState, idx: number, p: unknown): number;
     lua_rawset(L: LuaState, idx: number): void;
+    lua_rawseti(L: LuaState, idx: number, n: number): void;
     lua_resume(L: LuaState, from: LuaState | null, nargs: number): number;
     lua_setfield(L: LuaState, idx: number, k: LuaString | string): void;
     lua_setglobal(L: LuaState, name: LuaString | string): void;
