@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 
 import { startMariaDB, type MariaDB } from '../helpers/mariadb.js';
-import { guard, REPO_ROOT, runProxy, startProxy, type Proxy } from '../helpers/proxy.js';
+import { guard, mariadbCli, REPO_ROOT, runProxy, startProxy, type Proxy } from '../helpers/proxy.js';
 
 interface MysqlError extends Error {
   errno?: number;
@@ -219,6 +219,8 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
     for (const p of ports) await proxy.waitForLog(new RegExp(`node 127\\.0\\.0\\.1:${p}: unknown -> alive`), 20_000);
 
     const onA = ALL.filter((_, i) => expected3[i] === a).slice(0, 3);
+    // One more session on A, from the mariadb CLI, busy in a query when A turns read-only.
+    const cliUser = ALL.filter((_, i) => expected3[i] === a)[3]!;
     const roHome = formulaChoice(ports, RO_USERS);
     // With 30 users, the chance that none (or all) hash to A is below 1e-5.
     const roOnA = RO_USERS.find((_, i) => roHome[i] === a)!;
@@ -231,6 +233,9 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
     const closed = sessions.map(
       (s) => new Promise<MysqlError>((resolve) => s.on('error', (e: MysqlError) => resolve(e))),
     );
+    const beforeCli = proxy.logs().length;
+    const cli = mariadbCli(proxy.sock, cliUser, '', 'SELECT SLEEP(20)', ['--enable-cleartext-plugin']);
+    await proxy.waitForLog(new RegExp(`"${cliUser}"\\] handshake`), 20_000, beforeCli);
     const since = proxy.logs().length;
     await dbs[0]!.query('SET GLOBAL read_only = ON');
     try {
@@ -242,7 +247,10 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
         assert.equal(e.errno ?? (e as { code?: unknown }).code, 1047);
         assert.equal(e.message, 'Node is unavailable');
       }
-      assert.match(proxy.logs().slice(since), /closing 3 session\(s\) on read_only node/);
+      // The CLI shows the ERR with its SQL state (it is the answer to the running query).
+      const r = await guard(cli, 'mariadb CLI session closed', 25_000);
+      assert.match(r.stderr.trim(), /\nERROR 1047 \(08S01\) at line 1: Node is unavailable$/);
+      assert.match(proxy.logs().slice(since), /closing 4 session\(s\) on read_only node/);
       // New logins of A's accounts go to a writable node (the next in their order).
       assert.deepEqual(await mapAccounts(proxy.sock, onA), formulaChoice([b, c], onA));
       // Read-only clients prefer the read-only node now, and theirs was not closed.
