@@ -8,7 +8,12 @@
  *   1. sysbench oltp_point_select QPS, prepared (--db-ps-mode=auto) and text
  *      (--db-ps-mode=disable) protocol; optionally through a socat
  *      fork-per-connection byte relay as well;
- *   2. logins per second from separate client processes (bench/login-worker.ts);
+ *   2. logins per second from separate client processes (bench/login-worker.ts),
+ *      direct, through the daemon connecting to the MariaDB socket, and
+ *      (unless BENCH_CLUSTER=0) through a second daemon that connects via
+ *      mysql_cluster() over three symlinks to that socket (three nodes for the
+ *      rendezvous hashing, monitored with a login and read_only check), to
+ *      show what the cluster path costs per login;
  *   3. the daemon's RSS per idle, logged-in proxied connection (connections
  *      held by bench/conn-holder.ts, measured on a fresh daemon);
  * and prints a Markdown summary for docs/benchmarks.md.
@@ -23,6 +28,7 @@
  *   BENCH_CONNECTIONS   idle connections for the memory test       (1000)
  *   BENCH_SOCAT         1 = also measure a socat relay, 0 = skip   (1 if socat is installed)
  *   BENCH_RELAY         native (default) or js: the daemon's --relay
+ *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *
  * Everything (daemons, clients, MariaDB, temp dirs) is cleaned up on normal
@@ -84,6 +90,7 @@ const CONNECTIONS = envInt('BENCH_CONNECTIONS', 1000, 1);
 /** Which relay the daemon uses after login (`--relay`): the native pump (default) or `js`. */
 const RELAY = process.env['BENCH_RELAY'] === 'js' ? 'js' : 'native';
 const SOCAT = envInt('BENCH_SOCAT', haveBinary('socat') ? 1 : 0, 0) !== 0;
+const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 
 // ---------------------------------------------------------------------------
 // Child processes and cleanup
@@ -247,7 +254,21 @@ interface Proxy {
   stop(): Promise<void>;
 }
 
-async function startProxy(name: string, backendSocket: string): Promise<Proxy> {
+/**
+ * What a daemon's handler connects to, when it is more than a plain socket
+ * path: Lua lines before the handler (e.g. `local c = mysql_cluster(...)`),
+ * lines in on_handshake_response before the connect, and the Lua expression
+ * passed to client:connect().
+ */
+interface ProxyTarget {
+  prelude: string[];
+  beforeConnect: string[];
+  targetLua: string;
+}
+
+async function startProxy(name: string, backend: string | ProxyTarget): Promise<Proxy> {
+  const target: ProxyTarget =
+    typeof backend === 'string' ? { prelude: [], beforeConnect: [], targetLua: JSON.stringify(backend) } : backend;
   const dir = path.join(tmpDir!, name);
   fs.mkdirSync(dir, { recursive: true });
   const socket = path.join(dir, 'proxy.sock');
@@ -257,9 +278,11 @@ async function startProxy(name: string, backendSocket: string): Promise<Proxy> {
   fs.writeFileSync(
     config,
     [
+      ...target.prelude,
       'handler = {}',
       'function handler.on_handshake_response(client, hr)',
-      `  return client:connect(${JSON.stringify(backendSocket)}, hr)`,
+      ...target.beforeConnect.map((l) => `  ${l}`),
+      `  return client:connect(${target.targetLua}, hr)`,
       'end',
       `mysql_listen(${JSON.stringify(socket)}, handler)`,
       '',
@@ -313,6 +336,53 @@ async function startProxy(name: string, backendSocket: string): Promise<Proxy> {
       await stopChild(child, false, 10_000);
     },
   };
+}
+
+/**
+ * A daemon whose handler connects through `mysql_cluster()` with monitoring
+ * (login as the native test user, read_only check). The three nodes are three
+ * symlinks to the one MariaDB socket: distinct paths, so three distinct nodes
+ * for the hashing, all reaching the same server. Returns once the daemon's log
+ * shows every node `-> alive`.
+ */
+async function startClusterProxy(name: string, backendSocket: string): Promise<Proxy> {
+  const dir = path.join(tmpDir!, `${name}-nodes`);
+  fs.mkdirSync(dir, { recursive: true });
+  const nodes = [1, 2, 3].map((i) => {
+    const link = path.join(dir, `db${i}.sock`);
+    fs.symlinkSync(backendSocket, link);
+    return link;
+  });
+  const options =
+    `{monitoring = true, user = ${JSON.stringify(USERS.native.user)}, ` +
+    `password = ${JSON.stringify(USERS.native.password)}, no_read_only = true}`;
+  const proxy = await startProxy(name, {
+    prelude: [`local c = mysql_cluster({${nodes.map((n) => JSON.stringify(n)).join(', ')}}, ${options})`],
+    beforeConnect: ['client.account = hr.user'],
+    targetLua: 'c',
+  });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    let log = '';
+    try {
+      log = fs.readFileSync(proxy.outLog, 'utf8') + fs.readFileSync(proxy.errLog, 'utf8');
+    } catch {
+      /* not there yet */
+    }
+    const lines = log.split('\n');
+    const missing = nodes.filter((n) => !lines.some((l) => l.includes(`node ${n}: `) && l.includes('-> alive')));
+    if (missing.length === 0) break;
+    const exit = proxy.unexpectedExit();
+    if (exit !== undefined || Date.now() > deadline) {
+      await proxy.stop();
+      throw new Error(
+        `myproxy "${name}" ${exit ?? 'did not see every cluster node alive within 30 s'} ` +
+          `(not alive: ${missing.join(', ')})\n--- stdout ---\n${tailOf(proxy.outLog)}\n--- stderr ---\n${tailOf(proxy.errLog)}`,
+      );
+    }
+    await sleep(50);
+  }
+  return proxy;
 }
 
 /**
@@ -735,7 +805,8 @@ async function main(): Promise<void> {
   console.log(
     `myproxy benchmark: ${ROUNDS} rounds, sysbench ${TIME} s × ${THREADS} threads, ` +
       `logins ${LOGIN_TIME} s × ${LOGIN_CLIENTS} processes, ${CONNECTIONS} idle connections` +
-      (SOCAT ? ', socat relay included' : ''),
+      (SOCAT ? ', socat relay included' : '') +
+      (CLUSTER ? ', logins through mysql_cluster() included' : ''),
   );
 
   console.log('starting MariaDB …');
@@ -758,16 +829,23 @@ async function main(): Promise<void> {
   const socketOf = (t: Target): string =>
     t === 'direct' ? db!.socket : t === 'myproxy' ? proxy.socket : relay!.socket;
 
-  // Sanity check: one login through the proxy before measuring anything.
-  {
+  let clusterProxy: Proxy | undefined;
+  if (CLUSTER) {
+    console.log('starting myproxy with mysql_cluster() over 3 symlinks to the MariaDB socket …');
+    clusterProxy = await startClusterProxy('cluster', db.socket);
+    console.log(`  pid ${clusterProxy.pid}, listening on ${clusterProxy.socket}, all 3 nodes alive`);
+  }
+
+  // Sanity check: one login through each proxy before measuring anything.
+  for (const p of clusterProxy === undefined ? [proxy] : [proxy, clusterProxy]) {
     const sanity = forkClient(LOGIN_WORKER, false);
     await waitMessage(sanity, 'ready', 60_000);
-    const r = await loginRun([sanity], proxy.socket, 1);
+    const r = await loginRun([sanity], p.socket, 1);
     send(sanity, { type: 'exit' }, true);
     await exited(sanity);
     if (r.ok === 0) {
       throw new Error(
-        `cannot log in through the proxy: ${r.errors.join('; ')}\n--- daemon stderr ---\n${tailOf(proxy.errLog)}`,
+        `cannot log in through the proxy "${p.name}": ${r.errors.join('; ')}\n--- daemon stderr ---\n${tailOf(p.errLog)}`,
       );
     }
   }
@@ -837,24 +915,33 @@ async function main(): Promise<void> {
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
   const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
-  const logins = { direct: [] as (number | null)[], myproxy: [] as (number | null)[] };
-  const loginFailures = { direct: 0, myproxy: 0 };
-  const loginOk = { direct: 0, myproxy: 0 };
-  const loginCpu = {
-    direct: { proxy: [] as (number | null)[], db: [] as (number | null)[] },
-    myproxy: { proxy: [] as (number | null)[], db: [] as (number | null)[] },
-  };
+  type LoginTarget = 'direct' | 'myproxy' | 'cluster';
+  const loginTargets: LoginTarget[] = clusterProxy === undefined ? ['direct', 'myproxy'] : ['direct', 'myproxy', 'cluster'];
+  /** The daemon a login target goes through (none for direct). */
+  const daemonOf = (t: LoginTarget): Proxy | undefined =>
+    t === 'myproxy' ? proxy : t === 'cluster' ? clusterProxy : undefined;
+  const loginSocketOf = (t: LoginTarget): string => (t === 'cluster' ? clusterProxy!.socket : socketOf(t));
+  const perTarget = <T>(make: () => T): Record<LoginTarget, T> => ({
+    direct: make(),
+    myproxy: make(),
+    cluster: make(),
+  });
+  const logins = perTarget(() => [] as (number | null)[]);
+  const loginFailures = perTarget(() => 0);
+  const loginOk = perTarget(() => 0);
+  const loginCpu = perTarget(() => ({ proxy: [] as (number | null)[], db: [] as (number | null)[] }));
   try {
     await Promise.all(workers.map((w) => waitMessage(w, 'ready', 60_000)));
     if (WARMUP > 0) {
-      for (const t of ['direct', 'myproxy'] as const) await loginRun(workers, socketOf(t), Math.min(WARMUP, 2));
+      for (const t of loginTargets) await loginRun(workers, loginSocketOf(t), Math.min(WARMUP, 2));
     }
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const t of ['direct', 'myproxy'] as const) {
-        const p0 = cpuSeconds(proxy.pid);
+      for (const t of loginTargets) {
+        const daemon = daemonOf(t);
+        const p0 = daemon === undefined ? NaN : cpuSeconds(daemon.pid);
         const d0 = cpuSeconds(db.pid);
-        const r = await loginRun(workers, socketOf(t), LOGIN_TIME);
-        const proxyUs = t === 'myproxy' ? usPer(p0, cpuSeconds(proxy.pid), r.ok) : null;
+        const r = await loginRun(workers, loginSocketOf(t), LOGIN_TIME);
+        const proxyUs = daemon === undefined ? null : usPer(p0, cpuSeconds(daemon.pid), r.ok);
         const dbUs = usPer(d0, cpuSeconds(db.pid), r.ok);
         loginCpu[t].proxy.push(proxyUs);
         loginCpu[t].db.push(dbUs);
@@ -864,7 +951,8 @@ async function main(): Promise<void> {
         console.log(
           `  round ${round} ${t.padEnd(7)} ${r.perSec.toFixed(0).padStart(6)} logins/s (${r.ok} ok` +
             (r.failed > 0 ? `, ${r.failed} FAILED: ${r.errors.join('; ')}` : '') +
-            `)  CPU µs/login: mariadbd ${fmtUs(dbUs)}${t === 'myproxy' ? `, myproxy ${fmtUs(proxyUs)}` : ''}`,
+            `)  CPU µs/login: mariadbd ${fmtUs(dbUs)}` +
+            (t === 'direct' ? '' : `, ${t === 'cluster' ? 'myproxy (cluster)' : 'myproxy'} ${fmtUs(proxyUs)}`),
         );
         if (r.failed > 0) {
           problems.push({ what: `logins round ${round} ${t}`, detail: `${r.failed} failed: ${r.errors.join('; ')}` });
@@ -878,9 +966,17 @@ async function main(): Promise<void> {
   }
   const loginDirect = median(logins.direct);
   const loginProxy = median(logins.myproxy);
+  const loginCluster = median(logins.cluster);
   console.log(
     `  median direct ${fmtInt(loginDirect)}/s, myproxy ${fmtInt(loginProxy)}/s, ratio ${fmtRatio(ratio(loginProxy, loginDirect))}`,
   );
+  if (clusterProxy !== undefined) {
+    console.log(
+      `  median cluster ${fmtInt(loginCluster)}/s, ratio vs direct ${fmtRatio(ratio(loginCluster, loginDirect))}, ` +
+        `vs myproxy ${fmtRatio(ratio(loginCluster, loginProxy))}; CPU µs/login (median): ` +
+        `myproxy ${fmtUs(median(loginCpu.myproxy.proxy))}, myproxy (cluster) ${fmtUs(median(loginCpu.cluster.proxy))}`,
+    );
+  }
 
   const mainRssKiB = proxy.unexpectedExit() === undefined ? readStatusKiB(proxy.pid, 'VmRSS') : NaN;
   const mainHwmKiB = proxy.unexpectedExit() === undefined ? readStatusKiB(proxy.pid, 'VmHWM') : NaN;
@@ -891,6 +987,15 @@ async function main(): Promise<void> {
     problems.push({ what: 'myproxy (main) logged', detail: `${n} × ${msg}` });
   }
   keepLogs(proxy);
+  if (clusterProxy !== undefined) {
+    const clusterExit = clusterProxy.unexpectedExit();
+    if (clusterExit !== undefined) problems.push({ what: 'myproxy (cluster)', detail: clusterExit });
+    await clusterProxy.stop();
+    for (const [msg, n] of summariseErrLog(clusterProxy.errLog)) {
+      problems.push({ what: 'myproxy (cluster) logged', detail: `${n} × ${msg}` });
+    }
+    keepLogs(clusterProxy);
+  }
 
   // ---- 3. memory
   console.log(`memory: ${CONNECTIONS} idle logged-in connections through a fresh daemon:`);
@@ -912,7 +1017,7 @@ async function main(): Promise<void> {
   out.push(
     `- Command: \`npm run bench\` (BENCH_ROUNDS=${ROUNDS}, BENCH_TIME=${TIME}, BENCH_THREADS=${THREADS}, ` +
       `BENCH_WARMUP=${WARMUP}, BENCH_LOGIN_TIME=${LOGIN_TIME}, BENCH_LOGIN_CLIENTS=${LOGIN_CLIENTS}, ` +
-      `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SOCAT=${SOCAT ? 1 : 0}); took ${elapsedMin.toFixed(1)} min`,
+      `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SOCAT=${SOCAT ? 1 : 0}, BENCH_CLUSTER=${CLUSTER ? 1 : 0}); took ${elapsedMin.toFixed(1)} min`,
   );
   out.push(`- Machine: \`nproc\` = ${machine.nproc}, ${machine.cpu}, ${machine.kernel}`);
   out.push(
@@ -969,15 +1074,35 @@ async function main(): Promise<void> {
   out.push(
     `| myproxy | ${logins.myproxy.map(fmtInt).join(' | ')} | ${fmtInt(loginProxy)} | ${fmtRatio(ratio(loginProxy, loginDirect))} |`,
   );
+  if (clusterProxy !== undefined) {
+    out.push(
+      `| myproxy, \`mysql_cluster()\` of 3 nodes | ${logins.cluster.map(fmtInt).join(' | ')} | ${fmtInt(loginCluster)} | ` +
+        `${fmtRatio(ratio(loginCluster, loginDirect))} |`,
+    );
+  }
   out.push('');
   out.push(
     `CPU time per login (median): mariadbd ${fmtUs(median(loginCpu.direct.db))} µs direct, ` +
       `${fmtUs(median(loginCpu.myproxy.db))} µs proxied; myproxy ${fmtUs(median(loginCpu.myproxy.proxy))} µs.`,
   );
+  if (clusterProxy !== undefined) {
+    out.push('');
+    out.push(
+      'Through `mysql_cluster()` (a second daemon; the three nodes are symlinks to the one MariaDB socket, ' +
+        'monitored with login and `no_read_only`, all alive; the handler sets `client.account`): ' +
+        `${fmtInt(loginCluster)} logins/s, × direct ${fmtRatio(ratio(loginCluster, loginDirect))}, ` +
+        `× myproxy (plain address) ${fmtRatio(ratio(loginCluster, loginProxy))}; CPU per login (median): ` +
+        `mariadbd ${fmtUs(median(loginCpu.cluster.db))} µs, myproxy ${fmtUs(median(loginCpu.cluster.proxy))} µs ` +
+        `(plain address: ${fmtUs(median(loginCpu.myproxy.proxy))} µs).`,
+    );
+  }
   out.push('');
   out.push(
     `Failed logins: direct ${loginFailures.direct} of ${loginOk.direct + loginFailures.direct}, ` +
-      `myproxy ${loginFailures.myproxy} of ${loginOk.myproxy + loginFailures.myproxy}.`,
+      `myproxy ${loginFailures.myproxy} of ${loginOk.myproxy + loginFailures.myproxy}` +
+      (clusterProxy !== undefined
+        ? `, cluster ${loginFailures.cluster} of ${loginOk.cluster + loginFailures.cluster}.`
+        : '.'),
   );
   out.push('');
   out.push(`#### Memory: daemon RSS (VmRSS) with ${CONNECTIONS} idle, logged-in proxied connections`);
