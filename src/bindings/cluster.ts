@@ -42,6 +42,8 @@ export interface ClusterBindings {
   enterRuntime(): void;
   /** Stop every cluster's monitoring (shutdown). */
   stopAll(): void;
+  /** How many clusters are live (made and not stopped or collected). */
+  readonly liveCount: number;
 }
 
 /** Range of check_interval and connect_timeout, in seconds (below 0.1 s a check would spin). */
@@ -124,6 +126,10 @@ export function installCluster(L: LuaState, opts: { readonly monitor: boolean })
     },
     stopAll() {
       for (const c of live) c.stop();
+      live.clear();
+    },
+    get liveCount() {
+      return live.size;
     },
   };
 }

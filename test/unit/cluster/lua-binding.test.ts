@@ -2,6 +2,8 @@
 // list, and the cluster userdata (tostring, #, nodes(), pick()).
 import { test, before } from 'node:test';
 import { strict as assert } from 'node:assert';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import sodium from 'libsodium-wrappers';
 import type { LuaState } from 'fengari';
 import { newLuaState } from '../../../src/lua/state.js';
@@ -178,4 +180,26 @@ test('two nodes that are one address after resolving host names are a configurat
     () => clusters.enterRuntime(),
     (e: Error) => e.name === 'ConfigError' && e.message === "test:2: Duplicate node '127.0.0.1:3306' (after resolving host names)",
   );
+});
+
+test('a cluster made at runtime stops monitoring once Lua has forgotten it', async () => {
+  // The JS garbage collector collects Fengari's objects; expose it for this test.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const L = newLuaState();
+  installClient(L);
+  installAddress(L);
+  const clusters = installCluster(L, { monitor: true });
+  clusters.enterRuntime();
+  // A closed port: each check fails at once with ECONNREFUSED.
+  runLua(L, `kept = mysql_cluster({'127.0.0.1:1'}, {monitoring = true, check_interval = 0.1})`, 'utf8');
+  runLua(L, `local c = mysql_cluster({'127.0.0.1:2'}, {monitoring = true, check_interval = 0.1})`, 'utf8');
+  assert.equal(clusters.liveCount, 2);
+  for (let i = 0; i < 200 && clusters.liveCount > 1; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(clusters.liveCount, 1, 'the forgotten cluster was stopped; the one in a global lives on');
+  clusters.stopAll();
+  assert.equal(clusters.liveCount, 0);
 });
