@@ -7,7 +7,8 @@
 
 import { isUtf8 } from 'node:buffer';
 import { lua, lauxlib, type LuaState } from 'fengari';
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type * as PgModule from 'pg';
 import type { PoolClient, PoolConfig, QueryResult } from 'pg';
 import { defineClass, checkObject, pushObject } from '../lua/class.js';
 import { pushBytes, pushNumber, toText, typeName } from '../lua/convert.js';
@@ -25,6 +26,17 @@ export const PG_LISTEN_BACKOFF_MIN_MS = 1_000;
 export const PG_LISTEN_BACKOFF_MAX_MS = 30_000;
 /** PostgreSQL's limit on bind parameters. */
 const MAX_PARAMS = 65535;
+
+/**
+ * node-postgres, loaded on first use: its code is about 4 MB of live JavaScript heap, which a
+ * daemon whose config never calls pg:new() should not carry (a bigger heap also lets V8 keep more
+ * login garbage around). It is CommonJS, so it loads synchronously, inside the Lua call.
+ */
+let pgModule: typeof PgModule | undefined;
+function pgLib(): typeof PgModule {
+  pgModule ??= createRequire(import.meta.url)('pg') as typeof PgModule;
+  return pgModule;
+}
 
 const CONNECTION = 'pg.Connection';
 const RESULT = 'pg.Result';
@@ -131,7 +143,7 @@ class Listener {
   readonly #channels = new Map<string, number>();
   readonly #config: PoolConfig;
   readonly #getRunner: () => CallbackRunner | null;
-  #client: pg.Client | null = null;
+  #client: PgModule.Client | null = null;
   #connected = false;
   #started = false;
   #backoff = PG_LISTEN_BACKOFF_MIN_MS;
@@ -167,7 +179,7 @@ class Listener {
   }
 
   async #connect(): Promise<void> {
-    const client = new pg.Client(this.#config);
+    const client = new (pgLib().Client)(this.#config);
     this.#client = client;
     let failed = false;
     const fail = (e: unknown): void => {
@@ -218,7 +230,7 @@ class Listener {
 }
 
 class Database {
-  readonly pool: pg.Pool;
+  readonly pool: PgModule.Pool;
   readonly timeoutMs: number;
   readonly #config: PoolConfig;
   readonly #getRunner: () => CallbackRunner | null;
@@ -229,7 +241,7 @@ class Database {
     this.#getRunner = getRunner;
     this.#config = config;
     // The server cancels a statement a little after we gave up on it.
-    this.pool = new pg.Pool({
+    this.pool = new (pgLib().Pool)({
       ...config,
       max: PG_POOL_MAX,
       allowExitOnIdle: true,
