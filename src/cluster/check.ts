@@ -55,9 +55,18 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
   const deadline = Date.now() + options.timeoutMs;
   const left = (): number => Math.max(1, deadline - Date.now());
   let socket: Socket | undefined;
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let timedOut = false;
   try {
     socket = await connectSocket(address, left());
     socket.on('error', () => undefined);
+    // One deadline for everything after the connect: each read below also has its own timeout,
+    // but a server that answers slowly at every step must not stretch the check beyond it.
+    const connected = socket;
+    deadlineTimer = setTimeout(() => {
+      timedOut = true;
+      connected.destroy();
+    }, left());
     const channel = new PacketChannel(socket, MAX_CHECK_PAYLOAD);
     if (options.user === undefined) {
       const first = await channel.next(left());
@@ -94,8 +103,9 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
     socket.end(writeComQuit());
     return result;
   } catch (e) {
-    return dead(errorMessage(e));
+    return dead(timedOut ? `timed out after ${options.timeoutMs} ms` : errorMessage(e));
   } finally {
+    clearTimeout(deadlineTimer);
     // end() above lets COM_QUIT go out first; destroySoon closes once it is written.
     socket?.destroySoon();
   }
