@@ -442,6 +442,9 @@ export class Connection implements ClientSession {
       socket.destroy();
       return undefined;
     }
+    // Reachable from #finish() while the login runs: a client that goes away (or a shutdown)
+    // ends the backend login at once instead of letting it complete for nobody.
+    this.#backend = socket;
     // An error after the login channel is detached (a reset while on_command_phase runs) must
     // not become an uncaught exception; whoever reads the socket next sees it.
     socket.on('error', () => undefined);
@@ -476,6 +479,9 @@ export class Connection implements ClientSession {
       return { socket, channel, result };
     } catch (e) {
       socket.destroy();
+      this.#backend = null;
+      // Our own destroy (the client left) is no failure of the node.
+      if (this.#closed) return undefined;
       let message = 'Connection error';
       if (e instanceof BackendLoginError) message = e.clientMessage;
       else if (e instanceof AuthPluginError) message = e.message;

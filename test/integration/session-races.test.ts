@@ -13,7 +13,7 @@ import { writeOk } from '../../src/protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../../src/protocol/packets/handshake.js';
 import { writeHandshakeResponse41 } from '../../src/protocol/packets/handshake-response.js';
 import { PacketWriter } from '../../src/protocol/writer.js';
-import { startProxy, type Proxy } from '../helpers/proxy.js';
+import { guard, startProxy, type Proxy } from '../helpers/proxy.js';
 
 const CAPS =
   Capability.CLIENT_PROTOCOL_41 | Capability.CLIENT_SECURE_CONNECTION | Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_LONG_PASSWORD;
@@ -173,6 +173,42 @@ mysql_listen('${d}/proxy.sock', {
       assert.doesNotMatch(proxy.logs(), /internal error|ECONNRESET.*\n\s+at /);
     } finally {
       resetting.close();
+    }
+  });
+});
+
+describe('a client that leaves while the backend login is under way', () => {
+  test('ends that login at once instead of letting it run for nobody', async () => {
+    // A backend that accepts and never greets: the proxy's login would wait 10 s for it.
+    const accepted: net.Socket[] = [];
+    const silent = net.createServer((s) => {
+      s.on('error', () => undefined);
+      accepted.push(s);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as net.AddressInfo).port;
+    const proxy = await startProxy({
+      name: 'leave',
+      config: (d) => `
+mysql_listen('${d}/proxy.sock', { on_handshake_response = function(client, hr)
+  return client:connect('127.0.0.1:${port}', hr)
+end })`,
+    });
+    try {
+      const s = net.connect(proxy.socket);
+      s.on('error', () => undefined);
+      const r = packets(s);
+      await r.next();
+      s.write(loginPacket());
+      while (accepted.length === 0) await new Promise((res) => setTimeout(res, 10));
+      const backendClosed = new Promise<void>((res) => accepted[0]!.once('close', () => res()));
+      s.destroy();
+      // Well before the 10 s greeting timeout.
+      await guard(backendClosed, 'backend connection closed after the client left', 5_000);
+      assert.ok(proxy.alive());
+    } finally {
+      await proxy.stop();
+      silent.close();
     }
   });
 });
