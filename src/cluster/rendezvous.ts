@@ -12,13 +12,15 @@ const HASH_BYTES = 16;
 
 /**
  * The bytes that identify a node in the hash: IPv4 address (4 bytes) or IPv6 address (16 bytes)
- * followed by the port (2 bytes, big-endian, as in sockaddr); a Unix socket's path bytes; an
- * abstract socket's name after a NUL byte (as in sun_path). Host names must be resolved first.
+ * followed by the port (2 bytes, big-endian, as in sockaddr); a Unix socket's path bytes and a
+ * terminating NUL; an abstract socket's name after a NUL byte (as in sun_path). Both socket forms
+ * are what myproxy hashes. Host names must be resolved first.
  */
 export function nodeIdentity(address: SocketAddress): Buffer {
   switch (address.kind) {
     case 'unix':
-      return Buffer.from(address.path, 'utf8');
+      // With the terminating NUL, as myproxy's sockaddr_un (its length counts the NUL).
+      return Buffer.concat([Buffer.from(address.path, 'utf8'), Buffer.of(0)]);
     case 'abstract':
       return Buffer.concat([Buffer.of(0), address.name]);
     case 'tcp': {

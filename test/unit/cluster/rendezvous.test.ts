@@ -40,9 +40,9 @@ test('nodeIdentity: IPv6 forms are 16 address bytes and the port big-endian', ()
   assert.deepEqual(nodeIdentity(scoped), nodeIdentity(tcp('fe80::1', 3306)));
 });
 
-test('nodeIdentity: Unix paths are their bytes, abstract sockets a NUL and the name', () => {
-  assert.deepEqual(nodeIdentity({ kind: 'unix', path: '/run/mysqld/mysqld.sock' }), Buffer.from('/run/mysqld/mysqld.sock'));
-  assert.deepEqual(nodeIdentity({ kind: 'unix', path: '/tmp/ü' }), hex`2f746d702f c3bc`);
+test('nodeIdentity: Unix paths are their bytes and a NUL (as myproxy), abstract sockets a NUL and the name', () => {
+  assert.deepEqual(nodeIdentity({ kind: 'unix', path: '/run/mysqld/mysqld.sock' }), Buffer.from('/run/mysqld/mysqld.sock\0'));
+  assert.deepEqual(nodeIdentity({ kind: 'unix', path: '/tmp/ü' }), hex`2f746d702f c3bc 00`);
   assert.deepEqual(nodeIdentity(parseAddress('@mysql')), hex`00 6d7973716c`);
   assert.deepEqual(nodeIdentity({ kind: 'abstract', name: hex`ff00` }), hex`00 ff00`);
 });
@@ -89,13 +89,13 @@ const VECTORS: { what: string; address: SocketAddress; identity: string; account
   { what: 'IPv6 ::1', address: tcp('::1', 3306), identity: '000000000000000000000000000000010cea', account: 'bob', hash: 4036584951564421553n },
   // IDENTITY='20010db8000000000000000000000001'+'0cea' ACCOUNT=b'alice'
   { what: 'IPv6', address: tcp('2001:db8::1', 3306), identity: '20010db80000000000000000000000010cea', account: 'alice', hash: 1658994977473725719n },
-  // IDENTITY='/run/mysqld/mysqld.sock'.encode().hex() ACCOUNT=b'alice'
+  // IDENTITY=b'/run/mysqld/mysqld.sock\0'.hex() ACCOUNT=b'alice'
   {
     what: 'unix path',
     address: { kind: 'unix', path: '/run/mysqld/mysqld.sock' },
-    identity: Buffer.from('/run/mysqld/mysqld.sock').toString('hex'),
+    identity: Buffer.from('/run/mysqld/mysqld.sock\0').toString('hex'),
     account: 'alice',
-    hash: 14659288427251210381n,
+    hash: 9634300040917169915n,
   },
   // IDENTITY='7f0000010cea' ACCOUNT=b''
   { what: 'empty account', address: tcp('127.0.0.1', 3306), identity: '7f0000010cea', account: '', hash: 187780669066800616n },
