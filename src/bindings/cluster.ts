@@ -6,12 +6,7 @@ import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
 import { defineClass, pushObject, testObject } from '../lua/class.js';
 import { pushBytes, toBuffer, typeName } from '../lua/convert.js';
 import { formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';
-import {
-  Cluster,
-  DEFAULT_CHECK_INTERVAL_MS,
-  DEFAULT_NODE_CONNECT_TIMEOUT_MS,
-  type ClusterOptions,
-} from '../cluster/cluster.js';
+import { Cluster, DEFAULT_CLUSTER_OPTIONS, type ClusterOptions } from '../cluster/cluster.js';
 import { nodeIdentity } from '../cluster/rendezvous.js';
 import { ConfigError } from '../util/errors.js';
 import { ADDRESS_CLASS, type AddressBox } from './address.js';
@@ -54,6 +49,8 @@ export function installCluster(L: LuaState, opts: { readonly monitor: boolean })
   const handles: ClusterHandle[] = [];
   const live = new Set<Cluster>();
   let runtime = false;
+  /** After stopAll() (shutdown), clusters made by callbacks still running are not monitored. */
+  let stopped = false;
   let count = 0;
   // A cluster made at runtime (say, in reload()) is monitored until its Lua object is collected.
   const forgotten = new FinalizationRegistry<Cluster>((cluster) => {
@@ -68,6 +65,11 @@ export function installCluster(L: LuaState, opts: { readonly monitor: boolean })
       handle.options,
     );
     handle.cluster = cluster;
+    cluster.owner = handle;
+    if (stopped) {
+      cluster.stop(); // never checked: logins go by hashing alone instead of waiting
+      return cluster;
+    }
     live.add(cluster);
     if (opts.monitor) cluster.start();
     return cluster;
@@ -125,6 +127,7 @@ export function installCluster(L: LuaState, opts: { readonly monitor: boolean })
       for (const h of handles.splice(0)) if (h.cluster === undefined) build(h);
     },
     stopAll() {
+      stopped = true;
       for (const c of live) c.stop();
       live.clear();
     },
@@ -237,8 +240,10 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
     password: strings['password'],
     noReadOnly: flags['no_read_only'] === true,
     disconnectUnavailable: flags['disconnect_unavailable'] === true,
-    checkIntervalMs: Math.round((seconds['check_interval'] ?? DEFAULT_CHECK_INTERVAL_MS / 1000) * 1000),
-    connectTimeoutMs: Math.round((seconds['connect_timeout'] ?? DEFAULT_NODE_CONNECT_TIMEOUT_MS / 1000) * 1000),
+    checkIntervalMs:
+      seconds['check_interval'] === undefined ? DEFAULT_CLUSTER_OPTIONS.checkIntervalMs : Math.round(seconds['check_interval'] * 1000),
+    connectTimeoutMs:
+      seconds['connect_timeout'] === undefined ? DEFAULT_CLUSTER_OPTIONS.connectTimeoutMs : Math.round(seconds['connect_timeout'] * 1000),
   };
 }
 
@@ -273,6 +278,10 @@ const clusterPick = (L: LuaState): number => {
   const h = checkCluster(L);
   const account = lua.lua_type(L, 2) === lua.LUA_TNIL || lua.lua_type(L, 2) === lua.LUA_TNONE ? Buffer.alloc(0) : toBuffer(L, 2);
   if (account === undefined) return lauxlib.luaL_argerror(L, 2, 'string expected');
+  const t3 = lua.lua_type(L, 3);
+  if (t3 !== lua.LUA_TNONE && t3 !== lua.LUA_TNIL && t3 !== lua.LUA_TBOOLEAN) {
+    return lauxlib.luaL_argerror(L, 3, 'boolean expected');
+  }
   const readOnly = lua.lua_toboolean(L, 3);
   if (h.cluster === undefined && !h.boxes.every((b) => isNumericAddress(b.address))) {
     return lauxlib.luaL_error(L, 'cluster:pick(): host names are resolved after the config has run; call it from a callback');

@@ -88,6 +88,15 @@ export class Cluster implements BackendSelector {
   #stopped = false;
   #ready: boolean;
   #readyWaiters: (() => void)[] = [];
+  /** Sessions attached to any node (disconnect_unavailable). */
+  #observerCount = 0;
+  /**
+   * Whoever owns this cluster (the Lua object), held only while logins wait for readiness or
+   * sessions are attached: an owner that drops a busy cluster (and stops it when collected) must
+   * not pull it from under them.
+   */
+  #owner: WeakRef<object> | undefined;
+  #pinnedOwner: object | undefined;
 
   constructor(name: string, addresses: readonly SocketAddress[], options: ClusterOptions, checker = defaultChecker) {
     if (addresses.length === 0) throw new Error('Cluster is empty');
@@ -149,7 +158,12 @@ export class Cluster implements BackendSelector {
   }
 
   async select(client: ClientSession, readOnly: boolean): Promise<readonly BackendCandidate[]> {
-    if (!this.#ready) await new Promise<void>((resolve) => this.#readyWaiters.push(resolve));
+    if (!this.#ready) {
+      await new Promise<void>((resolve) => {
+        this.#readyWaiters.push(resolve);
+        this.#updatePin();
+      });
+    }
     const account = Buffer.from(client.account ?? '', 'utf8');
     const observe = this.options.disconnectUnavailable && !readOnly;
     return this.#order(account, readOnly).map((node): BackendCandidate => {
@@ -163,7 +177,12 @@ export class Cluster implements BackendSelector {
         ...candidate,
         attach: (onUnavailable) => {
           node.observers.add(onUnavailable);
-          return () => void node.observers.delete(onUnavailable);
+          this.#observerCount++;
+          this.#updatePin();
+          return () => {
+            if (node.observers.delete(onUnavailable)) this.#observerCount--;
+            this.#updatePin();
+          };
         },
       };
     });
@@ -173,6 +192,21 @@ export class Cluster implements BackendSelector {
     if (this.#ready && this.#readyWaiters.length === 0) return;
     this.#ready = true;
     for (const resolve of this.#readyWaiters.splice(0)) resolve();
+    this.#updatePin();
+  }
+
+  /** Weakly: only #updatePin() holds the owner, and only while the cluster is busy. */
+  set owner(value: object) {
+    this.#owner = new WeakRef(value);
+  }
+
+  /** True while the owner is held (logins waiting or sessions attached). */
+  get ownerPinned(): boolean {
+    return this.#pinnedOwner !== undefined;
+  }
+
+  #updatePin(): void {
+    this.#pinnedOwner = this.#readyWaiters.length > 0 || this.#observerCount > 0 ? this.#owner?.deref() : undefined;
   }
 
   /** A session could not reach `node`: it sorts after its peers until it is checked again. */
@@ -210,7 +244,12 @@ export class Cluster implements BackendSelector {
     if (this.#stopped) return;
     node.checked = true;
     node.suspect = false;
-    this.#apply(node, result);
+    try {
+      this.#apply(node, result);
+    } catch (e) {
+      // Never let one result stop the node's checks (or become an unhandled rejection).
+      logError(`[${this.name}] node ${node.label}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    }
     node.timer = setTimeout(() => void this.#runCheck(node), this.options.checkIntervalMs).unref();
   }
 
@@ -237,8 +276,17 @@ export class Cluster implements BackendSelector {
     for (const victim of victims) {
       if (victim.observers.size === 0) continue;
       logInfo(`[${this.name}] closing ${victim.observers.size} session(s) on ${victim.state} node ${victim.label}`);
-      for (const close of [...victim.observers]) close();
+      const closes = [...victim.observers];
+      this.#observerCount -= victim.observers.size;
       victim.observers.clear();
+      for (const close of closes) {
+        try {
+          close();
+        } catch (e) {
+          logError(`[${this.name}] closing a session on ${victim.label}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
     }
+    this.#updatePin();
   }
 }

@@ -473,3 +473,23 @@ test('a state change is logged once (info when usable, error otherwise)', async 
 test('an empty cluster is refused', () => {
   assert.throws(() => new Cluster('c', [], options()), /Cluster is empty/);
 });
+
+test('the owner is held while logins wait for readiness or sessions are attached, and only then', async () => {
+  const nodes = [tcp(3306), tcp(3307)];
+  const fake = new FakeChecker(); // every check hangs until released
+  const cluster = new Cluster('c', nodes, options({ disconnectUnavailable: true }), fake.check);
+  cluster.owner = {};
+  cluster.start();
+  assert.equal(cluster.ownerPinned, false, 'nothing waits yet');
+  const waiting = cluster.select(session('ivy'), false);
+  await settle();
+  assert.equal(cluster.ownerPinned, true, 'a login waits for readiness');
+  fake.release(nodes[0]!, 'alive');
+  const cands = await waiting;
+  assert.equal(cluster.ownerPinned, false, 'ready, nobody attached');
+  const detach = cands[0]!.attach!(() => undefined);
+  assert.equal(cluster.ownerPinned, true, 'a session is attached');
+  detach();
+  assert.equal(cluster.ownerPinned, false, 'the session detached');
+  cluster.stop();
+});

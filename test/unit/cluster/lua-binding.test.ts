@@ -203,3 +203,15 @@ test('a cluster made at runtime stops monitoring once Lua has forgotten it', asy
   clusters.stopAll();
   assert.equal(clusters.liveCount, 0);
 });
+
+test('after stopAll() (shutdown), a cluster made by a late callback is not monitored and does not make logins wait', async () => {
+  const L = newLuaState();
+  installClient(L);
+  installAddress(L);
+  const clusters = installCluster(L, { monitor: true });
+  clusters.enterRuntime();
+  clusters.stopAll();
+  runLua(L, `late = mysql_cluster({'127.0.0.1:1'}, {monitoring = true})`, 'utf8');
+  assert.equal(clusters.liveCount, 0);
+  assert.deepEqual(runLua(L, `return late:nodes()[1].state`, 'utf8'), ['unknown']);
+});
