@@ -49,6 +49,8 @@ struct endpoint {
     size_t pending_len;
     size_t pending_off;
     double bytes_read; /* bytes received from this endpoint */
+    /* Loop time (ms) since which `pending` has been waiting without progress (0: nothing pending). */
+    uint64_t stalled_since;
 };
 
 struct pump {
@@ -88,6 +90,13 @@ static void free_pending(struct endpoint *e)
     free(e->pending);
     e->pending = NULL;
     e->pending_len = e->pending_off = 0;
+    e->stalled_since = 0;
+}
+
+/* The loop's cached time: cheap, and what a stall is measured in. */
+static uint64_t loop_now(const struct endpoint *e)
+{
+    return uv_now(e->poll.loop);
 }
 
 static void on_handle_closed(uv_handle_t *handle)
@@ -161,6 +170,8 @@ static bool flush(struct pump *p, struct endpoint *e)
         e->pending_off += (size_t)n;
         if (e->pending_off == e->pending_len)
             free_pending(e);
+        else
+            e->stalled_since = loop_now(e); /* progress: the stall starts again */
     }
     return true;
 }
@@ -194,6 +205,7 @@ static bool forward(struct pump *p, struct endpoint *dst, const char *data, size
         memcpy(dst->pending, data + off, len - off);
         dst->pending_len = len - off;
         dst->pending_off = 0;
+        dst->stalled_since = loop_now(dst);
     }
     return true;
 }
@@ -699,12 +711,48 @@ static napi_value js_pump_resume(napi_env env, napi_callback_info info)
     return undefined;
 }
 
+/*
+ * pumpStalledMs(handle) — how long (ms of loop time) the longer-waiting side has had bytes pending
+ * without taking any of them; 0 when nothing is pending. JavaScript polls this for its write
+ * timeout, so the pump needs no timer of its own per connection.
+ */
+static napi_value js_pump_stalled_ms(napi_env env, napi_callback_info info)
+{
+    size_t argc = 1;
+    napi_value argv[1], result;
+    void *data;
+    struct pump *p;
+    uint64_t stalled = 0;
+
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+        return NULL;
+    if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
+        throw_error(env, "ERR_INVALID_ARG_TYPE", "pumpStalledMs(handle)");
+        return NULL;
+    }
+    p = data;
+    if (!p->finishing) {
+        for (int i = 0; i < 2; i++) {
+            const struct endpoint *e = &p->ep[i];
+            if (e->pending == NULL || e->stalled_since == 0)
+                continue;
+            uint64_t now = loop_now(e);
+            if (now > e->stalled_since && now - e->stalled_since > stalled)
+                stalled = now - e->stalled_since;
+        }
+    }
+    if (napi_create_double(env, (double)stalled, &result) != napi_ok)
+        return NULL;
+    return result;
+}
+
 bool register_pump(napi_env env, napi_value exports)
 {
     napi_property_descriptor props[] = {
         { "pumpStart", NULL, js_pump_start, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpClose", NULL, js_pump_close, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpResume", NULL, js_pump_resume, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "pumpStalledMs", NULL, js_pump_stalled_ms, NULL, NULL, NULL, napi_enumerable, NULL },
     };
     return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;
 }

@@ -32,6 +32,8 @@ export interface InstanceOptions {
   readonly connectTimeoutMs: number;
   /** How long a client may take for each login packet (ms). */
   readonly clientTimeoutMs: number;
+  /** Close a session whose peer takes no data for this long (ms); 0 disables. */
+  readonly writeTimeoutMs?: number;
   /** How long a Lua callback may compute without yielding (ms). */
   readonly callbackBudgetMs: number;
   /** Command-phase relay: the native byte pump, or the portable JavaScript one. */
@@ -45,6 +47,7 @@ export interface InstanceOptions {
 export const DEFAULT_INSTANCE_OPTIONS = {
   connectTimeoutMs: 10_000,
   clientTimeoutMs: 10_000,
+  writeTimeoutMs: 60_000,
   callbackBudgetMs: 1_000,
   relay: 'native',
 } as const;
@@ -116,6 +119,7 @@ export class Instance {
     if (L === null) throw new Error('Instance.start() before load()');
     const runner = new CallbackRunner(L, { budgetMs: this.#options.callbackBudgetMs });
     this.#runner = runner;
+    this.#startWriteTimeoutSweep();
     for (const spec of this.#listeners) {
       if (this.#stopping) return; // a signal arrived while we were starting
       const handler = new LuaSessionHandler(L, runner, spec.refs);
@@ -131,6 +135,21 @@ export class Instance {
       this.#servers.push(server);
       logInfo(`listening on ${spec.label}`);
     }
+  }
+
+  /**
+   * One timer for all sessions (no timer per connection): every few seconds, each relayed session
+   * is asked how long its pending bytes have waited. The timeout is thus enforced within a sweep
+   * interval (a quarter of it, at most 5 s).
+   */
+  #startWriteTimeoutSweep(): void {
+    const limitMs = this.#options.writeTimeoutMs ?? DEFAULT_INSTANCE_OPTIONS.writeTimeoutMs;
+    if (limitMs <= 0) return;
+    const everyMs = Math.min(5_000, Math.max(100, Math.floor(limitMs / 4)));
+    // Unref'd, and kept through a shutdown's grace period (a stalled session must not hold it).
+    setInterval(() => {
+      for (const c of this.#connections) c.closeIfStalled(limitMs);
+    }, everyMs).unref();
   }
 
   #accept(socket: Socket, handler: LuaSessionHandler): void {

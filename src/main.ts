@@ -16,7 +16,8 @@ import {
 /** sysexits.h */
 export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
 
-const USAGE = 'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--relay native|js]';
+const USAGE =
+  'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--write-timeout SECONDS] [--relay native|js]';
 export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
 const DEFAULT_SHUTDOWN_GRACE_S = 30;
 
@@ -24,6 +25,7 @@ interface CommandLine {
   readonly configPath: string;
   readonly check: boolean;
   readonly shutdownGraceMs: number;
+  readonly writeTimeoutMs: number;
   readonly relay: RelayKind;
 }
 
@@ -31,6 +33,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
   let configPath = DEFAULT_CONFIG_PATH;
   let check = false;
   let graceS = DEFAULT_SHUTDOWN_GRACE_S;
+  let writeTimeoutS = DEFAULT_INSTANCE_OPTIONS.writeTimeoutMs / 1000;
   let relay: RelayKind = DEFAULT_INSTANCE_OPTIONS.relay;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -47,6 +50,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
       const v = Number(value());
       if (!Number.isFinite(v) || v < 0) return '--shutdown-grace needs a number of seconds';
       graceS = v;
+    } else if (arg === '--write-timeout') {
+      const v = Number(value());
+      if (!Number.isFinite(v) || v < 0) return '--write-timeout needs a number of seconds (0 = none)';
+      writeTimeoutS = v;
     } else if (arg === '--relay') {
       const v = value();
       if (v !== 'native' && v !== 'js') return '--relay needs "native" or "js"';
@@ -55,7 +62,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
       return `unknown argument ${JSON.stringify(arg)}`;
     }
   }
-  return { configPath, check, shutdownGraceMs: graceS * 1000, relay };
+  return { configPath, check, shutdownGraceMs: graceS * 1000, writeTimeoutMs: writeTimeoutS * 1000, relay };
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -79,6 +86,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     configPath: cmd.configPath,
     checkOnly: cmd.check,
     relay: cmd.relay,
+    writeTimeoutMs: cmd.writeTimeoutMs,
     ...(!cmd.check && notifyEnabled() ? { onConnectionCount: (n: number) => status.update(statusText(n)) } : {}),
   });
   // WATCHDOG=1 from the start: loading the config may take a while (host name lookups).

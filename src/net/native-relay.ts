@@ -3,7 +3,7 @@
 // Same contract as Relay (relay.ts), which stays available as the portable implementation.
 
 import type { Socket } from 'node:net';
-import { closeFd, dupFd, fdOf, pumpClose, pumpResume, pumpStart, type PumpHandle } from './native.js';
+import { closeFd, dupFd, fdOf, pumpClose, pumpResume, pumpStalledMs, pumpStart, type PumpHandle } from './native.js';
 import { logError } from '../util/log.js';
 import type { ByteRelay, CommandInterceptor, RelayCounters, RelayEnd, RelayOptions } from './relay.js';
 
@@ -115,6 +115,14 @@ export class NativeRelay implements ByteRelay {
         },
       );
     });
+  }
+
+  stalledMs(): number {
+    return this.#done || this.#handle === null ? 0 : pumpStalledMs(this.#handle);
+  }
+
+  abort(): void {
+    this.close();
   }
 
   /** Close both sides now (shutdown), writing a last packet to the client if it can take it. */

@@ -58,6 +58,7 @@ interface NativeAddon {
   ): PumpHandle;
   pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void;
   pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void;
+  pumpStalledMs(handle: PumpHandle): number;
 }
 
 /** Opaque handle of a running native byte pump. */
@@ -245,6 +246,11 @@ export function pumpStart(
  */
 export function pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void {
   load().pumpResume(handle, toServer, toClient);
+}
+
+/** How long (ms) bytes for a side of the pump have waited without that side taking any; 0: none. */
+export function pumpStalledMs(handle: PumpHandle): number {
+  return load().pumpStalledMs(handle);
 }
 
 /** End a running pump now (shutdown), writing `lastClientBytes` to the client first if possible. */

@@ -49,6 +49,10 @@ export type RelayEnd = 'client' | 'server' | 'client-error' | 'server-error' | '
 export interface ByteRelay {
   readonly counters: RelayCounters;
   close(lastClientPacket?: Buffer): void;
+  /** How long (ms) bytes for one side have waited without that side taking any; 0 when none wait. */
+  stalledMs(): number;
+  /** Close both sides now without writing anything more (a peer that stopped reading). */
+  abort(): void;
 }
 
 export type RelayKind = 'native' | 'js';
@@ -61,6 +65,8 @@ export class Relay implements ByteRelay {
   readonly #onClose: (reason: RelayEnd) => void;
   #end: RelayEnd | null = null;
   #open = 2;
+  /** Per destination socket: when its buffer last went over the mark without draining since. */
+  readonly #stalledSince = new Map<Socket, number>();
 
   constructor(client: Socket, server: Socket, options: RelayOptions) {
     this.#client = client;
@@ -128,13 +134,17 @@ export class Relay implements ByteRelay {
   #pump(from: Socket, to: Socket, side: 'client' | 'server'): void {
     const counters = this.counters;
     const onDrain = (): void => {
+      this.#stalledSince.delete(to);
       from.resume();
     };
     to.on('drain', onDrain);
     from.on('data', (chunk: Buffer) => {
       if (side === 'client') counters.clientBytes += chunk.length;
       else counters.serverBytes += chunk.length;
-      if (!to.write(chunk)) from.pause();
+      if (!to.write(chunk)) {
+        from.pause();
+        if (!this.#stalledSince.has(to)) this.#stalledSince.set(to, Date.now());
+      }
     });
     from.on('end', () => {
       this.#finish(side);
@@ -156,6 +166,18 @@ export class Relay implements ByteRelay {
 
   #finish(reason: RelayEnd): void {
     if (this.#end === null) this.#end = reason;
+  }
+
+  stalledMs(): number {
+    let since = Infinity;
+    for (const t of this.#stalledSince.values()) since = Math.min(since, t);
+    return since === Infinity ? 0 : Date.now() - since;
+  }
+
+  abort(): void {
+    this.#finish('shutdown');
+    this.#client.destroy();
+    this.#server.destroy();
   }
 
   /** Close both sides now (shutdown), optionally writing a last packet to the client first. */

@@ -572,6 +572,22 @@ export class Connection implements ClientSession {
     this.#client.destroy();
   }
 
+  /**
+   * Write timeout: a peer that has taken none of the bytes owed to it for `limitMs` (a client that
+   * stopped reading) would hold its session, and the memory queued for it, forever. True when the
+   * session was ended for that.
+   */
+  closeIfStalled(limitMs: number): boolean {
+    const relay = this.#relay;
+    if (relay === null || this.#closed) return false;
+    const stalled = relay.stalledMs();
+    if (stalled < limitMs) return false;
+    this.#log(`write timeout: a peer took no data for ${Math.round(stalled / 1000)} s, closing`);
+    this.#options.stats.writeTimeouts++;
+    relay.abort();
+    return true;
+  }
+
   /** Shutdown: end the session now, with an ERR to the client. */
   close(message: string): void {
     if (this.#closed) return;

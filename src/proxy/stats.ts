@@ -10,5 +10,7 @@ export class Stats {
   luaErrors = 0;
   serverConnects = 0;
   serverConnectErrors = 0;
+  /** Sessions closed because a peer stopped taking data (--write-timeout). */
+  writeTimeouts = 0;
   activeConnections = 0;
 }

@@ -11,9 +11,9 @@ import { Capability } from '../../src/protocol/constants.js';
 import { PacketFramer, type Packet } from '../../src/protocol/framer.js';
 import { writeOk } from '../../src/protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../../src/protocol/packets/handshake.js';
-import { writeHandshakeResponse41 } from '../../src/protocol/packets/handshake-response.js';
 import { PacketWriter } from '../../src/protocol/writer.js';
 import { guard, startProxy, type Proxy } from '../helpers/proxy.js';
+import { clearPasswordLogin } from '../helpers/wire.js';
 
 const CAPS =
   Capability.CLIENT_PROTOCOL_41 | Capability.CLIENT_SECURE_CONNECTION | Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_LONG_PASSWORD;
@@ -86,19 +86,7 @@ function packets(s: net.Socket): { next(ms?: number): Promise<Packet | 'closed' 
   };
 }
 
-const loginPacket = (): Buffer =>
-  writeHandshakeResponse41(
-    {
-      capabilities: CAPS,
-      maxPacketSize: 1 << 24,
-      characterSet: 0x21,
-      user: Buffer.from('u'),
-      authResponse: Buffer.from('pw\0'),
-      database: Buffer.alloc(0),
-      authPluginName: 'mysql_clear_password',
-    },
-    1,
-  );
+const loginPacket = (): Buffer => clearPasswordLogin();
 
 describe('hand-over from login to relay', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'myproxy-races-'));
