@@ -20,8 +20,6 @@ export interface ClusterOptions {
   readonly connectTimeoutMs: number;
 }
 
-export const DEFAULT_CHECK_INTERVAL_MS = 20_000;
-export const DEFAULT_NODE_CONNECT_TIMEOUT_MS = 10_000;
 /** myproxy's behaviour: no monitoring, check every 20 s and 10 s connect timeout once it is on. */
 export const DEFAULT_CLUSTER_OPTIONS: ClusterOptions = Object.freeze({
   monitoring: false,
@@ -29,8 +27,8 @@ export const DEFAULT_CLUSTER_OPTIONS: ClusterOptions = Object.freeze({
   password: undefined,
   noReadOnly: false,
   disconnectUnavailable: false,
-  checkIntervalMs: DEFAULT_CHECK_INTERVAL_MS,
-  connectTimeoutMs: DEFAULT_NODE_CONNECT_TIMEOUT_MS,
+  checkIntervalMs: 20_000,
+  connectTimeoutMs: 10_000,
 });
 
 /** A failed session connect triggers an early check, but not more often than this. */
