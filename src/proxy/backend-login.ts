@@ -13,6 +13,7 @@ import type { Packet } from '../protocol/framer.js';
 import { parseErr, parseAuthSwitchRequest, type ErrPacket } from '../protocol/packets/generic.js';
 import { parseHandshakeV10, type HandshakeV10 } from '../protocol/packets/handshake.js';
 import { writeHandshakeResponse41 } from '../protocol/packets/handshake-response.js';
+import { framePayload } from '../protocol/writer.js';
 import type { PacketChannel } from '../net/packet-channel.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
 
@@ -160,13 +161,13 @@ export async function loginToBackend(
         }
         plugin = next;
         scramble = sw.pluginData;
-        channel.send(framedResponse(next.initialResponse(sw.pluginData, req.credentials), p.seq + 1));
+        channel.send(framePayload(next.initialResponse(sw.pluginData, req.credentials), p.seq + 1));
         break;
       }
       case AUTH_MORE_DATA: {
         if (plugin.moreData === undefined) throw new BackendLoginError('Unexpected server reply to HandshakeResponse');
         const reply = plugin.moreData(p.payload.subarray(1), scramble, req.credentials, ctx);
-        if (reply !== null) channel.send(framedResponse(reply, p.seq + 1));
+        if (reply !== null) channel.send(framePayload(reply, p.seq + 1));
         break;
       }
       default:
@@ -174,14 +175,6 @@ export async function loginToBackend(
     }
   }
   throw new BackendLoginError('Too many authentication rounds');
-}
-
-function framedResponse(payload: Buffer, seq: number): Buffer {
-  const out = Buffer.allocUnsafe(4 + payload.length);
-  out.writeUIntLE(payload.length, 0, 3);
-  out[3] = seq & 0xff;
-  payload.copy(out, 4);
-  return out;
 }
 
 export { AuthPluginError };

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { Capability, Command, DEFAULT_CHARSET, ErrorNumber, ServerStatus, AuthPluginName } from '../protocol/constants.js';
-import { PacketWriter } from '../protocol/writer.js';
+import { PacketWriter, framePayload } from '../protocol/writer.js';
 import type { Packet } from '../protocol/framer.js';
 import { writeErr, writeAuthSwitchRequest } from '../protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
@@ -373,10 +373,10 @@ export class Connection implements ClientSession {
     if (result.kind === 'err') {
       stats.clientAuthErr++;
       this.#log(`backend refused login: ${result.err.errno} ${result.err.message}`);
-      throw new AbortSession(reseq(result.packet, replySeq));
+      throw new AbortSession(framePayload(result.packet.payload, replySeq));
     }
     stats.clientAuthOk++;
-    this.#client.write(reseq(result.packet, replySeq));
+    this.#client.write(framePayload(result.packet.payload, replySeq));
     this.#phase = 'command';
     this.#detachFromNode = chosen.attach?.(() => {
       this.#log('closing: node is unavailable');
@@ -627,15 +627,6 @@ function makeScramble(): Buffer {
 
 function stripNul(b: Buffer): Buffer {
   return b.length > 0 && b[b.length - 1] === 0 ? b.subarray(0, b.length - 1) : b;
-}
-
-/** Copy a packet with a new sequence id (the client expects ours, not the backend's). */
-function reseq(p: Packet, seq: number): Buffer {
-  const out = Buffer.allocUnsafe(4 + p.payload.length);
-  out.writeUIntLE(p.payload.length, 0, 3);
-  out[3] = seq & 0xff;
-  p.payload.copy(out, 4);
-  return out;
 }
 
 /**

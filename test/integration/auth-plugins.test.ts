@@ -18,6 +18,7 @@ import { PacketFramer } from '../../src/protocol/framer.js';
 import { writeErr, writeOk } from '../../src/protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../../src/protocol/packets/handshake.js';
 import { parseHandshakeResponse } from '../../src/protocol/packets/handshake-response.js';
+import { framePayload } from '../../src/protocol/writer.js';
 import { GREETING_CAPABILITIES } from '../../src/proxy/connection.js';
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { guard, mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
@@ -50,14 +51,6 @@ const sha256 = (...parts: Uint8Array[]): Buffer => {
   for (const p of parts) h.update(p);
   return h.digest();
 };
-
-function frame(payload: Buffer, seq: number): Buffer {
-  const out = Buffer.alloc(4 + payload.length);
-  out.writeUIntLE(payload.length, 0, 3);
-  out[3] = seq & 0xff;
-  payload.copy(out, 4);
-  return out;
-}
 
 /** A scramble as MySQL makes one: 20 bytes, no NUL (and no '$'). */
 function mysqlScramble(): Buffer {
@@ -150,18 +143,18 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
         const stage1 = Buffer.from(hr.authResponse.map((b, i) => b ^ mask[i]!));
         if (hr.authResponse.length !== 32 || !sha256(stage1).equals(stored)) return deny();
         counts.fastAuth++;
-        sock.write(frame(Buffer.of(0x01, 0x03), ++seq));
+        sock.write(framePayload(Buffer.of(0x01, 0x03), ++seq));
         ok();
       } else {
         counts.fullAuth++;
-        sock.write(frame(Buffer.of(0x01, 0x04), ++seq));
+        sock.write(framePayload(Buffer.of(0x01, 0x04), ++seq));
         let p = await next();
         if (p === null) return;
         seq = p.seq;
         let clear: Buffer;
         if (p.payload.length === 1 && p.payload[0] === 0x02 && !secure) {
           counts.keyRequests++;
-          sock.write(frame(Buffer.concat([Buffer.of(0x01), pem]), ++seq));
+          sock.write(framePayload(Buffer.concat([Buffer.of(0x01), pem]), ++seq));
           p = await next();
           if (p === null) return;
           seq = p.seq;
