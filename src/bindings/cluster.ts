@@ -3,8 +3,8 @@
 // (host names resolved); clusters made later start at once and stop when Lua forgets them.
 
 import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
-import { defineClass, pushObject, testObject } from '../lua/class.js';
-import { pushBytes, toBuffer, typeName } from '../lua/convert.js';
+import { checkObject, defineClass, pushObject, testObject } from '../lua/class.js';
+import { pushBytes, toBuffer, toText, typeName } from '../lua/convert.js';
 import { formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';
 import { Cluster, DEFAULT_CLUSTER_OPTIONS, type ClusterOptions } from '../cluster/cluster.js';
 import { nodeIdentity } from '../cluster/rendezvous.js';
@@ -86,7 +86,7 @@ export function installCluster(L: LuaState, opts: { readonly monitor: boolean })
       return 1;
     },
     __index: (L1) => {
-      const key = lua.lua_type(L1, 2) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L1, 2)!) : undefined;
+      const key = toText(L1, 2);
       if (key === 'nodes') lua.lua_pushjsfunction(L1, clusterNodes);
       else if (key === 'pick') lua.lua_pushjsfunction(L1, clusterPick);
       else lua.lua_pushnil(L1);
@@ -202,7 +202,7 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
     if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'table expected');
     lua.lua_pushnil(L);
     while (lua.lua_next(L, idx) !== 0) {
-      const key = lua.lua_type(L, -2) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -2)!) : undefined;
+      const key = toText(L, -2);
       if (key === undefined) return lauxlib.luaL_error(L, 'Unknown option (key is not a string)');
       if ((BOOLEAN_OPTIONS as readonly string[]).includes(key)) {
         if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN) return lauxlib.luaL_error(L, `Option '${key}' must be a boolean`);
@@ -247,14 +247,9 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
   };
 }
 
-/** The Cluster behind the userdata at 1 (built on demand: not before the config has run). */
-function checkCluster(L: LuaState): ClusterHandle {
-  return lauxlib.luaL_checkudata(L, 1, CLUSTER_CLASS)['value'] as ClusterHandle;
-}
-
 /** cluster:nodes(): { {address=..., state=..., suspect=...}, ... } in declaration order. */
 const clusterNodes = (L: LuaState): number => {
-  const h = checkCluster(L);
+  const h = checkObject<ClusterHandle>(L, 1, CLUSTER_CLASS);
   const status = h.cluster?.status();
   lua.lua_createtable(L, h.boxes.length, 0);
   h.boxes.forEach((box, i) => {
@@ -275,7 +270,7 @@ const clusterNodes = (L: LuaState): number => {
  * would try first right now (for diagnostics; client:connect() decides the same way).
  */
 const clusterPick = (L: LuaState): number => {
-  const h = checkCluster(L);
+  const h = checkObject<ClusterHandle>(L, 1, CLUSTER_CLASS);
   const account = lua.lua_type(L, 2) === lua.LUA_TNIL || lua.lua_type(L, 2) === lua.LUA_TNONE ? Buffer.alloc(0) : toBuffer(L, 2);
   if (account === undefined) return lauxlib.luaL_argerror(L, 2, 'string expected');
   const t3 = lua.lua_type(L, 3);
