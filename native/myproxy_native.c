@@ -1,6 +1,8 @@
 /*
- * myproxy_native: the few Unix socket operations Node 20 cannot do itself.
+ * myproxy_native: what Node 20 cannot do itself, in one N-API addon (libc and N-API only,
+ * NAPI_VERSION 8, context-aware: every Node environment has its own state).
  *
+ * Unix sockets and peers (this file):
  *  - listenUnix(name, abstract, backlog, mode) -> fd
  *      AF_UNIX listener with the exact address length (Node 20 / libuv < 1.48
  *      pads abstract names with NULs to 108 bytes), stale socket file
@@ -15,14 +17,16 @@
  *      pidfd_open(2), the fallback for kernels without SO_PEERPIDFD.
  *  - getXattr(path, name) -> Buffer | null
  *      lgetxattr(2) with a 4096-byte value buffer.
- *  - closeFd(fd)
+ *  - closeFd(fd), dupFd(fd) -> fd
+ *  - fdLimit() -> the soft RLIMIT_NOFILE; openFdCount() -> open fds of the process
+ *  - addonTestFail(point), addonLivePumps(): failure injection and leak checks for tests
+ * The byte pump (pump.c): pumpStart, pumpResume, pumpClose, pumpAbort, pumpStalledMs, pumpInfo.
+ * The response tracker for the JavaScript relay (tracker-binding.c): tracker*.
  *
  * Failures throw a JS Error whose `code` is the errno name ("EACCES", ...),
  * whose `syscall` is the failing call, and whose message looks like
  *   bind("/run/x.sock"): Permission denied
  * (abstract names are shown as "@name").
- *
- * libc and N-API only (NAPI_VERSION 8).
  */
 
 #define _GNU_SOURCE
@@ -32,6 +36,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,12 +44,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <node_api.h>
 
+#include "napi-util.h"
 #include "pump.h"
 
 #define SUN_PATH_SIZE (sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -55,75 +62,6 @@
 
 /* Room for a displayed name: every byte may become "\xNN", plus '@'. */
 #define DISPLAY_SIZE (MAX_NAME_LEN * 4 + 8)
-
-/* ------------------------------------------------------------------ */
-/* errno helpers                                                       */
-
-static const char *errno_name(int err)
-{
-    switch (err) {
-    case EACCES: return "EACCES";
-    case EADDRINUSE: return "EADDRINUSE";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EAGAIN: return "EAGAIN";
-    case EALREADY: return "EALREADY";
-    case EBADF: return "EBADF";
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case ECONNRESET: return "ECONNRESET";
-    case EEXIST: return "EEXIST";
-    case EFAULT: return "EFAULT";
-    case EINPROGRESS: return "EINPROGRESS";
-    case EINTR: return "EINTR";
-    case EINVAL: return "EINVAL";
-    case EIO: return "EIO";
-    case EISCONN: return "EISCONN";
-    case EISDIR: return "EISDIR";
-    case ELOOP: return "ELOOP";
-    case EMFILE: return "EMFILE";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case ENFILE: return "ENFILE";
-    case ENODATA: return "ENODATA";
-    case ENOPROTOOPT: return "ENOPROTOOPT";
-    case ENOSYS: return "ENOSYS";
-    case ENOBUFS: return "ENOBUFS";
-    case ENOENT: return "ENOENT";
-    case ENOMEM: return "ENOMEM";
-    case ENOSPC: return "ENOSPC";
-    case ENOTCONN: return "ENOTCONN";
-    case ENOTDIR: return "ENOTDIR";
-    case ENOTSOCK: return "ENOTSOCK";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case EPERM: return "EPERM";
-    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
-    case EPROTOTYPE: return "EPROTOTYPE";
-    case ERANGE: return "ERANGE";
-    case EROFS: return "EROFS";
-    case ESRCH: return "ESRCH";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    default: break;
-    }
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-    {
-        const char *name = strerrorname_np(err);
-        if (name != NULL)
-            return name;
-    }
-#endif
-    return "EUNKNOWN";
-}
-
-/* Thread-safe strerror (addons may run in worker threads). */
-static const char *errno_text(int err, char *buf, size_t size)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    return strerror_r(err, buf, size); /* GNU variant: returns the text */
-#else
-    if (strerror_r(err, buf, size) != 0)
-        snprintf(buf, size, "Unknown error %d", err);
-    return buf;
-#endif
-}
 
 /* ------------------------------------------------------------------ */
 /* socket names                                                        */
@@ -182,24 +120,6 @@ static socklen_t make_addr(const struct unix_name *n, struct sockaddr_un *addr)
 /* ------------------------------------------------------------------ */
 /* throwing                                                            */
 
-/* Throws Error(message) with .code and .syscall. */
-static void throw_coded(napi_env env, const char *code, const char *syscall,
-                        const char *message)
-{
-    napi_value js_code, js_msg, js_syscall, error;
-
-    if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) != napi_ok ||
-        napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &js_msg) != napi_ok ||
-        napi_create_error(env, js_code, js_msg, &error) != napi_ok) {
-        napi_throw_error(env, code, message);
-        return;
-    }
-    if (syscall != NULL &&
-        napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &js_syscall) == napi_ok)
-        napi_set_named_property(env, error, "syscall", js_syscall);
-    napi_throw(env, error);
-}
-
 /* Throws `syscall("name"): <strerror(err)>` (or `syscall(): ...`). */
 static void throw_errno(napi_env env, int err, const char *syscall,
                         const struct unix_name *n)
@@ -222,83 +142,6 @@ static void throw_errno_fd(napi_env env, int err, const char *syscall, int fd)
     snprintf(message, sizeof(message), "%s(fd %d): %s", syscall, fd,
              errno_text(err, text, sizeof(text)));
     throw_coded(env, errno_name(err), syscall, message);
-}
-
-static void throw_type(napi_env env, const char *message)
-{
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
-}
-
-static void throw_range(napi_env env, const char *message)
-{
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
-}
-
-/* ------------------------------------------------------------------ */
-/* argument parsing                                                    */
-
-static bool get_args(napi_env env, napi_callback_info info, size_t want,
-                     napi_value *argv)
-{
-    size_t argc = want;
-
-    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
-        return false;
-    if (argc < want) {
-        char message[80];
-        snprintf(message, sizeof(message), "expected %zu arguments, got %zu", want, argc);
-        throw_type(env, message);
-        return false;
-    }
-    return true;
-}
-
-static bool get_bool(napi_env env, napi_value v, const char *what, bool *out)
-{
-    napi_valuetype t;
-    char message[80];
-
-    if (napi_typeof(env, v, &t) == napi_ok && t == napi_boolean &&
-        napi_get_value_bool(env, v, out) == napi_ok)
-        return true;
-    snprintf(message, sizeof(message), "%s must be a boolean", what);
-    throw_type(env, message);
-    return false;
-}
-
-/* An integral number in [min, max]. */
-static bool get_int(napi_env env, napi_value v, const char *what,
-                    int64_t min, int64_t max, int64_t *out)
-{
-    napi_valuetype t;
-    double d;
-    char message[120];
-
-    if (napi_typeof(env, v, &t) != napi_ok || t != napi_number ||
-        napi_get_value_double(env, v, &d) != napi_ok) {
-        snprintf(message, sizeof(message), "%s must be a number", what);
-        throw_type(env, message);
-        return false;
-    }
-    if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d) {
-        snprintf(message, sizeof(message),
-                 "%s must be an integer in [%lld, %lld]", what,
-                 (long long)min, (long long)max);
-        throw_range(env, message);
-        return false;
-    }
-    *out = (int64_t)d;
-    return true;
-}
-
-static bool get_fd(napi_env env, napi_value v, int *fd)
-{
-    int64_t value;
-
-    if (!get_int(env, v, "fd", 0, INT32_MAX, &value))
-        return false;
-    *fd = (int)value;
-    return true;
 }
 
 /*
@@ -353,27 +196,6 @@ static bool get_name(napi_env env, napi_value js_name, napi_value js_abstract,
         n->path[n->len] = '\0';
     }
     return true;
-}
-
-static napi_value make_int(napi_env env, int32_t value)
-{
-    napi_value result = NULL;
-    napi_create_int32(env, value, &result);
-    return result;
-}
-
-static napi_value make_undefined(napi_env env)
-{
-    napi_value result = NULL;
-    napi_get_undefined(env, &result);
-    return result;
-}
-
-static napi_value make_null(napi_env env)
-{
-    napi_value result = NULL;
-    napi_get_null(env, &result);
-    return result;
 }
 
 static void close_keep_errno(int fd)
@@ -494,7 +316,7 @@ static napi_value js_listen_unix(napi_env env, napi_callback_info info)
     bool bound_path = false;
     const char *syscall = "listen";
 
-    if (!get_args(env, info, 4, argv) ||
+    if (!get_args(env, info, 4, 4, argv, NULL) ||
         !get_name(env, argv[0], argv[1], "bind", &n) ||
         !get_int(env, argv[2], "backlog", INT32_MIN, INT32_MAX, &backlog) ||
         !get_int(env, argv[3], "mode", 0, 07777, &mode))
@@ -555,7 +377,7 @@ static napi_value js_connect_unix(napi_env env, napi_callback_info info)
     socklen_t len;
     int fd;
 
-    if (!get_args(env, info, 2, argv) ||
+    if (!get_args(env, info, 2, 2, argv, NULL) ||
         !get_name(env, argv[0], argv[1], "connect", &n))
         return NULL;
 
@@ -604,7 +426,7 @@ static napi_value js_peer_credentials(napi_env env, napi_callback_info info)
     socklen_t cred_len = sizeof(cred);
     int fd;
 
-    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_fd(env, argv[0], &fd))
         return NULL;
 
     /* SO_PEERCRED "succeeds" on TCP sockets with pid 0 / uid -1: skip them. */
@@ -658,7 +480,7 @@ static napi_value js_peer_pidfd(napi_env env, napi_callback_info info)
     int fd, pidfd = -1;
     socklen_t pidfd_len = sizeof(pidfd);
 
-    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_fd(env, argv[0], &fd))
         return NULL;
 
     switch (is_unix_socket(env, fd)) {
@@ -693,7 +515,7 @@ static napi_value js_pidfd_open(napi_env env, napi_callback_info info)
     int64_t pid;
     long pidfd;
 
-    if (!get_args(env, info, 1, argv) ||
+    if (!get_args(env, info, 1, 1, argv, NULL) ||
         !get_int(env, argv[0], "pid", 1, INT32_MAX, &pid))
         return NULL;
     pidfd = syscall(SYS_pidfd_open, (pid_t)pid, 0u);
@@ -799,7 +621,7 @@ static napi_value js_get_xattr(napi_env env, napi_callback_info info)
     ssize_t n;
     void *data = NULL;
 
-    if (!get_args(env, info, 2, argv) ||
+    if (!get_args(env, info, 2, 2, argv, NULL) ||
         !get_c_string(env, argv[0], "path", path, sizeof(path), &path_len) ||
         !get_c_string(env, argv[1], "name", name, sizeof(name), &name_len))
         return NULL;
@@ -830,7 +652,7 @@ static napi_value js_close_fd(napi_env env, napi_callback_info info)
     napi_value argv[1];
     int fd;
 
-    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_fd(env, argv[0], &fd))
         return NULL;
     /* On Linux the fd is released even when close() reports EINTR. */
     if (close(fd) != 0 && errno != EINTR) {
@@ -849,7 +671,7 @@ static napi_value js_dup_fd(napi_env env, napi_callback_info info)
     napi_value argv[1];
     int fd, copy;
 
-    if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd))
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_fd(env, argv[0], &fd))
         return NULL;
     copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (copy < 0) {
@@ -857,6 +679,64 @@ static napi_value js_dup_fd(napi_env env, napi_callback_info info)
         return NULL;
     }
     return make_int(env, copy);
+}
+
+/* ------------------------------------------------------------------ */
+/* file descriptors                                                    */
+
+/* fdLimit() -> the soft RLIMIT_NOFILE (what accept() and socket() run into). */
+static napi_value js_fd_limit(napi_env env, napi_callback_info info)
+{
+    struct rlimit rl;
+    (void)info;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        throw_errno(env, errno, "getrlimit", NULL);
+        return NULL;
+    }
+    return make_double(env, rl.rlim_cur == RLIM_INFINITY ? 1e15 : (double)rl.rlim_cur);
+}
+
+/* openFdCount() -> the number of open fds of this process (entries of /proc/self/fd). */
+static napi_value js_open_fd_count(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL) {
+        throw_errno(env, errno, "opendir", NULL);
+        return NULL;
+    }
+    int count = 0;
+    struct dirent *d;
+    while ((d = readdir(dir)) != NULL)
+        if (d->d_name[0] != '.')
+            count++;
+    closedir(dir);
+    return make_int(env, count - 1); /* the directory's own fd */
+}
+
+/* ------------------------------------------------------------------ */
+/* tests                                                               */
+
+/* addonTestFail(point): make the next occurrence of a failure point fail (tests only). */
+static napi_value js_addon_test_fail(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    int64_t point;
+    struct addon_env *st = addon_env_get(env);
+    if (st == NULL || !get_args(env, info, 1, 1, argv, NULL) || !get_int(env, argv[0], "point", 0, 100, &point))
+        return NULL;
+    st->fail_next = (int)point;
+    return make_undefined(env);
+}
+
+/* addonLivePumps() -> pumps of this environment not yet freed. */
+static napi_value js_addon_live_pumps(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    struct addon_env *st = addon_env_get(env);
+    if (st == NULL)
+        return NULL;
+    return make_int(env, st->live_pumps);
 }
 
 /* ------------------------------------------------------------------ */
@@ -873,11 +753,18 @@ NAPI_MODULE_INIT()
         { "getXattr", NULL, js_get_xattr, NULL, NULL, NULL, napi_enumerable, NULL },
         { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
         { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "fdLimit", NULL, js_fd_limit, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "openFdCount", NULL, js_open_fd_count, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "addonTestFail", NULL, js_addon_test_fail, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "addonLivePumps", NULL, js_addon_live_pumps, NULL, NULL, NULL, napi_enumerable, NULL },
     };
 
+    /* Context-aware: each Node environment (main thread, worker) gets its own state. */
+    if (!addon_env_init(env))
+        return NULL;
     if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
         return NULL;
-    if (!register_pump(env, exports))
+    if (!register_pump(env, exports) || !register_tracker(env, exports))
         return NULL;
     return exports;
 }

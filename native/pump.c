@@ -2,17 +2,28 @@
  * The native byte pump: after login, the relay between a client and its backend runs here, in C,
  * on Node's own libuv loop (uv_poll_t watchers on the main thread: no threads, no locks), so no
  * JavaScript runs and no object is allocated per packet. JavaScript hands over two socket fds
- * (duplicates of the ones its net.Sockets owned) and is called back once, when the pair is done.
+ * (duplicates of the ones its net.Sockets owned) and hears from the pump only for what it asked:
+ * the end of the pair, a command it wants to see (interception), a session that became
+ * untracked, and (only in event mode) each finished response.
  *
- * Writes use send(MSG_NOSIGNAL): a peer that went away must give EPIPE, never a SIGPIPE.
+ * Tracking: every byte that passes goes through the response tracker (tracker.c), which follows
+ * commands and responses and adds to the per-server counters JavaScript shares with us
+ * (a Float64Array read at scrape time). It never changes a byte.
+ *
+ * Writes use send(MSG_NOSIGNAL): a peer that went away gives EPIPE, never a SIGPIPE.
  *
  * Flow control: data read from one side is written to the other at once; whatever the kernel does
  * not take is kept in that side's `pending` buffer, and the source is not read again until that
  * buffer has been written. So a slow reader never makes us buffer more than one read.
  *
  * End of stream: the MySQL protocol has no use for half-closed connections. When either side
- * closes (or fails), we stop reading, deliver what is still pending towards the other side, and
- * close both (close() sends the FIN after the data already queued in the kernel).
+ * closes or fails, we stop reading, read what the failed side still has for us (a server that
+ * sends an ERR and closes at once must not lose the ERR), deliver what is owed to the side that is
+ * still there, and close both (close() sends the FIN after the data already queued in the kernel).
+ *
+ * Handles: JavaScript holds a small `pump_ref`, not the pump. The pump clears it when it is freed
+ * and the ref's finalizer clears the pump's pointer to it, so a handle used after the pump is gone
+ * finds NULL instead of freed memory.
  */
 
 #include <errno.h>
@@ -26,24 +37,40 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "napi-util.h"
 #include "pump.h"
+#include "tracker.h"
 
 enum { CLIENT = 0, SERVER = 1 };
 
 /* At most this many reads per readiness event, so one busy pair cannot starve the loop. */
 #define MAX_READS_PER_EVENT 8
-#define SCRATCH_SIZE (64 * 1024)
+/* What the salvage of a failed peer reads at most (its last packets; not a whole result). */
+#define MAX_SALVAGE (1024 * 1024)
 
-static char scratch[SCRATCH_SIZE];
+/* Events for JavaScript's onEvent(type, ...). */
+enum { EV_CLOSE = 0, EV_INTERCEPT = 1, EV_UNTRACKED = 2, EV_RESPONSE = 3 };
 
 struct pump;
+
+struct pump_ref {
+    struct pump *pump;
+};
+
+struct local_reply {
+    struct local_reply *next;
+    size_t len;
+    char data[];
+};
 
 struct endpoint {
     uv_poll_t poll;
     struct pump *pump;
     int index;
     int fd;
-    int events; /* what the poll currently waits for (0 = stopped) */
+    int events;    /* what the poll currently waits for (0 = stopped) */
+    bool dead;     /* failed or closed: nothing more is read from it or written to it */
+    bool salvaged; /* its remaining input was read after it failed */
     /* Bytes read from the other endpoint that this one's socket has not taken yet. */
     char *pending;
     size_t pending_len;
@@ -56,34 +83,58 @@ struct endpoint {
 struct pump {
     struct endpoint ep[2];
     napi_env env;
-    napi_ref on_close;
+    struct addon_env *st;
+    struct pump_ref *ref;
+    napi_ref on_event;
+    napi_ref stats_ref;  /* keeps the shared counters alive */
+    napi_ref stats2_ref;
+    napi_ref record_ref; /* event mode: where a finished response is written for JavaScript */
+    double *record;
     napi_async_context async_context;
-    bool draining;  /* an end was seen: no more reads, flush what is pending, then finish */
+    bool async_ok;
+    struct tracker trk;
+    bool draining;  /* an end was seen: no more reads, deliver what is owed, then finish */
     bool finishing; /* handles are being closed */
     bool fds_owned; /* close the fds when done (false only when setup failed: the caller closes) */
+    bool untracked_reported;
 
     /*
-     * Command interception (client -> server). The pump follows the client's packet boundaries
-     * (a 4-byte header: 3-byte length, sequence id) without copying anything. A command packet
-     * (sequence id 0, not a continuation of a 16 MiB packet) whose first payload byte is in
-     * `intercept` is not forwarded: it is held, handed to JavaScript once complete, and the
+     * Interception (client -> server). The tracker stops at a command JavaScript wants to see; the
+     * packet (and whatever follows it) is held here, handed to JavaScript once complete, and the
      * client is not read again until JavaScript answers with pumpResume().
      */
-    uint8_t intercept[32];  /* bit set of command bytes */
-    bool has_intercepts;
-    napi_ref on_intercept;
-    size_t c2s_left;        /* payload bytes of the current client packet still to come */
-    bool c2s_continued;     /* the current client packet continues a 0xFFFFFF one */
-    bool intercepting;      /* a packet is held: wait for it to complete / for pumpResume */
-    bool delivered;         /* the held packet was handed to JavaScript */
-    char *held;             /* client bytes not forwarded: a partial header, or the held packet + rest */
+    bool intercepting; /* a packet is held: wait for it to complete / for pumpResume */
+    bool delivered;    /* the held packet was handed to JavaScript */
+    size_t deliver_len; /* bytes of `held` the delivered packet takes */
+    size_t max_hold;   /* a bigger intercepted packet is delivered truncated and its rest dropped */
+    size_t discard_left;   /* bytes of a truncated packet still to drop */
+    bool discard_continued; /* ... followed by a continuation packet */
+    char *held;        /* client bytes not forwarded: an undecided packet, or the intercepted one + rest */
     size_t held_len;
     size_t held_cap;
+    /* Local replies queued behind responses in flight, oldest first. */
+    struct local_reply *replies_head, *replies_tail;
     int open_handles;
     const char *reason;
+
+    /*
+     * Re-entrancy: JavaScript runs inside the pump's callbacks (and Node drains the microtask
+     * queue there), so a call into the pump can arrive while the pump is in the middle of a read.
+     * Such calls are recorded here and carried out when the outermost activation settles.
+     */
+    int depth;
+    bool abort_requested;
+    bool close_requested;
+    char *close_bytes;
+    size_t close_len;
+    bool resume_requested;
+    char *resume_server, *resume_client;
+    size_t resume_server_len, resume_client_len;
 };
 
 static void update_polls(struct pump *p);
+static void client_input(struct pump *p, const char *data, size_t len);
+static void server_input(struct pump *p, const char *data, size_t len);
 
 static void free_pending(struct endpoint *e)
 {
@@ -99,46 +150,80 @@ static uint64_t loop_now(const struct endpoint *e)
     return uv_now(e->poll.loop);
 }
 
-static void on_handle_closed(uv_handle_t *handle)
+/* Calls onEvent(argv...) in a handle scope; false if that cannot be done (the env is going away). */
+static bool call_js(struct pump *p, size_t argc, napi_value *argv)
 {
-    struct endpoint *e = handle->data;
-    struct pump *p = e->pump;
+    napi_value callback, global, result, exception;
+    if (p->on_event == NULL || napi_get_reference_value(p->env, p->on_event, &callback) != napi_ok ||
+        callback == NULL || napi_get_global(p->env, &global) != napi_ok)
+        return false;
+    /* make_callback runs the microtask queue afterwards, like any libuv-driven callback. */
+    if (napi_make_callback(p->env, p->async_context, global, callback, argc, argv, &result) != napi_ok &&
+        napi_get_and_clear_last_exception(p->env, &exception) == napi_ok)
+        napi_fatal_exception(p->env, exception);
+    return true;
+}
+
+static void free_pump(struct pump *p)
+{
     napi_env env = p->env;
-    napi_handle_scope scope;
-    napi_value callback, global, argv[3], result, exception;
-
-    if (--p->open_handles > 0)
-        return;
-
     for (int i = 0; i < 2; i++) {
         if (p->fds_owned)
             close(p->ep[i].fd);
         free_pending(&p->ep[i]);
     }
     free(p->held);
-    p->held = NULL;
+    free(p->close_bytes);
+    free(p->resume_server);
+    free(p->resume_client);
+    for (struct local_reply *r = p->replies_head; r != NULL;) {
+        struct local_reply *next = r->next;
+        free(r);
+        r = next;
+    }
+    trk_free(&p->trk);
+    if (p->on_event != NULL)
+        napi_delete_reference(env, p->on_event);
+    if (p->stats_ref != NULL)
+        napi_delete_reference(env, p->stats_ref);
+    if (p->stats2_ref != NULL)
+        napi_delete_reference(env, p->stats2_ref);
+    if (p->record_ref != NULL)
+        napi_delete_reference(env, p->record_ref);
+    if (p->async_ok)
+        napi_async_destroy(env, p->async_context);
+    if (p->ref != NULL)
+        p->ref->pump = NULL; /* the JS handle now finds nothing instead of freed memory */
+    p->st->live_pumps--;
+    free(p);
+}
 
-    if (p->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
-        if (napi_get_reference_value(env, p->on_close, &callback) == napi_ok && callback != NULL &&
-            napi_get_global(env, &global) == napi_ok &&
-            napi_create_string_utf8(env, p->reason, NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
-            napi_create_double(env, p->ep[CLIENT].bytes_read, &argv[1]) == napi_ok &&
-            napi_create_double(env, p->ep[SERVER].bytes_read, &argv[2]) == napi_ok) {
-            /* make_callback runs the microtask queue afterwards, like any libuv-driven callback.
-             * The JS side never throws here; if it did, it is an uncaught exception as usual. */
-            if (napi_make_callback(env, p->async_context, global, callback, 3, argv, &result) != napi_ok &&
-                napi_get_and_clear_last_exception(env, &exception) == napi_ok)
-                napi_fatal_exception(env, exception);
-        }
+static void on_handle_closed(uv_handle_t *handle)
+{
+    struct endpoint *e = handle->data;
+    struct pump *p = e->pump;
+    napi_env env = p->env;
+    napi_handle_scope scope;
+
+    if (--p->open_handles > 0)
+        return;
+
+    /* The fds are closed before JavaScript hears of it, so a count of open fds is right then. */
+    for (int i = 0; i < 2 && p->fds_owned; i++)
+        close(p->ep[i].fd);
+    p->fds_owned = false;
+
+    bool fail = addon_env_should_fail(p->st, FAIL_CLOSE_HANDLE_SCOPE);
+    if (!fail && napi_open_handle_scope(env, &scope) == napi_ok) {
+        napi_value argv[4];
+        if (napi_create_int32(env, EV_CLOSE, &argv[0]) == napi_ok &&
+            napi_create_string_utf8(env, p->reason, NAPI_AUTO_LENGTH, &argv[1]) == napi_ok &&
+            napi_create_double(env, p->ep[CLIENT].bytes_read, &argv[2]) == napi_ok &&
+            napi_create_double(env, p->ep[SERVER].bytes_read, &argv[3]) == napi_ok)
+            call_js(p, 4, argv);
         napi_close_handle_scope(env, scope);
     }
-    if (p->on_intercept != NULL)
-        napi_delete_reference(env, p->on_intercept);
-    if (p->on_close != NULL) {
-        napi_delete_reference(env, p->on_close);
-        napi_async_destroy(env, p->async_context);
-    }
-    free(p);
+    free_pump(p);
 }
 
 /* Stop watching both sockets and close them; JS hears about it once both watchers are closed. */
@@ -154,7 +239,29 @@ static void finish(struct pump *p, const char *reason)
     }
 }
 
-/* Write what is pending towards endpoint `e`. Returns false (after finish()) on a socket error. */
+static const char *error_reason(int index)
+{
+    return index == CLIENT ? "client-error" : "server-error";
+}
+
+/*
+ * Endpoint `e` failed: nothing more goes to it; what it still has for us is read and delivered to
+ * the other side (by settle(), at the top of the call stack: the read buffer may be in use here),
+ * then the pair finishes.
+ */
+static void endpoint_down(struct pump *p, struct endpoint *e, const char *reason)
+{
+    if (p->finishing)
+        return;
+    if (!p->draining) {
+        p->draining = true;
+        p->reason = reason;
+    }
+    e->dead = true;
+    free_pending(e);
+}
+
+/* Write what is pending towards endpoint `e`. Returns false on a socket error (e is then down). */
 static bool flush(struct pump *p, struct endpoint *e)
 {
     while (e->pending != NULL) {
@@ -164,7 +271,7 @@ static bool flush(struct pump *p, struct endpoint *e)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return true;
-            finish(p, e->index == CLIENT ? "client-error" : "server-error");
+            endpoint_down(p, e, error_reason(e->index));
             return false;
         }
         e->pending_off += (size_t)n;
@@ -172,40 +279,6 @@ static bool flush(struct pump *p, struct endpoint *e)
             free_pending(e);
         else
             e->stalled_since = loop_now(e); /* progress: the stall starts again */
-    }
-    return true;
-}
-
-/* Send `len` bytes to `dst`; keep what the socket does not take. False (after finish()) on error. */
-static bool append_pending(struct pump *p, struct endpoint *dst, const char *data, size_t len);
-
-static bool forward(struct pump *p, struct endpoint *dst, const char *data, size_t len)
-{
-    if (dst->pending != NULL)
-        return append_pending(p, dst, data, len); /* keep the order behind what is queued */
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = send(dst->fd, data + off, len - off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            finish(p, dst->index == CLIENT ? "client-error" : "server-error");
-            return false;
-        }
-        off += (size_t)n;
-    }
-    if (off < len) {
-        dst->pending = malloc(len - off);
-        if (dst->pending == NULL) {
-            finish(p, "out-of-memory");
-            return false;
-        }
-        memcpy(dst->pending, data + off, len - off);
-        dst->pending_len = len - off;
-        dst->pending_off = 0;
-        dst->stalled_since = loop_now(dst);
     }
     return true;
 }
@@ -221,12 +294,40 @@ static bool append_pending(struct pump *p, struct endpoint *dst, const char *dat
         finish(p, "out-of-memory");
         return false;
     }
-    memcpy(grown, dst->pending + dst->pending_off, have);
+    if (have > 0)
+        memcpy(grown, dst->pending + dst->pending_off, have);
     memcpy(grown + have, data, len);
-    free(dst->pending);
+    uint64_t since = dst->stalled_since;
+    free_pending(dst);
     dst->pending = grown;
     dst->pending_len = have + len;
     dst->pending_off = 0;
+    dst->stalled_since = since != 0 ? since : loop_now(dst);
+    return true;
+}
+
+/* Send `len` bytes to `dst`; keep what the socket does not take. False when the pair must stop. */
+static bool forward(struct pump *p, struct endpoint *dst, const char *data, size_t len)
+{
+    if (len == 0 || dst->dead)
+        return !p->finishing;
+    if (dst->pending != NULL)
+        return append_pending(p, dst, data, len); /* keep the order behind what is queued */
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(dst->fd, data + off, len - off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            endpoint_down(p, dst, error_reason(dst->index));
+            return !p->finishing;
+        }
+        off += (size_t)n;
+    }
+    if (off < len)
+        return append_pending(p, dst, data + off, len - off);
     return true;
 }
 
@@ -244,162 +345,381 @@ static bool hold(struct pump *p, const char *data, size_t len)
         p->held = grown;
         p->held_cap = cap;
     }
-    memcpy(p->held + p->held_len, data, len);
+    memmove(p->held + p->held_len, data, len);
     p->held_len += len;
     return true;
 }
 
-static inline bool intercepted(const struct pump *p, uint8_t command)
+/* Replace the held bytes with `data` (which may point into `held`). */
+static bool hold_only(struct pump *p, const char *data, size_t len)
 {
-    return (p->intercept[command >> 3] >> (command & 7)) & 1;
+    if (p->held != NULL && data >= p->held && data <= p->held + p->held_len) {
+        memmove(p->held, data, len);
+        p->held_len = len;
+        return true;
+    }
+    p->held_len = 0;
+    return hold(p, data, len);
 }
 
-/* An intercepted command must fit in this (INIT_DB and CHANGE_USER are small). */
-#define MAX_INTERCEPTED_PACKET (64 * 1024)
+/* ------------------------------------------------------------------ */
+/* local replies                                                       */
 
-static void deliver_intercepted(struct pump *p);
+/* Write the local replies whose turn has come (after the responses before them). */
+static void flush_due_replies(struct pump *p)
+{
+    while (!p->finishing && trk_local_due(&p->trk)) {
+        struct local_reply *r = p->replies_head;
+        trk_pop_local(&p->trk);
+        if (r == NULL)
+            continue; /* cannot happen: the tracker and this list are pushed together */
+        p->replies_head = r->next;
+        if (p->replies_head == NULL)
+            p->replies_tail = NULL;
+        bool ok = forward(p, &p->ep[CLIENT], r->data, r->len);
+        free(r);
+        if (!ok)
+            return;
+    }
+}
+
+static bool send_local(struct pump *p, const char *data, size_t len)
+{
+    if (len == 0)
+        return true;
+    if (!trk_push_local(&p->trk))
+        return forward(p, &p->ep[CLIENT], data, len);
+    struct local_reply *r = malloc(sizeof(*r) + len);
+    if (r == NULL) {
+        finish(p, "out-of-memory");
+        return false;
+    }
+    r->next = NULL;
+    r->len = len;
+    memcpy(r->data, data, len);
+    if (p->replies_tail != NULL)
+        p->replies_tail->next = r;
+    else
+        p->replies_head = r;
+    p->replies_tail = r;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* tracker callbacks                                                   */
+
+static void on_untracked(void *ctx, int reason)
+{
+    struct pump *p = ctx;
+    napi_handle_scope scope;
+    if (p->untracked_reported || p->finishing)
+        return;
+    p->untracked_reported = true;
+    if (napi_open_handle_scope(p->env, &scope) != napi_ok)
+        return;
+    napi_value argv[2];
+    if (napi_create_int32(p->env, EV_UNTRACKED, &argv[0]) == napi_ok &&
+        napi_create_int32(p->env, reason, &argv[1]) == napi_ok)
+        call_js(p, 2, argv);
+    napi_close_handle_scope(p->env, scope);
+}
+
+static void on_record(void *ctx, const struct trk_record *r)
+{
+    struct pump *p = ctx;
+    napi_handle_scope scope;
+    if (p->record == NULL || p->finishing)
+        return;
+    trk_record_to_array(r, p->record);
+    if (napi_open_handle_scope(p->env, &scope) != napi_ok)
+        return;
+    napi_value argv[1];
+    if (napi_create_int32(p->env, EV_RESPONSE, &argv[0]) == napi_ok)
+        call_js(p, 1, argv);
+    napi_close_handle_scope(p->env, scope);
+}
+
+/* ------------------------------------------------------------------ */
+/* client -> server                                                    */
+
+/* Hand the held packet to JavaScript once it is complete, or truncated once it is too big. */
+static void deliver_intercepted(struct pump *p)
+{
+    napi_handle_scope scope;
+    void *copy;
+    bool truncated = false;
+    size_t len;
+
+    if (!p->intercepting || p->delivered || p->held_len < 4)
+        return;
+    long total = trk_logical_packet_length((const uint8_t *)p->held, p->held_len);
+    if (total >= 0 && (size_t)total <= p->max_hold) {
+        len = (size_t)total;
+        p->deliver_len = len;
+    } else if (total >= 0) {
+        /* Complete but too big: JavaScript sees its head; the whole packet is dropped. */
+        truncated = true;
+        len = p->max_hold;
+        p->deliver_len = (size_t)total;
+    } else if (p->held_len >= p->max_hold) {
+        /* Incomplete and already too big: JavaScript sees its head; the rest is dropped as it comes. */
+        truncated = true;
+        len = p->max_hold;
+        size_t pos = 0;
+        for (;;) {
+            uint32_t plen = (uint32_t)(uint8_t)p->held[pos] | (uint32_t)(uint8_t)p->held[pos + 1] << 8 |
+                            (uint32_t)(uint8_t)p->held[pos + 2] << 16;
+            if (p->held_len - pos - 4 < plen) {
+                /* inside a physical packet: drop what is here, and the rest of it as it comes */
+                p->discard_left = plen - (p->held_len - pos - 4);
+                p->discard_continued = plen == 0xFFFFFF;
+                p->deliver_len = p->held_len;
+                break;
+            }
+            pos += 4 + plen; /* a whole 0xFFFFFF packet: a continuation follows */
+            if (p->held_len - pos < 4) {
+                /* the continuation's header is not complete: keep its bytes, drop what is before */
+                p->discard_left = 0;
+                p->discard_continued = true;
+                p->deliver_len = pos;
+                break;
+            }
+        }
+    } else {
+        return; /* wait for more */
+    }
+    p->delivered = true;
+    if (napi_open_handle_scope(p->env, &scope) != napi_ok) {
+        finish(p, "internal-error");
+        return;
+    }
+    napi_value argv[3];
+    if (napi_create_int32(p->env, EV_INTERCEPT, &argv[0]) == napi_ok &&
+        napi_create_buffer_copy(p->env, len, p->held, &copy, &argv[1]) == napi_ok &&
+        napi_get_boolean(p->env, truncated, &argv[2]) == napi_ok)
+        call_js(p, 3, argv);
+    else
+        finish(p, "internal-error");
+    napi_close_handle_scope(p->env, scope);
+}
 
 /*
- * Client bytes (data, len) -> server, except an intercepted command packet and what follows it,
- * and a header that is not complete yet (both are held). `data` may point into `p->held`.
+ * Client bytes (data, len): forward what the tracker lets through; an intercepted packet and what
+ * follows it, or an undecided packet, are held. `data` may point into `p->held`.
  */
-static void client_to_server(struct pump *p, const char *data, size_t len)
+static void client_input(struct pump *p, const char *data, size_t len)
 {
     struct endpoint *server = &p->ep[SERVER];
     size_t pos = 0;
 
-    while (pos < len) {
-        if (p->c2s_left > 0) {
-            size_t n = len - pos < p->c2s_left ? len - pos : p->c2s_left;
+    while (pos < len && !p->finishing) {
+        if (p->discard_left > 0) {
+            size_t n = len - pos < p->discard_left ? len - pos : p->discard_left;
             pos += n;
-            p->c2s_left -= n;
+            p->discard_left -= n;
             continue;
         }
-        /* A packet starts at pos: decide before any of it is forwarded. */
-        const uint8_t *h = (const uint8_t *)data + pos;
-        if (len - pos < 4)
-            break;
-        size_t plen = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16;
-        bool command = !p->c2s_continued && h[3] == 0 && plen > 0;
-        if (command && len - pos < 5)
-            break;
-        if (command && intercepted(p, h[4])) {
-            if (plen > MAX_INTERCEPTED_PACKET) {
-                finish(p, "client-malformed");
-                return;
-            }
-            if (!forward(p, server, data, pos))
+        if (p->discard_continued) {
+            if (len - pos < 4)
+                break; /* hold the partial header */
+            uint32_t plen = (uint32_t)(uint8_t)data[pos] | (uint32_t)(uint8_t)data[pos + 1] << 8 |
+                            (uint32_t)(uint8_t)data[pos + 2] << 16;
+            p->discard_left = plen;
+            p->discard_continued = plen == 0xFFFFFF;
+            pos += 4;
+            continue;
+        }
+        int stop;
+        size_t n = trk_client(&p->trk, (const uint8_t *)data + pos, len - pos, &stop);
+        if (n > 0 && !forward(p, server, data + pos, n))
+            return;
+        pos += n;
+        if (stop == TRK_GO)
+            continue;
+        if (stop == TRK_HOLD_INTERCEPT) {
+            if (!hold_only(p, data + pos, len - pos))
                 return;
             p->intercepting = true;
             p->delivered = false;
-            /* Keep the packet and everything after it (data may alias p->held). */
-            char *rest = malloc(len - pos);
-            if (rest == NULL) {
-                finish(p, "out-of-memory");
-                return;
-            }
-            memcpy(rest, data + pos, len - pos);
-            p->held_len = 0;
-            bool ok = hold(p, rest, len - pos);
-            free(rest);
-            if (ok)
-                deliver_intercepted(p);
+            deliver_intercepted(p);
             return;
         }
-        p->c2s_continued = plen == 0xFFFFFF;
-        p->c2s_left = plen;
-        pos += 4;
+        break; /* TRK_HOLD_MORE */
     }
-    /* [0, pos) is decided; the rest is an incomplete header: keep it for the next read. */
-    char partial[5];
-    size_t npartial = len - pos;
-    memcpy(partial, data + pos, npartial);
-    if (!forward(p, server, data, pos))
-        return;
-    p->held_len = 0;
-    hold(p, partial, npartial);
+    /* [pos, len) waits for more bytes (a header or the bytes that decide about a packet). */
+    hold_only(p, data + pos, len - pos);
 }
 
-/* Hand the held packet to JavaScript once it is complete (called again as more bytes arrive). */
-static void deliver_intercepted(struct pump *p)
-{
-    napi_env env = p->env;
-    napi_handle_scope scope;
-    napi_value callback, global, argv[1], result, exception;
-    void *copy;
+/* ------------------------------------------------------------------ */
+/* server -> client                                                    */
 
-    if (p->delivered || p->held_len < 4)
-        return;
-    const uint8_t *h = (const uint8_t *)p->held;
-    size_t total = 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16);
-    if (p->held_len < total)
-        return;
-    p->delivered = true;
-    if (napi_open_handle_scope(env, &scope) != napi_ok) {
-        finish(p, "internal-error");
+static void server_input(struct pump *p, const char *data, size_t len)
+{
+    struct endpoint *client = &p->ep[CLIENT];
+    size_t pos = 0;
+    while (pos < len && !p->finishing) {
+        size_t n = trk_server(&p->trk, (const uint8_t *)data + pos, len - pos);
+        if (n > 0 && !forward(p, client, data + pos, n))
+            return;
+        pos += n;
+        flush_due_replies(p);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* reading                                                             */
+
+static void route_input(struct pump *p, struct endpoint *src, char *buf, size_t prefix, size_t n)
+{
+    if (src->index == SERVER) {
+        server_input(p, buf, n);
         return;
     }
-    if (napi_get_reference_value(env, p->on_intercept, &callback) == napi_ok && callback != NULL &&
-        napi_get_global(env, &global) == napi_ok &&
-        napi_create_buffer_copy(env, total, p->held, &copy, &argv[0]) == napi_ok) {
-        if (napi_make_callback(env, p->async_context, global, callback, 1, argv, &result) != napi_ok &&
-            napi_get_and_clear_last_exception(env, &exception) == napi_ok)
-            napi_fatal_exception(env, exception);
-    } else {
-        finish(p, "internal-error");
+    if (p->intercepting) {
+        /* Collecting an intercepted packet (not yet handed over): keep everything. */
+        if (hold(p, buf, n))
+            deliver_intercepted(p);
+        return;
     }
-    napi_close_handle_scope(env, scope);
+    client_input(p, buf, prefix + n);
+}
+
+/* After `src` failed: read what it still has for us and deliver it (bounded). */
+static void salvage(struct pump *p, struct endpoint *src)
+{
+    char *scratch = p->st->scratch;
+    size_t total = 0;
+    src->salvaged = true;
+    while (total < MAX_SALVAGE && !p->finishing) {
+        if (src->index == CLIENT && p->intercepting && p->delivered)
+            return;
+        size_t prefix = src->index == CLIENT && !p->intercepting ? p->held_len : 0;
+        if (prefix > 0)
+            memcpy(scratch, p->held, prefix);
+        ssize_t n = recv(src->fd, scratch + prefix, ADDON_SCRATCH_SIZE - prefix, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        src->bytes_read += (double)n;
+        total += (size_t)n;
+        route_input(p, src, scratch, prefix, (size_t)n);
+    }
+}
+
+static void do_close(struct pump *p, const char *bytes, size_t len);
+static void do_resume(struct pump *p, const char *to_server, size_t to_server_len, const char *to_client,
+                      size_t to_client_len);
+
+/* Carry out one call that arrived while the pump was busy; false when none is left. */
+static bool run_deferred(struct pump *p)
+{
+    if (p->abort_requested) {
+        p->abort_requested = false;
+        finish(p, p->draining ? p->reason : "shutdown");
+        return true;
+    }
+    if (p->close_requested) {
+        char *bytes = p->close_bytes;
+        size_t len = p->close_len;
+        p->close_requested = false;
+        p->close_bytes = NULL;
+        p->close_len = 0;
+        do_close(p, bytes, len);
+        free(bytes);
+        return true;
+    }
+    if (p->resume_requested) {
+        char *ts = p->resume_server, *tc = p->resume_client;
+        size_t ts_len = p->resume_server_len, tc_len = p->resume_client_len;
+        p->resume_requested = false;
+        p->resume_server = p->resume_client = NULL;
+        p->resume_server_len = p->resume_client_len = 0;
+        do_resume(p, ts, ts_len, tc, tc_len);
+        free(ts);
+        free(tc);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * At the end of the outermost call into the pump: run the calls that came in meanwhile, salvage
+ * failed endpoints, then watch what is needed.
+ */
+static void settle(struct pump *p)
+{
+    for (;;) {
+        if (p->finishing)
+            return;
+        if (run_deferred(p))
+            continue;
+        bool salvaged = false;
+        for (int i = 0; i < 2 && !p->finishing; i++) {
+            if (p->ep[i].dead && !p->ep[i].salvaged) {
+                salvage(p, &p->ep[i]);
+                salvaged = true;
+            }
+        }
+        if (!salvaged)
+            break;
+    }
+    update_polls(p);
 }
 
 /* Read from `src` and forward to the other endpoint until it would block or must wait. */
 static void pump_from(struct pump *p, struct endpoint *src)
 {
     struct endpoint *dst = &p->ep[1 - src->index];
+    char *scratch = p->st->scratch;
     bool from_client = src->index == CLIENT;
     for (int i = 0; i < MAX_READS_PER_EVENT && !p->draining && dst->pending == NULL; i++) {
         if (from_client && p->intercepting && p->delivered)
             return; /* JavaScript has the held packet: wait for pumpResume() */
-        /* A partial header (< 5 bytes) goes in front of the new bytes, so packets are contiguous. */
+        /* Undecided bytes go in front of the new ones, so packets are contiguous. */
         size_t prefix = from_client && !p->intercepting ? p->held_len : 0;
+        if (prefix >= ADDON_SCRATCH_SIZE / 2) {
+            /* cannot happen (the tracker holds a header and at most 256 bytes) */
+            finish(p, "internal-error");
+            return;
+        }
         if (prefix > 0)
             memcpy(scratch, p->held, prefix);
-        ssize_t n = read(src->fd, scratch + prefix, sizeof(scratch) - prefix);
+        ssize_t n = read(src->fd, scratch + prefix, ADDON_SCRATCH_SIZE - prefix);
         if (n > 0) {
             src->bytes_read += (double)n;
             if (from_client && p->intercepting) {
-                if (p->held_len + (size_t)n > MAX_INTERCEPTED_PACKET + sizeof(scratch)) {
-                    finish(p, "client-malformed");
-                    return;
-                }
                 if (hold(p, scratch, (size_t)n))
                     deliver_intercepted(p);
-                if (p->finishing)
-                    return;
-                continue;
+            } else {
+                route_input(p, src, scratch, prefix, (size_t)n);
             }
-            if (from_client && p->has_intercepts) {
-                client_to_server(p, scratch, prefix + (size_t)n);
-                if (p->finishing)
-                    return;
-                if ((size_t)n < sizeof(scratch) - prefix)
-                    return;
-                continue;
-            }
-            if (!forward(p, dst, scratch, (size_t)n))
+            if (p->finishing)
                 return;
-            if ((size_t)n < sizeof(scratch))
+            if ((size_t)n < ADDON_SCRATCH_SIZE - prefix)
                 return; /* the socket is most likely empty: save a read() that would say EAGAIN */
             continue;
         }
         if (n == 0) {
-            p->draining = true;
-            p->reason = src->index == CLIENT ? "client" : "server";
+            /* Undecided client bytes (a header cut short) still go to the server as they are. */
+            if (from_client && !p->intercepting && p->held_len > 0) {
+                forward(p, dst, p->held, p->held_len);
+                p->held_len = 0;
+            }
+            /* An orderly close: what is owed to this side no longer matters. */
+            if (!p->draining) {
+                p->draining = true;
+                p->reason = from_client ? "client" : "server";
+            }
+            src->dead = true;
+            src->salvaged = true; /* nothing left to read */
+            free_pending(src);
             return;
         }
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            finish(p, src->index == CLIENT ? "client-error" : "server-error");
+            endpoint_down(p, src, error_reason(src->index));
         return;
     }
 }
@@ -411,31 +731,32 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 
     if (p->finishing)
         return;
+    p->depth++;
     if (status < 0) {
-        finish(p, e->index == CLIENT ? "client-error" : "server-error");
-        return;
+        /* libuv reports POLLERR as an error; there may still be bytes to read (a last ERR). */
+        endpoint_down(p, e, error_reason(e->index));
+    } else {
+        if ((events & UV_WRITABLE) && !e->dead)
+            flush(p, e);
+        if ((events & UV_READABLE) && !e->dead && !p->finishing)
+            pump_from(p, e);
     }
-    if ((events & UV_WRITABLE) && !flush(p, e))
-        return;
-    if (events & UV_READABLE) {
-        pump_from(p, e);
-        if (p->finishing)
-            return;
-    }
-    update_polls(p);
+    settle(p);
+    p->depth--;
 }
 
 /* Watch each socket for what it is needed for now; finish a drained pair. */
 static void update_polls(struct pump *p)
 {
+    if (p->finishing)
+        return;
     if (p->draining) {
-        /* Only the data still owed to the side that did not close matters now. */
-        const char *reason = p->reason;
+        /* Only what is owed to a side that is still there matters now. */
         bool owed = false;
         for (int i = 0; i < 2; i++)
-            owed |= p->ep[i].pending != NULL;
+            owed |= !p->ep[i].dead && p->ep[i].pending != NULL;
         if (!owed) {
-            finish(p, reason);
+            finish(p, p->reason);
             return;
         }
     }
@@ -443,9 +764,9 @@ static void update_polls(struct pump *p)
         struct endpoint *e = &p->ep[i];
         int want = 0;
         bool waiting_for_js = i == CLIENT && p->intercepting && p->delivered;
-        if (!p->draining && p->ep[1 - i].pending == NULL && !waiting_for_js)
+        if (!p->draining && !e->dead && p->ep[1 - i].pending == NULL && !waiting_for_js)
             want |= UV_READABLE;
-        if (e->pending != NULL)
+        if (!e->dead && e->pending != NULL)
             want |= UV_WRITABLE;
         if (want == e->events)
             continue;
@@ -458,122 +779,107 @@ static void update_polls(struct pump *p)
     }
 }
 
-static bool throw_error(napi_env env, const char *code, const char *message)
+/* ------------------------------------------------------------------ */
+/* JavaScript API                                                      */
+
+static void ref_finalize(napi_env env, void *data, void *hint)
 {
-    napi_throw_error(env, code, message);
-    return false;
+    (void)env;
+    (void)hint;
+    struct pump_ref *ref = data;
+    if (ref->pump != NULL)
+        ref->pump->ref = NULL;
+    free(ref);
 }
 
-static bool get_fd_arg(napi_env env, napi_value v, int *fd)
+/* The pump behind a handle, or NULL when it is gone (a stale handle is harmless). */
+static bool get_pump(napi_env env, napi_value v, struct pump **out)
 {
-    int32_t n;
-    if (napi_get_value_int32(env, v, &n) != napi_ok || n < 0)
-        return throw_error(env, "ERR_INVALID_ARG_TYPE", "fd must be a non-negative integer");
-    *fd = n;
+    void *data = NULL;
+    if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL)
+        return throw_type(env, "handle must be a pump handle");
+    *out = ((struct pump_ref *)data)->pump;
     return true;
 }
 
-static bool get_bytes_arg(napi_env env, napi_value v, const char **data, size_t *len)
-{
-    napi_valuetype type;
-    bool is_typed = false;
-    *data = NULL;
-    *len = 0;
-    if (napi_typeof(env, v, &type) != napi_ok)
-        return false;
-    if (type == napi_undefined || type == napi_null)
-        return true;
-    if (napi_is_typedarray(env, v, &is_typed) == napi_ok && is_typed) {
-        napi_typedarray_type ttype;
-        size_t length, offset;
-        void *base;
-        napi_value ab;
-        if (napi_get_typedarray_info(env, v, &ttype, &length, &base, &ab, &offset) != napi_ok ||
-            ttype != napi_uint8_array)
-            return throw_error(env, "ERR_INVALID_ARG_TYPE", "bytes must be a Uint8Array");
-        *data = base;
-        *len = length;
-        return true;
-    }
-    return throw_error(env, "ERR_INVALID_ARG_TYPE", "bytes must be a Uint8Array or undefined");
-}
-
-static void pump_handle_finalize(napi_env env, void *data, void *hint)
-{
-    (void)env;
-    (void)data;
-    (void)hint;
-    /* The pump owns itself until its sockets are closed; the JS handle is only a key. */
-}
-
 /*
- * pumpStart(clientFd, serverFd, clientFirst, serverFirst, onClose) -> handle
- * `clientFirst` (bytes owed to the server, e.g. received during login) and `serverFirst` (owed to
- * the client) are sent before anything else. onClose(reason, clientBytes, serverBytes) is called
- * once, after both fds are closed.
+ * pumpStart(clientFd, serverFd, toServerFirst, toClientFirst, config, stats, accountStats, record, onEvent)
+ * `toServerFirst` (client bytes that arrived during login) and `toClientFirst` (e.g. the login
+ * OK) are processed before anything else. `config` is a Uint8Array of TRK_CONFIG_BYTES (see tracker.h)
+ * `stats` and `accountStats` the counters of the server and of the client's account
+ * (Float64Arrays of TS_LEN, may be null); `record` a
+ * Float64Array of TRK_RECORD_LEN for event mode (null otherwise). onEvent(type, ...) as EV_*.
+ * If this throws, the fds are still the caller's.
  */
 static napi_value js_pump_start(napi_env env, napi_callback_info info)
 {
-    size_t argc = 7;
-    napi_value argv[7], handle, name, resource;
-    const char *commands;
-    size_t ncommands;
-    napi_valuetype type;
+    napi_value argv[9], handle, name, resource;
+    const uint8_t *first[2], *cfg;
+    size_t first_len[2], cfg_len;
+    double *stats, *stats2, *record;
     int fds[2];
-    const char *first[2];
-    size_t first_len[2];
     uv_loop_t *loop;
-    struct pump *p;
+    struct pump *p = NULL;
+    struct pump_ref *ref;
+    struct addon_env *st = addon_env_get(env);
 
-    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+    if (st == NULL || !get_args(env, info, 9, 9, argv, NULL) || !get_fd(env, argv[0], &fds[CLIENT]) ||
+        !get_fd(env, argv[1], &fds[SERVER]) ||
+        !get_optional_bytes(env, argv[2], "toServerFirst", &first[SERVER], &first_len[SERVER]) ||
+        !get_optional_bytes(env, argv[3], "toClientFirst", &first[CLIENT], &first_len[CLIENT]) ||
+        !get_optional_bytes(env, argv[4], "config", &cfg, &cfg_len) ||
+        !get_optional_f64(env, argv[5], "stats", TS_LEN, &stats) ||
+        !get_optional_f64(env, argv[6], "accountStats", TS_LEN, &stats2) ||
+        !get_optional_f64(env, argv[7], "record", TRK_RECORD_LEN, &record) || !get_function(env, argv[8], "onEvent"))
         return NULL;
-    if (argc != 7) {
-        throw_error(env, "ERR_INVALID_ARG_TYPE",
-                    "pumpStart(clientFd, serverFd, clientFirst, serverFirst, onClose, interceptCommands, onIntercept)");
-        return NULL;
-    }
-    if (!get_bytes_arg(env, argv[5], &commands, &ncommands))
-        return NULL;
-    if (ncommands > 0 && (napi_typeof(env, argv[6], &type) != napi_ok || type != napi_function)) {
-        throw_error(env, "ERR_INVALID_ARG_TYPE", "onIntercept must be a function");
-        return NULL;
-    }
-    if (!get_fd_arg(env, argv[0], &fds[CLIENT]) || !get_fd_arg(env, argv[1], &fds[SERVER]) ||
-        !get_bytes_arg(env, argv[2], &first[SERVER], &first_len[SERVER]) ||
-        !get_bytes_arg(env, argv[3], &first[CLIENT], &first_len[CLIENT]))
-        return NULL;
-    if (napi_typeof(env, argv[4], &type) != napi_ok || type != napi_function) {
-        throw_error(env, "ERR_INVALID_ARG_TYPE", "onClose must be a function");
+    if (cfg_len != 0 && cfg_len != TRK_CONFIG_BYTES) {
+        throw_type(env, "config must be 48 bytes");
         return NULL;
     }
     if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-        throw_error(env, "ERR_PUMP", "no event loop");
+        throw_coded(env, "ERR_PUMP", NULL, "no event loop");
         return NULL;
     }
 
     p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        throw_error(env, "ENOMEM", "out of memory");
+    ref = calloc(1, sizeof(*ref));
+    if (p == NULL || ref == NULL) {
+        free(p);
+        free(ref);
+        throw_coded(env, "ENOMEM", NULL, "out of memory");
         return NULL;
     }
     p->env = env;
+    p->st = st;
     p->reason = "closed";
-    for (size_t i = 0; i < ncommands; i++) {
-        uint8_t c = (uint8_t)commands[i];
-        p->intercept[c >> 3] |= (uint8_t)(1u << (c & 7));
-        p->has_intercepts = true;
-    }
+    p->record = record;
+    struct trk_config tc;
+    memset(&tc, 0, sizeof(tc));
+    uint32_t max_hold = trk_config_decode(&tc, cfg, cfg_len);
+    p->max_hold = max_hold >= 64 ? max_hold : 64 * 1024;
+    if (record == NULL)
+        tc.flags &= ~(uint32_t)TRK_F_EVENTS;
+    tc.stats = stats;
+    tc.stats2 = stats2;
+    tc.ctx = p;
+    tc.on_record = on_record;
+    tc.on_untracked = on_untracked;
+    trk_init(&p->trk, &tc);
+
     for (int i = 0; i < 2; i++) {
         p->ep[i].pump = p;
         p->ep[i].index = i;
         p->ep[i].fd = fds[i];
         p->ep[i].poll.data = &p->ep[i];
     }
+    st->live_pumps++;
     /* Checked up front so that no failure can happen after a watcher exists: a throw leaves the
      * fds with the caller, who closes them. */
     if (uv_poll_init(loop, &p->ep[CLIENT].poll, fds[CLIENT]) != 0) {
-        free(p);
-        throw_error(env, "ERR_PUMP", "uv_poll_init failed for the client fd");
+        p->fds_owned = false;
+        free_pump(p);
+        free(ref);
+        throw_coded(env, "ERR_PUMP", NULL, "uv_poll_init failed for the client fd");
         return NULL;
     }
     if (uv_poll_init(loop, &p->ep[SERVER].poll, fds[SERVER]) != 0) {
@@ -582,155 +888,228 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
         p->finishing = true;
         p->open_handles = 1;
         uv_close((uv_handle_t *)&p->ep[CLIENT].poll, on_handle_closed);
-        throw_error(env, "ERR_PUMP", "uv_poll_init failed for the server fd");
+        free(ref);
+        throw_coded(env, "ERR_PUMP", NULL, "uv_poll_init failed for the server fd");
         return NULL;
     }
     p->open_handles = 2;
     p->fds_owned = true;
     if (napi_create_object(env, &resource) != napi_ok ||
         napi_create_string_utf8(env, "myproxy.pump", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-        napi_async_init(env, resource, name, &p->async_context) != napi_ok ||
-        napi_create_reference(env, argv[4], 1, &p->on_close) != napi_ok ||
-        (p->has_intercepts && napi_create_reference(env, argv[6], 1, &p->on_intercept) != napi_ok)) {
+        napi_async_init(env, resource, name, &p->async_context) != napi_ok) {
         p->fds_owned = false;
         finish(p, "internal-error");
-        throw_error(env, "ERR_PUMP", "cannot set up the pump callback");
+        free(ref);
+        throw_coded(env, "ERR_PUMP", NULL, "cannot set up the pump callback");
         return NULL;
     }
+    p->async_ok = true;
+    if (napi_create_reference(env, argv[8], 1, &p->on_event) != napi_ok ||
+        (stats != NULL && napi_create_reference(env, argv[5], 1, &p->stats_ref) != napi_ok) ||
+        (stats2 != NULL && napi_create_reference(env, argv[6], 1, &p->stats2_ref) != napi_ok) ||
+        (record != NULL && napi_create_reference(env, argv[7], 1, &p->record_ref) != napi_ok) ||
+        napi_create_external(env, ref, ref_finalize, NULL, &handle) != napi_ok) {
+        p->fds_owned = false;
+        finish(p, "internal-error");
+        free(ref);
+        throw_coded(env, "ERR_PUMP", NULL, "cannot set up the pump callback");
+        return NULL;
+    }
+    ref->pump = p;
+    p->ref = ref;
 
-    /* Bytes that arrived during login go out first (the first write normally takes them all). */
+    /* Bytes from the login go out first: the login OK (not a response to a command: not tracked),
+     * then what the client sent meanwhile (maybe its first command). */
+    p->depth++;
     if (first_len[CLIENT] > 0)
-        forward(p, &p->ep[CLIENT], first[CLIENT], first_len[CLIENT]);
-    if (first_len[SERVER] > 0 && !p->finishing) {
-        /* Client bytes that arrived during login: they may hold a command to intercept. */
-        if (p->has_intercepts)
-            client_to_server(p, first[SERVER], first_len[SERVER]);
-        else
-            forward(p, &p->ep[SERVER], first[SERVER], first_len[SERVER]);
-    }
-    if (!p->finishing)
-        update_polls(p);
-
-    if (napi_create_external(env, p, pump_handle_finalize, NULL, &handle) != napi_ok)
-        return NULL;
+        forward(p, &p->ep[CLIENT], (const char *)first[CLIENT], first_len[CLIENT]);
+    if (first_len[SERVER] > 0 && !p->finishing)
+        client_input(p, (const char *)first[SERVER], first_len[SERVER]);
+    settle(p);
+    p->depth--;
     return handle;
 }
 
-/*
- * pumpClose(handle, lastClientBytes?) — end the pair now (daemon shutdown). `lastClientBytes`
- * (an ERR packet) is written to the client if its socket takes it without blocking.
- * Calling it after the pair finished is a no-op: JS must stop using the handle after onClose,
- * because the memory behind it is freed then.
- */
-static napi_value js_pump_close(napi_env env, napi_callback_info info)
+static void do_close(struct pump *p, const char *bytes, size_t len)
 {
-    size_t argc = 2;
-    napi_value argv[2], undefined;
-    void *data;
-    const char *bytes;
-    size_t len;
-    struct pump *p;
-
-    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
-        return NULL;
-    if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
-        throw_error(env, "ERR_INVALID_ARG_TYPE", "pumpClose(handle, bytes?)");
-        return NULL;
+    struct endpoint *server = &p->ep[SERVER];
+    if (p->finishing)
+        return;
+    if (!p->draining) {
+        p->draining = true;
+        p->reason = "shutdown";
     }
-    bytes = NULL;
-    len = 0;
-    if (argc > 1 && !get_bytes_arg(env, argv[1], &bytes, &len))
-        return NULL;
-    p = data;
-    if (!p->finishing) {
-        struct endpoint *client = &p->ep[CLIENT];
-        if (len > 0 && client->pending == NULL) {
-            ssize_t n;
-            do
-                n = send(client->fd, bytes, len, MSG_NOSIGNAL);
-            while (n < 0 && errno == EINTR);
+    /* The server gets nothing more. */
+    server->dead = true;
+    server->salvaged = true;
+    free_pending(server);
+    if (len > 0 && !p->ep[CLIENT].dead && trk_server_at_boundary(&p->trk)) {
+        char *copy = malloc(len);
+        if (copy != NULL) {
+            memcpy(copy, bytes, len);
+            if (len >= 4 && trk_in_flight(&p->trk) > 0)
+                copy[3] = (char)trk_next_server_seq(&p->trk);
+            forward(p, &p->ep[CLIENT], copy, len);
+            free(copy);
         }
-        finish(p, "shutdown");
     }
-    napi_get_undefined(env, &undefined);
-    return undefined;
+}
+
+/* Copies `len` bytes (NULL for none); false when out of memory. */
+static bool copy_bytes(const uint8_t *data, size_t len, char **out)
+{
+    *out = NULL;
+    if (len == 0)
+        return true;
+    *out = malloc(len);
+    if (*out == NULL)
+        return false;
+    memcpy(*out, data, len);
+    return true;
 }
 
 /*
- * pumpResume(handle, toServer?, toClient?) — JavaScript has dealt with the held command packet:
- * send `toServer` (e.g. the command, possibly rewritten) and `toClient` (e.g. an ERR), drop the
- * held packet and go on with whatever the client sent after it. A no-op once the pair finished.
+ * pumpClose(handle, lastClientBytes?) — end the pair (daemon shutdown, a node that became
+ * unavailable). Nothing more is read; `lastClientBytes` (one ERR packet) is delivered to the client
+ * after what is owed to it, if the server stream is between packets (its sequence id is set to
+ * follow the response in flight, if any); the pair finishes once it is written. JavaScript bounds
+ * that with pumpAbort(). A no-op once the pair is gone.
  */
-static napi_value js_pump_resume(napi_env env, napi_callback_info info)
+static napi_value js_pump_close(napi_env env, napi_callback_info info)
 {
-    size_t argc = 3;
-    napi_value argv[3], undefined;
-    void *data;
-    const char *to_server = NULL, *to_client = NULL;
-    size_t to_server_len = 0, to_client_len = 0;
-    struct pump *p;
+    napi_value argv[2];
+    const uint8_t *bytes = NULL;
+    size_t len = 0, argc;
+    struct pump *p = NULL;
 
-    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+    if (!get_args(env, info, 1, 2, argv, &argc) || !get_pump(env, argv[0], &p) ||
+        (argc > 1 && !get_optional_bytes(env, argv[1], "lastClientBytes", &bytes, &len)))
         return NULL;
-    if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
-        throw_error(env, "ERR_INVALID_ARG_TYPE", "pumpResume(handle, toServer?, toClient?)");
-        return NULL;
+    if (p == NULL || p->finishing)
+        return make_undefined(env);
+    if (p->depth > 0) {
+        if (!p->close_requested) {
+            p->close_requested = true;
+            if (!copy_bytes(bytes, len, &p->close_bytes))
+                p->close_len = 0;
+            else
+                p->close_len = len;
+        }
+        return make_undefined(env);
     }
-    if ((argc > 1 && !get_bytes_arg(env, argv[1], &to_server, &to_server_len)) ||
-        (argc > 2 && !get_bytes_arg(env, argv[2], &to_client, &to_client_len)))
+    p->depth++;
+    do_close(p, (const char *)bytes, len);
+    settle(p);
+    p->depth--;
+    return make_undefined(env);
+}
+
+/* pumpAbort(handle) — close both sides now, writing nothing more. A no-op once the pair is gone. */
+static napi_value js_pump_abort(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    struct pump *p = NULL;
+
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_pump(env, argv[0], &p))
         return NULL;
-    napi_get_undefined(env, &undefined);
-    p = data;
-    if (p->finishing)
-        return undefined;
-    if (!p->intercepting || !p->delivered) {
-        throw_error(env, "ERR_PUMP", "pumpResume() without a held command");
-        return NULL;
+    if (p != NULL && !p->finishing) {
+        if (p->depth > 0)
+            p->abort_requested = true;
+        else
+            finish(p, p->draining ? p->reason : "shutdown");
     }
-    const uint8_t *h = (const uint8_t *)p->held;
-    size_t total = 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16);
-    size_t rest_len = p->held_len - total;
+    return make_undefined(env);
+}
+
+static void do_resume(struct pump *p, const char *to_server, size_t to_server_len, const char *to_client,
+                      size_t to_client_len)
+{
+    if (p->finishing || !p->intercepting || !p->delivered)
+        return;
+    size_t rest_len = p->held_len - p->deliver_len;
     char *rest = NULL;
     if (rest_len > 0) {
         rest = malloc(rest_len);
         if (rest == NULL) {
             finish(p, "out-of-memory");
-            return undefined;
+            return;
         }
-        memcpy(rest, p->held + total, rest_len);
+        memcpy(rest, p->held + p->deliver_len, rest_len);
     }
     p->held_len = 0;
+    p->deliver_len = 0;
     p->intercepting = false;
     p->delivered = false;
-    if (forward(p, &p->ep[SERVER], to_server, to_server_len) &&
-        forward(p, &p->ep[CLIENT], to_client, to_client_len) && rest_len > 0)
-        client_to_server(p, rest, rest_len);
+    if (to_server_len > 0) {
+        trk_client_forced(&p->trk, (const uint8_t *)to_server, to_server_len);
+        forward(p, &p->ep[SERVER], to_server, to_server_len);
+    }
+    if (!p->finishing && to_client_len > 0)
+        send_local(p, to_client, to_client_len);
+    if (!p->finishing && rest_len > 0)
+        client_input(p, rest, rest_len);
     free(rest);
     if (!p->finishing)
-        update_polls(p);
-    return undefined;
+        flush_due_replies(p);
+}
+
+/*
+ * pumpResume(handle, toServer?, toClient?) — JavaScript has dealt with the held command packet:
+ * send `toServer` (e.g. the command, possibly rewritten: tracked as a command) and `toClient` (a
+ * local reply, delivered in the order of responses), drop the held packet and go on with whatever
+ * the client sent after it. A no-op once the pair is gone.
+ */
+static napi_value js_pump_resume(napi_env env, napi_callback_info info)
+{
+    napi_value argv[3];
+    const uint8_t *to_server = NULL, *to_client = NULL;
+    size_t to_server_len = 0, to_client_len = 0, argc;
+    struct pump *p = NULL;
+
+    if (!get_args(env, info, 1, 3, argv, &argc) || !get_pump(env, argv[0], &p) ||
+        (argc > 1 && !get_optional_bytes(env, argv[1], "toServer", &to_server, &to_server_len)) ||
+        (argc > 2 && !get_optional_bytes(env, argv[2], "toClient", &to_client, &to_client_len)))
+        return NULL;
+    if (p == NULL || p->finishing)
+        return make_undefined(env);
+    if (!p->intercepting || !p->delivered || p->resume_requested) {
+        throw_coded(env, "ERR_PUMP", NULL, "pumpResume() without a held command");
+        return NULL;
+    }
+    if (p->depth > 0) {
+        p->resume_requested = true;
+        if (!copy_bytes(to_server, to_server_len, &p->resume_server) ||
+            !copy_bytes(to_client, to_client_len, &p->resume_client)) {
+            p->abort_requested = true;
+            return make_undefined(env);
+        }
+        p->resume_server_len = to_server_len;
+        p->resume_client_len = to_client_len;
+        return make_undefined(env);
+    }
+    p->depth++;
+    do_resume(p, (const char *)to_server, to_server_len, (const char *)to_client, to_client_len);
+    settle(p);
+    p->depth--;
+    return make_undefined(env);
 }
 
 /*
  * pumpStalledMs(handle) — how long (ms of loop time) the longer-waiting side has had bytes pending
- * without taking any of them; 0 when nothing is pending. JavaScript polls this for its write
+ * without taking any of them; 0 when nothing is pending; -1 when the pump is gone (JavaScript
+ * missed its end: it must treat the session as closed). JavaScript polls this for its write
  * timeout, so the pump needs no timer of its own per connection.
  */
 static napi_value js_pump_stalled_ms(napi_env env, napi_callback_info info)
 {
-    size_t argc = 1;
-    napi_value argv[1], result;
-    void *data;
-    struct pump *p;
+    napi_value argv[1];
+    struct pump *p = NULL;
     uint64_t stalled = 0;
 
-    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_pump(env, argv[0], &p))
         return NULL;
-    if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
-        throw_error(env, "ERR_INVALID_ARG_TYPE", "pumpStalledMs(handle)");
-        return NULL;
-    }
-    p = data;
+    if (p == NULL)
+        return make_double(env, -1);
     if (!p->finishing) {
         for (int i = 0; i < 2; i++) {
             const struct endpoint *e = &p->ep[i];
@@ -741,7 +1120,23 @@ static napi_value js_pump_stalled_ms(napi_env env, napi_callback_info info)
                 stalled = now - e->stalled_since;
         }
     }
-    if (napi_create_double(env, (double)stalled, &result) != napi_ok)
+    return make_double(env, (double)stalled);
+}
+
+/* pumpInfo(handle) -> [inFlight, untracked, atBoundary] or null when the pump is gone (tests, logs). */
+static napi_value js_pump_info(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1], result;
+    struct pump *p = NULL;
+
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_pump(env, argv[0], &p))
+        return NULL;
+    if (p == NULL)
+        return make_null(env);
+    if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
+        napi_set_element(env, result, 0, make_double(env, trk_in_flight(&p->trk))) != napi_ok ||
+        napi_set_element(env, result, 1, make_bool(env, p->trk.untracked)) != napi_ok ||
+        napi_set_element(env, result, 2, make_bool(env, trk_server_at_boundary(&p->trk))) != napi_ok)
         return NULL;
     return result;
 }
@@ -751,8 +1146,10 @@ bool register_pump(napi_env env, napi_value exports)
     napi_property_descriptor props[] = {
         { "pumpStart", NULL, js_pump_start, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpClose", NULL, js_pump_close, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "pumpAbort", NULL, js_pump_abort, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpResume", NULL, js_pump_resume, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpStalledMs", NULL, js_pump_stalled_ms, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "pumpInfo", NULL, js_pump_info, NULL, NULL, NULL, napi_enumerable, NULL },
     };
     return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;
 }

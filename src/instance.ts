@@ -4,7 +4,7 @@ import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from './lua/fengari.js';
 import { installAddress, resolvePending } from './bindings/address.js';
 import { installClient, LuaSessionHandler } from './bindings/client.js';
 import { installCluster, type ClusterBindings } from './bindings/cluster.js';
@@ -16,15 +16,21 @@ import { installSleep } from './bindings/sleep.js';
 import { installSodium } from './bindings/sodium.js';
 import { installPg } from './bindings/pg.js';
 import { CallbackRunner } from './lua/coroutine.js';
+import { DEFAULT_LUA_MEMORY_BYTES, configureLuaMemory } from './lua/limits.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
 import { fdOf } from './net/native.js';
 import { readPeerIdentity } from './net/peer-identity.js';
 import { Connection } from './proxy/connection.js';
 import type { RelayKind } from './net/relay.js';
+import { checkTrackerLayout } from './net/tracking.js';
+import { FdBudget, tooManyConnections } from './proxy/admission.js';
+import type { KillableSession } from './proxy/command-filter.js';
 import type { PeerIdentity } from './proxy/handler.js';
-import { Stats } from './proxy/stats.js';
+import { SessionRegistry } from './proxy/registry.js';
 import { ConfigError, errorMessage } from './util/errors.js';
-import { logError, logInfo } from './util/log.js';
+import { logError, logErrorBlock, logInfo, logLimited } from './util/log.js';
+import { ProxyMetrics } from './util/metrics.js';
+import { CallbackFailed } from './lua/coroutine.js';
 
 export interface InstanceOptions {
   readonly configPath: string;
@@ -34,10 +40,14 @@ export interface InstanceOptions {
   readonly clientTimeoutMs: number;
   /** Close a session whose peer takes no data for this long (ms); 0 disables. */
   readonly writeTimeoutMs?: number;
-  /** How long a Lua callback may compute without yielding (ms). */
+  /** How long a Lua callback may compute without yielding (ms); reload() gets ten times that. */
   readonly callbackBudgetMs: number;
+  /** Memory limit of the Lua VM (bytes). */
+  readonly luaMemoryBytes?: number;
   /** Command-phase relay: the native byte pump, or the portable JavaScript one. */
   readonly relay: RelayKind;
+  /** Follow responses in the relay (default true; off only to measure what tracking costs). */
+  readonly responseTracking?: boolean;
   /** `--check`: run the config without binding sockets. */
   readonly checkOnly?: boolean;
   /** Called whenever the number of live connections changes (e.g. for systemd's STATUS=). */
@@ -48,15 +58,21 @@ export const DEFAULT_INSTANCE_OPTIONS = {
   connectTimeoutMs: 10_000,
   clientTimeoutMs: 10_000,
   writeTimeoutMs: 60_000,
-  callbackBudgetMs: 1_000,
+  callbackBudgetMs: 100,
+  luaMemoryBytes: DEFAULT_LUA_MEMORY_BYTES,
   relay: 'native',
 } as const;
+
+/** reload() may compute this many times the callback budget (it typically rebuilds tables). */
+const RELOAD_BUDGET_FACTOR = 10;
 
 /** Lua modules shipped with myproxy (lua/ at the package root). */
 const SHIPPED_LUA_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '..', 'lua');
 
 export class Instance {
-  readonly stats = new Stats();
+  readonly metrics = new ProxyMetrics();
+  readonly registry = new SessionRegistry<KillableSession>();
+  #fdBudget: FdBudget | null = null;
   readonly #options: InstanceOptions;
   #L: LuaState | null = null;
   #listeners: ListenerSpec[] = [];
@@ -64,6 +80,7 @@ export class Instance {
   readonly #connections = new Set<Connection>();
   #stopping = false;
   #runner: CallbackRunner | null = null;
+  #reloadRunner: CallbackRunner | null = null;
   #clusters: ClusterBindings | null = null;
   /** 'idle', 'running', or 'again' (a SIGHUP arrived while reload() ran: run it once more). */
   #reloadState: 'idle' | 'running' | 'again' = 'idle';
@@ -119,6 +136,12 @@ export class Instance {
     if (L === null) throw new Error('Instance.start() before load()');
     const runner = new CallbackRunner(L, { budgetMs: this.#options.callbackBudgetMs });
     this.#runner = runner;
+    this.#reloadRunner = new CallbackRunner(L, { budgetMs: this.#options.callbackBudgetMs * RELOAD_BUDGET_FACTOR });
+    // What the configuration keeps is the baseline; callbacks are limited beyond it.
+    configureLuaMemory(this.#options.luaMemoryBytes ?? DEFAULT_LUA_MEMORY_BYTES);
+    checkTrackerLayout();
+    this.#fdBudget = new FdBudget();
+    this.#fdBudget.measure(0);
     this.#startWriteTimeoutSweep();
     for (const spec of this.#listeners) {
       if (this.#stopping) return; // a signal arrived while we were starting
@@ -153,12 +176,16 @@ export class Instance {
   }
 
   #accept(socket: Socket, handler: LuaSessionHandler): void {
-    this.stats.connectionsAccepted++;
+    this.metrics.connectionsAccepted++;
     if (this.#stopping) {
       socket.destroy();
       return;
     }
     socket.on('error', () => undefined); // errors are handled by whoever reads the socket
+    if (this.#fdBudget !== null && !this.#fdBudget.admits(this.#connections.size)) {
+      this.#refuse(socket, 'fd_limit', `near the file descriptor limit (${this.#fdBudget.limit})`);
+      return;
+    }
     let peer: PeerIdentity;
     try {
       const cred = readPeerIdentity(fdOf(socket));
@@ -166,7 +193,12 @@ export class Instance {
         ? { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined, pidfd: cred.pidfd }
         : { pid: undefined, uid: undefined, gid: undefined, address: remoteAddressText(socket) };
     } catch (e) {
-      logError(`accept: cannot read peer credentials: ${errorMessage(e)}`);
+      const code = (e as { code?: unknown }).code;
+      if (code === 'EMFILE' || code === 'ENFILE') {
+        this.#refuse(socket, 'fd_limit', `no file descriptor for the client's pidfd (${String(code)})`);
+        return;
+      }
+      logLimited('peer_credentials', `accept: cannot read peer credentials: ${errorMessage(e)}`);
       socket.destroy();
       return;
     }
@@ -177,8 +209,10 @@ export class Instance {
       {
         clientTimeoutMs: this.#options.clientTimeoutMs,
         connectTimeoutMs: this.#options.connectTimeoutMs,
-        stats: this.stats,
+        metrics: this.metrics,
+        registry: this.registry,
         relay: this.#options.relay,
+        responseTracking: this.#options.responseTracking !== false,
       },
       (c) => {
         if (this.#connections.delete(c)) this.#options.onConnectionCount?.(this.#connections.size);
@@ -187,6 +221,14 @@ export class Instance {
     this.#connections.add(connection);
     this.#options.onConnectionCount?.(this.#connections.size);
     void connection.run();
+  }
+
+  /** Refuse a connection before any Lua runs: ERR 1040 instead of the greeting, counted and logged. */
+  #refuse(socket: Socket, reason: string, detail: string): void {
+    this.metrics.refuse(reason);
+    logLimited(`refused_${reason}`, `refusing a connection with 1040 Too many connections: ${detail}`);
+    socket.end(tooManyConnections());
+    socket.destroySoon();
   }
 
   /**
@@ -213,7 +255,7 @@ export class Instance {
 
   async #runReload(): Promise<void> {
     const L = this.#L;
-    const runner = this.#runner;
+    const runner = this.#reloadRunner;
     if (L === null || runner === null) return;
     do {
       this.#reloadState = 'running';
@@ -228,7 +270,7 @@ export class Instance {
         await runner.call(ref, () => 0, () => undefined, () => this.#stopping);
         logInfo('reload() finished');
       } catch (e) {
-        logError(`reload() failed: ${errorMessage(e)}`);
+        logErrorBlock('', `reload() failed: ${errorMessage(e)}`, e instanceof CallbackFailed ? e.traceback : undefined);
       } finally {
         lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, ref);
       }

@@ -17,7 +17,8 @@ import {
 export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
 
 const USAGE =
-  'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--write-timeout SECONDS] [--relay native|js]';
+  'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--write-timeout SECONDS] [--relay native|js]\n' +
+  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking]';
 export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
 const DEFAULT_SHUTDOWN_GRACE_S = 30;
 
@@ -27,6 +28,9 @@ interface CommandLine {
   readonly shutdownGraceMs: number;
   readonly writeTimeoutMs: number;
   readonly relay: RelayKind;
+  readonly luaBudgetMs: number;
+  readonly luaMemoryBytes: number;
+  readonly responseTracking: boolean;
 }
 
 export function parseCommandLine(argv: readonly string[]): CommandLine | string {
@@ -35,6 +39,9 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
   let graceS = DEFAULT_SHUTDOWN_GRACE_S;
   let writeTimeoutS = DEFAULT_INSTANCE_OPTIONS.writeTimeoutMs / 1000;
   let relay: RelayKind = DEFAULT_INSTANCE_OPTIONS.relay;
+  let luaBudgetMs: number = DEFAULT_INSTANCE_OPTIONS.callbackBudgetMs;
+  let luaMemoryBytes: number = DEFAULT_INSTANCE_OPTIONS.luaMemoryBytes;
+  let responseTracking = true;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string | undefined => argv[++i];
@@ -58,11 +65,30 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
       const v = value();
       if (v !== 'native' && v !== 'js') return '--relay needs "native" or "js"';
       relay = v;
+    } else if (arg === '--lua-budget') {
+      const v = Number(value());
+      if (!Number.isFinite(v) || v < 0) return '--lua-budget needs a number of milliseconds (0 = no limit)';
+      luaBudgetMs = v;
+    } else if (arg === '--lua-memory') {
+      const v = Number(value());
+      if (!Number.isFinite(v) || v < 1) return '--lua-memory needs a number of megabytes (at least 1)';
+      luaMemoryBytes = v * 1024 * 1024;
+    } else if (arg === '--no-response-tracking') {
+      responseTracking = false;
     } else {
       return `unknown argument ${JSON.stringify(arg)}`;
     }
   }
-  return { configPath, check, shutdownGraceMs: graceS * 1000, writeTimeoutMs: writeTimeoutS * 1000, relay };
+  return {
+    configPath,
+    check,
+    shutdownGraceMs: graceS * 1000,
+    writeTimeoutMs: writeTimeoutS * 1000,
+    relay,
+    luaBudgetMs,
+    luaMemoryBytes,
+    responseTracking,
+  };
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -87,6 +113,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     checkOnly: cmd.check,
     relay: cmd.relay,
     writeTimeoutMs: cmd.writeTimeoutMs,
+    callbackBudgetMs: cmd.luaBudgetMs,
+    luaMemoryBytes: cmd.luaMemoryBytes,
+    responseTracking: cmd.responseTracking,
     ...(!cmd.check && notifyEnabled() ? { onConnectionCount: (n: number) => status.update(statusText(n)) } : {}),
   });
   // WATCHDOG=1 from the start: loading the config may take a while (host name lookups).

@@ -1,7 +1,7 @@
 // `mysql_resolve()` and the address userdata (class "myproxy.address").
 
 import { lookup } from 'node:dns/promises';
-import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
+import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, pushObject, testObject } from '../lua/class.js';
 import { yieldOn } from '../lua/coroutine.js';
 import { AddressError, formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';

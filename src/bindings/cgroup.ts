@@ -2,7 +2,7 @@
 // client.cgroup.xattr[name] (class "myproxy.cgroup.xattr") and client.cgroup.parent.
 // The reading itself (pidfd-checked /proc, lgetxattr) lives in net/peer-identity.ts.
 
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../lua/fengari.js';
 import { checkObject, defineClass, pushObject } from '../lua/class.js';
 import { pushBytes, toBuffer, toText } from '../lua/convert.js';
 import { cgroupParentPath, readCgroupXattr, readPeerCgroup, type CgroupRef } from '../net/peer-identity.js';

@@ -1,7 +1,7 @@
 // The `client` object (class "myproxy.client"), the action objects returned by client:err() and
 // client:connect(), and LuaSessionHandler: the SessionHandler the core calls for Lua listeners.
 
-import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
+import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, pushObject, testObject, checkObject } from '../lua/class.js';
 import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
 import { CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
@@ -347,8 +347,11 @@ export interface HandlerRefs {
   readonly onHandshakeResponse: number;
   readonly onCommandPhase: number | undefined;
   readonly onInitDb: number | undefined;
+  readonly onKill?: number | undefined;
   /** mysql_listen option `auth` (default 'clear'). */
   readonly auth?: ClientAuthMode;
+  /** mysql_listen option `local_infile` (default false). */
+  readonly localInfile?: boolean;
 }
 
 /** Implements the core's SessionHandler by calling the Lua callbacks in coroutines. */
@@ -357,6 +360,7 @@ export class LuaSessionHandler implements SessionHandler {
   readonly runner: CallbackRunner;
   readonly refs: HandlerRefs;
   readonly clientAuth: ClientAuthMode;
+  readonly localInfile: boolean;
   readonly #Hooks: new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
   constructor(L: LuaState, runner: CallbackRunner, refs: HandlerRefs) {
@@ -364,6 +368,7 @@ export class LuaSessionHandler implements SessionHandler {
     this.runner = runner;
     this.refs = refs;
     this.clientAuth = refs.auth ?? 'clear';
+    this.localInfile = refs.localInfile ?? false;
     // Absent callbacks must be absent hooks (the core skips them at no cost), so pick the class
     // whose prototype has exactly the hooks this handler table defines: no per-connection closures.
     this.#Hooks = hooksClass(refs);
@@ -373,6 +378,9 @@ export class LuaSessionHandler implements SessionHandler {
     return new this.#Hooks(this, session);
   }
 }
+
+/** Each session's client userdata (registry ref), so one callback can be handed another's client. */
+const clientRefs = new WeakMap<ClientSession, number>();
 
 /** The hooks of one connection: its client userdata and the calls into Lua. */
 class LuaSessionHooks {
@@ -386,6 +394,7 @@ class LuaSessionHooks {
     // One userdata per connection, kept in the registry so every callback sees the same object.
     pushObject(handler.L, CLIENT_CLASS, this.#client);
     this.#clientRef = lauxlib.luaL_ref(handler.L, lua.LUA_REGISTRYINDEX);
+    clientRefs.set(session, this.#clientRef);
   }
 
   /** Call a Lua callback with (client, extra...) in a coroutine; Lua failures become PolicyError. */
@@ -408,9 +417,19 @@ class LuaSessionHooks {
         () => client.stale,
       );
     } catch (e) {
-      if (e instanceof CallbackFailed) throw new PolicyError(`${name}: ${e.message}`);
+      if (e instanceof CallbackFailed) throw new PolicyError(`${name}: ${e.message}`, e.traceback);
       throw e;
     }
+  }
+
+  /** call() with the function ref taken from the handler (for hooks defined outside this class). */
+  callWith<T>(
+    name: string,
+    fnRef: (handler: LuaSessionHandler) => number,
+    pushExtra: ((co: LuaState) => number) | null,
+    collect: (co: LuaState, n: number) => T,
+  ): Promise<T> {
+    return this.call(name, fnRef(this.#handler), pushExtra, collect);
   }
 
   async onHandshakeResponse(login: LoginRequest): Promise<LoginAction> {
@@ -492,6 +511,28 @@ class LuaSessionHooks {
 
 type HooksClass = new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
+/** on_kill(client, target, what): true lets the client kill target's query ('query') or connection. */
+function callOnKill(this: LuaSessionHooks, target: ClientSession, query: boolean): Promise<boolean> {
+  const targetRef = clientRefs.get(target);
+  return this.callWith(
+    'on_kill',
+    (handler) => handler.refs.onKill!,
+    (co) => {
+      if (targetRef === undefined || target.closed) lua.lua_pushnil(co);
+      else lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, targetRef);
+      lua.lua_pushstring(co, query ? 'query' : 'connection');
+      return 2;
+    },
+    (co, n) => {
+      if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return false;
+      if (lua.lua_type(co, n) !== lua.LUA_TBOOLEAN) {
+        throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_kill returns true or false`);
+      }
+      return lua.lua_toboolean(co, n);
+    },
+  );
+}
+
 /**
  * A hooks class whose prototype has exactly the optional hooks the handler table defines (the
  * core skips absent hooks at no cost), built once per mysql_listen() call.
@@ -499,12 +540,13 @@ type HooksClass = new (handler: LuaSessionHandler, session: ClientSession) => Lu
 function hooksClass(refs: HandlerRefs): HooksClass {
   const Hooks = class extends LuaSessionHooks {};
   const proto = LuaSessionHooks.prototype;
-  const add = (name: 'onConnect' | 'onCommandPhase' | 'onInitDb', fn: unknown): void => {
+  const add = (name: 'onConnect' | 'onCommandPhase' | 'onInitDb' | 'onKill', fn: unknown): void => {
     Object.defineProperty(Hooks.prototype, name, { value: fn, writable: false, enumerable: false });
   };
   if (refs.onConnect !== undefined) add('onConnect', proto.callOnConnect);
   if (refs.onCommandPhase !== undefined) add('onCommandPhase', proto.callOnCommandPhase);
   if (refs.onInitDb !== undefined) add('onInitDb', proto.callOnInitDb);
+  if (refs.onKill !== undefined) add('onKill', callOnKill);
   return Hooks;
 }
 

@@ -2,7 +2,7 @@
 // face for src/cluster. Clusters declared while the config loads start monitoring once it has run
 // (host names resolved); clusters made later start at once and stop when Lua forgets them.
 
-import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
+import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { checkObject, defineClass, pushObject, testObject } from '../lua/class.js';
 import { pushBytes, toBuffer, toText, typeName } from '../lua/convert.js';
 import { formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';

@@ -12,7 +12,7 @@
 //   other number is a float (integers beyond 2^53 lose precision).
 // Errors are `nil, message`, never Lua errors.
 
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../lua/fengari.js';
 import { pushBytes, typeName } from '../lua/convert.js';
 
 /** Deepest nesting json.dump and json.parse accept. */

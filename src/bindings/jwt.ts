@@ -2,7 +2,7 @@
 // The header's "alg" is forced to "EdDSA" and "typ" to "JWT"; the JSON follows json.dump's
 // mapping; segments are base64url without padding. Sign only, as myproxy.
 
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../lua/fengari.js';
 import { pushBytes } from '../lua/convert.js';
 import { dumpValue } from './json.js';
 import type { Sodium } from './sodium.js';

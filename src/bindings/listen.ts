@@ -3,7 +3,7 @@
 
 import { accessSync, constants as fsConstants, unlinkSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
+import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { typeName } from '../lua/convert.js';
 import { closeFd, listenUnix } from '../net/native.js';
 import type { HandlerRefs } from './client.js';
@@ -22,7 +22,7 @@ export interface ListenerSpec {
   readonly refs: HandlerRefs;
 }
 
-const HANDLER_KEYS = ['on_connect', 'on_handshake_response', 'on_command_phase', 'on_init_db'] as const;
+const HANDLER_KEYS = ['on_connect', 'on_handshake_response', 'on_command_phase', 'on_init_db', 'on_kill'] as const;
 type HandlerKey = (typeof HANDLER_KEYS)[number];
 
 /** The `systemd` global: a unique token, compared by identity (not the string "systemd"). */
@@ -50,23 +50,43 @@ export interface ListenOptions {
   readonly bind: boolean;
 }
 
-/** The options table of mysql_listen (argument 3): `{ auth = 'clear' | 'native' }`. */
-function checkListenOptions(L: LuaState, idx: number): { auth: ClientAuthMode } {
-  let auth: ClientAuthMode = 'clear';
-  if (lua.lua_gettop(L) < idx || lua.lua_type(L, idx) === lua.LUA_TNIL) return { auth };
+/** The options of mysql_listen (argument 3). */
+interface ListenOptionValues {
+  auth: ClientAuthMode;
+  /** Offer CLIENT_LOCAL_FILES to clients that ask (LOAD DATA LOCAL INFILE); default false. */
+  localInfile: boolean;
+}
+
+/** The options table of mysql_listen (argument 3): `{ auth = 'clear' | 'native', local_infile = bool }`. */
+function checkListenOptions(L: LuaState, idx: number): ListenOptionValues {
+  const options: ListenOptionValues = { auth: 'clear', localInfile: false };
+  if (lua.lua_gettop(L) < idx || lua.lua_type(L, idx) === lua.LUA_TNIL) return options;
   if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'options table expected');
   lua.lua_pushnil(L);
   while (lua.lua_next(L, idx) !== 0) {
     const key = lua.lua_type(L, -2) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -2)!, undefined, undefined, true) : undefined;
-    if (key !== 'auth') return lauxlib.luaL_argerror(L, idx, `Unknown option '${key ?? typeName(L, -2)}'`);
-    const value = lua.lua_type(L, -1) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true) : undefined;
-    if (value !== 'clear' && value !== 'native') {
-      return lauxlib.luaL_argerror(L, idx, "Option 'auth' must be 'clear' or 'native'");
+    switch (key) {
+      case 'auth': {
+        const value =
+          lua.lua_type(L, -1) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true) : undefined;
+        if (value !== 'clear' && value !== 'native') {
+          return lauxlib.luaL_argerror(L, idx, "Option 'auth' must be 'clear' or 'native'");
+        }
+        options.auth = value;
+        break;
+      }
+      case 'local_infile':
+        if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN) {
+          return lauxlib.luaL_argerror(L, idx, "Option 'local_infile' must be a boolean");
+        }
+        options.localInfile = lua.lua_toboolean(L, -1);
+        break;
+      default:
+        return lauxlib.luaL_argerror(L, idx, `Unknown option '${key ?? typeName(L, -2)}'`);
     }
-    auth = value;
     lua.lua_pop(L, 1);
   }
-  return { auth };
+  return options;
 }
 
 function checkHandler(L: LuaState, idx: number): HandlerRefs {
@@ -97,6 +117,7 @@ function checkHandler(L: LuaState, idx: number): HandlerRefs {
     onHandshakeResponse: ref('on_handshake_response')!,
     onCommandPhase: ref('on_command_phase'),
     onInitDb: ref('on_init_db'),
+    onKill: ref('on_kill'),
   };
 }
 
@@ -109,10 +130,10 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
   lua.lua_pushjsfunction(L, (L1) => {
     const nargs = lua.lua_gettop(L1);
     if (nargs < 2 || nargs > 3) return lauxlib.luaL_error(L1, 'mysql_listen() takes 2 or 3 arguments');
-    const { auth } = checkListenOptions(L1, 3);
+    const { auth, localInfile } = checkListenOptions(L1, 3);
     const t = lua.lua_type(L1, 1);
     if (t === lua.LUA_TLIGHTUSERDATA && lua.lua_touserdata(L1, 1) === SYSTEMD_TOKEN) {
-      const refs: HandlerRefs = { ...checkHandler(L1, 2), auth };
+      const refs: HandlerRefs = { ...checkHandler(L1, 2), auth, localInfile };
       declared++;
       if (!options.bind) return 0;
       const fds = options.systemdFds();
@@ -122,7 +143,7 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     }
     if (t !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 1, 'path expected');
     const text = to_jsstring(lua.lua_tolstring(L1, 1)!, undefined, undefined, true);
-    const refs: HandlerRefs = { ...checkHandler(L1, 2), auth };
+    const refs: HandlerRefs = { ...checkHandler(L1, 2), auth, localInfile };
     declared++;
     const abstract = text.startsWith('@');
     const path = abstract ? text : resolvePath(options.baseDir, text);

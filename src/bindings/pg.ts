@@ -6,7 +6,7 @@
 // another; db:execute() yields the calling coroutine until the result (or an error) is there.
 
 import { isUtf8 } from 'node:buffer';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../lua/fengari.js';
 import { createRequire } from 'node:module';
 import type * as PgModule from 'pg';
 import type { PoolClient, PoolConfig, QueryResult } from 'pg';

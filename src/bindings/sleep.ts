@@ -1,7 +1,7 @@
 // sleep(seconds): suspends the calling callback's coroutine for that long; other connections
 // keep running. At the top level of config.lua (nothing to yield to) it is a Lua error.
 
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../lua/fengari.js';
 import { yieldOn, type Resumer } from '../lua/coroutine.js';
 
 /** Longest sleep setTimeout can do (about 24.8 days), in seconds. */

@@ -3,7 +3,7 @@
 // must have settled before installSodium() (the wrappers fill in their functions then).
 
 import { randomFillSync } from 'node:crypto';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../lua/fengari.js';
 import type sodiumModule from 'libsodium-wrappers';
 import { pushBytes } from '../lua/convert.js';
 

@@ -16,7 +16,7 @@ import {
 import { formatAddress, type SocketAddress } from '../net/address.js';
 import { connectSocket } from '../net/connect.js';
 import { PacketChannel } from '../net/packet-channel.js';
-import { loginToBackend } from '../proxy/backend-login.js';
+import { loginToBackend } from '../backend/login.js';
 import { errorMessage } from '../util/errors.js';
 
 /** Health states, worst first (the order is the preference order: see docs/cluster.md). */

@@ -3,7 +3,7 @@
 // session engine, and closing sessions on nodes that became worse (disconnect_unavailable).
 
 import { formatAddress, type SocketAddress } from '../net/address.js';
-import type { BackendCandidate, BackendSelector, ClientSession } from '../proxy/handler.js';
+import type { BackendCandidate, BackendSelector, SelectingClient } from '../backend/selector.js';
 import { logError, logInfo } from '../util/log.js';
 import { checkServer, NODE_STATES, type CheckResult, type NodeState } from './check.js';
 import { nodeIdentity, rendezvousHash } from './rendezvous.js';
@@ -155,7 +155,7 @@ export class Cluster implements BackendSelector {
     return keyed.map((k) => k.node);
   }
 
-  async select(client: ClientSession, readOnly: boolean): Promise<readonly BackendCandidate[]> {
+  async select(client: SelectingClient, readOnly: boolean): Promise<readonly BackendCandidate[]> {
     if (!this.#ready) {
       await new Promise<void>((resolve) => {
         this.#readyWaiters.push(resolve);

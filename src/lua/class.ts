@@ -1,6 +1,6 @@
 // Userdata classes: a metatable registered by name, and userdata that carry one JS value.
 
-import { lua, lauxlib, type JSFunction, type LuaState } from 'fengari';
+import { lua, lauxlib, type JSFunction, type LuaState } from './fengari.js';
 
 /** Register metatable `name` with the given metamethods (__index, __tostring, ...). */
 export function defineClass(L: LuaState, name: string, meta: Record<string, JSFunction>): void {

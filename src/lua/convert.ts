@@ -1,7 +1,7 @@
 // Moving values between JS and Lua. Lua strings are bytes (Uint8Array) and stay bytes;
 // Fengari integers are 32-bit, so larger integers are pushed as floats.
 
-import { lua, lauxlib, to_jsstring, type LuaState } from 'fengari';
+import { lua, lauxlib, to_jsstring, type LuaState } from './fengari.js';
 
 /** Push bytes as a Lua string (copied: Lua must not alias network buffers). */
 export function pushBytes(L: LuaState, b: Uint8Array): void {

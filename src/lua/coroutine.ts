@@ -3,8 +3,9 @@
 // Promise's result. Other connections keep running meanwhile. A count hook bounds how long a
 // callback may compute between yields, so a runaway loop cannot freeze the daemon.
 
-import { lua, lauxlib, type LuaState } from 'fengari';
-import { computeDeadlines, errorToString } from './state.js';
+import { lua, lauxlib, type LuaState } from './fengari.js';
+import { luaLimits, withDeadline, type Deadline } from './limits.js';
+import { errorToString } from './state.js';
 
 /** Pushes the results of a finished operation onto the resumed thread; returns their count. */
 export type Resumer = (L: LuaState) => number;
@@ -36,9 +37,12 @@ export class CallbackCancelled extends Error {
 }
 
 export class CallbackFailed extends Error {
-  constructor(message: string) {
+  /** The Lua stack traceback, for the log (undefined when there is none). */
+  readonly traceback: string | undefined;
+  constructor(message: string, traceback?: string) {
     super(message);
     this.name = 'CallbackFailed';
+    this.traceback = traceback;
   }
 }
 
@@ -74,33 +78,33 @@ export class CallbackRunner {
     const co = lua.lua_newthread(L);
     const threadRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
     try {
-      const deadline = { at: Infinity, message: `callback ran for more than ${this.#budgetMs} ms without waiting` };
-      if (this.#budgetMs > 0) {
-        computeDeadlines.set(co, deadline);
-        lua.lua_sethook(
-          co,
-          (L1) => {
-            if (performance.now() > deadline.at) lauxlib.luaL_error(L1, deadline.message);
-          },
-          lua.LUA_MASKCOUNT,
-          HOOK_INSTRUCTIONS,
-        );
-      }
+      const deadline: Deadline = { at: Infinity, message: `callback ran for more than ${this.#budgetMs} ms without waiting` };
+      const limits = luaLimits();
+      // Threads the callback creates inherit the hook (lua_newthread copies it).
+      lua.lua_sethook(
+        co,
+        (L1) => {
+          if (performance.now() > deadline.at) lauxlib.luaL_error(L1, deadline.message);
+          limits.checkHeap(L1);
+        },
+        lua.LUA_MASKCOUNT,
+        HOOK_INSTRUCTIONS,
+      );
       lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, fnRef);
       let nargs = pushArgs(co);
       for (;;) {
-        if (this.#budgetMs > 0) deadline.at = performance.now() + this.#budgetMs;
-        const status = lua.lua_resume(co, L, nargs);
+        deadline.at = this.#budgetMs > 0 ? performance.now() + this.#budgetMs : Infinity;
+        const status = withDeadline(deadline, () => lua.lua_resume(co, L, nargs));
         if (status === lua.LUA_OK) return collect(co, lua.lua_gettop(co));
         if (status !== lua.LUA_YIELD) {
           // Convert on the main state: a dead coroutine cannot run the __tostring of the error.
           lua.lua_xmove(co, L, 1);
           const msg = errorToString(L, -1);
           lua.lua_pop(L, 1);
-          lauxlib.luaL_traceback(L, co, msg, 0);
-          const text = errorToString(L, -1);
+          lauxlib.luaL_traceback(L, co, null, 0);
+          const traceback = errorToString(L, -1);
           lua.lua_pop(L, 1);
-          throw new CallbackFailed(text);
+          throw new CallbackFailed(msg, traceback);
         }
         const op = pendingOperations.get(co);
         pendingOperations.delete(co);

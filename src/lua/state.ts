@@ -1,7 +1,8 @@
 // Generic Fengari embedding: state creation, error mapping, running files with tracebacks.
 // Knows nothing about MySQL.
 
-import { lua, lauxlib, lualib, to_jsstring, type LuaState } from 'fengari';
+import { lua, lauxlib, lualib, to_jsstring, type LuaState } from './fengari.js';
+import { luaLimits, withDeadline, type Deadline } from './limits.js';
 
 /** Create a Lua state with the standard libraries and myproxy's fixes for Fengari's gaps. */
 export function newLuaState(): LuaState {
@@ -24,9 +25,6 @@ export function newLuaState(): LuaState {
   return L;
 }
 
-/** The compute deadline of a running callback, per coroutine (set by the callback runner). */
-export const computeDeadlines = new WeakMap<LuaState, { at: number; readonly message: string }>();
-
 /**
  * Fengari's lua_pcallk clears the saved 'allowhook' flag instead of saving it (operator
  * precedence), so after pcall/xpcall recovers from an error inside a coroutine, debug hooks stay
@@ -45,8 +43,8 @@ function wrapProtectedCalls(L: LuaState): void {
   lua.lua_pushjsfunction(L, (L1) => {
     (L1 as unknown as { allowhook: number }).allowhook = 1;
     // A callback out of compute time must not go on by catching the budget error: raise it again.
-    const deadline = computeDeadlines.get(L1);
-    if (deadline !== undefined && performance.now() > deadline.at) {
+    const deadline = luaLimits().active;
+    if (deadline !== null && performance.now() > deadline.at) {
       return lauxlib.luaL_error(L1, deadline.message);
     }
     return lua.lua_gettop(L1);
@@ -68,6 +66,9 @@ const toStringInLua = (L: LuaState): number => {
   return 1;
 };
 
+/** How long a script's __tostring may run when the daemon turns an error object into text. */
+const CONVERSION_BUDGET_MS = 100;
+
 /** Text of the error value at `idx` (which may be any Lua value, or nil). */
 export function errorToString(L: LuaState, idx: number): string {
   const t = lua.lua_type(L, idx);
@@ -81,7 +82,29 @@ export function errorToString(L: LuaState, idx: number): string {
   if (!lua.lua_checkstack(L, 4)) return `(error object is a ${to_jsstring(lauxlib.luaL_typename(L, abs))} value)`;
   lua.lua_pushjsfunction(L, toStringInLua);
   lua.lua_pushvalue(L, abs);
-  if (lua.lua_pcall(L, 1, 1, 0) === lua.LUA_OK && lua.lua_type(L, -1) === lua.LUA_TSTRING) {
+  // The daemon runs this (a __tostring of the script's) outside any callback: it gets a budget
+  // of its own, or an endless __tostring would hang the daemon for good.
+  const deadline: Deadline = {
+    at: performance.now() + CONVERSION_BUDGET_MS,
+    message: `__tostring ran for more than ${CONVERSION_BUDGET_MS} ms`,
+  };
+  lua.lua_sethook(
+    L,
+    (L1) => {
+      if (performance.now() > deadline.at) lauxlib.luaL_error(L1, deadline.message);
+    },
+    lua.LUA_MASKCOUNT,
+    1000,
+  );
+  let ok: boolean;
+  try {
+    ok = withDeadline(deadline, () => lua.lua_pcall(L, 1, 1, 0) === lua.LUA_OK);
+  } finally {
+    lua.lua_sethook(L, null, 0, 0);
+    // Fengari's pcall leaves hooks disabled after an error (see wrapProtectedCalls).
+    (L as unknown as { allowhook: number }).allowhook = 1;
+  }
+  if (ok && lua.lua_type(L, -1) === lua.LUA_TSTRING) {
     text = to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true);
   } else {
     text = `(error object is a ${to_jsstring(lauxlib.luaL_typename(L, abs))} value)`;

@@ -1,11 +1,21 @@
 // The command-phase relay in native code: both sockets are handed to the byte pump in
-// native/pump.c, which forwards on Node's own event loop without running JavaScript per packet.
-// Same contract as Relay (relay.ts), which stays available as the portable implementation.
+// native/pump.c, which forwards on Node's own event loop without running JavaScript per packet,
+// and follows the protocol with the response tracker. Same contract as Relay (relay.ts).
 
 import type { Socket } from 'node:net';
-import { closeFd, dupFd, fdOf, pumpClose, pumpResume, pumpStalledMs, pumpStart, type PumpHandle } from './native.js';
+import { addonFunctions, closeFd, dupFd, fdOf, type PumpHandle } from './native.js';
 import { logError } from '../util/log.js';
-import type { ByteRelay, CommandInterceptor, RelayCounters, RelayEnd, RelayOptions } from './relay.js';
+import {
+  CLOSE_DEADLINE_MS,
+  DEFAULT_MAX_INTERCEPTED_PACKET,
+  type ByteRelay,
+  type CommandInterceptor,
+  type RelayCounters,
+  type RelayEnd,
+  type RelayOptions,
+  type RelayState,
+} from './relay.js';
+import { PumpEvent, UNTRACKED_REASONS, decodeRecord, encodeTrackerConfig, newRecordArray } from './tracking.js';
 
 const REASONS: Readonly<Record<string, RelayEnd>> = Object.freeze(
   Object.assign(Object.create(null) as Record<string, RelayEnd>, {
@@ -14,8 +24,20 @@ const REASONS: Readonly<Record<string, RelayEnd>> = Object.freeze(
     'client-error': 'client-error',
     'server-error': 'server-error',
     shutdown: 'shutdown',
+    'client-malformed': 'client-malformed',
+    'out-of-memory': 'out-of-memory',
+    'poll-error': 'poll-error',
+    'internal-error': 'internal-error',
   }),
 );
+
+/** The relay could not start (no file descriptor for the pump's copies, a socket already gone). */
+export class RelayStartError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RelayStartError';
+  }
+}
 
 export class NativeRelay implements ByteRelay {
   readonly counters: RelayCounters = { clientBytes: 0, serverBytes: 0 };
@@ -23,15 +45,17 @@ export class NativeRelay implements ByteRelay {
   /** null: no close requested; otherwise close() came before the pump started (with this packet). */
   #closeRequested: Buffer | undefined | null = null;
   #done = false;
+  #deadline: NodeJS.Timeout | undefined;
   readonly #onClose: (reason: RelayEnd) => void;
 
+  /** Throws RelayStartError when the pump cannot start at once (the sockets are still the caller's). */
   constructor(client: Socket, server: Socket, options: RelayOptions) {
     this.#onClose = options.onClose;
-    // Bytes Node still queues for a socket (the login OK, normally written at once) must go out
-    // before the pump takes over, or they would be lost with the handle.
+    // Bytes Node still queues for a socket must go out before the pump takes over, or they would be
+    // lost with the handle (the login OK normally travels with the pump: serverLeftover).
     const pending = [client, server].filter((s) => s.writableLength > 0 && !s.destroyed);
     if (pending.length === 0) {
-      this.#start(client, server, options);
+      this.#start(client, server, options, true);
       return;
     }
     let waiting = pending.length;
@@ -39,7 +63,11 @@ export class NativeRelay implements ByteRelay {
     const startOnce = (): void => {
       if (started) return;
       started = true;
-      this.#start(client, server, options);
+      try {
+        this.#start(client, server, options, false);
+      } catch {
+        // reported through onClose by #start
+      }
     };
     for (const s of pending) {
       s.once('drain', () => {
@@ -51,47 +79,65 @@ export class NativeRelay implements ByteRelay {
     }
   }
 
-  #start(client: Socket, server: Socket, givenOptions: RelayOptions): void {
-    let options = givenOptions;
+  #start(client: Socket, server: Socket, options: RelayOptions, synchronous: boolean): void {
     let clientFd = -1;
     let serverFd = -1;
+    const addon = addonFunctions();
+    const tracking = options.tracking ?? { capabilities: 0, track: true, stats: null };
+    const intercept = options.intercept;
+    const record = tracking.onResponse !== undefined ? newRecordArray() : null;
     try {
       // Node may have read bytes from the kernel into its own buffer even while paused: they go
       // first, or they would be lost with the socket object.
       const toServer = concatDefined(options.clientLeftover, drainReadable(client));
       const toClient = concatDefined(options.serverLeftover, drainReadable(server));
-      options = { ...options, clientLeftover: toServer, serverLeftover: toClient };
       clientFd = dupFd(fdOf(client));
       serverFd = dupFd(fdOf(server));
-      const intercept = options.intercept;
-      this.#handle = pumpStart(
+      const maxHold = Math.max(64, intercept?.maxPacket ?? DEFAULT_MAX_INTERCEPTED_PACKET);
+      this.#handle = addon.pumpStart(
         clientFd,
         serverFd,
-        options.clientLeftover,
-        options.serverLeftover,
-        (reason, c, s) => {
-        this.counters.clientBytes = c;
-        this.counters.serverBytes = s;
-        this.#done = true;
-        this.#handle = null;
-        // An exception thrown into the native callback would be fatal for the whole daemon.
-        try {
-          this.#onClose(REASONS[reason] ?? 'server-error');
-        } catch (e) {
-          logError(`relay close handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-        }
+        toServer,
+        toClient,
+        encodeTrackerConfig(tracking, intercept?.commands ?? [], maxHold),
+        tracking.stats,
+        tracking.accountStats ?? null,
+        record,
+        (type, a, b, c) => {
+          // An exception thrown into the native callback would be fatal for the whole daemon.
+          try {
+            switch (type) {
+              case PumpEvent.CLOSE:
+                this.#closed(a as string, b as number, c as number);
+                break;
+              case PumpEvent.INTERCEPT:
+                if (intercept !== undefined) this.#intercepted(intercept, a as Buffer, b as boolean);
+                break;
+              case PumpEvent.UNTRACKED:
+                tracking.onUntracked?.(UNTRACKED_REASONS[a as number] ?? `reason ${String(a)}`);
+                break;
+              case PumpEvent.RESPONSE:
+                if (record !== null) tracking.onResponse?.(decodeRecord(record));
+                break;
+            }
+          } catch (e) {
+            logError(`relay event handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+          }
         },
-        intercept === undefined ? null : Uint8Array.from(intercept.commands),
-        intercept === undefined ? null : (packet) => this.#intercepted(intercept, packet),
       );
-    } catch {
-      // A socket already gone (the peer left while we waited): nothing to relay.
+    } catch (e) {
       if (clientFd >= 0) closeFd(clientFd);
       if (serverFd >= 0) closeFd(serverFd);
-      client.destroy();
+      const error = new RelayStartError(`cannot start the relay: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
+      if (synchronous) throw error;
+      // Deferred start (the sockets had to drain first): the client gets the failure packet if any.
       server.destroy();
+      if (options.failurePacket !== undefined && !client.destroyed) client.end(options.failurePacket);
+      else client.destroy();
       this.#done = true;
-      this.#onClose('client-error');
+      this.#onClose('internal-error');
       return;
     }
     // The pump has its own copies of the fds; closing Node's handles releases only the originals.
@@ -100,39 +146,67 @@ export class NativeRelay implements ByteRelay {
     if (this.#closeRequested !== null) this.close(this.#closeRequested);
   }
 
-  #intercepted(intercept: CommandInterceptor, packet: Buffer): void {
-    // Called from inside the pump: answer from a later turn of the event loop, never re-entrantly.
-    setImmediate(() => {
-      intercept.onCommand(packet).then(
-        (reply) => {
-          if (this.#done || this.#handle === null) return;
-          if (reply.close !== undefined) pumpClose(this.#handle, reply.close);
-          else pumpResume(this.#handle, reply.toServer ?? null, reply.toClient ?? null);
-        },
-        (e: unknown) => {
-          logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-          if (!this.#done && this.#handle !== null) pumpClose(this.#handle);
-        },
-      );
-    });
+  #closed(reason: string, clientBytes: number, serverBytes: number): void {
+    this.counters.clientBytes = clientBytes;
+    this.counters.serverBytes = serverBytes;
+    this.#done = true;
+    this.#handle = null;
+    clearTimeout(this.#deadline);
+    this.#onClose(REASONS[reason] ?? 'internal-error');
+  }
+
+  #intercepted(intercept: CommandInterceptor, packet: Buffer, truncated: boolean): void {
+    // The pump defers a call that arrives while it is busy, so answering at once is safe.
+    intercept.onCommand(packet, truncated).then(
+      (reply) => {
+        if (this.#done || this.#handle === null) return;
+        if (reply.close !== undefined) this.close(reply.close);
+        else addonFunctions().pumpResume(this.#handle, reply.toServer ?? null, reply.toClient ?? null);
+      },
+      (e: unknown) => {
+        logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        this.close();
+      },
+    );
   }
 
   stalledMs(): number {
-    return this.#done || this.#handle === null ? 0 : pumpStalledMs(this.#handle);
+    if (this.#done) return 0;
+    if (this.#handle === null) return 0;
+    return addonFunctions().pumpStalledMs(this.#handle);
+  }
+
+  state(): RelayState | null {
+    if (this.#done || this.#handle === null) return null;
+    const info = addonFunctions().pumpInfo(this.#handle);
+    if (info === null) return null;
+    return { inFlight: info[0], untracked: info[1], atBoundary: info[2] };
   }
 
   abort(): void {
-    this.close();
+    if (this.#done) return;
+    if (this.#handle === null) {
+      this.#closeRequested = undefined;
+      return;
+    }
+    addonFunctions().pumpAbort(this.#handle);
   }
 
-  /** Close both sides now (shutdown), writing a last packet to the client if it can take it. */
+  /** Close both sides: the client gets what it is owed, then `lastClientPacket`, within a deadline. */
   close(lastClientPacket?: Buffer): void {
     if (this.#done) return;
     if (this.#handle === null) {
       this.#closeRequested = lastClientPacket;
       return;
     }
-    pumpClose(this.#handle, lastClientPacket);
+    const handle = this.#handle;
+    addonFunctions().pumpClose(handle, lastClientPacket);
+    if (this.#deadline === undefined) {
+      this.#deadline = setTimeout(() => {
+        if (!this.#done) addonFunctions().pumpAbort(handle);
+      }, CLOSE_DEADLINE_MS);
+      this.#deadline.unref();
+    }
   }
 }
 

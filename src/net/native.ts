@@ -47,29 +47,73 @@ interface NativeAddon {
   getXattr(path: string | Uint8Array, name: string | Uint8Array): Buffer | null;
   closeFd(fd: number): void;
   dupFd(fd: number): number;
+  fdLimit(): number;
+  openFdCount(): number;
+  addonTestFail(point: number): void;
+  addonLivePumps(): number;
   pumpStart(
     clientFd: number,
     serverFd: number,
     toServerFirst: Uint8Array | null,
     toClientFirst: Uint8Array | null,
-    onClose: (reason: string, clientBytes: number, serverBytes: number) => void,
-    interceptCommands: Uint8Array | null,
-    onIntercept: ((packet: Buffer) => void) | null,
+    config: Uint8Array,
+    stats: Float64Array | null,
+    accountStats: Float64Array | null,
+    record: Float64Array | null,
+    onEvent: PumpEventHandler,
   ): PumpHandle;
   pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void;
+  pumpAbort(handle: PumpHandle): void;
   pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void;
   pumpStalledMs(handle: PumpHandle): number;
+  pumpInfo(handle: PumpHandle): [inFlight: number, untracked: boolean, atBoundary: boolean] | null;
+  trackerNew(
+    config: Uint8Array,
+    stats: Float64Array | null,
+    accountStats: Float64Array | null,
+    record: Float64Array | null,
+    onEvent: ((type: number, arg: number) => void) | null,
+  ): TrackerHandle;
+  trackerClient(handle: TrackerHandle, bytes: Uint8Array): number;
+  trackerClientForced(handle: TrackerHandle, bytes: Uint8Array): void;
+  trackerServer(handle: TrackerHandle, bytes: Uint8Array): number;
+  trackerPushLocal(handle: TrackerHandle): boolean;
+  trackerLocalDue(handle: TrackerHandle): boolean;
+  trackerPopLocal(handle: TrackerHandle): void;
+  trackerInfo(handle: TrackerHandle): [inFlight: number, untracked: boolean, atBoundary: boolean, nextSeq: number];
+  trackerLayout(): TrackerLayout;
+  trackerMayBeKill(sql: Uint8Array, complete: boolean): boolean;
 }
 
-/** Opaque handle of a running native byte pump. */
+/** Opaque handle of a running native byte pump (harmless after the pump is gone). */
 export type PumpHandle = { readonly __pump: unique symbol };
+/** Opaque handle of a response tracker (freed by the garbage collector). */
+export type TrackerHandle = { readonly __tracker: unique symbol };
+
+/**
+ * What the pump tells JavaScript: (0, reason, clientBytes, serverBytes) when the pair is closed;
+ * (1, packet, truncated) for an intercepted command; (2, reason) when the session became
+ * untracked; (3) when a response finished (event mode: the record array holds it).
+ */
+export type PumpEventHandler = (type: number, a?: unknown, b?: unknown, c?: unknown) => void;
+
+/** Sizes of the arrays shared with the tracker (checked against the TypeScript constants). */
+export interface TrackerLayout {
+  readonly statsLength: number;
+  readonly recordLength: number;
+  readonly configBytes: number;
+  readonly durationBuckets: number;
+  readonly commandCounts: number;
+  readonly durationBounds: readonly number[];
+}
 
 /**
  * Path of the addon relative to this module. `src/net/native.ts` (run by tsx)
  * and `dist/net/native.js` (compiled; dist/ mirrors src/) both resolve it to
- * `<project root>/build/Release/myproxy_native.node`.
+ * `<project root>/build/Release/myproxy_native.node`. MYPROXY_NATIVE_ADDON names
+ * another build (the AddressSanitizer one of `npm run test:asan`).
  */
-const ADDON_PATH = '../../build/Release/myproxy_native.node';
+const ADDON_PATH = process.env['MYPROXY_NATIVE_ADDON'] ?? '../../build/Release/myproxy_native.node';
 
 const NOT_BUILT_MESSAGE = 'native addon not built: run npm install (needs python3, make, g++)';
 
@@ -221,39 +265,19 @@ export function dupFd(fd: number): number {
   return load().dupFd(fd);
 }
 
-/**
- * Start relaying between two socket fds in native code on Node's event loop. The pump owns both
- * fds from now on (and closes them); `toServerFirst`/`toClientFirst` are sent before anything else.
- * `onClose(reason, clientBytes, serverBytes)` is called once when both are closed; the handle must
- * not be used after that. If this throws, the fds are still the caller's.
- */
-export function pumpStart(
-  clientFd: number,
-  serverFd: number,
-  toServerFirst: Uint8Array | null,
-  toClientFirst: Uint8Array | null,
-  onClose: (reason: string, clientBytes: number, serverBytes: number) => void,
-  interceptCommands: Uint8Array | null = null,
-  onIntercept: ((packet: Buffer) => void) | null = null,
-): PumpHandle {
-  return load().pumpStart(clientFd, serverFd, toServerFirst, toClientFirst, onClose, interceptCommands, onIntercept);
+/** The soft limit on open file descriptors (RLIMIT_NOFILE). */
+export function fdLimit(): number {
+  return load().fdLimit();
 }
 
-/**
- * Answer an intercepted command (see pumpStart's `onIntercept`): send `toServer`/`toClient`, drop
- * the held packet and go on reading the client. Must not be called from inside `onIntercept`
- * itself (defer it) nor after `onClose`.
- */
-export function pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void {
-  load().pumpResume(handle, toServer, toClient);
+/** How many file descriptors this process has open now (reads /proc/self/fd: not for hot paths). */
+export function openFdCount(): number {
+  return load().openFdCount();
 }
 
-/** How long (ms) bytes for a side of the pump have waited without that side taking any; 0: none. */
-export function pumpStalledMs(handle: PumpHandle): number {
-  return load().pumpStalledMs(handle);
+/** The native addon itself, for the relays and the tracker (their typed wrappers live there). */
+export function addonFunctions(): NativeAddon {
+  return load();
 }
 
-/** End a running pump now (shutdown), writing `lastClientBytes` to the client first if possible. */
-export function pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void {
-  load().pumpClose(handle, lastClientBytes);
-}
+export type { NativeAddon };

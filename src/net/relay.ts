@@ -1,167 +1,386 @@
-// The command-phase relay: bytes flow client <-> backend unparsed, with backpressure both ways
-// (a slow reader pauses the other side instead of growing a buffer). This stage is deliberately
-// self-contained so that a faster pump can replace it without touching the protocol core.
+// The command-phase relay: bytes flow client <-> backend with backpressure both ways (a slow
+// reader pauses the other side instead of growing a buffer), followed by the response tracker
+// (tracking.ts), which knows where each command and each response ends without changing a byte.
+// Two implementations keep one contract: NativeRelay (native-relay.ts, the byte pump in C) and
+// Relay below (JavaScript sockets, the same native tracker), used where the pump cannot be
+// (TLS sessions) and with --relay js.
 
 import type { Socket } from 'node:net';
-import { ClientCommandScanner, heldPacketLength } from './command-scanner.js';
+import { logError } from '../util/log.js';
+import { addonFunctions, type TrackerHandle } from './native.js';
+import {
+  PumpEvent,
+  TrackerStop,
+  UNTRACKED_REASONS,
+  decodeRecord,
+  encodeTrackerConfig,
+  newRecordArray,
+  type TrackingOptions,
+} from './tracking.js';
 
 export interface RelayCounters {
+  /** Bytes received from the client since the relay started. */
   clientBytes: number;
+  /** Bytes received from the server since the relay started. */
   serverBytes: number;
 }
 
 export interface RelayOptions {
-  /** Bytes from the client received during login but not yet forwarded. */
+  /** Client bytes received during login but not yet forwarded (tracked: may hold a command). */
   readonly clientLeftover: Buffer | null;
-  /** Bytes from the backend received during login but not yet forwarded. */
+  /** Bytes owed to the client before anything else: the login OK and what the server sent after it. */
   readonly serverLeftover: Buffer | null;
   /** Called once when both sockets are finished (closed or destroyed). */
   readonly onClose: (reason: RelayEnd) => void;
   /** Client commands to take out of the stream and hand to `intercept.onCommand`. */
   readonly intercept?: CommandInterceptor;
+  /** What the tracker is told (default: follow responses, count nowhere). */
+  readonly tracking?: TrackingOptions;
+  /** Written to the client instead, if the relay cannot start (e.g. no file descriptors left). */
+  readonly failurePacket?: Buffer;
 }
 
 /**
- * Takes chosen client commands out of the relayed stream. A command packet (sequence id 0, not a
- * continuation) whose first payload byte is in `commands` is held, not forwarded; the relay reads
- * nothing more from the client until `onCommand` has answered. Server traffic keeps flowing.
+ * Takes chosen client commands out of the relayed stream. A command packet whose first payload
+ * byte is in `commands` (or, with `tracking.killFilter`, a COM_QUERY that may be a KILL) is held,
+ * not forwarded; the relay reads nothing more from the client until `onCommand` has answered.
+ * Server traffic keeps flowing; a local reply is delivered after the responses still in flight.
  */
 export interface CommandInterceptor {
   readonly commands: readonly number[];
-  /** `packet` is the whole physical packet (header + payload, at most 64 KiB of payload). */
-  onCommand(packet: Buffer): Promise<InterceptReply>;
+  /** A longer packet is handed over truncated to this size (`truncated`), its rest dropped. Default 64 KiB. */
+  readonly maxPacket?: number;
+  /** `packet` is the whole logical packet (headers included). */
+  onCommand(packet: Buffer, truncated: boolean): Promise<InterceptReply>;
 }
 
 /** What to do with an intercepted command: send bytes either way, or end the session with `close`. */
 export interface InterceptReply {
+  /** Command packet(s) for the server (the original, or a rewrite); tracked as commands. */
   readonly toServer?: Buffer;
+  /** A complete local reply for the client, delivered in the order of responses. */
   readonly toClient?: Buffer;
   /** End the session after writing these bytes to the client. */
   readonly close?: Buffer;
 }
 
-/** Largest intercepted command payload (COM_INIT_DB, COM_CHANGE_USER are small). */
-export const MAX_INTERCEPTED_PAYLOAD = 64 * 1024;
+/** Default largest intercepted command handed over whole. */
+export const DEFAULT_MAX_INTERCEPTED_PACKET = 64 * 1024;
 
-export type RelayEnd = 'client' | 'server' | 'client-error' | 'server-error' | 'shutdown';
+/** How long close() waits for the last bytes to reach the client before it gives up. */
+export const CLOSE_DEADLINE_MS = 5_000;
+
+export type RelayEnd =
+  | 'client'
+  | 'server'
+  | 'client-error'
+  | 'server-error'
+  | 'shutdown'
+  | 'client-malformed'
+  | 'out-of-memory'
+  | 'poll-error'
+  | 'internal-error';
+
+/** Where a relay is in the protocol (null: no tracker state to report). */
+export interface RelayState {
+  /** Responses the server still owes. */
+  readonly inFlight: number;
+  /** The tracker lost the grammar; relaying goes on byte-exact. */
+  readonly untracked: boolean;
+  /** The server stream is between packets. */
+  readonly atBoundary: boolean;
+}
 
 /** What the session engine needs from a relay implementation (this one, or the native pump). */
 export interface ByteRelay {
   readonly counters: RelayCounters;
+  /**
+   * End the session: read nothing more, deliver what is owed to the client and then `lastClientPacket`
+   * (its sequence id adjusted to the response in flight; left out in the middle of a server packet),
+   * then close both sides. Bounded by CLOSE_DEADLINE_MS.
+   */
   close(lastClientPacket?: Buffer): void;
-  /** How long (ms) bytes for one side have waited without that side taking any; 0 when none wait. */
+  /**
+   * How long (ms) bytes for one side have waited without that side taking any; 0 when none wait;
+   * -1 when the relay is gone without having reported its end.
+   */
   stalledMs(): number;
   /** Close both sides now without writing anything more (a peer that stopped reading). */
   abort(): void;
+  state(): RelayState | null;
 }
 
 export type RelayKind = 'native' | 'js';
 
-/** Relay between `client` and `server` until either side closes (the portable, JavaScript relay). */
+const MAX_PAYLOAD = 0xffffff;
+
+/** Length of the logical packet (with its 0xFFFFFF continuations) at the start of `b`, or -1. */
+export function logicalPacketLength(b: Buffer): number {
+  let pos = 0;
+  for (;;) {
+    if (b.length - pos < 4) return -1;
+    const len = b.readUIntLE(pos, 3);
+    if (b.length - pos - 4 < len) return -1;
+    pos += 4 + len;
+    if (len !== MAX_PAYLOAD) return pos;
+  }
+}
+
+/** Relay between `client` and `server` until either side closes (the JavaScript relay). */
 export class Relay implements ByteRelay {
   readonly counters: RelayCounters = { clientBytes: 0, serverBytes: 0 };
   readonly #client: Socket;
   readonly #server: Socket;
   readonly #onClose: (reason: RelayEnd) => void;
+  readonly #tracker: TrackerHandle;
+  readonly #intercept: CommandInterceptor | undefined;
+  readonly #maxHold: number;
   #end: RelayEnd | null = null;
   #open = 2;
+  #closed = false;
   /** Per destination socket: when its buffer last went over the mark without draining since. */
   readonly #stalledSince = new Map<Socket, number>();
+  /** Client bytes whose fate needs more bytes (a header, or the start of a query). */
+  #undecided: Buffer | null = null;
+  /** An intercepted packet and what the client sent after it. */
+  #held: Buffer | null = null;
+  #delivered = false;
+  /** Bytes of #held the delivered packet takes. */
+  #deliverLen = 0;
+  #discardLeft = 0;
+  #discardContinued = false;
+  /** Local replies waiting behind responses in flight. */
+  readonly #replies: Buffer[] = [];
+  #deadline: NodeJS.Timeout | undefined;
 
   constructor(client: Socket, server: Socket, options: RelayOptions) {
     this.#client = client;
     this.#server = server;
     this.#onClose = options.onClose;
-    if (options.clientLeftover !== null && options.clientLeftover.length > 0) server.write(options.clientLeftover);
-    if (options.serverLeftover !== null && options.serverLeftover.length > 0) client.write(options.serverLeftover);
-    this.#pump(client, server, 'client');
-    this.#pump(server, client, 'server');
-    if (options.intercept !== undefined) this.#interceptClientCommands(client, server, options.intercept);
+    this.#intercept = options.intercept;
+    this.#maxHold = Math.max(64, options.intercept?.maxPacket ?? DEFAULT_MAX_INTERCEPTED_PACKET);
+    const tracking: TrackingOptions = options.tracking ?? { capabilities: 0, track: true, stats: null };
+    const record = tracking.onResponse !== undefined ? newRecordArray() : null;
+    const addon = addonFunctions();
+    this.#tracker = addon.trackerNew(
+      encodeTrackerConfig(tracking, options.intercept?.commands ?? [], this.#maxHold),
+      tracking.stats,
+      tracking.accountStats ?? null,
+      record,
+      (type, arg) => {
+        if (type === PumpEvent.RESPONSE && record !== null) tracking.onResponse?.(decodeRecord(record));
+        else if (type === PumpEvent.UNTRACKED) tracking.onUntracked?.(UNTRACKED_REASONS[arg] ?? `reason ${arg}`);
+      },
+    );
+    this.#watch(client, 'client');
+    this.#watch(server, 'server');
+    server.on('data', (chunk: Buffer) => this.#serverInput(chunk));
+    client.on('data', (chunk: Buffer) => this.#clientData(chunk));
+    if (options.serverLeftover !== null && options.serverLeftover.length > 0) this.#toClient(options.serverLeftover);
+    if (options.clientLeftover !== null && options.clientLeftover.length > 0) this.#clientInput(options.clientLeftover);
+    server.resume();
+    if (!this.#waitingForAnswer() && !this.#stalledSince.has(server)) client.resume();
   }
 
-  /**
-   * Replace the plain client -> server forwarding with one that takes intercepted commands out of
-   * the stream (same rules as the native pump).
-   */
-  #interceptClientCommands(client: Socket, server: Socket, intercept: CommandInterceptor): void {
-    client.removeAllListeners('data');
-    const scanner = new ClientCommandScanner(intercept.commands);
-    let held: Buffer | null = null;
-    let waiting = false;
-    const counters = this.counters;
-    const onBytes = (chunk: Buffer): void => {
-      if (held !== null) {
-        held = Buffer.concat([held, chunk]);
-      } else {
-        const r = scanner.scan(chunk);
-        if (r.forward.length > 0 && !server.write(r.forward)) client.pause();
-        held = r.held;
+  #watch(socket: Socket, side: 'client' | 'server'): void {
+    const other = side === 'client' ? this.#server : this.#client;
+    socket.on('drain', () => {
+      this.#stalledSince.delete(socket);
+      if (side === 'server' && this.#waitingForAnswer()) return;
+      if (!this.#closed) other.resume();
+    });
+    socket.on('end', () => {
+      // An orderly close: what is owed to the other side is delivered, then it is closed too.
+      // Undecided client bytes (a header cut short) still go to the server as they are.
+      if (side === 'client' && this.#undecided !== null) {
+        this.#toServer(this.#undecided);
+        this.#undecided = null;
       }
-      if (held === null || waiting) return;
-      const total = heldPacketLength(held);
-      if (total > 4 + MAX_INTERCEPTED_PAYLOAD || held.length > 4 + 2 * MAX_INTERCEPTED_PAYLOAD) {
-        this.close();
+      this.#finish(side);
+      endOnce(other);
+    });
+    socket.on('error', () => {
+      // What this side sent before the error was delivered already ('data' comes first); the
+      // other side gets what is queued for it, then its end.
+      this.#finish(side === 'client' ? 'client-error' : 'server-error');
+      socket.destroy();
+      endOnce(other);
+    });
+    socket.on('close', () => {
+      this.#finish(side);
+      endOnce(other);
+      if (--this.#open === 0) {
+        clearTimeout(this.#deadline);
+        this.#onClose(this.#end ?? side);
+      }
+    });
+  }
+
+  #waitingForAnswer(): boolean {
+    return this.#held !== null && this.#delivered;
+  }
+
+  #toServer(bytes: Buffer): void {
+    if (bytes.length === 0 || this.#server.destroyed || this.#server.writableEnded) return;
+    if (!this.#server.write(bytes)) {
+      this.#client.pause();
+      if (!this.#stalledSince.has(this.#server)) this.#stalledSince.set(this.#server, Date.now());
+    }
+  }
+
+  #toClient(bytes: Buffer): void {
+    if (bytes.length === 0 || this.#client.destroyed || this.#client.writableEnded) return;
+    if (!this.#client.write(bytes)) {
+      this.#server.pause();
+      if (!this.#stalledSince.has(this.#client)) this.#stalledSince.set(this.#client, Date.now());
+    }
+  }
+
+  #clientData(chunk: Buffer): void {
+    this.counters.clientBytes += chunk.length;
+    if (this.#closed) return;
+    if (this.#held !== null) {
+      this.#held = Buffer.concat([this.#held, chunk]);
+      this.#tryDeliver();
+      return;
+    }
+    const input = this.#undecided === null ? chunk : Buffer.concat([this.#undecided, chunk]);
+    this.#undecided = null;
+    this.#clientInput(input);
+  }
+
+  /** Client bytes: forward what the tracker lets through; hold an intercepted or undecided packet. */
+  #clientInput(buf: Buffer): void {
+    const addon = addonFunctions();
+    let pos = 0;
+    while (pos < buf.length) {
+      if (this.#discardLeft > 0) {
+        const n = Math.min(this.#discardLeft, buf.length - pos);
+        pos += n;
+        this.#discardLeft -= n;
+        continue;
+      }
+      if (this.#discardContinued) {
+        if (buf.length - pos < 4) break;
+        const len = buf.readUIntLE(pos, 3);
+        this.#discardLeft = len;
+        this.#discardContinued = len === MAX_PAYLOAD;
+        pos += 4;
+        continue;
+      }
+      const view = pos === 0 ? buf : buf.subarray(pos);
+      const r = addon.trackerClient(this.#tracker, view);
+      const stop = r % 4;
+      const n = (r - stop) / 4;
+      if (n > 0) this.#toServer(view.subarray(0, n));
+      pos += n;
+      if (stop === TrackerStop.GO) continue;
+      if (stop === TrackerStop.INTERCEPT) {
+        this.#held = Buffer.from(buf.subarray(pos));
+        this.#delivered = false;
+        this.#tryDeliver();
         return;
       }
-      if (total < 0 || held.length < total) return;
-      waiting = true;
-      client.pause();
-      const packet = held.subarray(0, total);
-      intercept.onCommand(Buffer.from(packet)).then(
-        (reply) => {
-          if (this.#end !== null) return;
-          if (reply.close !== undefined) {
-            this.close(reply.close);
-            return;
-          }
-          if (reply.toServer !== undefined) server.write(reply.toServer);
-          if (reply.toClient !== undefined) client.write(reply.toClient);
-          const rest = held!.subarray(total);
-          held = null;
-          waiting = false;
-          if (rest.length > 0) onBytes(Buffer.from(rest));
-          if (!waiting) client.resume();
-        },
-        () => this.close(),
-      );
-    };
-    client.on('data', (chunk: Buffer) => {
-      counters.clientBytes += chunk.length;
-      onBytes(chunk);
-    });
+      break;
+    }
+    if (pos < buf.length) this.#undecided = Buffer.from(buf.subarray(pos));
   }
 
-  #pump(from: Socket, to: Socket, side: 'client' | 'server'): void {
-    const counters = this.counters;
-    const onDrain = (): void => {
-      this.#stalledSince.delete(to);
-      from.resume();
-    };
-    to.on('drain', onDrain);
-    from.on('data', (chunk: Buffer) => {
-      if (side === 'client') counters.clientBytes += chunk.length;
-      else counters.serverBytes += chunk.length;
-      if (!to.write(chunk)) {
-        from.pause();
-        if (!this.#stalledSince.has(to)) this.#stalledSince.set(to, Date.now());
+  /** Hand the held packet over once it is complete, or truncated once it is too big. */
+  #tryDeliver(): void {
+    const held = this.#held;
+    const intercept = this.#intercept;
+    if (held === null || this.#delivered || intercept === undefined) return;
+    const max = this.#maxHold;
+    const total = logicalPacketLength(held);
+    let packet: Buffer;
+    let truncated = false;
+    if (total >= 0 && total <= max) {
+      packet = held.subarray(0, total);
+      this.#deliverLen = total;
+    } else if (total >= 0) {
+      truncated = true;
+      packet = held.subarray(0, max);
+      this.#deliverLen = total;
+    } else if (held.length >= max) {
+      truncated = true;
+      packet = held.subarray(0, max);
+      let pos = 0;
+      for (;;) {
+        const len = held.readUIntLE(pos, 3);
+        if (held.length - pos - 4 < len) {
+          this.#discardLeft = len - (held.length - pos - 4);
+          this.#discardContinued = len === MAX_PAYLOAD;
+          this.#deliverLen = held.length;
+          break;
+        }
+        pos += 4 + len;
+        if (held.length - pos < 4) {
+          this.#discardLeft = 0;
+          this.#discardContinued = true;
+          this.#deliverLen = pos;
+          break;
+        }
       }
-    });
-    from.on('end', () => {
-      this.#finish(side);
-      endOnce(to);
-    });
-    from.on('error', () => {
-      this.#finish(side === 'client' ? 'client-error' : 'server-error');
-      to.destroy();
-      from.destroy();
-    });
-    from.on('close', () => {
-      this.#finish(side);
-      // Let queued bytes reach the other side, then close it too.
-      endOnce(to);
-      if (--this.#open === 0) this.#onClose(this.#end ?? side);
-    });
-    from.resume();
+    } else {
+      return;
+    }
+    this.#delivered = true;
+    this.#client.pause();
+    intercept.onCommand(Buffer.from(packet), truncated).then(
+      (reply) => this.#answer(reply),
+      (e: unknown) => {
+        logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        this.close();
+      },
+    );
+  }
+
+  #answer(reply: InterceptReply): void {
+    if (this.#closed || this.#held === null) return;
+    if (reply.close !== undefined) {
+      this.close(reply.close);
+      return;
+    }
+    const addon = addonFunctions();
+    const rest = this.#held.subarray(this.#deliverLen);
+    this.#held = null;
+    this.#delivered = false;
+    if (reply.toServer !== undefined && reply.toServer.length > 0) {
+      addon.trackerClientForced(this.#tracker, reply.toServer);
+      this.#toServer(reply.toServer);
+    }
+    if (reply.toClient !== undefined && reply.toClient.length > 0) {
+      if (addon.trackerPushLocal(this.#tracker)) this.#replies.push(reply.toClient);
+      else this.#toClient(reply.toClient);
+    }
+    if (rest.length > 0) this.#clientInput(Buffer.from(rest));
+    this.#flushDueReplies();
+    if (!this.#waitingForAnswer() && !this.#stalledSince.has(this.#server) && !this.#closed) this.#client.resume();
+  }
+
+  #flushDueReplies(): void {
+    const addon = addonFunctions();
+    while (addon.trackerLocalDue(this.#tracker)) {
+      addon.trackerPopLocal(this.#tracker);
+      const reply = this.#replies.shift();
+      if (reply !== undefined) this.#toClient(reply);
+    }
+  }
+
+  #serverInput(chunk: Buffer): void {
+    this.counters.serverBytes += chunk.length;
+    if (this.#closed) return;
+    const addon = addonFunctions();
+    let pos = 0;
+    while (pos < chunk.length) {
+      const view = pos === 0 ? chunk : chunk.subarray(pos);
+      const n = addon.trackerServer(this.#tracker, view);
+      if (n > 0) this.#toClient(view.subarray(0, n));
+      pos += n;
+      this.#flushDueReplies();
+      if (n === 0) break; // cannot happen: the tracker stops only after a response
+    }
   }
 
   #finish(reason: RelayEnd): void {
@@ -174,21 +393,37 @@ export class Relay implements ByteRelay {
     return since === Infinity ? 0 : Date.now() - since;
   }
 
+  state(): RelayState | null {
+    const [inFlight, untracked, atBoundary] = addonFunctions().trackerInfo(this.#tracker);
+    return { inFlight, untracked, atBoundary };
+  }
+
   abort(): void {
     this.#finish('shutdown');
+    this.#closed = true;
     this.#client.destroy();
     this.#server.destroy();
   }
 
-  /** Close both sides now (shutdown), optionally writing a last packet to the client first. */
   close(lastClientPacket?: Buffer): void {
+    if (this.#closed) return;
     this.#finish('shutdown');
-    if (lastClientPacket !== undefined && !this.#client.writableEnded && !this.#client.destroyed) {
-      this.#client.end(lastClientPacket);
-    } else {
-      endOnce(this.#client);
-    }
+    this.#closed = true;
     this.#server.destroy();
+    this.#client.pause();
+    let last = lastClientPacket;
+    if (last !== undefined && last.length >= 4) {
+      const [inFlight, , atBoundary, nextSeq] = addonFunctions().trackerInfo(this.#tracker);
+      if (!atBoundary) last = undefined;
+      else if (inFlight > 0) {
+        last = Buffer.from(last);
+        last[3] = nextSeq;
+      }
+    }
+    if (last !== undefined && !this.#client.writableEnded && !this.#client.destroyed) this.#client.end(last);
+    else endOnce(this.#client);
+    this.#deadline = setTimeout(() => this.#client.destroy(), CLOSE_DEADLINE_MS);
+    this.#deadline.unref();
   }
 }
 

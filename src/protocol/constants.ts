@@ -45,12 +45,17 @@ export const Command = {
   COM_QUERY: 0x03,
   COM_FIELD_LIST: 0x04,
   COM_STATISTICS: 0x09,
+  COM_PROCESS_KILL: 0x0c,
   COM_PING: 0x0e,
   COM_CHANGE_USER: 0x11,
+  COM_BINLOG_DUMP: 0x12,
   COM_STMT_PREPARE: 0x16,
   COM_STMT_EXECUTE: 0x17,
+  COM_STMT_SEND_LONG_DATA: 0x18,
   COM_STMT_CLOSE: 0x19,
   COM_STMT_RESET: 0x1a,
+  COM_SET_OPTION: 0x1b,
+  COM_STMT_FETCH: 0x1c,
   COM_RESET_CONNECTION: 0x1f,
 } as const;
 
@@ -58,6 +63,14 @@ export const Command = {
 export const ServerStatus = {
   SERVER_STATUS_IN_TRANS: 0x0001,
   SERVER_STATUS_AUTOCOMMIT: 0x0002,
+  SERVER_MORE_RESULTS_EXISTS: 0x0008,
+  SERVER_QUERY_NO_GOOD_INDEX_USED: 0x0010,
+  SERVER_QUERY_NO_INDEX_USED: 0x0020,
+  SERVER_STATUS_CURSOR_EXISTS: 0x0040,
+  SERVER_STATUS_LAST_ROW_SENT: 0x0080,
+  SERVER_QUERY_WAS_SLOW: 0x0800,
+  SERVER_STATUS_IN_TRANS_READONLY: 0x2000,
+  SERVER_SESSION_STATE_CHANGED: 0x4000,
 } as const;
 
 /** First payload byte of generic response packets. */
@@ -70,13 +83,19 @@ export const PacketHeader = {
 
 /** Server error numbers used by the proxy itself. */
 export const ErrorNumber = {
+  ER_CON_COUNT_ERROR: 1040,
   ER_HANDSHAKE_ERROR: 1043,
   ER_DBACCESS_DENIED_ERROR: 1044,
   ER_ACCESS_DENIED_ERROR: 1045,
   ER_UNKNOWN_COM_ERROR: 1047,
+  ER_NO_SUCH_THREAD: 1094,
+  ER_KILL_DENIED_ERROR: 1095,
+  ER_WRONG_DB_NAME: 1102,
+  ER_UNKNOWN_ERROR: 1105,
   ER_NET_PACKET_TOO_LARGE: 1153,
   ER_NOT_SUPPORTED_YET: 1235,
   ER_NOT_SUPPORTED_AUTH_MODE: 1251,
+  ER_CONNECTION_KILLED: 1927,
 } as const;
 
 /** utf8mb3_general_ci (0x21): what myproxy announces; the client's own choice is forwarded to the backend. */

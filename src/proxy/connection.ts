@@ -1,62 +1,39 @@
 // The session engine: one accepted client from greeting to relay. Policy (Lua) is reached only
 // through SessionHooks; everything it decides comes back as an action that this file carries out.
+// The steps live beside it: client-login.ts (greeting, password), backend/connector.ts (failover
+// and backend login), command-filter.ts (the commands the relay takes out of the stream).
 
-import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { Capability, Command, DEFAULT_CHARSET, ErrorNumber, ServerStatus, AuthPluginName } from '../protocol/constants.js';
-import { PacketWriter, framePayload } from '../protocol/writer.js';
-import type { Packet } from '../protocol/framer.js';
-import { writeErr, writeAuthSwitchRequest } from '../protocol/packets/generic.js';
-import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
-import { isSslRequest, parseHandshakeResponse, type HandshakeResponse } from '../protocol/packets/handshake-response.js';
-import { formatAddress } from '../net/address.js';
-import { connectSocket } from '../net/connect.js';
+import { Capability, ErrorNumber } from '../protocol/constants.js';
+import { framePayload } from '../protocol/writer.js';
+import type { HandshakeV10 } from '../protocol/packets/handshake.js';
+import { formatAddress, type SocketAddress } from '../net/address.js';
 import { PacketChannel, ChannelClosedError, ChannelTimeoutError } from '../net/packet-channel.js';
-import { NativeRelay } from '../net/native-relay.js';
+import { NativeRelay, RelayStartError } from '../net/native-relay.js';
 import { closePidfd } from '../net/peer-identity.js';
-import { Relay, type ByteRelay, type InterceptReply, type RelayKind } from '../net/relay.js';
-import { sha1 } from '../auth/native-password.js';
-import { ClientError, MalformedPacketError, ProxyError, errorMessage } from '../util/errors.js';
-import { logError, logInfo, quote } from '../util/log.js';
-import { loginToBackend, BackendLoginError, AuthPluginError, type BackendLoginResult } from './backend-login.js';
+import { Relay, type ByteRelay, type RelayKind } from '../net/relay.js';
+import type { ResponseRecord } from '../net/tracking.js';
+import { BackendConnectError, connectToBackend, MAX_LOGIN_PAYLOAD } from '../backend/connector.js';
+import type { BackendCandidate } from '../backend/selector.js';
+import { ClientError, ProxyError } from '../util/errors.js';
+import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
+import type { ProxyMetrics, ServerMetrics } from '../util/metrics.js';
+import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
+import { CommandFilter, filteredCommands, type KillableSession } from './command-filter.js';
+import type { KillTarget } from './kill.js';
 import {
   PolicyError,
-  type ClientSession,
-  type BackendCandidate,
-  type ConnectAction,
-  type ClientAuthMode,
   accessDeniedMessage,
+  type ClientAuthMode,
+  type ConnectAction,
   type ErrAction,
-  type NativeAuthAnswer,
   type PeerIdentity,
   type SessionHandler,
   type SessionHooks,
 } from './handler.js';
-import type { Stats } from './stats.js';
+import type { SessionRegistry } from './registry.js';
 
-/** What the proxy offers clients in its greeting (see docs/protocol.md for why each is there). */
-export const GREETING_CAPABILITIES =
-  Capability.CLIENT_LONG_PASSWORD |
-  Capability.CLIENT_FOUND_ROWS |
-  Capability.CLIENT_LONG_FLAG |
-  Capability.CLIENT_CONNECT_WITH_DB |
-  Capability.CLIENT_NO_SCHEMA |
-  Capability.CLIENT_ODBC |
-  Capability.CLIENT_IGNORE_SPACE |
-  Capability.CLIENT_PROTOCOL_41 |
-  Capability.CLIENT_INTERACTIVE |
-  Capability.CLIENT_IGNORE_SIGPIPE |
-  Capability.CLIENT_TRANSACTIONS |
-  Capability.CLIENT_RESERVED |
-  Capability.CLIENT_SECURE_CONNECTION |
-  Capability.CLIENT_MULTI_STATEMENTS |
-  Capability.CLIENT_MULTI_RESULTS |
-  Capability.CLIENT_PS_MULTI_RESULTS |
-  Capability.CLIENT_PLUGIN_AUTH |
-  Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
-  Capability.CLIENT_SESSION_TRACK |
-  Capability.CLIENT_DEPRECATE_EOF |
-  Capability.CLIENT_REMEMBER_OPTIONS;
+export { GREETING_CAPABILITIES } from './client-login.js';
 
 export const DEFAULT_SERVER_VERSION = '5.7.30';
 /** Shared by all connections (never written to: a new version replaces the Buffer). */
@@ -67,44 +44,27 @@ export interface ConnectionOptions {
   readonly clientTimeoutMs: number;
   /** Backend connect + login timeout. */
   readonly connectTimeoutMs: number;
-  readonly stats: Stats;
+  readonly metrics: ProxyMetrics;
+  readonly registry: SessionRegistry<KillableSession>;
   /** Which relay forwards the command phase: the native byte pump (default) or the JS one. */
   readonly relay: RelayKind;
+  /** Follow responses in the relay (default true; false measures what tracking costs). */
+  readonly responseTracking?: boolean;
 }
 
-/** Login packets are small; anything bigger is hostile or broken. */
-const MAX_LOGIN_PAYLOAD = 64 * 1024;
+/** Where the session is, for an ERR sent from outside the normal flow (shutdown). */
+type Phase = 'connect' | 'login' | 'command';
 
-let nextConnectionId = 1;
-
-/** Connecting or logging in to one backend failed before it answered the login. */
-class BackendUnreachable extends Error {
-  readonly detail: string;
-  /** What the client is told if no other backend is left to try. */
-  readonly clientMessage: string;
-  constructor(detail: string, clientMessage: string) {
-    super(detail);
-    this.detail = detail;
-    this.clientMessage = clientMessage;
-  }
+/** A session that runs on a backend: where, as whom, and its thread id there. */
+interface Backend {
+  readonly label: string;
+  readonly address: SocketAddress;
+  readonly threadId: number;
+  readonly login: ConnectAction;
+  readonly server: ServerMetrics;
 }
 
-interface BackendAttempt {
-  readonly socket: Socket;
-  readonly channel: PacketChannel;
-  readonly result: BackendLoginResult;
-}
-
-/** Thrown to end a session with an ERR to the client (already decided, nothing more to log). */
-class AbortSession extends Error {
-  readonly packet: Buffer | undefined;
-  constructor(packet?: Buffer) {
-    super('abort');
-    this.packet = packet;
-  }
-}
-
-export class Connection implements ClientSession {
+export class Connection implements KillableSession {
   readonly id: number;
   readonly peer: PeerIdentity;
   serverVersion: Buffer = DEFAULT_SERVER_VERSION_BYTES;
@@ -116,19 +76,20 @@ export class Connection implements ClientSession {
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
   readonly #auth: ClientAuthMode;
-  #backend: Socket | null = null;
+  readonly #greetingCapabilities: number;
+  /** The backend socket during its login (reachable from #finish), until the relay owns it. */
+  #backendSocket: Socket | null = null;
+  #backend: Backend | undefined;
   #relay: ByteRelay | null = null;
   /** Sequence id of the client's last login packet; our reply uses the next one. */
   #clientSeq = 0;
-  /**
-   * Where the session is, for an ERR sent from outside the normal flow (shutdown): before the
-   * greeting it is packet 0; during login it answers the client's last packet (1043); in the
-   * command phase it answers the client's next command (1047, sequence id 1).
-   */
-  #phase: 'connect' | 'login' | 'command' = 'connect';
+  #phase: Phase = 'connect';
+  #inLogin = false;
   readonly #onFinished: (c: Connection) => void;
   /** Unsubscribes from the cluster node this session runs on (disconnect_unavailable). */
   #detachFromNode: (() => void) | undefined;
+  /** Per-kind limits for lines that can repeat (created on first use). */
+  #logLimits: Map<string, LogRateLimit> | undefined;
 
   constructor(
     socket: Socket,
@@ -137,15 +98,17 @@ export class Connection implements ClientSession {
     options: ConnectionOptions,
     onFinished: (c: Connection) => void,
   ) {
-    this.id = nextConnectionId++;
-    if (nextConnectionId > 0xffffffff) nextConnectionId = 1;
+    this.id = options.registry.allocateId();
     this.peer = peer;
     this.#socket = socket;
     this.#options = options;
     this.#onFinished = onFinished;
     this.#logName = this.#makeLogName();
-    this.#hooks = handler.open(this);
     this.#auth = handler.clientAuth ?? 'clear';
+    this.#greetingCapabilities =
+      handler.localInfile === true ? GREETING_CAPABILITIES | Capability.CLIENT_LOCAL_FILES : GREETING_CAPABILITIES;
+    options.registry.add(this);
+    this.#hooks = handler.open(this);
   }
 
   get account(): string | undefined {
@@ -170,6 +133,33 @@ export class Connection implements ClientSession {
     return this.#closed;
   }
 
+  /** The server this session is relayed to (its address text), once logged in. */
+  get backendLabel(): string | undefined {
+    return this.#backend?.label;
+  }
+
+  /** The session's thread id on its server (what CONNECTION_ID() returns there). */
+  get serverThreadId(): number | undefined {
+    return this.#backend?.threadId;
+  }
+
+  get killTarget(): KillTarget | undefined {
+    const b = this.#backend;
+    if (b === undefined || this.#relay === null) return undefined;
+    return {
+      address: b.address,
+      user: b.login.user,
+      password: b.login.password,
+      passwordSha1: b.login.passwordSha1,
+      threadId: b.threadId,
+    };
+  }
+
+  /** Where the relay is in the protocol (tests, the control protocol), or null. */
+  relayState(): ReturnType<ByteRelay['state']> {
+    return this.#relay?.state() ?? null;
+  }
+
   #makeLogName(): string {
     const p = this.peer;
     let name = p.pid !== undefined ? `pid=${p.pid} uid=${p.uid}` : (p.address ?? '?');
@@ -185,6 +175,23 @@ export class Connection implements ClientSession {
     logError(`[${this.#logName}] ${line}`);
   }
 
+  /** A line that can repeat: at most 5 a minute per session and kind, and globally limited. */
+  #logLimited(kind: string, line: string): void {
+    this.#logLimits ??= new Map();
+    let limit = this.#logLimits.get(kind);
+    if (limit === undefined) {
+      limit = new LogRateLimit(5, 60_000);
+      this.#logLimits.set(kind, limit);
+    }
+    const suffix = limit.take();
+    if (suffix !== undefined) logLimited(kind, `[${this.#logName}] ${line}${suffix}`);
+  }
+
+  #policyFailed(e: PolicyError): void {
+    this.#options.metrics.luaErrors++;
+    logErrorBlock(`[${this.#logName}] `, e.message, e.detail);
+  }
+
   /** Run the session; never rejects (every failure is handled and logged here). */
   async run(): Promise<void> {
     const client = new PacketChannel(this.#client, MAX_LOGIN_PAYLOAD);
@@ -193,132 +200,215 @@ export class Connection implements ClientSession {
     this.#client.once('close', () => {
       if (this.#relay === null) this.#finish();
     });
+    this.#inLogin = true;
+    this.#options.metrics.loginsInProgress++;
     try {
       await this.#login(client);
     } catch (e) {
       this.#handleLoginFailure(e);
       this.#finish();
+    } finally {
+      this.#endLogin();
     }
   }
 
+  #endLogin(): void {
+    if (!this.#inLogin) return;
+    this.#inLogin = false;
+    this.#options.metrics.loginsInProgress--;
+  }
+
   async #login(client: PacketChannel): Promise<void> {
-    const stats = this.#options.stats;
+    const metrics = this.#options.metrics;
     const hooks = this.#hooks;
     if (hooks.onConnect !== undefined) {
       const action = await this.#callPolicy(() => hooks.onConnect!(), 0);
       if (action !== undefined) {
-        stats.connectionsRejected++;
+        metrics.connectionsRejected++;
         throw new AbortSession(this.#errAction(0, action));
       }
     }
     if (this.#closed) return;
 
-    const scramble = makeScramble();
     this.#phase = 'login';
-    client.send(
-      writeHandshakeV10({
-        serverVersion: this.serverVersion,
-        connectionId: this.id,
-        scramble,
-        capabilities: GREETING_CAPABILITIES,
-        characterSet: DEFAULT_CHARSET,
-        statusFlags: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
-        authPluginName: this.#auth === 'native' ? AuthPluginName.NATIVE_PASSWORD : AuthPluginName.CLEAR_PASSWORD,
-      }),
+    const { hr, clientCapabilities, request } = await clientLogin(
+      client,
+      { serverVersion: this.serverVersion, connectionId: this.id },
+      { auth: this.#auth, greetingCapabilities: this.#greetingCapabilities, timeoutMs: this.#options.clientTimeoutMs },
+      metrics,
+      (seq) => (this.#clientSeq = seq),
     );
 
-    const hrPacket = await client.next(this.#options.clientTimeoutMs);
-    this.#clientSeq = hrPacket.seq;
-    if (isSslRequest(hrPacket.payload)) {
-      throw new AbortSession(this.#err(hrPacket.seq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'TLS is not supported'));
-    }
-    const hr = parseHandshakeResponse(hrPacket.payload, GREETING_CAPABILITIES);
-    stats.clientHandshakeResponses++;
-    const clientCaps = (hr.capabilities & GREETING_CAPABILITIES) >>> 0;
-    let password: Buffer | undefined;
-    let native: NativeAuthAnswer | undefined;
-    if (this.#auth === 'native') native = await this.#nativeAnswer(client, hr, clientCaps, hrPacket, scramble);
-    else password = await this.#clearPassword(client, hr, clientCaps, hrPacket);
-
-    this.#log(`login user=${quote(hr.user.toString('utf8'))} database=${quote(hr.database.toString('utf8'))}`);
-    const action = await this.#callPolicy(
-      () =>
-        hooks.onHandshakeResponse(
-          native === undefined
-            ? { user: hr.user, password, database: hr.database }
-            : { user: hr.user, password: undefined, native, database: hr.database },
-        ),
-      this.#clientSeq + 1,
-    );
+    this.#log(`login user=${quoteBytes(hr.user)} database=${quoteBytes(hr.database)}`);
+    const action = await this.#callPolicy(() => hooks.onHandshakeResponse(request), this.#clientSeq + 1);
     if (this.#closed) return;
+    const replySeq = this.#clientSeq + 1;
     if (action.kind === 'err') {
-      stats.connectionsRejected++;
-      throw new AbortSession(this.#errAction(this.#clientSeq + 1, action));
+      metrics.connectionsRejected++;
+      throw new AbortSession(this.#errAction(replySeq, action));
     }
     if (this.#auth === 'native' && action.password === undefined && action.passwordSha1 === undefined) {
       // The client's own scramble answer is never forwarded: without a credential from policy
       // (normally the one client:verify_native_password() returned) nobody vouched for the client.
-      stats.connectionsRejected++;
+      metrics.connectionsRejected++;
       this.#log('no credential for the backend under auth=native: access denied');
-      throw new AbortSession(
-        this.#err(this.#clientSeq + 1, ErrorNumber.ER_ACCESS_DENIED_ERROR, '28000', accessDeniedMessage(hr.user)),
-      );
+      throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_ACCESS_DENIED_ERROR, '28000', accessDeniedMessage(hr.user)));
     }
     if ((hr.capabilities & Capability.CLIENT_PROTOCOL_41) === 0) {
       throw new AbortSession(
-        this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Protocol 3.20 clients are not supported'),
+        errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Protocol 3.20 clients are not supported'),
       );
     }
-    await this.#connect(client, hr, clientCaps, action);
-  }
 
-  /** The clear password: from the HandshakeResponse, or via an AuthSwitchRequest. */
-  async #clearPassword(
-    client: PacketChannel,
-    hr: HandshakeResponse,
-    clientCaps: number,
-    hrPacket: Packet,
-  ): Promise<Buffer> {
-    if (hr.authPluginName === AuthPluginName.CLEAR_PASSWORD) return stripNul(hr.authResponse);
-    if ((clientCaps & Capability.CLIENT_PLUGIN_AUTH) === 0) {
-      throw new AbortSession(
-        this.#err(
-          hrPacket.seq + 1,
-          ErrorNumber.ER_NOT_SUPPORTED_AUTH_MODE,
-          '08004',
-          'Client does not support authentication protocol requested by server; consider upgrading MySQL client',
-        ),
+    // The backend: the one address, or a selector's candidates in order.
+    const candidates: readonly BackendCandidate[] =
+      action.target.kind === 'selector' ? await action.target.select(this, action.readOnly) : [{ address: action.target }];
+    if (this.#closed) return;
+    const session = this;
+    let connected;
+    try {
+      connected = await connectToBackend(
+        candidates,
+        {
+          user: action.user,
+          password: action.password,
+          passwordSha1: action.passwordSha1,
+          database: action.database,
+          clientCapabilities,
+          maxPacketSize: hr.maxPacketSize,
+          characterSet: hr.characterSet,
+        },
+        {
+          connectTimeoutMs: this.#options.connectTimeoutMs,
+          log: (line) => this.#log(line),
+          logErr: (line) => this.#logErr(line),
+          get closed(): boolean {
+            return session.#closed;
+          },
+          setBackendSocket: (s) => (this.#backendSocket = s),
+          onGreeting: (greeting: HandshakeV10) => {
+            this.serverVersion = unpooledCopy(greeting.serverVersion);
+            this.#log(`handshake server_version=${quoteBytes(greeting.serverVersion)}`);
+          },
+          serverMetrics: (label) => metrics.server(label),
+        },
       );
+    } catch (e) {
+      if (e instanceof BackendConnectError) {
+        throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', e.clientMessage));
+      }
+      throw e;
     }
-    // mysql2 and others answer with their default plugin first: ask for the clear password.
-    client.send(writeAuthSwitchRequest(hrPacket.seq + 1, AuthPluginName.CLEAR_PASSWORD, Buffer.alloc(0)));
-    const reply = await client.next(this.#options.clientTimeoutMs);
-    this.#clientSeq = reply.seq;
-    return stripNul(reply.payload);
+    if (connected === undefined) return; // the client went away meanwhile
+    const { socket: backendSocket, channel: backend, result, candidate } = connected;
+    this.#backendSocket = backendSocket;
+    if (result.kind === 'err') {
+      metrics.clientAuthErr++;
+      this.#log(`backend refused login: ${result.err.errno} ${quote(result.err.message)}`);
+      throw new AbortSession(framePayload(result.packet.payload, replySeq));
+    }
+    const label = formatAddress(candidate.address);
+    const server = metrics.server(label);
+    this.#backend = {
+      label,
+      address: candidate.address,
+      threadId: result.greeting.connectionId,
+      login: action,
+      server,
+    };
+    // A backend that goes away before the relay takes over (during on_command_phase) ends the session.
+    backendSocket.once('close', () => {
+      if (this.#relay === null) this.#finish();
+    });
+    // The login OK goes out with the relay (first bytes to the client), so no client is told OK
+    // unless its relay is running.
+    const ok = framePayload(result.packet.payload, replySeq);
+    const clientLeftover = client.detach();
+    const serverLeftover = backend.detach();
+    if (this.#hooks.onCommandPhase !== undefined) {
+      try {
+        await this.#hooks.onCommandPhase();
+      } catch (e) {
+        if (!(e instanceof PolicyError)) throw e;
+        this.#policyFailed(e);
+        // The client has not had its OK: answer the login with the Lua error.
+        throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Lua error'));
+      }
+      if (this.#closed) return;
+    }
+    this.#endLogin();
+    if (!this.#startRelay(backendSocket, ok, clientLeftover, serverLeftover, result.capabilities, replySeq)) return;
+    this.#phase = 'command';
+    metrics.clientAuthOk++;
+    server.sessions++;
+    this.#detachFromNode = candidate.attach?.(() => {
+      this.#log('closing: node is unavailable');
+      this.close('Node is unavailable');
+    });
   }
 
-  /**
-   * auth = 'native': the client's mysql_native_password answer to `scramble`, from the
-   * HandshakeResponse or, for a client that answered with another plugin, after an
-   * AuthSwitchRequest with a fresh scramble.
-   */
-  async #nativeAnswer(
-    client: PacketChannel,
-    hr: HandshakeResponse,
-    clientCaps: number,
-    hrPacket: Packet,
-    scramble: Buffer,
-  ): Promise<NativeAuthAnswer> {
-    const pluginAuth = (clientCaps & Capability.CLIENT_PLUGIN_AUTH) !== 0;
-    // Clients without CLIENT_PLUGIN_AUTH answer the greeting's scramble the 4.1 way (native).
-    if (!pluginAuth || hr.authPluginName === AuthPluginName.NATIVE_PASSWORD) {
-      return { scramble, answer: hr.authResponse };
+  /** Hand both sockets to a relay; false (the client got an ERR) when it cannot start. */
+  #startRelay(
+    backendSocket: Socket,
+    ok: Buffer,
+    clientLeftover: Buffer | null,
+    serverLeftover: Buffer | null,
+    capabilities: number,
+    replySeq: number,
+  ): boolean {
+    const metrics = this.#options.metrics;
+    const server = this.#backend!.server;
+    const filter = new CommandFilter({
+      session: this,
+      hooks: this.#hooks,
+      metrics,
+      registry: this.#options.registry,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      log: (line) => this.#log(line),
+      logLimited: (kind, line) => this.#logLimited(kind, line),
+      policyFailed: (e) => this.#policyFailed(e),
+    });
+    const tooMany = errPacket(replySeq, ErrorNumber.ER_CON_COUNT_ERROR, '08004', 'Too many connections');
+    const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
+    const onResponse = this.#hooks.onResponse;
+    try {
+      this.#relay = new RelayImpl(this.#client, backendSocket, {
+        clientLeftover,
+        serverLeftover: serverLeftover === null ? ok : Buffer.concat([ok, serverLeftover]),
+        onClose: (reason) => {
+          if (reason === 'out-of-memory' || reason === 'poll-error' || reason === 'internal-error') {
+            this.#logLimited('relay_failure', `relay ended: ${reason}`);
+          }
+          this.#finish();
+        },
+        intercept: { commands: filteredCommands(this.#hooks), onCommand: (p, t) => filter.onCommand(p, t) },
+        tracking: {
+          capabilities,
+          track: this.#options.responseTracking !== false,
+          killFilter: true,
+          stats: server.stats,
+          accountStats: metrics.account(this.#account)?.stats ?? null,
+          onUntracked: (reason) => {
+            metrics.untrackedSessions++;
+            this.#log(`response tracking stopped: ${reason} (relaying goes on unchanged)`);
+          },
+          ...(onResponse !== undefined ? { onResponse: (r: ResponseRecord) => onResponse.call(this.#hooks, r) } : {}),
+        },
+        failurePacket: tooMany,
+      });
+    } catch (e) {
+      if (!(e instanceof RelayStartError)) throw e;
+      metrics.refuse('fd_limit');
+      this.#logLimited('relay_start', `${e.message}: refused with 1040`);
+      backendSocket.destroy();
+      this.#client.end(tooMany);
+      this.#finish();
+      return false;
     }
-    const fresh = makeScramble();
-    client.send(writeAuthSwitchRequest(hrPacket.seq + 1, AuthPluginName.NATIVE_PASSWORD, fresh));
-    const reply = await client.next(this.#options.clientTimeoutMs);
-    this.#clientSeq = reply.seq;
-    return { scramble: fresh, answer: reply.payload };
+    // The relay owns both sockets now; dropping ours lets the native relay's released sockets go.
+    this.#socket = null;
+    this.#backendSocket = null;
+    return true;
   }
 
   /** Run a policy hook; map policy failures to "Lua error" for the client. */
@@ -327,249 +417,43 @@ export class Connection implements ClientSession {
       return await fn();
     } catch (e) {
       if (e instanceof PolicyError) {
-        this.#options.stats.luaErrors++;
-        this.#logErr(e.message);
-        throw new AbortSession(this.#err(errSeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Lua error'));
+        this.#policyFailed(e);
+        throw new AbortSession(errPacket(errSeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Lua error'));
       }
       throw e;
     }
   }
 
-  async #connect(client: PacketChannel, hr: HandshakeResponse, clientCaps: number, action: ConnectAction): Promise<void> {
-    const replySeq = this.#clientSeq + 1;
-    const stats = this.#options.stats;
-    const candidates: readonly BackendCandidate[] =
-      action.target.kind === 'selector'
-        ? await action.target.select(this, action.readOnly)
-        : [{ address: action.target }];
-    if (this.#closed) return;
-    if (candidates.length === 0) {
-      throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Connection error'));
-    }
-    // Try the candidates in order; a backend that cannot be reached or fails before answering the
-    // login hands over to the next one. A login the backend refuses (ERR) is final.
-    let attempt: BackendAttempt | undefined;
-    let chosen: BackendCandidate | undefined;
-    for (let i = 0; ; i++) {
-      const candidate = candidates[i]!;
-      chosen = candidate;
-      try {
-        attempt = await this.#loginAt(candidate, hr, clientCaps, action);
-        break;
-      } catch (e) {
-        if (!(e instanceof BackendUnreachable)) throw e;
-        candidate.failed?.(e.detail);
-        if (this.#closed) return;
-        if (i + 1 >= candidates.length) {
-          throw new AbortSession(this.#err(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', e.clientMessage));
-        }
-        this.#log(`trying the next node: ${formatAddress(candidates[i + 1]!.address)}`);
-      }
-    }
-    if (attempt === undefined) return; // the client went away during the attempt
-    const { socket: backendSocket, channel: backend, result } = attempt;
-    this.#backend = backendSocket;
-
-    if (result.kind === 'err') {
-      stats.clientAuthErr++;
-      this.#log(`backend refused login: ${result.err.errno} ${result.err.message}`);
-      throw new AbortSession(framePayload(result.packet.payload, replySeq));
-    }
-    stats.clientAuthOk++;
-    this.#client.write(framePayload(result.packet.payload, replySeq));
-    this.#phase = 'command';
-    this.#detachFromNode = chosen.attach?.(() => {
-      this.#log('closing: node is unavailable');
-      this.close('Node is unavailable');
-    });
-    // A backend that goes away before the relay takes over (during on_command_phase) ends the session.
-    backendSocket.once('close', () => {
-      if (this.#relay === null) this.#finish();
-    });
-
-    const clientLeftover = client.detach();
-    const serverLeftover = backend.detach();
-    if (this.#hooks.onCommandPhase !== undefined) {
-      try {
-        await this.#hooks.onCommandPhase();
-      } catch (e) {
-        if (!(e instanceof PolicyError)) throw e;
-        stats.luaErrors++;
-        this.#logErr(e.message);
-        // The login OK is out already; tell the client why its next command fails.
-        throw new AbortSession(this.#err(1, ErrorNumber.ER_UNKNOWN_COM_ERROR, '08S01', 'Lua error'));
-      }
-      if (this.#closed) return;
-    }
-    const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
-    const commands: number[] = [Command.COM_CHANGE_USER];
-    if (this.#hooks.onInitDb !== undefined) commands.push(Command.COM_INIT_DB);
-    this.#relay = new RelayImpl(this.#client, backendSocket, {
-      clientLeftover,
-      serverLeftover,
-      onClose: () => this.#finish(),
-      intercept: { commands, onCommand: (packet) => this.#onCommand(packet) },
-    });
-    // The relay owns both sockets now; dropping ours lets the native relay's released sockets go.
-    this.#socket = null;
-    this.#backend = null;
-  }
-
-  /**
-   * Connect to one backend and log in there. Resolves undefined when the client went away
-   * meanwhile; throws BackendUnreachable when the next candidate should be tried.
-   */
-  async #loginAt(
-    candidate: BackendCandidate,
-    hr: HandshakeResponse,
-    clientCaps: number,
-    action: ConnectAction,
-  ): Promise<BackendAttempt | undefined> {
-    const stats = this.#options.stats;
-    const address = candidate.address;
-    const timeoutMs = candidate.connectTimeoutMs ?? this.#options.connectTimeoutMs;
-    this.#log(`connecting to ${formatAddress(address)}`);
-    stats.serverConnects++;
-    let socket: Socket;
-    try {
-      socket = await connectSocket(address, timeoutMs);
-    } catch (e) {
-      stats.serverConnectErrors++;
-      this.#logErr(errorMessage(e));
-      throw new BackendUnreachable(errorMessage(e), 'Connection error');
-    }
-    if (this.#closed) {
-      socket.destroy();
-      return undefined;
-    }
-    // Reachable from #finish() while the login runs: a client that goes away (or a shutdown)
-    // ends the backend login at once instead of letting it complete for nobody.
-    this.#backend = socket;
-    // An error after the login channel is detached (a reset while on_command_phase runs) must
-    // not become an uncaught exception; whoever reads the socket next sees it.
-    socket.on('error', () => undefined);
-    const channel = new PacketChannel(socket, MAX_LOGIN_PAYLOAD);
-    const password = action.password;
-    try {
-      const result = await loginToBackend(
-        channel,
-        {
-          clientCapabilities: clientCaps,
-          maxPacketSize: hr.maxPacketSize,
-          characterSet: hr.characterSet,
-          user: action.user,
-          credentials: {
-            password,
-            passwordSha1: action.passwordSha1 ?? (password !== undefined ? sha1(password) : undefined),
-          },
-          database: action.database ?? Buffer.alloc(0),
-          secureTransport: address.kind !== 'tcp',
-          backendKey: formatAddress(address),
-        },
-        timeoutMs,
-        (greeting) => {
-          this.serverVersion = unpooledCopy(greeting.serverVersion);
-          this.#log(`handshake server_version=${quote(greeting.serverVersion.toString('utf8'))}`);
-        },
-      );
-      if (this.#closed) {
-        socket.destroy();
-        return undefined;
-      }
-      return { socket, channel, result };
-    } catch (e) {
-      socket.destroy();
-      this.#backend = null;
-      // Our own destroy (the client left) is no failure of the node.
-      if (this.#closed) return undefined;
-      let message = 'Connection error';
-      if (e instanceof BackendLoginError) message = e.clientMessage;
-      else if (e instanceof AuthPluginError) message = e.message;
-      else if (e instanceof MalformedPacketError) message = 'Malformed packet from server';
-      else if (e instanceof ChannelClosedError) message = 'Server closed the connection';
-      this.#logErr(`backend login failed: ${errorMessage(e)}`);
-      // A plugin we cannot speak, or one that needs what this login lacks, would fail on every
-      // node alike: that is not the node's fault, so no other node is tried.
-      if (e instanceof AuthPluginError || (e instanceof BackendLoginError && e.sameOnEveryNode)) {
-        throw new AbortSession(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', message));
-      }
-      throw new BackendUnreachable(errorMessage(e), message);
-    }
-  }
-
-  /**
-   * A command the relay took out of the stream. COM_CHANGE_USER is refused: forwarding it would
-   * let a client become another user without the Lua login policy's consent. COM_INIT_DB goes to
-   * on_init_db, which may allow it (possibly renamed) or reject just this request.
-   */
-  async #onCommand(packet: Buffer): Promise<InterceptReply> {
-    const seq = packet[3]!;
-    const command = packet[4];
-    if (command === Command.COM_CHANGE_USER) {
-      this.#log('COM_CHANGE_USER refused');
-      return {
-        toClient: this.#err(
-          seq + 1,
-          ErrorNumber.ER_NOT_SUPPORTED_YET,
-          '42000',
-          'COM_CHANGE_USER is not supported by myproxy: connect again as the other user',
-        ),
-      };
-    }
-    const database = packet.subarray(5);
-    const onInitDb = this.#hooks.onInitDb;
-    if (command !== Command.COM_INIT_DB || onInitDb === undefined) return { toServer: packet };
-    let action;
-    try {
-      action = await onInitDb.call(this.#hooks, Buffer.from(database));
-    } catch (e) {
-      if (!(e instanceof PolicyError)) throw e;
-      this.#options.stats.luaErrors++;
-      this.#logErr(e.message);
-      return { close: this.#err(seq + 1, ErrorNumber.ER_DBACCESS_DENIED_ERROR, '42000', 'Lua error') };
-    }
-    if (action.kind === 'err') {
-      this.#options.stats.connectionsRejected++;
-      this.#log(`init_db ${quote(database.toString('utf8'))} rejected`);
-      return { toClient: this.#err(seq + 1, ErrorNumber.ER_DBACCESS_DENIED_ERROR, '42000', action.message) };
-    }
-    this.#log(`init_db ${quote(action.database.toString('utf8'))}`);
-    return { toServer: new PacketWriter(8 + action.database.length).int1(Command.COM_INIT_DB).bytes(action.database).finish(seq) };
-  }
-
   /** The ERR for a policy's err action (1043 / 08S01 unless it names its own, as client:deny() does). */
   #errAction(seq: number, action: ErrAction): Buffer {
-    return this.#err(seq, action.errno ?? ErrorNumber.ER_HANDSHAKE_ERROR, action.sqlState ?? '08S01', action.message);
-  }
-
-  #err(seq: number, errno: number, sqlState: string, message: string): Buffer {
-    return writeErr(seq & 0xff, { errno, sqlState, message });
+    return errPacket(seq, action.errno ?? ErrorNumber.ER_HANDSHAKE_ERROR, action.sqlState ?? '08S01', action.message);
   }
 
   #handleLoginFailure(e: unknown): void {
     if (this.#closed) return;
+    const client = this.#client;
     if (e instanceof AbortSession) {
-      if (e.packet !== undefined) this.#client.end(e.packet);
-      else this.#client.end();
+      if (e.packet !== undefined) client.end(e.packet);
+      else client.end();
       return;
     }
     if (e instanceof ChannelClosedError) {
-      this.#client.destroy();
+      client.destroy();
       return;
     }
     if (e instanceof ChannelTimeoutError) {
       this.#log('client login timed out');
-      this.#client.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      client.end(errPacket(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
       return;
     }
     if (e instanceof ProxyError || e instanceof ClientError) {
-      this.#options.stats.clientMalformedPackets++;
-      this.#logErr(`Malformed packet from client: ${e.message}`);
-      this.#client.end(this.#err(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      this.#options.metrics.clientMalformedPackets++;
+      this.#logLimited('malformed', `Malformed packet from client: ${e.message}`);
+      client.end(errPacket(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
       return;
     }
     this.#logErr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    this.#client.destroy();
+    client.destroy();
   }
 
   /**
@@ -581,20 +465,30 @@ export class Connection implements ClientSession {
     const relay = this.#relay;
     if (relay === null || this.#closed) return false;
     const stalled = relay.stalledMs();
+    if (stalled < 0) {
+      // The relay is gone without having said so (its end could not be reported): finish here.
+      this.#finish();
+      return true;
+    }
     if (stalled < limitMs) return false;
     this.#log(`write timeout: a peer took no data for ${Math.round(stalled / 1000)} s, closing`);
-    this.#options.stats.writeTimeouts++;
+    this.#options.metrics.writeTimeouts++;
     relay.abort();
     return true;
   }
 
-  /** Shutdown: end the session now, with an ERR to the client. */
-  close(message: string): void {
+  /** End the session now, with an ERR to the client (shutdown, an unavailable node, a KILL). */
+  close(message: string, errno?: number, sqlState = '08S01'): void {
     if (this.#closed) return;
     const err =
       this.#phase === 'command'
-        ? this.#err(1, ErrorNumber.ER_UNKNOWN_COM_ERROR, '08S01', message)
-        : this.#err(this.#phase === 'connect' ? 0 : this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', message);
+        ? errPacket(1, errno ?? ErrorNumber.ER_UNKNOWN_COM_ERROR, sqlState, message)
+        : errPacket(
+            this.#phase === 'connect' ? 0 : this.#clientSeq + 1,
+            errno ?? ErrorNumber.ER_HANDSHAKE_ERROR,
+            sqlState,
+            message,
+          );
     if (this.#relay !== null) this.#relay.close(err);
     else this.#client.end(err);
     this.#finish();
@@ -603,12 +497,19 @@ export class Connection implements ClientSession {
   #finish(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#endLogin();
     if (this.#relay === null) {
-      this.#backend?.destroy();
-      if (!this.#client.destroyed && !this.#client.writableEnded) this.#client.end();
-      this.#client.destroySoon();
+      this.#backendSocket?.destroy();
+      const client = this.#socket;
+      if (client !== null) {
+        if (!client.destroyed && !client.writableEnded) client.end();
+        client.destroySoon();
+      }
+    } else if (this.#backend !== undefined) {
+      this.#backend.server.sessions--;
     }
     this.#detachFromNode?.();
+    this.#options.registry.delete(this);
     try {
       this.#hooks.onClose();
     } finally {
@@ -616,17 +517,6 @@ export class Connection implements ClientSession {
       this.#onFinished(this);
     }
   }
-}
-
-function makeScramble(): Buffer {
-  // Printable, NUL-free bytes, as servers send (some clients stop at a NUL).
-  const b = randomBytes(20);
-  for (let i = 0; i < b.length; i++) b[i] = 0x21 + (b[i]! % 0x5e);
-  return b;
-}
-
-function stripNul(b: Buffer): Buffer {
-  return b.length > 0 && b[b.length - 1] === 0 ? b.subarray(0, b.length - 1) : b;
 }
 
 /**

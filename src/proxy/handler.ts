@@ -2,6 +2,10 @@
 // or a few lines of TypeScript in tests). Decisions come back as plain data (actions).
 
 import type { SocketAddress } from '../net/address.js';
+import type { ResponseRecord } from '../net/tracking.js';
+import type { BackendSelector } from '../backend/selector.js';
+
+export type { BackendCandidate, BackendSelector, SelectingClient } from '../backend/selector.js';
 
 /** Who is on the other end of the client socket, as far as the kernel tells us. */
 export interface PeerIdentity {
@@ -72,27 +76,6 @@ export function accessDeniedMessage(user: Uint8Array): string {
   return `Access denied for user '${Buffer.from(user).toString('utf8')}'`;
 }
 
-/** One backend a session may connect to, with what its selector wants to hear about it. */
-export interface BackendCandidate {
-  readonly address: SocketAddress;
-  /** Connect (and login) timeout for this backend instead of the daemon's default. */
-  readonly connectTimeoutMs?: number;
-  /** Connecting or logging in failed before the backend answered the login; the next candidate is tried. */
-  failed?(reason: string): void;
-  /**
-   * The session now runs on this backend. `onUnavailable` is called when the selector wants the
-   * session closed (its node became unavailable); the returned function unsubscribes.
-   */
-  attach?(onUnavailable: () => void): () => void;
-}
-
-/** Something that chooses among backends at connect time (a cluster). */
-export interface BackendSelector {
-  readonly kind: 'selector';
-  /** Backends in order of preference for this client: the session tries them in turn. */
-  select(client: ClientSession, readOnly: boolean): Promise<readonly BackendCandidate[]>;
-}
-
 export type ConnectTarget = SocketAddress | BackendSelector;
 
 export interface ConnectAction {
@@ -116,12 +99,15 @@ export interface InitDbAction {
 
 /**
  * Thrown by hooks when policy code failed (a Lua runtime error, a bad return value). The message
- * (with traceback) goes to the log only; the client receives a generic "Lua error".
+ * and the traceback go to the log only; the client receives a generic "Lua error".
  */
 export class PolicyError extends Error {
-  constructor(message: string) {
+  /** Further lines for the log (a Lua stack traceback), if any. */
+  readonly detail: string | undefined;
+  constructor(message: string, detail?: string) {
     super(message);
     this.name = 'PolicyError';
+    this.detail = detail;
   }
 }
 
@@ -132,6 +118,16 @@ export interface SessionHooks {
   onCommandPhase?(): Promise<void>;
   /** The client sent COM_INIT_DB (`database` as sent); present only when policy wants to decide. */
   onInitDb?(database: Buffer): Promise<InitDbAction | ErrAction>;
+  /**
+   * The client asks to kill `target`'s query (or connection). Present only when policy decides;
+   * otherwise only a client logged in to the server as the same user may.
+   */
+  onKill?(target: ClientSession, query: boolean): Promise<boolean>;
+  /**
+   * A response to a forwarded command ended (only when policy wants every one: it costs a call
+   * into JavaScript per command).
+   */
+  onResponse?(record: ResponseRecord): void;
   /** The connection is gone; release everything policy code kept for it. */
   onClose(): void;
 }
@@ -140,5 +136,7 @@ export interface SessionHooks {
 export interface SessionHandler {
   /** How clients of this listener authenticate; default 'clear'. */
   readonly clientAuth?: ClientAuthMode;
+  /** Offer CLIENT_LOCAL_FILES (LOAD DATA LOCAL INFILE) to clients that ask; default false. */
+  readonly localInfile?: boolean;
   open(client: ClientSession): SessionHooks;
 }

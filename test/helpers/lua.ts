@@ -1,5 +1,5 @@
 // Running Lua snippets in unit tests of the bindings.
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../../src/lua/fengari.js';
 import { errorToString } from '../../src/lua/state.js';
 
 /**

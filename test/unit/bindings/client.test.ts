@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../../../src/lua/fengari.js';
 import { newLuaState } from '../../../src/lua/state.js';
 import { CallbackRunner } from '../../../src/lua/coroutine.js';
 import { installClient, LuaSessionHandler } from '../../../src/bindings/client.js';

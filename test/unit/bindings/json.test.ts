@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { lua, type LuaState } from 'fengari';
+import { lua, type LuaState } from '../../../src/lua/fengari.js';
 import { newLuaState } from '../../../src/lua/state.js';
 import { runLua } from '../../helpers/lua.js';
 import { installJson } from '../../../src/bindings/json.js';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { createPublicKey, verify } from 'node:crypto';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../../../src/lua/fengari.js';
 import sodium from 'libsodium-wrappers';
 import { newLuaState, errorToString } from '../../../src/lua/state.js';
 import { installJson } from '../../../src/bindings/json.js';

@@ -2,7 +2,7 @@
 // server (argument checks, db:execute() at the top level).
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../../../src/lua/fengari.js';
 import { newLuaState, errorToString } from '../../../src/lua/state.js';
 import { decodeArray, encodeArray, installPg } from '../../../src/bindings/pg.js';
 import { conninfoToConfig, parseKeywordValue } from '../../../src/util/conninfo.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../../../src/lua/fengari.js';
 import { newLuaState, errorToString } from '../../../src/lua/state.js';
 import { CallbackRunner, CallbackFailed } from '../../../src/lua/coroutine.js';
 import { installSleep } from '../../../src/bindings/sleep.js';

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import sodium from 'libsodium-wrappers';
-import type { LuaState } from 'fengari';
+import type { LuaState } from '../../../src/lua/fengari.js';
 import { newLuaState } from '../../../src/lua/state.js';
 import { installAddress } from '../../../src/bindings/address.js';
 import { installClient } from '../../../src/bindings/client.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { lua, lauxlib, type LuaState } from 'fengari';
+import { lua, lauxlib, type LuaState } from '../../../src/lua/fengari.js';
 import { newLuaState } from '../../../src/lua/state.js';
 import { CallbackRunner, CallbackFailed, CallbackCancelled, yieldOn } from '../../../src/lua/coroutine.js';
 import { pushNumber, toText } from '../../../src/lua/convert.js';
@@ -61,7 +61,12 @@ test('a Lua error rejects with the message and a traceback', async () => {
   const fn = compile(L, 'local function inner() error("boom") end\ninner()');
   await assert.rejects(
     new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, () => 0, () => false),
-    (e: unknown) => e instanceof CallbackFailed && /test:1: boom/.test(e.message) && /stack traceback/.test(e.message),
+    (e: unknown) =>
+      e instanceof CallbackFailed &&
+      /test:1: boom/.test(e.message) &&
+      !e.message.includes('\n') &&
+      /stack traceback/.test(e.traceback ?? '') &&
+      /in (local|function) 'inner'/.test(e.traceback ?? ''),
   );
 });
 

@@ -17,9 +17,13 @@ import { framePayload } from '../protocol/writer.js';
 import type { PacketChannel } from '../net/packet-channel.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
 
-/** Capabilities passed from the client to the backend when both have them. */
+/**
+ * Capabilities passed from the client to the backend when both have them. CLIENT_LOCAL_FILES is
+ * in the client's set only when its listener allows LOCAL INFILE (mysql_listen option local_infile).
+ */
 export const PASS_THROUGH_CAPABILITIES =
   Capability.CLIENT_LONG_PASSWORD |
+  Capability.CLIENT_LOCAL_FILES |
   Capability.CLIENT_FOUND_ROWS |
   Capability.CLIENT_LONG_FLAG |
   Capability.CLIENT_NO_SCHEMA |
@@ -63,7 +67,13 @@ export interface BackendLoginRequest {
 }
 
 export type BackendLoginResult =
-  | { readonly kind: 'ok'; readonly greeting: HandshakeV10; readonly packet: Packet }
+  | {
+      readonly kind: 'ok';
+      readonly greeting: HandshakeV10;
+      readonly packet: Packet;
+      /** Capabilities in effect between the proxy (for the client) and the backend. */
+      readonly capabilities: number;
+    }
   | { readonly kind: 'err'; readonly greeting: HandshakeV10; readonly err: ErrPacket; readonly packet: Packet };
 
 /** A failure that is the backend's or ours, not the client's: the client gets 1043 + `clientMessage`. */
@@ -146,7 +156,7 @@ export async function loginToBackend(
     const p = await channel.next(timeoutMs);
     switch (p.payload[0]) {
       case PacketHeader.OK:
-        return { kind: 'ok', greeting, packet: p };
+        return { kind: 'ok', greeting, packet: p, capabilities: (caps & serverCaps) >>> 0 };
       case PacketHeader.ERR:
         return { kind: 'err', greeting, err: parseErr(p.payload), packet: p };
       case PacketHeader.EOF: {

@@ -1,0 +1,174 @@
+// Connecting a session to a backend: try the candidates a selector gave (or the one address) in
+// order, connect and log in to each until one answers the login. A node that cannot be reached or
+// fails before it answers hands over to the next one; the backend's answer to the login (OK or
+// ERR) is final, and so is a failure that every node would repeat (an auth method we cannot use).
+
+import type { Socket } from 'node:net';
+import { sha1 } from '../auth/native-password.js';
+import { AuthPluginError } from '../auth/backend-auth.js';
+import type { HandshakeV10 } from '../protocol/packets/handshake.js';
+import { formatAddress } from '../net/address.js';
+import { connectSocket } from '../net/connect.js';
+import { ChannelClosedError, PacketChannel } from '../net/packet-channel.js';
+import { MalformedPacketError, errorMessage } from '../util/errors.js';
+import { StatSlot, type ServerMetrics } from '../util/metrics.js';
+import { BackendLoginError, loginToBackend, type BackendLoginResult } from './login.js';
+import type { BackendCandidate } from './selector.js';
+
+/** Login packets are small; anything bigger is hostile or broken. */
+export const MAX_LOGIN_PAYLOAD = 64 * 1024;
+
+/** The credentials and client properties a backend login uses. */
+export interface BackendLogin {
+  readonly user: Buffer;
+  readonly password: Buffer | undefined;
+  readonly passwordSha1: Buffer | undefined;
+  readonly database: Buffer | undefined;
+  /** Capabilities in effect between the client and the proxy. */
+  readonly clientCapabilities: number;
+  readonly maxPacketSize: number;
+  readonly characterSet: number;
+}
+
+/** A backend that answered the login (OK or ERR). */
+export interface ConnectedBackend {
+  readonly socket: Socket;
+  readonly channel: PacketChannel;
+  readonly result: BackendLoginResult;
+  readonly candidate: BackendCandidate;
+}
+
+/** What the connector needs from the session it works for. */
+export interface ConnectorHost {
+  readonly connectTimeoutMs: number;
+  log(line: string): void;
+  logErr(line: string): void;
+  /** True once the client went away: stop, and do not blame the node. */
+  readonly closed: boolean;
+  /** The backend socket in flight (null when there is none), so the session can end it at once. */
+  setBackendSocket(socket: Socket | null): void;
+  onGreeting(greeting: HandshakeV10): void;
+  /** Counters of the server at `label` (connects, connect errors). */
+  serverMetrics(label: string): ServerMetrics;
+}
+
+/** No candidate answered the login: the client gets 1043 with `clientMessage`. */
+export class BackendConnectError extends Error {
+  readonly clientMessage: string;
+  constructor(detail: string, clientMessage: string) {
+    super(detail);
+    this.clientMessage = clientMessage;
+    this.name = 'BackendConnectError';
+  }
+}
+
+/** One candidate failed before it answered the login: try the next one. */
+class BackendUnreachable extends Error {
+  readonly clientMessage: string;
+  constructor(detail: string, clientMessage: string) {
+    super(detail);
+    this.clientMessage = clientMessage;
+  }
+}
+
+/**
+ * Tries the candidates in order. Resolves undefined when the client went away meanwhile; throws
+ * BackendConnectError when none could be used.
+ */
+export async function connectToBackend(
+  candidates: readonly BackendCandidate[],
+  login: BackendLogin,
+  host: ConnectorHost,
+): Promise<ConnectedBackend | undefined> {
+  if (candidates.length === 0) throw new BackendConnectError('no backend to connect to', 'Connection error');
+  for (let i = 0; ; i++) {
+    const candidate = candidates[i]!;
+    try {
+      return await loginAt(candidate, login, host);
+    } catch (e) {
+      if (!(e instanceof BackendUnreachable)) throw e;
+      candidate.failed?.(e.message);
+      if (host.closed) return undefined;
+      if (i + 1 >= candidates.length) throw new BackendConnectError(e.message, e.clientMessage);
+      host.log(`trying the next node: ${formatAddress(candidates[i + 1]!.address)}`);
+    }
+  }
+}
+
+async function loginAt(
+  candidate: BackendCandidate,
+  login: BackendLogin,
+  host: ConnectorHost,
+): Promise<ConnectedBackend | undefined> {
+  const address = candidate.address;
+  const label = formatAddress(address);
+  const timeoutMs = candidate.connectTimeoutMs ?? host.connectTimeoutMs;
+  const server = host.serverMetrics(label);
+  host.log(`connecting to ${label}`);
+  let socket: Socket;
+  try {
+    socket = await connectSocket(address, timeoutMs);
+  } catch (e) {
+    server.connectErrors++;
+    host.logErr(errorMessage(e));
+    throw new BackendUnreachable(errorMessage(e), 'Connection error');
+  }
+  server.connects++;
+  if (host.closed) {
+    socket.destroy();
+    return undefined;
+  }
+  // Reachable from the session while the login runs: a client that goes away (or a shutdown)
+  // ends the backend login at once instead of letting it complete for nobody.
+  host.setBackendSocket(socket);
+  // An error after the login channel is detached (a reset while on_command_phase runs) must not
+  // become an uncaught exception; whoever reads the socket next sees it.
+  socket.on('error', () => undefined);
+  const channel = new PacketChannel(socket, MAX_LOGIN_PAYLOAD);
+  const password = login.password;
+  try {
+    const result = await loginToBackend(
+      channel,
+      {
+        clientCapabilities: login.clientCapabilities,
+        maxPacketSize: login.maxPacketSize,
+        characterSet: login.characterSet,
+        user: login.user,
+        credentials: {
+          password,
+          passwordSha1: login.passwordSha1 ?? (password !== undefined ? sha1(password) : undefined),
+        },
+        database: login.database ?? Buffer.alloc(0),
+        secureTransport: address.kind !== 'tcp',
+        backendKey: label,
+      },
+      timeoutMs,
+      (greeting) => host.onGreeting(greeting),
+    );
+    if (host.closed) {
+      socket.destroy();
+      return undefined;
+    }
+    return { socket, channel, result, candidate };
+  } catch (e) {
+    socket.destroy();
+    host.setBackendSocket(null);
+    // Our own destroy (the client left) is no failure of the node.
+    if (host.closed) return undefined;
+    let message = 'Connection error';
+    if (e instanceof BackendLoginError) message = e.clientMessage;
+    else if (e instanceof AuthPluginError) message = e.message;
+    else if (e instanceof MalformedPacketError) message = 'Malformed packet from server';
+    else if (e instanceof ChannelClosedError) message = 'Server closed the connection';
+    if (e instanceof MalformedPacketError || e instanceof BackendLoginError || e instanceof AuthPluginError) {
+      server.stats[StatSlot.SERVER_MALFORMED]! += 1; // myproxy counts protocol errors of the login too
+    }
+    host.logErr(`backend login failed: ${errorMessage(e)}`);
+    // A plugin we cannot speak, or one that needs what this login lacks, would fail on every node
+    // alike: that is not the node's fault, so no other node is tried.
+    if (e instanceof AuthPluginError || (e instanceof BackendLoginError && e.sameOnEveryNode)) {
+      throw new BackendConnectError(errorMessage(e), message);
+    }
+    throw new BackendUnreachable(errorMessage(e), message);
+  }
+}

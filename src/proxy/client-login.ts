@@ -1,0 +1,207 @@
+// The client side of the login: our greeting, the client's HandshakeResponse, and the password
+// (clear text, or a mysql_native_password answer under auth = 'native'), with an AuthSwitchRequest
+// for clients that answered with another plugin. Field sizes are checked before any Lua runs.
+
+import { randomBytes } from 'node:crypto';
+import { AuthPluginName, Capability, DEFAULT_CHARSET, ErrorNumber, ServerStatus } from '../protocol/constants.js';
+import type { Packet } from '../protocol/framer.js';
+import { writeAuthSwitchRequest, writeErr } from '../protocol/packets/generic.js';
+import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
+import { isSslRequest, parseHandshakeResponse, type HandshakeResponse } from '../protocol/packets/handshake-response.js';
+import type { PacketChannel } from '../net/packet-channel.js';
+import type { ProxyMetrics } from '../util/metrics.js';
+import { accessDeniedMessage, type ClientAuthMode, type LoginRequest, type NativeAuthAnswer } from './handler.js';
+
+/** What the proxy offers clients in its greeting (see docs/protocol.md for why each is there). */
+export const GREETING_CAPABILITIES =
+  Capability.CLIENT_LONG_PASSWORD |
+  Capability.CLIENT_FOUND_ROWS |
+  Capability.CLIENT_LONG_FLAG |
+  Capability.CLIENT_CONNECT_WITH_DB |
+  Capability.CLIENT_NO_SCHEMA |
+  Capability.CLIENT_ODBC |
+  Capability.CLIENT_IGNORE_SPACE |
+  Capability.CLIENT_PROTOCOL_41 |
+  Capability.CLIENT_INTERACTIVE |
+  Capability.CLIENT_IGNORE_SIGPIPE |
+  Capability.CLIENT_TRANSACTIONS |
+  Capability.CLIENT_RESERVED |
+  Capability.CLIENT_SECURE_CONNECTION |
+  Capability.CLIENT_MULTI_STATEMENTS |
+  Capability.CLIENT_MULTI_RESULTS |
+  Capability.CLIENT_PS_MULTI_RESULTS |
+  Capability.CLIENT_PLUGIN_AUTH |
+  Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
+  Capability.CLIENT_SESSION_TRACK |
+  Capability.CLIENT_DEPRECATE_EOF |
+  Capability.CLIENT_REMEMBER_OPTIONS;
+
+/**
+ * Limits on handshake fields, no looser than the servers': MariaDB keeps user names in
+ * USERNAME_LENGTH (128 characters of utf8mb3 = 384 bytes) and database names in NAME_LEN (64
+ * characters = 192 bytes). Authentication data has no use beyond a few hundred bytes.
+ */
+export const MAX_USER_BYTES = 384;
+export const MAX_DATABASE_BYTES = 192;
+export const MAX_AUTH_BYTES = 4096;
+
+/** Ends the session with an ERR to the client (already decided, nothing more to log). */
+export class AbortSession extends Error {
+  readonly packet: Buffer | undefined;
+  constructor(packet?: Buffer) {
+    super('abort');
+    this.packet = packet;
+    this.name = 'AbortSession';
+  }
+}
+
+export function errPacket(seq: number, errno: number, sqlState: string, message: string): Buffer {
+  return writeErr(seq & 0xff, { errno, sqlState, message });
+}
+
+export interface ClientLoginOptions {
+  readonly auth: ClientAuthMode;
+  readonly greetingCapabilities: number;
+  /** How long the client may take for each login packet. */
+  readonly timeoutMs: number;
+}
+
+export interface ClientLoginResult {
+  readonly hr: HandshakeResponse;
+  /** Capabilities in effect between the client and the proxy. */
+  readonly clientCapabilities: number;
+  readonly request: LoginRequest;
+}
+
+/**
+ * The client login. `onSeq` learns the sequence id of each client packet (the reply to it uses the
+ * next one). Throws AbortSession for refusals, and the channel's errors for a client that leaves,
+ * stalls or sends garbage.
+ */
+export async function clientLogin(
+  client: PacketChannel,
+  greeting: { readonly serverVersion: Buffer; readonly connectionId: number },
+  options: ClientLoginOptions,
+  metrics: ProxyMetrics,
+  onSeq: (seq: number) => void,
+): Promise<ClientLoginResult> {
+  const scramble = makeScramble();
+  const caps = options.greetingCapabilities;
+  client.send(
+    writeHandshakeV10({
+      serverVersion: greeting.serverVersion,
+      connectionId: greeting.connectionId,
+      scramble,
+      capabilities: caps,
+      characterSet: DEFAULT_CHARSET,
+      statusFlags: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
+      authPluginName: options.auth === 'native' ? AuthPluginName.NATIVE_PASSWORD : AuthPluginName.CLEAR_PASSWORD,
+    }),
+  );
+  const hrPacket = await client.next(options.timeoutMs);
+  metrics.clientLoginPackets++;
+  onSeq(hrPacket.seq);
+  if (isSslRequest(hrPacket.payload)) {
+    throw new AbortSession(errPacket(hrPacket.seq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'TLS is not supported'));
+  }
+  metrics.clientHandshakeResponses++;
+  const hr = parseHandshakeResponse(hrPacket.payload, caps);
+  checkFieldSizes(hr, hrPacket.seq + 1);
+  const clientCapabilities = (hr.capabilities & caps) >>> 0;
+  const next = async (): Promise<Packet> => {
+    const p = await client.next(options.timeoutMs);
+    metrics.clientLoginPackets++;
+    onSeq(p.seq);
+    if (p.payload.length > MAX_AUTH_BYTES) {
+      throw new AbortSession(errPacket(p.seq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+    }
+    return p;
+  };
+  let request: LoginRequest;
+  if (options.auth === 'native') {
+    const native = await nativeAnswer(client, hr, clientCapabilities, hrPacket, scramble, next);
+    request = { user: hr.user, password: undefined, native, database: hr.database };
+  } else {
+    const password = await clearPassword(client, hr, clientCapabilities, hrPacket, next);
+    request = { user: hr.user, password, database: hr.database };
+  }
+  return { hr, clientCapabilities, request };
+}
+
+/** Refuse what no server would accept, before any Lua sees it, with the server's own errors. */
+function checkFieldSizes(hr: HandshakeResponse, replySeq: number): void {
+  if (hr.user.length > MAX_USER_BYTES) {
+    throw new AbortSession(
+      errPacket(replySeq, ErrorNumber.ER_ACCESS_DENIED_ERROR, '28000', accessDeniedMessage(hr.user.subarray(0, 64))),
+    );
+  }
+  if (hr.database.length > MAX_DATABASE_BYTES) {
+    const shown = hr.database.subarray(0, 100).toString('utf8');
+    throw new AbortSession(
+      errPacket(replySeq, ErrorNumber.ER_WRONG_DB_NAME, '42000', `Incorrect database name '${shown}...'`),
+    );
+  }
+  if (hr.authResponse.length > MAX_AUTH_BYTES) {
+    throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+  }
+}
+
+/** The clear password: from the HandshakeResponse, or via an AuthSwitchRequest. */
+async function clearPassword(
+  client: PacketChannel,
+  hr: HandshakeResponse,
+  clientCaps: number,
+  hrPacket: Packet,
+  next: () => Promise<Packet>,
+): Promise<Buffer> {
+  if (hr.authPluginName === AuthPluginName.CLEAR_PASSWORD) return stripNul(hr.authResponse);
+  if ((clientCaps & Capability.CLIENT_PLUGIN_AUTH) === 0) {
+    throw new AbortSession(
+      errPacket(
+        hrPacket.seq + 1,
+        ErrorNumber.ER_NOT_SUPPORTED_AUTH_MODE,
+        '08004',
+        'Client does not support authentication protocol requested by server; consider upgrading MySQL client',
+      ),
+    );
+  }
+  // mysql2 and others answer with their default plugin first: ask for the clear password.
+  client.send(writeAuthSwitchRequest(hrPacket.seq + 1, AuthPluginName.CLEAR_PASSWORD, Buffer.alloc(0)));
+  const reply = await next();
+  return stripNul(reply.payload);
+}
+
+/**
+ * auth = 'native': the client's mysql_native_password answer to `scramble`, from the
+ * HandshakeResponse or, for a client that answered with another plugin, after an
+ * AuthSwitchRequest with a fresh scramble.
+ */
+async function nativeAnswer(
+  client: PacketChannel,
+  hr: HandshakeResponse,
+  clientCaps: number,
+  hrPacket: Packet,
+  scramble: Buffer,
+  next: () => Promise<Packet>,
+): Promise<NativeAuthAnswer> {
+  const pluginAuth = (clientCaps & Capability.CLIENT_PLUGIN_AUTH) !== 0;
+  // Clients without CLIENT_PLUGIN_AUTH answer the greeting's scramble the 4.1 way (native).
+  if (!pluginAuth || hr.authPluginName === AuthPluginName.NATIVE_PASSWORD) {
+    return { scramble, answer: hr.authResponse };
+  }
+  const fresh = makeScramble();
+  client.send(writeAuthSwitchRequest(hrPacket.seq + 1, AuthPluginName.NATIVE_PASSWORD, fresh));
+  const reply = await next();
+  return { scramble: fresh, answer: reply.payload };
+}
+
+function makeScramble(): Buffer {
+  // Printable, NUL-free bytes, as servers send (some clients stop at a NUL).
+  const b = randomBytes(20);
+  for (let i = 0; i < b.length; i++) b[i] = 0x21 + (b[i]! % 0x5e);
+  return b;
+}
+
+function stripNul(b: Buffer): Buffer {
+  return b.length > 0 && b[b.length - 1] === 0 ? b.subarray(0, b.length - 1) : b;
+}
