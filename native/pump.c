@@ -333,6 +333,8 @@ static bool forward(struct pump *p, struct endpoint *dst, const char *data, size
 
 static bool hold(struct pump *p, const char *data, size_t len)
 {
+    if (len == 0)
+        return true;
     if (p->held_len + len > p->held_cap) {
         size_t cap = p->held_cap == 0 ? 256 : p->held_cap;
         while (cap < p->held_len + len)

@@ -498,12 +498,14 @@ static size_t client_bytes(struct tracker *t, const uint8_t *data, size_t len, i
                         break;
                     }
                     if (!forced && command_byte == COM_QUERY && (t->cfg.flags & TRK_F_KILL_FILTER)) {
-                        size_t window = plen < TRK_KILL_LOOKAHEAD ? plen : TRK_KILL_LOOKAHEAD;
-                        if (len - pos - 4 < window) {
+                        /* The statement follows the command byte. */
+                        size_t sql_len = plen - 1;
+                        size_t window = sql_len < TRK_KILL_LOOKAHEAD ? sql_len : TRK_KILL_LOOKAHEAD;
+                        if (len - pos - 5 < window) {
                             *stop = TRK_HOLD_MORE;
                             break;
                         }
-                        if (trk_may_be_kill(h + 4, window, window == plen)) {
+                        if (trk_may_be_kill(h + 5, window, window == sql_len)) {
                             *stop = TRK_HOLD_INTERCEPT;
                             break;
                         }
@@ -590,7 +592,6 @@ static bool parse_ok(struct tracker *t, const uint8_t *p, size_t n)
     t->cur.affected_rows += (double)affected;
     if (insert_id != 0)
         t->cur.insert_id = (double)insert_id;
-    t->cur.results += 1;
     note_status(t, read2(p + pos), read2(p + pos + 2));
     return true;
 }
@@ -636,6 +637,7 @@ static void first_generic(struct tracker *t, const uint8_t *p, size_t n, uint32_
     }
     switch (p[0]) {
     case 0x00:
+        t->cur.results += 1;
         if (parse_ok(t, p, n))
             next_or_done(t);
         return;
@@ -649,10 +651,9 @@ static void first_generic(struct tracker *t, const uint8_t *p, size_t n, uint32_
             return;
         }
         /* EOF as a whole response: COM_SET_OPTION, COM_DEBUG, COM_SHUTDOWN */
-        if (parse_terminator(t, p, n)) {
-            t->cur.results += deprecate_eof(t) ? 0 : 1;
+        t->cur.results += 1;
+        if (parse_terminator(t, p, n))
             next_or_done(t);
-        }
         return;
     case 0xfb:
         if (command != COM_QUERY) {

@@ -27,9 +27,20 @@ if [ "${#files[@]}" -eq 0 ]; then
 fi
 
 test_status=0
+asan_status=0
+if [ "$#" -eq 0 ]; then
+  # The native addon once more, built with AddressSanitizer and UBSan, under its own tests.
+  bash scripts/test-asan.sh || asan_status=$?
+  if [ "$asan_status" -ne 0 ]; then
+    echo "# native tests under AddressSanitizer FAILED (status $asan_status)" >&2
+  fi
+fi
 node --import tsx --test --test-concurrency=1 "${files[@]}" || test_status=$?
 
 if [ "$test_status" -ne 0 ]; then
   exit "$test_status"
+fi
+if [ "$asan_status" -ne 0 ]; then
+  exit "$asan_status"
 fi
 exit "$tsc_status"
