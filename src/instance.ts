@@ -48,6 +48,8 @@ export interface InstanceOptions {
   readonly relay: RelayKind;
   /** Follow responses in the relay (default true; off only to measure what tracking costs). */
   readonly responseTracking?: boolean;
+  /** Log every finished response (--log-responses). */
+  readonly logResponses?: boolean;
   /** `--check`: run the config without binding sockets. */
   readonly checkOnly?: boolean;
   /** Called whenever the number of live connections changes (e.g. for systemd's STATUS=). */
@@ -213,6 +215,7 @@ export class Instance {
         registry: this.registry,
         relay: this.#options.relay,
         responseTracking: this.#options.responseTracking !== false,
+        logResponses: this.#options.logResponses === true,
       },
       (c) => {
         if (this.#connections.delete(c)) this.#options.onConnectionCount?.(this.#connections.size);

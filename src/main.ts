@@ -18,7 +18,7 @@ export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
 
 const USAGE =
   'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--write-timeout SECONDS] [--relay native|js]\n' +
-  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking]';
+  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking] [--log-responses]';
 export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
 const DEFAULT_SHUTDOWN_GRACE_S = 30;
 
@@ -31,6 +31,7 @@ interface CommandLine {
   readonly luaBudgetMs: number;
   readonly luaMemoryBytes: number;
   readonly responseTracking: boolean;
+  readonly logResponses: boolean;
 }
 
 export function parseCommandLine(argv: readonly string[]): CommandLine | string {
@@ -42,6 +43,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
   let luaBudgetMs: number = DEFAULT_INSTANCE_OPTIONS.callbackBudgetMs;
   let luaMemoryBytes: number = DEFAULT_INSTANCE_OPTIONS.luaMemoryBytes;
   let responseTracking = true;
+  let logResponses = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string | undefined => argv[++i];
@@ -75,6 +77,8 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
       luaMemoryBytes = v * 1024 * 1024;
     } else if (arg === '--no-response-tracking') {
       responseTracking = false;
+    } else if (arg === '--log-responses') {
+      logResponses = true;
     } else {
       return `unknown argument ${JSON.stringify(arg)}`;
     }
@@ -88,6 +92,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
     luaBudgetMs,
     luaMemoryBytes,
     responseTracking,
+    logResponses,
   };
 }
 
@@ -116,6 +121,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     callbackBudgetMs: cmd.luaBudgetMs,
     luaMemoryBytes: cmd.luaMemoryBytes,
     responseTracking: cmd.responseTracking,
+    logResponses: cmd.logResponses,
     ...(!cmd.check && notifyEnabled() ? { onConnectionCount: (n: number) => status.update(statusText(n)) } : {}),
   });
   // WATCHDOG=1 from the start: loading the config may take a while (host name lookups).

@@ -12,7 +12,7 @@ import { PacketChannel, ChannelClosedError, ChannelTimeoutError } from '../net/p
 import { NativeRelay, RelayStartError } from '../net/native-relay.js';
 import { closePidfd } from '../net/peer-identity.js';
 import { Relay, type ByteRelay, type RelayKind } from '../net/relay.js';
-import type { ResponseRecord } from '../net/tracking.js';
+import { commandName, type ResponseRecord } from '../net/tracking.js';
 import { BackendConnectError, connectToBackend, MAX_LOGIN_PAYLOAD } from '../backend/connector.js';
 import type { BackendCandidate } from '../backend/selector.js';
 import { ClientError, ProxyError } from '../util/errors.js';
@@ -50,6 +50,8 @@ export interface ConnectionOptions {
   readonly relay: RelayKind;
   /** Follow responses in the relay (default true; false measures what tracking costs). */
   readonly responseTracking?: boolean;
+  /** Log a line for every finished response (--log-responses). */
+  readonly logResponses?: boolean;
 }
 
 /** Where the session is, for an ERR sent from outside the normal flow (shutdown). */
@@ -370,7 +372,15 @@ export class Connection implements KillableSession {
     });
     const tooMany = errPacket(replySeq, ErrorNumber.ER_CON_COUNT_ERROR, '08004', 'Too many connections');
     const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
-    const onResponse = this.#hooks.onResponse;
+    const hookResponse = this.#hooks.onResponse;
+    const logResponses = this.#options.logResponses === true;
+    const onResponse =
+      hookResponse === undefined && !logResponses
+        ? undefined
+        : (r: ResponseRecord): void => {
+            if (logResponses) this.#log(responseLogLine(r));
+            hookResponse?.call(this.#hooks, r);
+          };
     try {
       this.#relay = new RelayImpl(this.#client, backendSocket, {
         clientLeftover,
@@ -392,7 +402,7 @@ export class Connection implements KillableSession {
             metrics.untrackedSessions++;
             this.#log(`response tracking stopped: ${reason} (relaying goes on unchanged)`);
           },
-          ...(onResponse !== undefined ? { onResponse: (r: ResponseRecord) => onResponse.call(this.#hooks, r) } : {}),
+          ...(onResponse !== undefined ? { onResponse } : {}),
         },
         failurePacket: tooMany,
       });
@@ -517,6 +527,16 @@ export class Connection implements KillableSession {
       this.#onFinished(this);
     }
   }
+}
+
+/** The --log-responses line of a finished response. */
+export function responseLogLine(r: ResponseRecord): string {
+  return (
+    `response command=${commandName(r.command)} outcome=${r.outcome} error=${r.errorCode} rows=${r.rows} ` +
+    `affected_rows=${r.affectedRows} warnings=${r.warnings} results=${r.results} ` +
+    `status=0x${r.status.toString(16).padStart(4, '0')} duration_us=${Math.round(r.durationUs)} ` +
+    `bytes_in=${r.bytesIn} bytes_out=${r.bytesOut}`
+  );
 }
 
 /**
