@@ -17,7 +17,7 @@
  *      pidfd_open(2), the fallback for kernels without SO_PEERPIDFD.
  *  - getXattr(path, name) -> Buffer | null
  *      lgetxattr(2) with a 4096-byte value buffer.
- *  - closeFd(fd), dupFd(fd) -> fd
+ *  - closeFd(fd), dupFd(fd) -> fd, recvAvailable(fd, max) -> Buffer | null
  *  - fdLimit() -> the soft RLIMIT_NOFILE; openFdCount() -> open fds of the process
  *  - addonTestFail(point), addonLivePumps(): failure injection and leak checks for tests
  * The byte pump (pump.c): pumpStart, pumpResume, pumpClose, pumpAbort, pumpStalledMs, pumpInfo.
@@ -39,6 +39,7 @@
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -684,6 +685,44 @@ static napi_value js_dup_fd(napi_env env, napi_callback_info info)
 /* ------------------------------------------------------------------ */
 /* file descriptors                                                    */
 
+/*
+ * recvAvailable(fd, max) -> Buffer | null: what a socket has for us now, without waiting (up to
+ * `max` bytes; null when nothing). Reads what a peer sent before it went away (the JavaScript
+ * relay's salvage of a backend's last packet).
+ */
+static napi_value js_recv_available(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2], result;
+    int fd;
+    int64_t max;
+    if (!get_args(env, info, 2, 2, argv, NULL) || !get_fd(env, argv[0], &fd) ||
+        !get_int(env, argv[1], "max", 1, 64 * 1024 * 1024, &max))
+        return NULL;
+    char *buf = malloc((size_t)max);
+    if (buf == NULL) {
+        throw_errno(env, ENOMEM, "malloc", NULL);
+        return NULL;
+    }
+    size_t have = 0;
+    while (have < (size_t)max) {
+        ssize_t n = recv(fd, buf + have, (size_t)max - have, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
+    void *data;
+    if (have == 0) {
+        free(buf);
+        return make_null(env);
+    }
+    if (napi_create_buffer_copy(env, have, buf, &data, &result) != napi_ok)
+        result = NULL;
+    free(buf);
+    return result;
+}
+
 /* fdLimit() -> the soft RLIMIT_NOFILE (what accept() and socket() run into). */
 static napi_value js_fd_limit(napi_env env, napi_callback_info info)
 {
@@ -754,6 +793,7 @@ NAPI_MODULE_INIT()
         { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
         { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
         { "fdLimit", NULL, js_fd_limit, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "recvAvailable", NULL, js_recv_available, NULL, NULL, NULL, napi_enumerable, NULL },
         { "openFdCount", NULL, js_open_fd_count, NULL, NULL, NULL, napi_enumerable, NULL },
         { "addonTestFail", NULL, js_addon_test_fail, NULL, NULL, NULL, napi_enumerable, NULL },
         { "addonLivePumps", NULL, js_addon_live_pumps, NULL, NULL, NULL, napi_enumerable, NULL },

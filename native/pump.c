@@ -47,6 +47,12 @@ enum { CLIENT = 0, SERVER = 1 };
 #define MAX_READS_PER_EVENT 8
 /* What the salvage of a failed peer reads at most (its last packets; not a whole result). */
 #define MAX_SALVAGE (1024 * 1024)
+/*
+ * After the server went away, the client still gets its last packets, then a FIN; what it keeps
+ * sending (the rest of a packet the server refused) is read and dropped for this long, so that
+ * closing does not reset its connection before it has read the server's error.
+ */
+#define LINGER_MS 2000
 
 /* Events for JavaScript's onEvent(type, ...). */
 enum { EV_CLOSE = 0, EV_INTERCEPT = 1, EV_UNTRACKED = 2, EV_RESPONSE = 3 };
@@ -94,6 +100,9 @@ struct pump {
     bool async_ok;
     struct tracker trk;
     bool draining;  /* an end was seen: no more reads, deliver what is owed, then finish */
+    bool lingering; /* the server is gone, the client had its last bytes and a FIN: drop its input */
+    bool linger_timer_used;
+    uv_timer_t linger_timer;
     bool finishing; /* handles are being closed */
     bool fds_owned; /* close the fds when done (false only when setup failed: the caller closes) */
     bool untracked_reported;
@@ -198,10 +207,8 @@ static void free_pump(struct pump *p)
     free(p);
 }
 
-static void on_handle_closed(uv_handle_t *handle)
+static void pump_handle_closed(struct pump *p)
 {
-    struct endpoint *e = handle->data;
-    struct pump *p = e->pump;
     napi_env env = p->env;
     napi_handle_scope scope;
 
@@ -226,7 +233,18 @@ static void on_handle_closed(uv_handle_t *handle)
     free_pump(p);
 }
 
-/* Stop watching both sockets and close them; JS hears about it once both watchers are closed. */
+static void on_handle_closed(uv_handle_t *handle)
+{
+    struct endpoint *e = handle->data;
+    pump_handle_closed(e->pump);
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    pump_handle_closed(handle->data);
+}
+
+/* Stop watching both sockets and close them; JS hears about it once every handle is closed. */
 static void finish(struct pump *p, const char *reason)
 {
     if (p->finishing)
@@ -236,6 +254,50 @@ static void finish(struct pump *p, const char *reason)
     for (int i = 0; i < 2; i++) {
         uv_poll_stop(&p->ep[i].poll);
         uv_close((uv_handle_t *)&p->ep[i].poll, on_handle_closed);
+    }
+    if (p->linger_timer_used) {
+        uv_timer_stop(&p->linger_timer);
+        uv_close((uv_handle_t *)&p->linger_timer, on_timer_closed);
+    }
+}
+
+static void on_linger_timeout(uv_timer_t *timer)
+{
+    struct pump *p = timer->data;
+    finish(p, p->reason);
+}
+
+/* The server is gone and the client has everything: FIN to the client, drop its input a while. */
+static bool start_linger(struct pump *p)
+{
+    struct endpoint *client = &p->ep[CLIENT];
+    if (uv_timer_init(client->poll.loop, &p->linger_timer) != 0)
+        return false;
+    p->linger_timer.data = p;
+    p->linger_timer_used = true;
+    p->open_handles++;
+    shutdown(client->fd, SHUT_WR);
+    p->lingering = true;
+    uv_timer_start(&p->linger_timer, on_linger_timeout, LINGER_MS, 0);
+    return true;
+}
+
+/* Lingering: read and drop what the client still sends; its end (or an error) finishes the pair. */
+static void discard_client(struct pump *p)
+{
+    struct endpoint *client = &p->ep[CLIENT];
+    for (int i = 0; i < MAX_READS_PER_EVENT * 4; i++) {
+        ssize_t n = read(client->fd, p->st->scratch, ADDON_SCRATCH_SIZE);
+        if (n > 0) {
+            client->bytes_read += (double)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        finish(p, p->reason);
+        return;
     }
 }
 
@@ -734,7 +796,10 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     if (p->finishing)
         return;
     p->depth++;
-    if (status < 0) {
+    if (p->lingering) {
+        if (e->index == CLIENT)
+            discard_client(p);
+    } else if (status < 0) {
         /* libuv reports POLLERR as an error; there may still be bytes to read (a last ERR). */
         endpoint_down(p, e, error_reason(e->index));
     } else {
@@ -757,10 +822,26 @@ static void update_polls(struct pump *p)
         bool owed = false;
         for (int i = 0; i < 2; i++)
             owed |= !p->ep[i].dead && p->ep[i].pending != NULL;
-        if (!owed) {
-            finish(p, p->reason);
-            return;
+        if (!owed && !p->lingering) {
+            bool server_gone = p->ep[SERVER].dead && !p->ep[CLIENT].dead && strcmp(p->reason, "shutdown") != 0;
+            if (!server_gone || !start_linger(p)) {
+                finish(p, p->reason);
+                return;
+            }
         }
+    }
+    if (p->lingering) {
+        struct endpoint *c = &p->ep[CLIENT], *s = &p->ep[SERVER];
+        if (s->events != 0 && uv_poll_stop(&s->poll) == 0)
+            s->events = 0;
+        if (c->events != UV_READABLE) {
+            if (uv_poll_start(&c->poll, UV_READABLE, on_poll) != 0) {
+                finish(p, "poll-error");
+                return;
+            }
+            c->events = UV_READABLE;
+        }
+        return;
     }
     for (int i = 0; i < 2; i++) {
         struct endpoint *e = &p->ep[i];

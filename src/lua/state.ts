@@ -3,6 +3,7 @@
 
 import { lua, lauxlib, lualib, to_jsstring, type LuaState } from './fengari.js';
 import { luaLimits, withDeadline, type Deadline } from './limits.js';
+import { bytesToLogText, logInfo } from '../util/log.js';
 
 /** Create a Lua state with the standard libraries and myproxy's fixes for Fengari's gaps. */
 export function newLuaState(): LuaState {
@@ -21,6 +22,19 @@ export function newLuaState(): LuaState {
     return 1;
   });
   lua.lua_setglobal(L, 'collectgarbage');
+  // print() writes log lines like the daemon's own: through the sink that escapes control
+  // characters, so a script printing what a client sent cannot forge lines either.
+  lua.lua_pushjsfunction(L, (L1) => {
+    const n = lua.lua_gettop(L1);
+    const parts: string[] = [];
+    for (let i = 1; i <= n; i++) {
+      parts.push(bytesToLogText(lauxlib.luaL_tolstring(L1, i)));
+      lua.lua_pop(L1, 1);
+    }
+    logInfo(parts.join('\t'));
+    return 0;
+  });
+  lua.lua_setglobal(L, 'print');
   wrapProtectedCalls(L);
   return L;
 }

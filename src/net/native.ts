@@ -48,6 +48,7 @@ interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   fdLimit(): number;
+  recvAvailable(fd: number, max: number): Buffer | null;
   openFdCount(): number;
   addonTestFail(point: number): void;
   addonLivePumps(): number;

@@ -7,7 +7,7 @@
 
 import type { Socket } from 'node:net';
 import { logError } from '../util/log.js';
-import { addonFunctions, type TrackerHandle } from './native.js';
+import { addonFunctions, closeFd, dupFd, fdOf, type TrackerHandle } from './native.js';
 import {
   PumpEvent,
   TrackerStop,
@@ -69,6 +69,15 @@ export const DEFAULT_MAX_INTERCEPTED_PACKET = 64 * 1024;
 
 /** How long close() waits for the last bytes to reach the client before it gives up. */
 export const CLOSE_DEADLINE_MS = 5_000;
+
+/**
+ * After the server went away, how long the client's further input is read and dropped (so that
+ * closing does not reset its connection before it has read the server's last packet).
+ */
+export const LINGER_MS = 2_000;
+
+/** What a server that went away may still have for us (its last packets, not a result). */
+const MAX_SALVAGE = 1024 * 1024;
 
 export type RelayEnd =
   | 'client'
@@ -152,6 +161,11 @@ export class Relay implements ByteRelay {
   /** Local replies waiting behind responses in flight. */
   readonly #replies: Buffer[] = [];
   #deadline: NodeJS.Timeout | undefined;
+  /**
+   * A second descriptor of the server socket: Node destroys a socket (and the input still in the
+   * kernel) when a write fails, so a server's last packet before it closed is read through this.
+   */
+  #serverCopy = -1;
 
   constructor(client: Socket, server: Socket, options: RelayOptions) {
     this.#client = client;
@@ -172,6 +186,11 @@ export class Relay implements ByteRelay {
         else if (type === PumpEvent.UNTRACKED) tracking.onUntracked?.(UNTRACKED_REASONS[arg] ?? `reason ${arg}`);
       },
     );
+    try {
+      this.#serverCopy = dupFd(fdOf(server));
+    } catch {
+      // No descriptor to spare (or no plain socket): the salvage is skipped.
+    }
     this.#watch(client, 'client');
     this.#watch(server, 'server');
     server.on('data', (chunk: Buffer) => this.#serverInput(chunk));
@@ -197,20 +216,23 @@ export class Relay implements ByteRelay {
         this.#undecided = null;
       }
       this.#finish(side);
-      endOnce(other);
+      if (side === 'server') this.#serverGone();
+      else endOnce(other);
     });
     socket.on('error', () => {
-      // What this side sent before the error was delivered already ('data' comes first); the
-      // other side gets what is queued for it, then its end.
       this.#finish(side === 'client' ? 'client-error' : 'server-error');
       socket.destroy();
-      endOnce(other);
+      if (side === 'server') this.#serverGone();
+      else endOnce(other);
     });
     socket.on('close', () => {
       this.#finish(side);
-      endOnce(other);
+      if (side === 'server') this.#serverGone();
+      else endOnce(other);
       if (--this.#open === 0) {
         clearTimeout(this.#deadline);
+        if (this.#serverCopy >= 0) closeFd(this.#serverCopy);
+        this.#serverCopy = -1;
         this.#onClose(this.#end ?? side);
       }
     });
@@ -385,6 +407,29 @@ export class Relay implements ByteRelay {
 
   #finish(reason: RelayEnd): void {
     if (this.#end === null) this.#end = reason;
+  }
+
+  /**
+   * The server went away (its end, an error, a failed write): deliver what it still had for us,
+   * then a FIN to the client, whose further input is dropped for LINGER_MS.
+   */
+  #serverGone(): void {
+    if (this.#serverCopy >= 0 && !this.#closed) {
+      const rest = addonFunctions().recvAvailable(this.#serverCopy, MAX_SALVAGE);
+      if (rest !== null) this.#serverInput(rest);
+    }
+    if (this.#serverCopy >= 0) closeFd(this.#serverCopy);
+    this.#serverCopy = -1;
+    const client = this.#client;
+    if (client.destroyed || client.writableEnded) return;
+    client.end();
+    if (this.#closed) return;
+    this.#closed = true; // nothing more goes to the server
+    client.removeAllListeners('data');
+    client.on('data', () => undefined);
+    client.resume();
+    this.#deadline = setTimeout(() => client.destroy(), LINGER_MS);
+    this.#deadline.unref();
   }
 
   stalledMs(): number {

@@ -20,15 +20,18 @@ const DEFAULT_RESERVE = 32;
 const MEASURE_EVERY_MS = 100;
 
 export class FdBudget {
-  readonly limit: number;
   readonly #reserve: number;
   #measured = 0;
   #measuredSessions = 0;
   #measuredAt = -Infinity;
 
-  constructor(limit = fdLimit(), reserve = DEFAULT_RESERVE) {
-    this.limit = limit;
+  constructor(reserve = DEFAULT_RESERVE) {
     this.#reserve = reserve;
+  }
+
+  /** The limit now (read each time: `prlimit` can change it while the daemon runs). */
+  get limit(): number {
+    return fdLimit();
   }
 
   /** Takes the real count now (at startup, and when the estimate comes close). */
@@ -40,7 +43,7 @@ export class FdBudget {
 
   /** Whether one more session fits (the accepted client socket is already counted by the kernel). */
   admits(sessions: number, now = Date.now()): boolean {
-    const headroom = this.limit - this.#reserve;
+    const headroom = fdLimit() - this.#reserve;
     const need = FDS_PER_SESSION - 1 + FDS_WHILE_STARTING;
     let estimate = this.#measured + (sessions - this.#measuredSessions) * FDS_PER_SESSION;
     if (estimate + need <= headroom * 0.8) return true;

@@ -60,7 +60,11 @@ export function logErrorBlock(prefix: string, first: string, rest: string | unde
  * control characters (the sink escapes those).
  */
 export function quote(value: string): string {
-  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  return `"${quoteEscape(value)}"`;
+}
+
+function quoteEscape(value: string): string {
+  return value.replace(/[\\"]/g, (c) => `\\${c}`);
 }
 
 /**
@@ -68,22 +72,25 @@ export function quote(value: string): string {
  * shown as text, every byte of an invalid sequence as \xNN.
  */
 export function quoteBytes(bytes: Uint8Array): string {
-  return quote(bytesToLogText(bytes));
+  return `"${bytesToLogText(bytes, quoteEscape)}"`;
 }
 
 const fatalDecoder = new TextDecoder('utf-8', { fatal: true });
 
-/** Bytes as text for a log line: UTF-8 where valid, \xNN for each byte where not. */
-export function bytesToLogText(bytes: Uint8Array): string {
+/**
+ * Bytes as text for a log line: UTF-8 where valid (passed through `escape`), \xNN for each byte
+ * where not.
+ */
+export function bytesToLogText(bytes: Uint8Array, escape: (text: string) => string = (t) => t): string {
   try {
-    return fatalDecoder.decode(bytes);
+    return escape(fatalDecoder.decode(bytes));
   } catch {
     let out = '';
     let i = 0;
     while (i < bytes.length) {
       const len = utf8SequenceLength(bytes, i);
       if (len > 0) {
-        out += Buffer.from(bytes.subarray(i, i + len)).toString('utf8');
+        out += escape(Buffer.from(bytes.subarray(i, i + len)).toString('utf8'));
         i += len;
       } else {
         out += `\\x${bytes[i]!.toString(16).padStart(2, '0')}`;
