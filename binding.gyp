@@ -6,6 +6,7 @@
         "native/myproxy_native.c",
         "native/napi-util.c",
         "native/pump.c",
+        "native/sockets.c",
         "native/tracker.c",
         "native/tracker-binding.c"
       ],

@@ -22,6 +22,8 @@
  *  - addonTestFail(point), addonLivePumps(): failure injection and leak checks for tests
  * The byte pump (pump.c): pumpStart, pumpResume, pumpClose, pumpAbort, pumpStalledMs, pumpInfo.
  * The response tracker for the JavaScript relay (tracker-binding.c): tracker*.
+ * Inet listeners, datagrams, the event loop's counters (sockets.c): listenInet, datagramListen,
+ * datagramClose, connectDatagram, sendOn, loopMetrics.
  *
  * Failures throw a JS Error whose `code` is the errno name ("EACCES", ...),
  * whose `syscall` is the failing call, and whose message looks like
@@ -221,11 +223,11 @@ enum probe_result {
     PROBE_ERROR,   /* could not tell; errno is set */
 };
 
-static enum probe_result probe_socket(const struct unix_name *n)
+static enum probe_result probe_socket(const struct unix_name *n, int type)
 {
     struct sockaddr_un addr;
     socklen_t len = make_addr(n, &addr);
-    int fd = new_stream_socket();
+    int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc, err;
 
     if (fd < 0)
@@ -253,7 +255,7 @@ static enum probe_result probe_socket(const struct unix_name *n)
  * refuses connections); never removes anything that is not a socket, nor a
  * socket somebody is listening on. Throws and returns false on failure.
  */
-static bool bind_path(napi_env env, int fd, const struct unix_name *n)
+static bool bind_path(napi_env env, int fd, const struct unix_name *n, int type)
 {
     struct sockaddr_un addr;
     socklen_t len = make_addr(n, &addr);
@@ -283,7 +285,7 @@ static bool bind_path(napi_env env, int fd, const struct unix_name *n)
             return false;
         }
 
-        probe = probe_socket(n);
+        probe = probe_socket(n, type);
         if (probe == PROBE_IN_USE) {
             snprintf(message, sizeof(message),
                      "bind(\"%s\"): Address already in use: the socket is in use by another process",
@@ -308,22 +310,29 @@ static bool bind_path(napi_env env, int fd, const struct unix_name *n)
     }
 }
 
+/*
+ * listenUnix(name, abstract, backlog, mode [, datagram]) -> fd. With `datagram` true: a bound
+ * SOCK_DGRAM socket (the control protocol's), not listening.
+ */
 static napi_value js_listen_unix(napi_env env, napi_callback_info info)
 {
-    napi_value argv[4];
+    napi_value argv[5];
     struct unix_name n;
     int64_t backlog, mode;
     int fd, one = 1;
-    bool bound_path = false;
+    bool bound_path = false, datagram = false;
     const char *syscall = "listen";
+    size_t argc;
 
-    if (!get_args(env, info, 4, 4, argv, NULL) ||
+    if (!get_args(env, info, 4, 5, argv, &argc) ||
         !get_name(env, argv[0], argv[1], "bind", &n) ||
         !get_int(env, argv[2], "backlog", INT32_MIN, INT32_MAX, &backlog) ||
-        !get_int(env, argv[3], "mode", 0, 07777, &mode))
+        !get_int(env, argv[3], "mode", 0, 07777, &mode) ||
+        (argc > 4 && !is_nullish(env, argv[4]) && !get_bool(env, argv[4], "datagram", &datagram)))
         return NULL;
 
-    fd = new_stream_socket();
+    int type = datagram ? SOCK_DGRAM : SOCK_STREAM;
+    fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         throw_errno(env, errno, "socket", NULL);
         return NULL;
@@ -338,7 +347,7 @@ static napi_value js_listen_unix(napi_env env, napi_callback_info info)
             return NULL;
         }
     } else {
-        if (!bind_path(env, fd, &n)) {
+        if (!bind_path(env, fd, &n, type)) {
             close(fd);
             return NULL;
         }
@@ -353,7 +362,7 @@ static napi_value js_listen_unix(napi_env env, napi_callback_info info)
         syscall = "setsockopt";
         goto fail;
     }
-    if (listen(fd, (int)backlog) != 0) {
+    if (!datagram && listen(fd, (int)backlog) != 0) {
         syscall = "listen";
         goto fail;
     }
@@ -804,7 +813,7 @@ NAPI_MODULE_INIT()
         return NULL;
     if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok)
         return NULL;
-    if (!register_pump(env, exports) || !register_tracker(env, exports))
+    if (!register_pump(env, exports) || !register_tracker(env, exports) || !register_sockets(env, exports))
         return NULL;
     return exports;
 }

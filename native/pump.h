@@ -7,5 +7,6 @@
 
 bool register_pump(napi_env env, napi_value exports);
 bool register_tracker(napi_env env, napi_value exports);
+bool register_sockets(napi_env env, napi_value exports);
 
 #endif

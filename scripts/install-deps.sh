@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(mariadb-server mariadb-client postgresql sysbench socat libsystemd-dev python3 make g++ python3-pymysql php-cli php-mysql)
+PACKAGES=(mariadb-server mariadb-client postgresql sysbench socat libsystemd-dev python3 make g++ python3-pymysql php-cli php-mysql prometheus)
 
 is_installed() {
   dpkg -s "$1" 2>/dev/null | grep -qx 'Status: install ok installed'
@@ -52,6 +52,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # pre-existing policy-rc.d allowed it), stop it. Only when we installed it
   # just now: a server that was already there is left alone.
   for p in "${missing[@]}"; do
+    if [ "$p" = prometheus ]; then
+      if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        systemctl stop prometheus.service >/dev/null 2>&1 || true
+      elif [ -x /etc/init.d/prometheus ]; then
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+      fi
+    fi
     if [ "$p" = mariadb-server ]; then
       if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
         systemctl stop mariadb.service >/dev/null 2>&1 || true

@@ -19,7 +19,7 @@ mkdir -p build-asan
 gcc -shared -fPIC -std=gnu11 -g -O1 -fno-omit-frame-pointer \
   -fsanitize=address,undefined -fno-sanitize-recover=undefined \
   -Wall -Wextra -DNAPI_VERSION=8 -I"$include" \
-  native/myproxy_native.c native/napi-util.c native/pump.c native/tracker.c native/tracker-binding.c \
+  native/myproxy_native.c native/napi-util.c native/pump.c native/sockets.c native/tracker.c native/tracker-binding.c \
   -o build-asan/myproxy_native.node
 
 export MYPROXY_NATIVE_ADDON="$PWD/build-asan/myproxy_native.node"

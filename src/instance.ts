@@ -9,12 +9,17 @@ import { installAddress, resolvePending } from './bindings/address.js';
 import { installClient, LuaSessionHandler } from './bindings/client.js';
 import { installCluster, type ClusterBindings } from './bindings/cluster.js';
 import { installListen, takeSystemdFds, type ListenerSpec } from './bindings/listen.js';
+import { installServices, type ServiceBindings } from './bindings/services.js';
+import { installControlClient } from './bindings/control-client.js';
+import { installSocket } from './bindings/socket.js';
+import { buildRegistry, startExporter } from './service/prometheus.js';
+import { startControl } from './service/control.js';
 import sodium from 'libsodium-wrappers';
 import { installJson } from './bindings/json.js';
 import { installJwt } from './bindings/jwt.js';
 import { installSleep } from './bindings/sleep.js';
 import { installSodium } from './bindings/sodium.js';
-import { installPg } from './bindings/pg.js';
+import { installPg, pgPoolStats } from './bindings/pg.js';
 import { CallbackRunner } from './lua/coroutine.js';
 import { DEFAULT_LUA_MEMORY_BYTES, configureLuaMemory } from './lua/limits.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
@@ -84,6 +89,8 @@ export class Instance {
   #runner: CallbackRunner | null = null;
   #reloadRunner: CallbackRunner | null = null;
   #clusters: ClusterBindings | null = null;
+  #services: ServiceBindings | null = null;
+  readonly #serviceStops: (() => void)[] = [];
   /** 'idle', 'running', or 'again' (a SIGHUP arrived while reload() ran: run it once more). */
   #reloadState: 'idle' | 'running' | 'again' = 'idle';
   /** The reload in progress (settles after the last coalesced run), or null. */
@@ -112,8 +119,11 @@ export class Instance {
     installPg(L, () => this.#runner);
     const address = installAddress(L);
     const check = this.#options.checkOnly === true;
-    const clusters = installCluster(L, { monitor: !check });
+    const clusters = installCluster(L, { monitor: !check, metrics: this.metrics });
     const listen = installListen(L, { baseDir, systemdFds: () => (check ? [] : takeSystemdFds()), bind: !check });
+    const services = installServices(L, { bind: !check });
+    installControlClient(L);
+    installSocket(L);
     try {
       runFile(L, configPath);
       if (listen.declared === 0) throw new ConfigError(`${configPath}: No listeners configured`);
@@ -121,12 +131,23 @@ export class Instance {
       clusters.enterRuntime();
     } catch (e) {
       listen.closeAll();
+      services.closeAll();
       if (e instanceof ConfigError) throw e;
       if (e instanceof LuaScriptError) throw new ConfigError(e.message);
       throw new ConfigError(errorMessage(e), { cause: e });
     }
     address.enterRuntime();
     listen.enterRuntime(L);
+    services.enterRuntime(L);
+    lua.lua_getglobal(L, 'populate_io_buffers');
+    if (lua.lua_toboolean(L, -1)) {
+      // myproxy pre-faults its I/O buffer pool; here Node allocates per read and the pump reads
+      // into one buffer per process: there is nothing to populate.
+      logInfo('populate_io_buffers: accepted (nothing to pre-fault in this daemon)');
+    }
+    lua.lua_pop(L, 1);
+    this.metrics.accountLimit = services.accountLimit;
+    this.#services = services;
     this.#clusters = clusters;
     this.#L = L;
     this.#listeners = listen.listeners;
@@ -147,7 +168,7 @@ export class Instance {
     this.#startWriteTimeoutSweep();
     for (const spec of this.#listeners) {
       if (this.#stopping) return; // a signal arrived while we were starting
-      const handler = new LuaSessionHandler(L, runner, spec.refs);
+      const handler = new LuaSessionHandler(L, runner, spec.refs, this.metrics);
       const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket, handler));
       server.on('error', (e) => logError(`listener ${spec.label}: ${e.message}`));
       await new Promise<void>((resolve, reject) => {
@@ -159,6 +180,34 @@ export class Instance {
       });
       this.#servers.push(server);
       logInfo(`listening on ${spec.label}`);
+    }
+    await this.#startServices();
+  }
+
+  /** The Prometheus exporters and control listeners config.lua asked for. */
+  async #startServices(): Promise<void> {
+    const services = this.#services;
+    if (services === null) return;
+    if (services.prometheus.length > 0) {
+      const registry = buildRegistry({
+        metrics: this.metrics,
+        sessions: () => this.registry.size,
+        pgPools: () => pgPoolStats(),
+      });
+      for (const spec of services.prometheus) {
+        const server = await startExporter(spec.fd, spec.label, registry);
+        this.#serviceStops.push(() => server.close());
+        logInfo(`prometheus exporter listening on ${spec.label}`);
+      }
+    }
+    for (const spec of services.control) {
+      this.#serviceStops.push(
+        startControl(spec, {
+          metrics: this.metrics,
+          sessionsOf: (account) => this.registry.byAccount(account),
+        }),
+      );
+      logInfo(`control listening on ${spec.label}`);
     }
   }
 
@@ -290,13 +339,24 @@ export class Instance {
     this.#clusters?.stopAll();
     for (const server of this.#servers.splice(0)) server.close();
     for (const l of this.#listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
-    if (this.#connections.size === 0) return;
-    logInfo(`waiting up to ${graceMs} ms for ${this.#connections.size} connection(s) to finish`);
-    const deadline = Date.now() + graceMs;
-    while (this.#connections.size > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
+    // Metrics and the control protocol keep working while sessions drain.
+    if (this.#connections.size > 0) {
+      logInfo(`waiting up to ${graceMs} ms for ${this.#connections.size} connection(s) to finish`);
+      const deadline = Date.now() + graceMs;
+      while (this.#connections.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const c of [...this.#connections]) c.close('Server shutdown in progress');
     }
-    for (const c of [...this.#connections]) c.close('Server shutdown in progress');
+    this.stopServices();
+  }
+
+  /** After the drain: stop the exporters and control listeners, remove their socket files. */
+  stopServices(): void {
+    for (const stop of this.#serviceStops.splice(0)) stop();
+    for (const s of [...(this.#services?.prometheus ?? []), ...(this.#services?.control ?? [])]) {
+      if (s.ownedPath !== undefined) unlinkQuietly(s.ownedPath);
+    }
   }
 }
 

@@ -1,10 +1,11 @@
-// `mysql_resolve()` and the address userdata (class "myproxy.address").
+// `mysql_resolve()`, `control_resolve()` and the address userdata (class "myproxy.address").
 
 import { lookup } from 'node:dns/promises';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, pushObject, testObject } from '../lua/class.js';
 import { yieldOn } from '../lua/coroutine.js';
-import { AddressError, formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';
+import { AddressError, DEFAULT_MYSQL_PORT, formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';
+import { CONTROL_DEFAULT_PORT } from '../protocol/control.js';
 
 export const ADDRESS_CLASS = 'myproxy.address';
 
@@ -46,11 +47,12 @@ export function installAddress(L: LuaState): AddressBindings {
   const pending: PendingResolve[] = [];
   let runtime = false;
 
-  lua.lua_pushjsfunction(L, (L1) => {
+  /** mysql_resolve (default port 3306) and control_resolve (5478, myproxy's control port). */
+  const resolver = (name: string, defaultPort: number) => (L1: LuaState): number => {
     const text = to_jsstring(lauxlib.luaL_checkstring(L1, 1), undefined, undefined, true);
     let address: SocketAddress;
     try {
-      address = parseAddress(text);
+      address = parseAddress(text, defaultPort);
     } catch (e) {
       if (runtime) {
         lua.lua_pushnil(L1);
@@ -86,10 +88,13 @@ export function installAddress(L: LuaState): AddressBindings {
           return 2;
         },
       ),
-      'mysql_resolve() of a host name',
+      `${name}() of a host name`,
     );
-  });
+  };
+  lua.lua_pushjsfunction(L, resolver('mysql_resolve', DEFAULT_MYSQL_PORT));
   lua.lua_setglobal(L, 'mysql_resolve');
+  lua.lua_pushjsfunction(L, resolver('control_resolve', CONTROL_DEFAULT_PORT));
+  lua.lua_setglobal(L, 'control_resolve');
 
   return {
     pending,

@@ -1,6 +1,7 @@
 // The `client` object (class "myproxy.client"), the action objects returned by client:err() and
 // client:connect(), and LuaSessionHandler: the SessionHandler the core calls for Lua listeners.
 
+import type { ProxyMetrics } from '../util/metrics.js';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, pushObject, testObject, checkObject } from '../lua/class.js';
 import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
@@ -363,10 +364,14 @@ export class LuaSessionHandler implements SessionHandler {
   readonly localInfile: boolean;
   readonly #Hooks: new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
-  constructor(L: LuaState, runner: CallbackRunner, refs: HandlerRefs) {
+  /** Where callback durations go (none in unit tests). */
+  readonly metrics: ProxyMetrics | undefined;
+
+  constructor(L: LuaState, runner: CallbackRunner, refs: HandlerRefs, metrics?: ProxyMetrics) {
     this.L = L;
     this.runner = runner;
     this.refs = refs;
+    this.metrics = metrics;
     this.clientAuth = refs.auth ?? 'clear';
     this.localInfile = refs.localInfile ?? false;
     // Absent callbacks must be absent hooks (the core skips them at no cost), so pick the class
@@ -406,6 +411,7 @@ class LuaSessionHooks {
   ): Promise<T> {
     const client = this.#client;
     const clientRef = this.#clientRef;
+    const started = performance.now();
     try {
       return await this.#handler.runner.call(
         fnRef,
@@ -419,6 +425,8 @@ class LuaSessionHooks {
     } catch (e) {
       if (e instanceof CallbackFailed) throw new PolicyError(`${name}: ${e.message}`, e.traceback);
       throw e;
+    } finally {
+      this.#handler.metrics?.callbackDuration(name).observe((performance.now() - started) / 1000);
     }
   }
 

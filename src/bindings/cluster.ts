@@ -2,6 +2,7 @@
 // face for src/cluster. Clusters declared while the config loads start monitoring once it has run
 // (host names resolved); clusters made later start at once and stop when Lua forgets them.
 
+import type { ProxyMetrics } from '../util/metrics.js';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { checkObject, defineClass, pushObject, testObject } from '../lua/class.js';
 import { pushBytes, toBuffer, toText, typeName } from '../lua/convert.js';
@@ -45,7 +46,10 @@ export interface ClusterBindings {
 const MIN_SECONDS = 0.1;
 const MAX_SECONDS = 86_400;
 
-export function installCluster(L: LuaState, opts: { readonly monitor: boolean }): ClusterBindings {
+export function installCluster(
+  L: LuaState,
+  opts: { readonly monitor: boolean; readonly metrics?: ProxyMetrics },
+): ClusterBindings {
   const handles: ClusterHandle[] = [];
   const live = new Set<Cluster>();
   let runtime = false;
@@ -63,6 +67,8 @@ export function installCluster(L: LuaState, opts: { readonly monitor: boolean })
       handle.name,
       handle.boxes.map((b) => b.address),
       handle.options,
+      undefined,
+      opts.metrics,
     );
     handle.cluster = cluster;
     cluster.owner = handle;

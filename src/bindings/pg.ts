@@ -229,6 +229,25 @@ class Listener {
   }
 }
 
+/** Every pool made by pg:new() (weakly: a forgotten one goes with its connections). */
+const pools = new Set<WeakRef<PgModule.Pool>>();
+
+/** The connections of every pg pool, by state (for the metrics). */
+export function pgPoolStats(): Record<string, number> {
+  const stats = { total: 0, idle: 0, waiting: 0 };
+  for (const ref of pools) {
+    const pool = ref.deref();
+    if (pool === undefined) {
+      pools.delete(ref);
+      continue;
+    }
+    stats.total += pool.totalCount;
+    stats.idle += pool.idleCount;
+    stats.waiting += pool.waitingCount;
+  }
+  return stats;
+}
+
 class Database {
   readonly pool: PgModule.Pool;
   readonly timeoutMs: number;
@@ -248,6 +267,7 @@ class Database {
       statement_timeout: timeoutMs + 1000,
     });
     this.pool.on('error', (e) => logError(`pg: idle connection: ${e.message}`));
+    pools.add(new WeakRef(this.pool));
     if (schema !== undefined) {
       this.pool.on('connect', (client) => {
         client.query(`SET search_path TO ${quoteIdent(schema)}`).catch((e: unknown) => logError(`pg: Failed to set schema: ${errorMessage(e)}`));

@@ -5,6 +5,7 @@
 import { formatAddress, type SocketAddress } from '../net/address.js';
 import type { BackendCandidate, BackendSelector, SelectingClient } from '../backend/selector.js';
 import { logError, logInfo } from '../util/log.js';
+import type { ProxyMetrics } from '../util/metrics.js';
 import { checkServer, NODE_STATES, type CheckResult, type NodeState } from './check.js';
 import { nodeIdentity, rendezvousHash } from './rendezvous.js';
 
@@ -96,13 +97,24 @@ export class Cluster implements BackendSelector {
   #owner: WeakRef<object> | undefined;
   #pinnedOwner: object | undefined;
 
-  constructor(name: string, addresses: readonly SocketAddress[], options: ClusterOptions, checker = defaultChecker) {
+  readonly #metrics: ProxyMetrics | undefined;
+
+  constructor(
+    name: string,
+    addresses: readonly SocketAddress[],
+    options: ClusterOptions,
+    checker = defaultChecker,
+    metrics?: ProxyMetrics,
+  ) {
     if (addresses.length === 0) throw new Error('Cluster is empty');
     this.name = name;
     this.options = options;
     this.#nodes = addresses.map((a, i) => new ClusterNode(a, i));
     this.#checker = checker;
     this.#ready = !options.monitoring;
+    this.#metrics = metrics;
+    // As myproxy: every node has its per-server counters from the start.
+    for (const node of this.#nodes) metrics?.server(node.label);
   }
 
   /** Begin monitoring (no-op without it): every node is checked now, then every check interval. */
@@ -254,6 +266,8 @@ export class Cluster implements BackendSelector {
   #apply(node: ClusterNode, result: CheckResult): void {
     const before = node.state;
     node.state = result.state;
+    const server = this.#metrics?.server(node.label);
+    if (server !== undefined) server.state = result.state;
     if (before !== result.state) {
       const line = `[${this.name}] node ${node.label}: ${before} -> ${result.state} (${result.detail})`;
       if (result.state === 'alive' || result.state === 'read_only') logInfo(line);

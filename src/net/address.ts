@@ -56,6 +56,22 @@ function parsePort(s: string, text: string): number {
   return port;
 }
 
+/**
+ * A listening address as myproxy's prometheus_listen() and control_listen() take it: '/path',
+ * '@abstract', '*' or '*:port' (every address: IPv6 and IPv4), a numeric IPv4 or IPv6 address with
+ * an optional port ('[::1]:9100'). Host names are not resolved here (myproxy refuses them too, with
+ * getaddrinfo's message). The wildcard has host ''.
+ */
+export function parseListenAddress(text: string, defaultPort: number): SocketAddress {
+  if (text === '*') return { kind: 'tcp', host: '', port: defaultPort };
+  if (text.startsWith('*:')) return { kind: 'tcp', host: '', port: parsePort(text.slice(2), text) };
+  const a = parseAddress(text, defaultPort);
+  if (!isNumericAddress(a) && a.kind === 'tcp') {
+    throw new AddressError(`Failed to resolve ${JSON.stringify(a.host)}:${JSON.stringify(String(a.port))}: Name or service not known`);
+  }
+  return a;
+}
+
 /** True for numeric IP hosts and local sockets; false for a TCP address with a host name. */
 export function isNumericAddress(a: SocketAddress): boolean {
   return a.kind !== 'tcp' || isIPv4(a.host) || isIPv6(a.host.replace(/%.*$/, ''));
@@ -69,6 +85,7 @@ export function formatAddress(a: SocketAddress): string {
     case 'abstract':
       return '@' + a.name.toString('utf8');
     case 'tcp':
+      if (a.host === '') return `*:${a.port}`;
       return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
   }
 }

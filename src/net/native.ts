@@ -39,7 +39,14 @@ export interface PeerCredentials {
 
 /** The shape of the compiled addon's exports. */
 interface NativeAddon {
-  listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number): number;
+  listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number, datagram?: boolean): number;
+  listenInet(address: string, port: number, datagram: boolean, backlog: number, device?: string | null, reuse?: boolean): number;
+  joinMulticast(fd: number, group: string): void;
+  datagramListen(fd: number, onDatagram: (bytes: Buffer, uid: number, truncated: boolean) => void): DatagramHandle;
+  datagramClose(handle: DatagramHandle): void;
+  connectDatagram(family: 'unix' | 'inet', type: 'dgram' | 'seqpacket' | 'stream', address: string | Uint8Array, port: number): number;
+  sendOn(fd: number, bytes: Uint8Array): number;
+  loopMetrics(): [iterations: number, events: number];
   connectUnix(name: Uint8Array, abstract: boolean): number;
   peerCredentials(fd: number): PeerCredentials | null;
   peerPidfd(fd: number): number | null;
@@ -85,6 +92,9 @@ interface NativeAddon {
   trackerLayout(): TrackerLayout;
   trackerMayBeKill(sql: Uint8Array, complete: boolean): boolean;
 }
+
+/** Opaque handle of a datagram receiver. */
+export type DatagramHandle = { readonly __datagram: unique symbol };
 
 /** Opaque handle of a running native byte pump (harmless after the pump is gone). */
 export type PumpHandle = { readonly __pump: unique symbol };
@@ -153,6 +163,7 @@ function load(): NativeAddon {
  * @param backlog - `listen()` backlog (the kernel caps it at somaxconn).
  * @param mode - Permission bits applied to a path socket with `chmod()` after
  *   binding (e.g. `0o666`); ignored for abstract sockets.
+ * @param datagram - A bound SOCK_DGRAM socket instead (not listening).
  *
  * For a path, an existing socket file that refuses connections (left behind
  * by a dead process) is unlinked and replaced. A socket somebody listens on is
@@ -163,8 +174,8 @@ function load(): NativeAddon {
  * @throws Error with `code` (`'EADDRINUSE'`, `'EEXIST'`, `'EACCES'`,
  *   `'ENOENT'`, `'ENAMETOOLONG'`, `'EINVAL'`, ...); see the module comment.
  */
-export function listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number): number {
-  return load().listenUnix(name, abstract, backlog, mode);
+export function listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number, datagram = false): number {
+  return load().listenUnix(name, abstract, backlog, mode, datagram);
 }
 
 /**

@@ -17,7 +17,7 @@ import { BackendConnectError, connectToBackend, MAX_LOGIN_PAYLOAD } from '../bac
 import type { BackendCandidate } from '../backend/selector.js';
 import { ClientError, ProxyError } from '../util/errors.js';
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
-import type { ProxyMetrics, ServerMetrics } from '../util/metrics.js';
+import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
 import { CommandFilter, filteredCommands, type KillableSession } from './command-filter.js';
 import type { KillTarget } from './kill.js';
@@ -64,6 +64,8 @@ interface Backend {
   readonly threadId: number;
   readonly login: ConnectAction;
   readonly server: ServerMetrics;
+  /** Per-account counters, when they are on and the account is within the limit. */
+  account?: AccountMetrics | undefined;
 }
 
 export class Connection implements KillableSession {
@@ -343,6 +345,11 @@ export class Connection implements KillableSession {
     this.#phase = 'command';
     metrics.clientAuthOk++;
     server.sessions++;
+    const account = this.#backend.account;
+    if (account !== undefined) {
+      account.logins++;
+      account.sessions++;
+    }
     this.#detachFromNode = candidate.attach?.(() => {
       this.#log('closing: node is unavailable');
       this.close('Node is unavailable');
@@ -360,6 +367,8 @@ export class Connection implements KillableSession {
   ): boolean {
     const metrics = this.#options.metrics;
     const server = this.#backend!.server;
+    const account = metrics.account(this.#account);
+    this.#backend!.account = account;
     const filter = new CommandFilter({
       session: this,
       hooks: this.#hooks,
@@ -397,7 +406,7 @@ export class Connection implements KillableSession {
           track: this.#options.responseTracking !== false,
           killFilter: true,
           stats: server.stats,
-          accountStats: metrics.account(this.#account)?.stats ?? null,
+          accountStats: this.#backend!.account?.stats ?? null,
           onUntracked: (reason) => {
             metrics.untrackedSessions++;
             this.#log(`response tracking stopped: ${reason} (relaying goes on unchanged)`);
@@ -517,6 +526,7 @@ export class Connection implements KillableSession {
       }
     } else if (this.#backend !== undefined) {
       this.#backend.server.sessions--;
+      if (this.#backend.account !== undefined) this.#backend.account.sessions--;
     }
     this.#detachFromNode?.();
     this.#options.registry.delete(this);

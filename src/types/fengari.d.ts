@@ -69,6 +69,7 @@ declare module 'fengari' {
     lua_remove(L: LuaState, idx: number): void;
     lua_rawget(L: LuaState, idx: number): number;
     lua_rawgeti(L: LuaState, idx: number, n: number): number;
+    lua_rawlen(L: LuaState, idx: number): number;
     lua_rawgetp(L: LuaState, idx: number, p: unknown): number;
     lua_rawset(L: LuaState, idx: number): void;
     lua_rawseti(L: LuaState, idx: number, n: number): void;

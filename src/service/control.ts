@@ -1,0 +1,78 @@
+// The control protocol listener (control_listen): datagrams in CM4all's beng-proxy format, of which
+// DISCONNECT_DATABASE (close every session of an account) is carried out, as myproxy does. On a
+// Unix socket the sender's uid is checked (beyond myproxy, which accepts anyone who can write to
+// the socket): root and the daemon's own user, plus `allowed_uids`.
+
+import { addonFunctions, type DatagramHandle } from '../net/native.js';
+import { ControlCommand, parseControlDatagram } from '../protocol/control.js';
+import { ErrorNumber } from '../protocol/constants.js';
+import { bytesToLogText, logError, logLimited, quote } from '../util/log.js';
+import type { ProxyMetrics } from '../util/metrics.js';
+
+/** A session the control protocol can end. */
+export interface ControllableSession {
+  readonly account: string | undefined;
+  close(message: string, errno?: number, sqlState?: string): void;
+}
+
+export interface ControlTarget {
+  readonly metrics: ProxyMetrics;
+  /** Every live session of `account`. */
+  sessionsOf(account: string): ControllableSession[];
+}
+
+export interface ControlListener {
+  readonly fd: number;
+  readonly label: string;
+  readonly local: boolean;
+  readonly allowedUids: 'any' | ReadonlySet<number>;
+}
+
+/** What a client of a disconnected session is told (MariaDB's own message for a killed connection). */
+const DISCONNECT_MESSAGE = 'Connection was killed';
+
+/** Carries out one datagram; returns the number of sessions it closed. */
+export function handleControlDatagram(datagram: Buffer, target: ControlTarget, label: string): number {
+  const metrics = target.metrics;
+  metrics.controlDatagrams++;
+  const { commands, error } = parseControlDatagram(datagram);
+  let closed = 0;
+  // Commands before a malformed one are carried out (myproxy dispatches them while parsing).
+  for (const { command, payload } of commands) {
+    if (command !== ControlCommand.DISCONNECT_DATABASE || payload.length === 0) continue;
+    const account = payload.toString('utf8');
+    const sessions = Buffer.from(account, 'utf8').equals(payload) ? target.sessionsOf(account) : [];
+    for (const s of sessions) s.close(DISCONNECT_MESSAGE, ErrorNumber.ER_CONNECTION_KILLED, '70100');
+    closed += sessions.length;
+    metrics.controlDisconnects += sessions.length;
+    if (sessions.length > 0) logError(`Closed ${sessions.length} connections for account ${quote(bytesToLogText(payload))}`);
+  }
+  if (error !== undefined) {
+    metrics.controlMalformed++;
+    logLimited('control_malformed', `control ${label}: ${error}`);
+  }
+  return closed;
+}
+
+/** Starts receiving on a bound datagram socket; returns a function that stops it. */
+export function startControl(listener: ControlListener, target: ControlTarget): () => void {
+  const ownUid = process.getuid?.() ?? -1;
+  const handle: DatagramHandle = addonFunctions().datagramListen(listener.fd, (bytes, uid, truncated) => {
+    if (listener.local && listener.allowedUids !== 'any' && uid !== 0 && uid !== ownUid && !listener.allowedUids.has(uid)) {
+      target.metrics.controlMalformed++;
+      logLimited('control_uid', `control ${listener.label}: datagram from uid ${uid} refused (not in allowed_uids)`);
+      return;
+    }
+    if (truncated) {
+      target.metrics.controlMalformed++;
+      logLimited('control_malformed', `control ${listener.label}: datagram too long, ignored`);
+      return;
+    }
+    try {
+      handleControlDatagram(bytes, target, listener.label);
+    } catch (e) {
+      logError(`control ${listener.label}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    }
+  });
+  return () => addonFunctions().datagramClose(handle);
+}
