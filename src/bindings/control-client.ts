@@ -11,7 +11,6 @@
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, checkObject, pushObject, testObject } from '../lua/class.js';
 import { yieldOn } from '../lua/coroutine.js';
-import { toBuffer } from '../lua/convert.js';
 import { isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';
 import { addonFunctions } from '../net/native.js';
 import { CONTROL_DEFAULT_PORT, ControlCommand, ControlDatagramBuilder } from '../protocol/control.js';
@@ -124,7 +123,8 @@ const clientClose = (L: LuaState): number => {
 /** A payload argument: strings and numbers as text, anything else empty (as myproxy's builder). */
 function payloadArg(L: LuaState, idx: number): Buffer {
   const t = lua.lua_type(L, idx);
-  return t === lua.LUA_TSTRING || t === lua.LUA_TNUMBER ? (toBuffer(L, idx) ?? Buffer.alloc(0)) : Buffer.alloc(0);
+  // lua_tolstring turns a number into its text, as myproxy's builder does.
+  return t === lua.LUA_TSTRING || t === lua.LUA_TNUMBER ? Buffer.from(lua.lua_tolstring(L, idx)!) : Buffer.alloc(0);
 }
 
 function simpleCommand(command: number) {

@@ -238,7 +238,7 @@ class ScrapeCache {
 }
 
 /** How many scrapers may be connected at once (more wait in the listen backlog). */
-const MAX_SCRAPE_CONNECTIONS = 64;
+const MAX_SCRAPE_CONNECTIONS = 256;
 
 /** Serves the metrics on an HTTP listener (any path, GET or HEAD, as myproxy answers any request). */
 export function startExporter(fd: number, label: string, registry: Registry): Promise<Server> {

@@ -191,7 +191,7 @@ function tail(file: string, lines = 30): string {
   }
 }
 
-function freeTcpPort(): Promise<number> {
+export function freeTcpPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

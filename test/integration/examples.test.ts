@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import sodium from 'libsodium-wrappers';
 import mysql from 'mysql2/promise';
 
-import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
+import { createTestUsers, freeTcpPort, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { guard, mariadbCli, REPO_ROOT, runProxy, startProxy, type CliResult, type Proxy } from '../helpers/proxy.js';
 
 const EXAMPLES_DIR = path.join(REPO_ROOT, 'examples');
@@ -77,6 +77,7 @@ describe('shipped configurations pass --check', () => {
             MYPROXY_BACKEND: '/run/mysqld/mysqld.sock',
             MYPROXY_SEAL_PK: sodium.to_hex(SEAL_KEYS.publicKey),
             MYPROXY_SEAL_SK: sodium.to_hex(SEAL_KEYS.privateKey),
+            MYPROXY_CONTROL: path.join(dir, 'control.sock'),
           },
         });
         assert.equal(r.code, 0, `--check failed:\n${r.stdout}${r.stderr}`);
@@ -111,7 +112,7 @@ describe('examples against MariaDB', () => {
   });
 
   /** Start the daemon with the example's text; returns it and its socket path. */
-  async function startExample(file: string): Promise<{ proxy: Proxy; socket: string }> {
+  async function startExample(file: string, env: NodeJS.ProcessEnv = {}): Promise<{ proxy: Proxy; socket: string }> {
     const dir = tempDir(path.basename(file, '.lua'));
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const socket = path.join(dir, 'proxy.sock');
@@ -119,13 +120,40 @@ describe('examples against MariaDB', () => {
     const proxy = await startProxy({
       name: path.basename(file, '.lua'),
       config: () => source,
-      env: { MYPROXY_SOCKET: socket, MYPROXY_BACKEND: db.socket },
+      env: { MYPROXY_SOCKET: socket, MYPROXY_BACKEND: db.socket, ...env },
     });
     cleanups.push(async () => {
       await proxy.stop();
     });
     return { proxy, socket };
   }
+
+  test('observability.lua: per-account metrics, and reload() disconnecting moved accounts through control_client', async () => {
+    const port = await freeTcpPort();
+    const control = `@myproxy-ex-control-${process.pid}`;
+    const { proxy, socket } = await startExample('examples/observability.lua', {
+      MYPROXY_METRICS: `127.0.0.1:${port}`,
+      MYPROXY_CONTROL: control,
+      MYPROXY_MOVED: USERS.native.user,
+    });
+    assertOk(await cli(socket, USERS.native.user, USERS.native.password, 'SELECT 1'), '1\n');
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, new RegExp(`^myproxy_account_queries_total\\{account="${USERS.native.user}"\\} 1$`, 'm'));
+    const moved = mysql.createConnection({
+      socketPath: socket,
+      user: USERS.native.user,
+      password: USERS.native.password,
+      authPlugins: {},
+      enableCleartextPlugin: true,
+    } as mysql.ConnectionOptions);
+    const c = await moved;
+    const lost = new Promise<void>((resolve) => c.on('error', () => resolve()));
+    process.kill(proxy.pid, 'SIGHUP');
+    await proxy.waitForLog(new RegExp(`told ${control}`));
+    await guard(lost, 'the moved account\'s session to end', 10_000);
+    await proxy.waitForLog(new RegExp(`Closed 1 connections for account "${USERS.native.user}"`));
+    c.destroy();
+  });
 
   test('basic.lua: clients log in with their own credentials', async () => {
     const { proxy, socket } = await startExample('examples/basic.lua');
