@@ -30,6 +30,7 @@
  *   BENCH_SOCAT         1 = also measure a socat relay, 0 = skip   (1 if socat is installed)
  *   BENCH_RELAY         native (default) or js: the daemon's --relay
  *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
+ *   BENCH_TRACKING      1 = also measure a daemon with --no-response-tracking (what tracking costs) (1)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *
  * Everything (daemons, clients, MariaDB, temp dirs) is cleaned up on normal
@@ -94,6 +95,8 @@ const RELAY = process.env['BENCH_RELAY'] === 'js' ? 'js' : 'native';
 const SETTLE = envInt('BENCH_SETTLE', 15, 3);
 const SOCAT = envInt('BENCH_SOCAT', haveBinary('socat') ? 1 : 0, 0) !== 0;
 const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
+/** Also measure a second daemon with --no-response-tracking, in the same rounds. */
+const TRACKING = envInt('BENCH_TRACKING', 1, 0) !== 0;
 
 // ---------------------------------------------------------------------------
 // Child processes and cleanup
@@ -269,7 +272,7 @@ interface ProxyTarget {
   targetLua: string;
 }
 
-async function startProxy(name: string, backend: string | ProxyTarget): Promise<Proxy> {
+async function startProxy(name: string, backend: string | ProxyTarget, extraArgs: readonly string[] = []): Promise<Proxy> {
   const target: ProxyTarget =
     typeof backend === 'string' ? { prelude: [], beforeConnect: [], targetLua: JSON.stringify(backend) } : backend;
   const dir = path.join(tmpDir!, name);
@@ -299,7 +302,7 @@ async function startProxy(name: string, backend: string | ProxyTarget): Promise<
       spawn(
         '/bin/sh',
         // The executable itself (not `node bin/myproxy.js`), so its shebang's V8 flags apply.
-        ['-c', RAISE_NOFILE, DAEMON, '--config', config, '--shutdown-grace', '2', '--relay', RELAY],
+        ['-c', RAISE_NOFILE, DAEMON, '--config', config, '--shutdown-grace', '2', '--relay', RELAY, ...extraArgs],
         { stdio: ['ignore', outFd, errFd], cwd: ROOT },
       ),
     );
@@ -462,7 +465,7 @@ const ratio = (a: number | null, b: number | null): number | null =>
 // 1. sysbench
 
 type PsMode = 'auto' | 'disable';
-type Target = 'direct' | 'myproxy' | 'socat';
+type Target = 'direct' | 'myproxy' | 'untracked' | 'socat';
 
 interface SysbenchRun {
   qps: number | null;
@@ -814,7 +817,9 @@ async function main(): Promise<void> {
   const problems: Problem[] = [];
   const t0 = Date.now();
 
-  const targets: Target[] = SOCAT ? ['direct', 'myproxy', 'socat'] : ['direct', 'myproxy'];
+  const targets: Target[] = ['direct', 'myproxy'];
+  if (TRACKING) targets.push('untracked');
+  if (SOCAT) targets.push('socat');
   console.log(
     `myproxy benchmark: ${ROUNDS} rounds, sysbench ${TIME} s × ${THREADS} threads, ` +
       `logins ${LOGIN_TIME} s × ${LOGIN_CLIENTS} processes, ${CONNECTIONS} idle connections` +
@@ -838,9 +843,12 @@ async function main(): Promise<void> {
   console.log('starting myproxy (dist/) …');
   const proxy = await startProxy('main', db.socket);
   console.log(`  pid ${proxy.pid}, listening on ${proxy.socket}`);
+  const untracked = TRACKING ? await startProxy('untracked', db.socket, ['--no-response-tracking']) : undefined;
+  if (untracked !== undefined) console.log(`  pid ${untracked.pid}: the same with --no-response-tracking, listening on ${untracked.socket}`);
   const relay = SOCAT ? await startSocat(db.socket) : undefined;
   const socketOf = (t: Target): string =>
-    t === 'direct' ? db!.socket : t === 'myproxy' ? proxy.socket : relay!.socket;
+    t === 'direct' ? db!.socket : t === 'myproxy' ? proxy.socket : t === 'untracked' ? untracked!.socket : relay!.socket;
+  const throughputDaemon = (t: Target): Proxy | undefined => (t === 'myproxy' ? proxy : t === 'untracked' ? untracked : undefined);
 
   let clusterProxy: Proxy | undefined;
   if (CLUSTER) {
@@ -892,10 +900,11 @@ async function main(): Promise<void> {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const { mode } of modes) {
       for (const t of targets) {
-        const p0 = cpuSeconds(proxy.pid);
+        const daemon = throughputDaemon(t);
+        const p0 = daemon === undefined ? 0 : cpuSeconds(daemon.pid);
         const d0 = cpuSeconds(db.pid);
         const r = await sysbenchRun(socketOf(t), mode, TIME);
-        const proxyUs = t === 'myproxy' ? usPer(p0, cpuSeconds(proxy.pid), r.queries) : null;
+        const proxyUs = daemon !== undefined ? usPer(p0, cpuSeconds(daemon.pid), r.queries) : null;
         const dbUs = usPer(d0, cpuSeconds(db.pid), r.queries);
         qps.get(key(mode, t))!.push(r.qps);
         cpuQ.get(key(mode, t))!.proxy.push(proxyUs);
@@ -905,7 +914,7 @@ async function main(): Promise<void> {
           (r.reconnects !== null && r.reconnects > 0 ? ` reconnects ${r.reconnects}` : '');
         console.log(
           `  round ${round} ${mode.padEnd(7)} ${t.padEnd(7)} ${fmtInt(r.qps).padStart(7)} QPS` +
-            `  CPU µs/query: mariadbd ${fmtUs(dbUs)}${t === 'myproxy' ? `, myproxy ${fmtUs(proxyUs)}` : ''}${extra}` +
+            `  CPU µs/query: mariadbd ${fmtUs(dbUs)}${daemon !== undefined ? `, myproxy ${fmtUs(proxyUs)}` : ''}${extra}` +
             (r.problem !== undefined ? `  PROBLEM: ${r.problem}` : ''),
         );
         if (r.problem !== undefined) problems.push({ what: `sysbench round ${round} ${mode} ${t}`, detail: r.problem });
@@ -924,6 +933,7 @@ async function main(): Promise<void> {
     }
   }
   if (relay !== undefined) await relay.stop();
+  if (untracked !== undefined) await untracked.stop();
 
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
@@ -1053,7 +1063,14 @@ async function main(): Promise<void> {
       const m = median(vals);
       const r = t === 'direct' ? null : ratio(m, direct);
       summaryRatios.set(key(mode, t), r);
-      const name = t === 'direct' ? 'direct' : t === 'myproxy' ? 'myproxy' : 'socat relay (fork per connection)';
+      const name =
+        t === 'direct'
+          ? 'direct'
+          : t === 'myproxy'
+            ? 'myproxy'
+            : t === 'untracked'
+              ? 'myproxy --no-response-tracking'
+              : 'socat relay (fork per connection)';
       out.push(
         `| ${t === 'direct' ? label : ''} | ${name} | ${vals.map(fmtInt).join(' | ')} | ${fmtInt(m)} | ${t === 'direct' ? '1' : fmtRatio(r)} |`,
       );
@@ -1072,7 +1089,7 @@ async function main(): Promise<void> {
       const c = cpuQ.get(key(mode, t))!;
       out.push(
         `| ${t === 'direct' ? (mode === 'auto' ? 'prepared' : 'text') : ''} | ${t} | ${fmtUs(median(c.db))} | ` +
-          `${t === 'myproxy' ? fmtUs(median(c.proxy)) : ''} |`,
+          `${t === 'myproxy' || t === 'untracked' ? fmtUs(median(c.proxy)) : ''} |`,
       );
     }
   }
@@ -1152,6 +1169,16 @@ async function main(): Promise<void> {
     );
   }
   out.push(`| logins (${LOGIN_CLIENTS} loops), × direct | ${REFERENCE.loginRatio} | ${fmtRatio(loginR)} | ${vs(loginR, REFERENCE.loginRatio)} |`);
+  if (TRACKING) {
+    for (const { mode } of modes) {
+      const withTracking = median(qps.get(key(mode, 'myproxy'))!);
+      const without = median(qps.get(key(mode, 'untracked'))!);
+      out.push(
+        `| response tracking, ${mode === 'auto' ? 'prepared' : 'text'}: QPS with / without (\`--no-response-tracking\`) | ≥ 0.97 | ` +
+          `${fmtRatio(ratio(withTracking, without))} | ${vs(ratio(withTracking, without), 0.97)} |`,
+      );
+    }
+  }
   const kib = Number.isFinite(mem.kibPerConn) ? mem.kibPerConn : null;
   out.push(
     `| KiB per idle connection | ${REFERENCE.kibPerConn} (target ≤ ${REFERENCE.kibPerConnTarget}) | ` +

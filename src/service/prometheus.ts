@@ -124,7 +124,7 @@ export function buildRegistry(sources: ExporterSources): Registry {
   for (const [name, help, read] of server) snapshot(registry, name, help, 'counter', read);
 
   // --- Beyond myproxy (Prometheus naming conventions).
-  snapshot(registry, 'myproxy_sessions', 'Sessions relayed now', 'gauge', single(() => sources.sessions()));
+  snapshot(registry, 'myproxy_sessions', 'Client connections now (logging in or relayed)', 'gauge', single(() => sources.sessions()));
   snapshot(registry, 'myproxy_logins_in_progress', 'Logins waiting for Lua or a backend now', 'gauge', single(() => m.loginsInProgress));
   snapshot(registry, 'myproxy_server_sessions', 'Sessions relayed to this server now', 'gauge', perServer((s) => s.sessions));
   snapshot(registry, 'myproxy_server_commands_total', 'Commands whose response ended, by server and command', 'counter', () =>
