@@ -3,7 +3,6 @@
 import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { lua, lauxlib, type LuaState } from './lua/fengari.js';
 import { installAddress, resolvePending } from './bindings/address.js';
 import { installClient, LuaSessionHandler } from './bindings/client.js';
@@ -73,9 +72,6 @@ export const DEFAULT_INSTANCE_OPTIONS = {
 /** reload() may compute this many times the callback budget (it typically rebuilds tables). */
 const RELOAD_BUDGET_FACTOR = 10;
 
-/** Lua modules shipped with myproxy (lua/ at the package root). */
-const SHIPPED_LUA_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '..', 'lua');
-
 export class Instance {
   readonly metrics = new ProxyMetrics();
   readonly registry = new SessionRegistry<KillableSession>();
@@ -110,7 +106,7 @@ export class Instance {
     const baseDir = dirname(configPath);
     await sodium.ready;
     const L = newLuaState();
-    addPackagePath(L, [baseDir, SHIPPED_LUA_DIR]);
+    addPackagePath(L, [baseDir]);
     installClient(L);
     installSodium(L, sodium);
     installJson(L);

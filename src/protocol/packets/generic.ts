@@ -39,25 +39,6 @@ export function parseErr(payload: Buffer): ErrPacket {
   return { errno, sqlState, message: r.rest().toString('utf8') };
 }
 
-export interface OkPacket {
-  readonly affectedRows: number;
-  readonly lastInsertId: number;
-  readonly statusFlags: number;
-  readonly warnings: number;
-}
-
-/** Parse the fixed part of an OK packet (what follows, info and session state, is kept raw). */
-export function parseOk(payload: Buffer): OkPacket {
-  const r = new PacketReader(payload);
-  const header = r.int1();
-  if (header !== PacketHeader.OK && header !== PacketHeader.EOF) throw new MalformedPacketError();
-  const affectedRows = r.lenencInt();
-  const lastInsertId = r.lenencInt();
-  const statusFlags = r.remaining >= 2 ? r.int2() : 0;
-  const warnings = r.remaining >= 2 ? r.int2() : 0;
-  return { affectedRows, lastInsertId, statusFlags, warnings };
-}
-
 export function writeOk(seq: number, statusFlags: number): Buffer {
   return new PacketWriter(16).int1(PacketHeader.OK).int1(0).int1(0).int2(statusFlags).int2(0).finish(seq);
 }
