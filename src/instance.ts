@@ -31,7 +31,7 @@ import { FdBudget, tooManyConnections } from './proxy/admission.js';
 import type { KillableSession } from './proxy/command-filter.js';
 import type { PeerIdentity } from './proxy/handler.js';
 import { SessionRegistry } from './proxy/registry.js';
-import { ConfigError, errorMessage } from './util/errors.js';
+import { ClientErrors, ConfigError, errorMessage } from './util/errors.js';
 import { logError, logErrorBlock, logInfo, logLimited } from './util/log.js';
 import { ProxyMetrics } from './util/metrics.js';
 import { CallbackFailed } from './lua/coroutine.js';
@@ -242,7 +242,7 @@ export class Instance {
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       if (code === 'EMFILE' || code === 'ENFILE') {
-        this.#refuse(socket, 'fd_limit', `no file descriptor for the client's pidfd (${String(code)})`);
+        this.#refuse(socket, 'fd_limit', `no file descriptor for the client's pidfd (${code})`);
         return;
       }
       logLimited('peer_credentials', `accept: cannot read peer credentials: ${errorMessage(e)}`);
@@ -342,7 +342,7 @@ export class Instance {
       while (this.#connections.size > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 50));
       }
-      for (const c of [...this.#connections]) c.close('Server shutdown in progress');
+      for (const c of [...this.#connections]) c.close(ClientErrors.SHUTDOWN);
     }
     this.stopServices();
   }
@@ -367,5 +367,6 @@ function unlinkQuietly(path: string): void {
 function remoteAddressText(socket: Socket): string | undefined {
   const a = socket.remoteAddress;
   if (a === undefined) return undefined;
-  return a.includes(':') ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
+  const port = socket.remotePort ?? 0;
+  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
 }

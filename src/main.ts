@@ -190,6 +190,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   });
   await instance.start();
   started = true;
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a stop signal may have arrived while start() ran
   if (!stopping) {
     const text = statusText(instance.activeConnections);
     notifyReady(text);

@@ -7,6 +7,7 @@ import { createHash, constants as cryptoConstants, publicEncrypt } from 'node:cr
 import { AuthPluginName } from '../protocol/constants.js';
 import { ed25519Sign } from './ed25519.js';
 import { nativePasswordResponse, sha1 } from './native-password.js';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 /** What the proxy knows about the password it logs in with. */
 export interface BackendCredentials {
@@ -16,12 +17,11 @@ export interface BackendCredentials {
   readonly passwordSha1: Uint8Array | undefined;
 }
 
-export class AuthPluginError extends Error {
+export class AuthPluginError extends ProxyError {
   readonly pluginName: string;
   constructor(pluginName: string, message: string) {
-    super(message);
+    super(ErrorCodes.AUTH_PLUGIN, message);
     this.pluginName = pluginName;
-    this.name = 'AuthPluginError';
   }
 }
 

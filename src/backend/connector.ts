@@ -10,7 +10,7 @@ import type { HandshakeV10 } from '../protocol/packets/handshake.js';
 import { formatAddress } from '../net/address.js';
 import { connectSocket } from '../net/connect.js';
 import { ChannelClosedError, PacketChannel } from '../net/packet-channel.js';
-import { MalformedPacketError, errorMessage } from '../util/errors.js';
+import { ErrorCodes, errorMessage, MalformedPacketError, ProxyError } from '../util/errors.js';
 import { StatSlot, type ServerMetrics } from '../util/metrics.js';
 import { BackendLoginError, loginToBackend, type BackendLoginResult } from './login.js';
 import type { BackendCandidate } from './selector.js';
@@ -53,20 +53,19 @@ export interface ConnectorHost {
 }
 
 /** No candidate answered the login: the client gets 1043 with `clientMessage`. */
-export class BackendConnectError extends Error {
+export class BackendConnectError extends ProxyError {
   readonly clientMessage: string;
   constructor(detail: string, clientMessage: string) {
-    super(detail);
+    super(ErrorCodes.CONNECT_FAILED, detail);
     this.clientMessage = clientMessage;
-    this.name = 'BackendConnectError';
   }
 }
 
 /** One candidate failed before it answered the login: try the next one. */
-class BackendUnreachable extends Error {
+class BackendUnreachable extends ProxyError {
   readonly clientMessage: string;
   constructor(detail: string, clientMessage: string) {
-    super(detail);
+    super(ErrorCodes.BACKEND_UNREACHABLE, detail);
     this.clientMessage = clientMessage;
   }
 }
@@ -145,6 +144,7 @@ async function loginAt(
       timeoutMs,
       (greeting) => host.onGreeting(greeting),
     );
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (host.closed) {
       socket.destroy();
       return undefined;
@@ -154,6 +154,7 @@ async function loginAt(
     socket.destroy();
     host.setBackendSocket(null);
     // Our own destroy (the client left) is no failure of the node.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (host.closed) return undefined;
     let message = 'Connection error';
     if (e instanceof BackendLoginError) message = e.clientMessage;

@@ -6,6 +6,7 @@ import { defineClass, pushObject, testObject } from '../lua/class.js';
 import { yieldOn } from '../lua/coroutine.js';
 import { AddressError, DEFAULT_MYSQL_PORT, formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';
 import { CONTROL_DEFAULT_PORT } from '../protocol/control.js';
+import { errnoOrMessage } from '../util/errors.js';
 
 export const ADDRESS_CLASS = 'myproxy.address';
 
@@ -82,9 +83,9 @@ export function installAddress(L: LuaState): AddressBindings {
           pushObject(L2, ADDRESS_CLASS, { address: { kind: 'tcp', host: r.address, port }, text });
           return 1;
         },
-        (e: NodeJS.ErrnoException) => (L2: LuaState) => {
+        (e: unknown) => (L2: LuaState) => {
           lua.lua_pushnil(L2);
-          lua.lua_pushstring(L2, `cannot resolve ${JSON.stringify(host)}: ${e.code ?? e.message}`);
+          lua.lua_pushstring(L2, `cannot resolve ${JSON.stringify(host)}: ${errnoOrMessage(e)}`);
           return 2;
         },
       ),

@@ -7,23 +7,11 @@ import { defineClass, pushObject, testObject, checkObject } from '../lua/class.j
 import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
 import { CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
 import { parseStoredNativeHash, recoverNativePasswordSha1, sha1 } from '../auth/native-password.js';
-import { ErrorNumber } from '../protocol/constants.js';
-import {
-  PolicyError,
-  accessDeniedMessage,
-  type ClientAuthMode,
-  type ClientSession,
-  type ConnectAction,
-  type ConnectTarget,
-  type ErrAction,
-  type InitDbAction,
-  type LoginAction,
-  type LoginRequest,
-  type SessionHandler,
-  type SessionHooks,
-} from '../proxy/handler.js';
+import {} from '../protocol/constants.js';
+import { PolicyError, accessDeniedMessage, type ClientAuthMode, type ClientSession, type ConnectAction, type ConnectTarget, type ErrAction, type InitDbAction, type LoginAction, type LoginRequest, type SessionHandler, type SessionHooks } from '../proxy/handler.js';
 import { checkAddressArg } from './address.js';
 import { installCgroup, pushClientCgroup } from './cgroup.js';
+import { ClientErrors } from '../util/errors.js';
 
 export const CLIENT_CLASS = 'myproxy.client';
 export const ACTION_CLASS = 'myproxy.action';
@@ -97,8 +85,7 @@ const clientDeny = (L: LuaState): number => {
   pushObject(L, ACTION_CLASS, {
     kind: 'err',
     message,
-    errno: ErrorNumber.ER_ACCESS_DENIED_ERROR,
-    sqlState: '28000',
+    error: ClientErrors.ACCESS_DENIED,
   } satisfies ErrAction);
   return 1;
 };
@@ -221,7 +208,7 @@ const clientConnect = (L: LuaState): number => {
     lua.lua_pushnil(L);
     while (lua.lua_next(L, 4) !== 0) {
       const key = keyOf(L, -2);
-      if (key !== 'read_only') return lauxlib.luaL_error(L, `Unknown option '${key ?? typeName(L, -2)}'`);
+      if (key !== 'read_only') return lauxlib.luaL_error(L, `Unknown option '${key ?? typeName(L, -2)}' (options: ${CONNECT_OPTIONS.join(', ')})`);
       if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN) return lauxlib.luaL_error(L, "Option 'read_only' must be a boolean");
       readOnly = lua.lua_toboolean(L, -1);
       lua.lua_pop(L, 1);
@@ -233,7 +220,10 @@ const clientConnect = (L: LuaState): number => {
 };
 
 /** client:err(), client:connect(), ... by name (a null-prototype table: keys come from scripts). */
-const CLIENT_METHODS: Readonly<Record<string, (L: LuaState) => number>> = Object.freeze(
+/** The keys of client:connect()'s options table (argument 4). */
+export const CONNECT_OPTIONS = ['read_only'] as const;
+
+export const CLIENT_METHODS: Readonly<Record<string, (L: LuaState) => number>> = Object.freeze(
   Object.assign(Object.create(null) as Record<string, (L: LuaState) => number>, {
     err: clientErr,
     connect: clientConnect,
@@ -551,9 +541,12 @@ function hooksClass(refs: HandlerRefs): HooksClass {
   const add = (name: 'onConnect' | 'onCommandPhase' | 'onInitDb' | 'onKill', fn: unknown): void => {
     Object.defineProperty(Hooks.prototype, name, { value: fn, writable: false, enumerable: false });
   };
+  // The methods move to another prototype: they are called on instances of Hooks, not detached.
+  /* eslint-disable @typescript-eslint/unbound-method */
   if (refs.onConnect !== undefined) add('onConnect', proto.callOnConnect);
   if (refs.onCommandPhase !== undefined) add('onCommandPhase', proto.callOnCommandPhase);
   if (refs.onInitDb !== undefined) add('onInitDb', proto.callOnInitDb);
+  /* eslint-enable @typescript-eslint/unbound-method */
   if (refs.onKill !== undefined) add('onKill', callOnKill);
   return Hooks;
 }

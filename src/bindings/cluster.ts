@@ -196,9 +196,9 @@ function checkNode(L: LuaState, idx: number): AddressBox {
   return { address, text };
 }
 
-const BOOLEAN_OPTIONS = ['monitoring', 'no_read_only', 'disconnect_unavailable'] as const;
-const STRING_OPTIONS = ['user', 'password'] as const;
-const SECONDS_OPTIONS = ['check_interval', 'connect_timeout'] as const;
+export const BOOLEAN_OPTIONS = ['monitoring', 'no_read_only', 'disconnect_unavailable'] as const;
+export const STRING_OPTIONS = ['user', 'password'] as const;
+export const SECONDS_OPTIONS = ['check_interval', 'connect_timeout'] as const;
 
 function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
   const flags: Record<string, boolean> = {};
@@ -224,6 +224,7 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
         }
         seconds[key] = value;
       } else {
+        // myproxy's own text, word for word.
         return lauxlib.luaL_error(L, `Unknown option '${key}'`);
       }
       lua.lua_pop(L, 1);

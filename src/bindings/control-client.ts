@@ -16,6 +16,7 @@ import { addonFunctions } from '../net/native.js';
 import { CONTROL_DEFAULT_PORT, ControlCommand, ControlDatagramBuilder } from '../protocol/control.js';
 import { ADDRESS_CLASS, type AddressBox } from './address.js';
 import { checkArgCount, closeHeld, connectTo, methodIndex, plainError, resolveAddress, trackSocket, type HeldSocket } from './datagram.js';
+import { errnoOrMessage } from '../util/errors.js';
 
 const CLIENT_CLASS = 'control_client';
 const BUILDER_CLASS = 'control_builder';
@@ -77,9 +78,9 @@ const clientNew = (L: LuaState): number => {
       L,
       resolveAddress(address).then(
         (resolved) => (L1: LuaState) => pushClient(L1, resolved),
-        (e: NodeJS.ErrnoException) => (L1: LuaState) => {
+        (e: unknown) => (L1: LuaState) => {
           lua.lua_pushnil(L1);
-          lua.lua_pushstring(L1, `Failed to resolve ${JSON.stringify(host)}: ${e.code ?? e.message}`);
+          lua.lua_pushstring(L1, `Failed to resolve ${JSON.stringify(host)}: ${errnoOrMessage(e)}`);
           return 2;
         },
       ),

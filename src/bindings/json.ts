@@ -14,6 +14,7 @@
 
 import { lua, lauxlib, type LuaState } from '../lua/fengari.js';
 import { pushBytes, typeName } from '../lua/convert.js';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 /** Deepest nesting json.dump and json.parse accept. */
 export const JSON_MAX_DEPTH = 200;
@@ -21,7 +22,11 @@ export const JSON_MAX_DEPTH = 200;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 
-class JsonError extends Error {}
+class JsonError extends ProxyError {
+  constructor(message: string) {
+    super(ErrorCodes.JSON, message);
+  }
+}
 
 /** Decode UTF-8 bytes, or undefined when they are not valid UTF-8. */
 function decodeUtf8(b: Uint8Array): string | undefined {

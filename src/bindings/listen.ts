@@ -22,7 +22,7 @@ export interface ListenerSpec {
   readonly refs: HandlerRefs;
 }
 
-const HANDLER_KEYS = ['on_connect', 'on_handshake_response', 'on_command_phase', 'on_init_db', 'on_kill'] as const;
+export const HANDLER_KEYS = ['on_connect', 'on_handshake_response', 'on_command_phase', 'on_init_db', 'on_kill'] as const;
 type HandlerKey = (typeof HANDLER_KEYS)[number];
 
 /** The `systemd` global: a unique token, compared by identity (not the string "systemd"). */
@@ -57,6 +57,9 @@ interface ListenOptionValues {
   localInfile: boolean;
 }
 
+/** The keys of mysql_listen's options table (argument 3). */
+export const LISTEN_OPTIONS = ['auth', 'local_infile'] as const;
+
 /** The options table of mysql_listen (argument 3): `{ auth = 'clear' | 'native', local_infile = bool }`. */
 function checkListenOptions(L: LuaState, idx: number): ListenOptionValues {
   const options: ListenOptionValues = { auth: 'clear', localInfile: false };
@@ -82,7 +85,7 @@ function checkListenOptions(L: LuaState, idx: number): ListenOptionValues {
         options.localInfile = lua.lua_toboolean(L, -1);
         break;
       default:
-        return lauxlib.luaL_argerror(L, idx, `Unknown option '${key ?? typeName(L, -2)}'`);
+        return lauxlib.luaL_argerror(L, idx, `Unknown option '${key ?? typeName(L, -2)}' (options: ${LISTEN_OPTIONS.join(', ')})`);
     }
     lua.lua_pop(L, 1);
   }

@@ -202,6 +202,7 @@ class Listener {
       // Do not keep the process alive just for this connection.
       (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
       for (const channel of this.#channels.keys()) await client.query(`LISTEN ${quoteIdent(channel)}`);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the error handler while we awaited
       if (failed) return;
       this.#connected = true;
       this.#backoff = PG_LISTEN_BACKOFF_MIN_MS;
@@ -590,7 +591,7 @@ export function installPg(L: LuaState, getRunner: () => CallbackRunner | null): 
         lua.lua_rawgeti(L1, 2, i);
         const t = lua.lua_type(L1, -1);
         if (t === lua.LUA_TNIL) elements.push(null);
-        else if (t === lua.LUA_TSTRING) elements.push(lua.lua_tolstring(L1, -1)!);
+        else if (t === lua.LUA_TSTRING) elements.push(lua.lua_tolstring(L1, -1));
         else if (t === lua.LUA_TNUMBER) elements.push(Buffer.from(numberText(L1, -1)));
         else return lauxlib.luaL_error(L1, `Unsupported array element type: ${typeName(L1, -1)}`);
         lua.lua_pop(L1, 1);

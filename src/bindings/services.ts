@@ -9,6 +9,10 @@ import { AddressError, formatAddress, parseAddress, parseListenAddress, type Soc
 import { addonFunctions, closeFd, listenUnix } from '../net/native.js';
 import { CONTROL_DEFAULT_PORT } from '../protocol/control.js';
 
+/** The keys of prometheus_listen's and control_listen's options tables. */
+export const PROMETHEUS_OPTIONS = ['accounts'] as const;
+export const CONTROL_OPTIONS = ['interface', 'multicast_group', 'allowed_uids'] as const;
+
 export const PROMETHEUS_DEFAULT_PORT = 9100;
 /** myproxy's listen backlog for the exporter. */
 const PROMETHEUS_BACKLOG = 16;
@@ -97,7 +101,9 @@ export function installServices(L: LuaState, options: ServiceOptions): ServiceBi
       lua.lua_pushnil(L1);
       while (lua.lua_next(L1, 2) !== 0) {
         const key = lua.lua_type(L1, -2) === lua.LUA_TSTRING ? text(L1, -2) : undefined;
-        if (key !== 'accounts') return lauxlib.luaL_argerror(L1, 2, `Unknown option '${key ?? typeName(L1, -2)}'`);
+        if (key !== 'accounts') {
+          return lauxlib.luaL_argerror(L1, 2, `Unknown option '${key ?? typeName(L1, -2)}' (options: ${PROMETHEUS_OPTIONS.join(', ')})`);
+        }
         const v = lua.lua_tonumber(L1, -1);
         if (lua.lua_type(L1, -1) !== lua.LUA_TNUMBER || !Number.isInteger(v) || v < 0 || v > 100_000) {
           return lauxlib.luaL_argerror(L1, 2, "Option 'accounts' must be a number of accounts from 0 to 100000");
@@ -164,7 +170,7 @@ export function installServices(L: LuaState, options: ServiceOptions): ServiceBi
             return lauxlib.luaL_argerror(L1, 2, "Option 'allowed_uids' must be a list of uids or 'any'");
           }
         } else {
-          return lauxlib.luaL_argerror(L1, 2, 'Unknown option');
+          return lauxlib.luaL_argerror(L1, 2, `Unknown option '${key ?? typeName(L1, -2)}' (options: ${CONTROL_OPTIONS.join(', ')})`);
         }
         lua.lua_pop(L1, 1);
       }
@@ -173,7 +179,7 @@ export function installServices(L: LuaState, options: ServiceOptions): ServiceBi
     const bound = bindAddress(L1, address, true, 1, device, group !== null);
     const local = address.kind !== 'tcp';
     control.push({ ...bound, local, allowedUids });
-    if (group !== null && group.kind === 'tcp') {
+    if (group !== null) {
       try {
         addonFunctions().joinMulticast(bound.fd, group.host);
       } catch (e) {

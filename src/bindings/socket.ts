@@ -19,6 +19,9 @@ import { addonFunctions } from '../net/native.js';
 import { ADDRESS_CLASS, type AddressBox } from './address.js';
 import { checkArgCount, closeHeld, connectTo, methodIndex, plainError, trackSocket, type HeldSocket } from './datagram.js';
 
+/** The keys of socket:connect()'s options table. */
+export const SOCKET_OPTIONS = ['type'] as const;
+
 const SOCKET_CLASS = 'socket';
 const STREAM_CONNECT_TIMEOUT_MS = 10_000;
 
@@ -65,7 +68,7 @@ const socketConnect = (L: LuaState): number => {
     while (lua.lua_next(L, 3) !== 0) {
       if (lua.lua_type(L, -2) !== lua.LUA_TSTRING) return lauxlib.luaL_error(L, 'Key is not a string');
       const key = to_jsstring(lua.lua_tolstring(L, -2)!, undefined, undefined, true);
-      if (key !== 'type') return lauxlib.luaL_error(L, 'Unrecognized option');
+      if (key !== 'type') return lauxlib.luaL_error(L, `Unrecognized option (options: ${SOCKET_OPTIONS.join(', ')})`);
       if (!lua.lua_isstring(L, -1)) return lauxlib.luaL_error(L, "'type' must be a string");
       const value = to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true);
       if (value !== 'stream' && value !== 'dgram' && value !== 'seqpacket') return lauxlib.luaL_error(L, 'Unsupported socket type');

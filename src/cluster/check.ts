@@ -103,6 +103,7 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
     socket.end(writeComQuit());
     return result;
   } catch (e) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the deadline timer while we awaited
     return dead(timedOut ? `timed out after ${options.timeoutMs} ms` : errorMessage(e));
   } finally {
     clearTimeout(deadlineTimer);

@@ -251,6 +251,7 @@ export class Cluster implements BackendSelector {
     }
     node.checking = false;
     node.lastCheckEnd = Date.now();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() may have run while we awaited
     if (this.#stopped) return;
     node.checked = true;
     node.suspect = false;

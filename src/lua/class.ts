@@ -23,11 +23,13 @@ export function pushObject(L: LuaState, name: string, value: unknown): void {
 }
 
 /** The value carried by the userdata at `idx`, or a Lua argument error naming the class. */
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the class's value type
 export function checkObject<T>(L: LuaState, idx: number, name: string): T {
   return lauxlib.luaL_checkudata(L, idx, name)['value'] as T;
 }
 
 /** The value carried by the userdata at `idx` if it is of class `name`. */
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the class's value type
 export function testObject<T>(L: LuaState, idx: number, name: string): T | undefined {
   const ud = lauxlib.luaL_testudata(L, idx, name);
   return ud === null ? undefined : (ud['value'] as T);

@@ -6,6 +6,7 @@
 import { lua, lauxlib, type LuaState } from './fengari.js';
 import { luaLimits, withDeadline, type Deadline } from './limits.js';
 import { errorToString } from './state.js';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 /** Pushes the results of a finished operation onto the resumed thread; returns their count. */
 export type Resumer = (L: LuaState) => number;
@@ -29,19 +30,17 @@ export function yieldOn(L: LuaState, op: Promise<Resumer>, what = 'this function
   return lua.lua_yield(L, 0);
 }
 
-export class CallbackCancelled extends Error {
+export class CallbackCancelled extends ProxyError {
   constructor() {
-    super('callback cancelled');
-    this.name = 'CallbackCancelled';
+    super(ErrorCodes.LUA_CANCELLED, 'callback cancelled');
   }
 }
 
-export class CallbackFailed extends Error {
+export class CallbackFailed extends ProxyError {
   /** The Lua stack traceback, for the log (undefined when there is none). */
   readonly traceback: string | undefined;
   constructor(message: string, traceback?: string) {
-    super(message);
-    this.name = 'CallbackFailed';
+    super(ErrorCodes.LUA, message);
     this.traceback = traceback;
   }
 }

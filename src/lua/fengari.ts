@@ -62,6 +62,7 @@ function loadPatched(): typeof Fengari {
   const byFile = new Map(PATCHES.map((p) => [srcDir + p.file, p]));
   const applied = new Set<string>();
   const Module = require('node:module') as unknown as NodeModuleInternals;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be called with .call(this) below
   const compile = Module.prototype._compile;
   Module.prototype._compile = function (this: unknown, content: string, filename: string): unknown {
     const patch = byFile.get(filename);

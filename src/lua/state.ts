@@ -4,6 +4,7 @@
 import { lua, lauxlib, lualib, to_jsstring, type LuaState } from './fengari.js';
 import { luaLimits, withDeadline, type Deadline } from './limits.js';
 import { bytesToLogText, logInfo } from '../util/log.js';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 /** Create a Lua state with the standard libraries and myproxy's fixes for Fengari's gaps. */
 export function newLuaState(): LuaState {
@@ -127,10 +128,9 @@ export function errorToString(L: LuaState, idx: number): string {
   return text;
 }
 
-export class LuaScriptError extends Error {
+export class LuaScriptError extends ProxyError {
   constructor(message: string) {
-    super(message);
-    this.name = 'LuaScriptError';
+    super(ErrorCodes.LUA, message);
   }
 }
 

@@ -2,6 +2,7 @@
 // Text forms follow myproxy: '/path', '@abstract', '1.2.3.4', '1.2.3.4:3307', '[::1]:3307', 'host:port'.
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 export const DEFAULT_MYSQL_PORT = 3306;
 
@@ -10,10 +11,9 @@ export type SocketAddress =
   | { readonly kind: 'unix'; readonly path: string }
   | { readonly kind: 'abstract'; readonly name: Buffer };
 
-export class AddressError extends Error {
+export class AddressError extends ProxyError {
   constructor(message: string) {
-    super(message);
-    this.name = 'AddressError';
+    super(ErrorCodes.ADDRESS, message);
   }
 }
 

@@ -16,6 +16,7 @@ import {
   type RelayState,
 } from './relay.js';
 import { PumpEvent, UNTRACKED_REASONS, decodeRecord, encodeTrackerConfig, newRecordArray } from './tracking.js';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 const REASONS: Readonly<Record<string, RelayEnd>> = Object.freeze(
   Object.assign(Object.create(null) as Record<string, RelayEnd>, {
@@ -32,10 +33,9 @@ const REASONS: Readonly<Record<string, RelayEnd>> = Object.freeze(
 );
 
 /** The relay could not start (no file descriptor for the pump's copies, a socket already gone). */
-export class RelayStartError extends Error {
+export class RelayStartError extends ProxyError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'RelayStartError';
+    super(ErrorCodes.RELAY_START, message, options);
   }
 }
 

@@ -7,18 +7,17 @@ import type { Socket } from 'node:net';
 import { MAX_PACKET_PAYLOAD } from '../protocol/constants.js';
 import { PacketFramer, type Packet } from '../protocol/framer.js';
 import { framePayload } from '../protocol/writer.js';
+import { ErrorCodes, ProxyError } from '../util/errors.js';
 
-export class ChannelClosedError extends Error {
+export class ChannelClosedError extends ProxyError {
   constructor(message = 'Connection closed') {
-    super(message);
-    this.name = 'ChannelClosedError';
+    super(ErrorCodes.CHANNEL_CLOSED, message);
   }
 }
 
-export class ChannelTimeoutError extends Error {
+export class ChannelTimeoutError extends ProxyError {
   constructor() {
-    super('Timeout');
-    this.name = 'ChannelTimeoutError';
+    super(ErrorCodes.CHANNEL_TIMEOUT, 'Timeout');
   }
 }
 

@@ -378,6 +378,7 @@ export class Relay implements ByteRelay {
     }
     if (rest.length > 0) this.#clientInput(Buffer.from(rest));
     this.#flushDueReplies();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a handler above may have closed the relay
     if (!this.#waitingForAnswer() && !this.#stalledSince.has(this.#server) && !this.#closed) this.#client.resume();
   }
 

@@ -81,23 +81,6 @@ export const PacketHeader = {
   ERR: 0xff,
 } as const;
 
-/** Server error numbers used by the proxy itself. */
-export const ErrorNumber = {
-  ER_CON_COUNT_ERROR: 1040,
-  ER_HANDSHAKE_ERROR: 1043,
-  ER_DBACCESS_DENIED_ERROR: 1044,
-  ER_ACCESS_DENIED_ERROR: 1045,
-  ER_UNKNOWN_COM_ERROR: 1047,
-  ER_NO_SUCH_THREAD: 1094,
-  ER_KILL_DENIED_ERROR: 1095,
-  ER_WRONG_DB_NAME: 1102,
-  ER_UNKNOWN_ERROR: 1105,
-  ER_NET_PACKET_TOO_LARGE: 1153,
-  ER_NOT_SUPPORTED_YET: 1235,
-  ER_NOT_SUPPORTED_AUTH_MODE: 1251,
-  ER_CONNECTION_KILLED: 1927,
-} as const;
-
 /** utf8mb3_general_ci (0x21): what myproxy announces; the client's own choice is forwarded to the backend. */
 export const DEFAULT_CHARSET = 0x21;
 

@@ -3,9 +3,10 @@
 // descriptor to say so with. At the real limit accept() fails and libuv drops connections without
 // a word; staying below it keeps every refusal visible.
 
-import { ErrorNumber } from '../protocol/constants.js';
+import {} from '../protocol/constants.js';
 import { fdLimit, openFdCount } from '../net/native.js';
 import { errPacket } from './client-login.js';
+import { ClientErrors } from '../util/errors.js';
 
 /**
  * Descriptors a relayed session holds: the client, the backend and the client's pidfd. While its
@@ -57,5 +58,5 @@ export class FdBudget {
 
 /** The refusal a client gets instead of a greeting. */
 export function tooManyConnections(): Buffer {
-  return errPacket(0, ErrorNumber.ER_CON_COUNT_ERROR, '08004', 'Too many connections');
+  return errPacket(0, ClientErrors.TOO_MANY_CONNECTIONS);
 }

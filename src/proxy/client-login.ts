@@ -3,7 +3,7 @@
 // for clients that answered with another plugin. Field sizes are checked before any Lua runs.
 
 import { randomBytes } from 'node:crypto';
-import { AuthPluginName, Capability, DEFAULT_CHARSET, ErrorNumber, ServerStatus } from '../protocol/constants.js';
+import { AuthPluginName, Capability, DEFAULT_CHARSET, ServerStatus } from '../protocol/constants.js';
 import type { Packet } from '../protocol/framer.js';
 import { writeAuthSwitchRequest, writeErr } from '../protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
@@ -11,6 +11,7 @@ import { isSslRequest, parseHandshakeResponse, type HandshakeResponse } from '..
 import type { PacketChannel } from '../net/packet-channel.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { accessDeniedMessage, type ClientAuthMode, type LoginRequest, type NativeAuthAnswer } from './handler.js';
+import { ClientErrors, type ClientErrorSpec, ErrorCodes, ProxyError } from '../util/errors.js';
 
 /** What the proxy offers clients in its greeting (see docs/protocol.md for why each is there). */
 export const GREETING_CAPABILITIES =
@@ -46,17 +47,17 @@ export const MAX_DATABASE_BYTES = 192;
 export const MAX_AUTH_BYTES = 4096;
 
 /** Ends the session with an ERR to the client (already decided, nothing more to log). */
-export class AbortSession extends Error {
+export class AbortSession extends ProxyError {
   readonly packet: Buffer | undefined;
   constructor(packet?: Buffer) {
-    super('abort');
+    super(ErrorCodes.SESSION_ABORTED, 'abort');
     this.packet = packet;
-    this.name = 'AbortSession';
   }
 }
 
-export function errPacket(seq: number, errno: number, sqlState: string, message: string): Buffer {
-  return writeErr(seq & 0xff, { errno, sqlState, message });
+/** An ERR of the catalogue; `message` replaces the catalogue's text (or supplies it where it has none). */
+export function errPacket(seq: number, error: ClientErrorSpec, message = error.message): Buffer {
+  return writeErr(seq & 0xff, { errno: error.errno, sqlState: error.sqlState, message });
 }
 
 export interface ClientLoginOptions {
@@ -102,7 +103,7 @@ export async function clientLogin(
   metrics.clientLoginPackets++;
   onSeq(hrPacket.seq);
   if (isSslRequest(hrPacket.payload)) {
-    throw new AbortSession(errPacket(hrPacket.seq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'TLS is not supported'));
+    throw new AbortSession(errPacket(hrPacket.seq + 1, ClientErrors.TLS_NOT_SUPPORTED));
   }
   metrics.clientHandshakeResponses++;
   const hr = parseHandshakeResponse(hrPacket.payload, caps);
@@ -113,7 +114,7 @@ export async function clientLogin(
     metrics.clientLoginPackets++;
     onSeq(p.seq);
     if (p.payload.length > MAX_AUTH_BYTES) {
-      throw new AbortSession(errPacket(p.seq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      throw new AbortSession(errPacket(p.seq + 1, ClientErrors.BAD_HANDSHAKE));
     }
     return p;
   };
@@ -132,17 +133,17 @@ export async function clientLogin(
 function checkFieldSizes(hr: HandshakeResponse, replySeq: number): void {
   if (hr.user.length > MAX_USER_BYTES) {
     throw new AbortSession(
-      errPacket(replySeq, ErrorNumber.ER_ACCESS_DENIED_ERROR, '28000', accessDeniedMessage(hr.user.subarray(0, 64))),
+      errPacket(replySeq, ClientErrors.ACCESS_DENIED, accessDeniedMessage(hr.user.subarray(0, 64))),
     );
   }
   if (hr.database.length > MAX_DATABASE_BYTES) {
     const shown = hr.database.subarray(0, 100).toString('utf8');
     throw new AbortSession(
-      errPacket(replySeq, ErrorNumber.ER_WRONG_DB_NAME, '42000', `Incorrect database name '${shown}...'`),
+      errPacket(replySeq, ClientErrors.WRONG_DB_NAME, `Incorrect database name '${shown}...'`),
     );
   }
   if (hr.authResponse.length > MAX_AUTH_BYTES) {
-    throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+    throw new AbortSession(errPacket(replySeq, ClientErrors.BAD_HANDSHAKE));
   }
 }
 
@@ -157,12 +158,7 @@ async function clearPassword(
   if (hr.authPluginName === AuthPluginName.CLEAR_PASSWORD) return stripNul(hr.authResponse);
   if ((clientCaps & Capability.CLIENT_PLUGIN_AUTH) === 0) {
     throw new AbortSession(
-      errPacket(
-        hrPacket.seq + 1,
-        ErrorNumber.ER_NOT_SUPPORTED_AUTH_MODE,
-        '08004',
-        'Client does not support authentication protocol requested by server; consider upgrading MySQL client',
-      ),
+      errPacket(hrPacket.seq + 1, ClientErrors.AUTH_METHOD_UNSUPPORTED),
     );
   }
   // mysql2 and others answer with their default plugin first: ask for the clear password.

@@ -3,11 +3,11 @@
 // on_init_db, when the handler has one), and KILL (COM_PROCESS_KILL and KILL statements, which
 // name the proxy's connection ids and must be translated: see kill.ts).
 
-import { Command, ErrorNumber, PacketHeader } from '../protocol/constants.js';
+import { Command, PacketHeader } from '../protocol/constants.js';
 import { PacketWriter, framePayload } from '../protocol/writer.js';
 import type { InterceptReply } from '../net/relay.js';
 import type { ProxyMetrics } from '../util/metrics.js';
-import { errorMessage } from '../util/errors.js';
+import { ClientErrors, type ClientErrorSpec, errorMessage } from '../util/errors.js';
 import { quoteBytes } from '../util/log.js';
 import { errPacket } from './client-login.js';
 import { PolicyError, type ClientSession, type SessionHooks } from './handler.js';
@@ -21,7 +21,7 @@ export interface KillableSession extends ClientSession {
   /** How to log in to its server as its user (undefined until it is relayed). */
   readonly killTarget: KillTarget | undefined;
   /** Ends the session at once (a KILL CONNECTION of a session that is still logging in). */
-  close(message: string): void;
+  close(error: ClientErrorSpec): void;
 }
 
 /** What the filter needs of its session. */
@@ -60,12 +60,7 @@ export class CommandFilter {
       case Command.COM_CHANGE_USER:
         this.#host.logLimited('change_user', 'COM_CHANGE_USER refused');
         return {
-          toClient: errPacket(
-            seq + 1,
-            ErrorNumber.ER_NOT_SUPPORTED_YET,
-            '42000',
-            'COM_CHANGE_USER is not supported by myproxy: connect again as the other user',
-          ),
+          toClient: errPacket(seq + 1, ClientErrors.CHANGE_USER_REFUSED),
         };
       case Command.COM_INIT_DB:
         return this.#initDb(packet, seq, truncated);
@@ -85,24 +80,24 @@ export class CommandFilter {
 
   async #initDb(packet: Buffer, seq: number, truncated: boolean): Promise<InterceptReply> {
     const host = this.#host;
-    const onInitDb = host.hooks.onInitDb;
-    if (onInitDb === undefined) return { toServer: packet };
+    const hooks = host.hooks;
+    if (hooks.onInitDb === undefined) return { toServer: packet };
     const database = packet.subarray(5);
     if (truncated) {
-      return { toClient: errPacket(seq + 1, ErrorNumber.ER_WRONG_DB_NAME, '42000', 'Incorrect database name') };
+      return { toClient: errPacket(seq + 1, ClientErrors.WRONG_DB_NAME) };
     }
     let action;
     try {
-      action = await onInitDb.call(host.hooks, Buffer.from(database));
+      action = await hooks.onInitDb(Buffer.from(database));
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
       host.policyFailed(e);
-      return { close: errPacket(seq + 1, ErrorNumber.ER_DBACCESS_DENIED_ERROR, '42000', 'Lua error') };
+      return { close: errPacket(seq + 1, ClientErrors.INIT_DB_REFUSED, 'Lua error') };
     }
     if (action.kind === 'err') {
       host.metrics.connectionsRejected++;
       host.log(`init_db ${quoteBytes(database)} rejected`);
-      return { toClient: errPacket(seq + 1, ErrorNumber.ER_DBACCESS_DENIED_ERROR, '42000', action.message) };
+      return { toClient: errPacket(seq + 1, ClientErrors.INIT_DB_REFUSED, action.message) };
     }
     host.log(`init_db ${quoteBytes(action.database)}`);
     return {
@@ -127,7 +122,7 @@ export class CommandFilter {
     if (target === undefined || target.closed || target.killTarget === undefined) {
       metrics.kill('unknown');
       host.log(`${what} ${statement.id}: unknown connection id`);
-      return { toClient: errPacket(seq + 1, ErrorNumber.ER_NO_SUCH_THREAD, 'HY000', `Unknown thread id: ${statement.id}`) };
+      return { toClient: errPacket(seq + 1, ClientErrors.UNKNOWN_THREAD, `Unknown thread id: ${statement.id}`) };
     }
     const targetId = target.killTarget;
     // Killing our own connection on our own server: the server does exactly that.
@@ -140,7 +135,7 @@ export class CommandFilter {
       metrics.kill('denied');
       host.log(`${what} ${statement.id}: denied (not the same user)`);
       return {
-        toClient: errPacket(seq + 1, ErrorNumber.ER_KILL_DENIED_ERROR, 'HY000', `You are not owner of thread ${statement.id}`),
+        toClient: errPacket(seq + 1, ClientErrors.KILL_DENIED, `You are not owner of thread ${statement.id}`),
       };
     }
     const sql = killSql(statement, targetId.threadId);
@@ -152,12 +147,7 @@ export class CommandFilter {
       metrics.kill('failed');
       host.log(`${what} ${statement.id} failed: ${errorMessage(e)}`);
       return {
-        toClient: errPacket(
-          seq + 1,
-          ErrorNumber.ER_UNKNOWN_ERROR,
-          'HY000',
-          `KILL could not reach the server of connection ${statement.id}`,
-        ),
+        toClient: errPacket(seq + 1, ClientErrors.KILL_FAILED, `KILL could not reach the server of connection ${statement.id}`),
       };
     }
     metrics.kill(reply[0] === PacketHeader.OK ? 'done' : 'server_error');
@@ -167,10 +157,10 @@ export class CommandFilter {
   /** The server's own rule (a user kills its own threads), unless the handler's on_kill decides. */
   async #mayKill(target: KillableSession, query: boolean): Promise<boolean> {
     const host = this.#host;
-    const onKill = host.hooks.onKill;
-    if (onKill !== undefined) {
+    const hooks = host.hooks;
+    if (hooks.onKill !== undefined) {
       try {
-        return await onKill.call(host.hooks, target, query);
+        return await hooks.onKill(target, query);
       } catch (e) {
         if (!(e instanceof PolicyError)) throw e;
         host.policyFailed(e);

@@ -4,7 +4,7 @@
 // and backend login), command-filter.ts (the commands the relay takes out of the stream).
 
 import type { Socket } from 'node:net';
-import { Capability, ErrorNumber } from '../protocol/constants.js';
+import { Capability } from '../protocol/constants.js';
 import { framePayload } from '../protocol/writer.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
 import { formatAddress, type SocketAddress } from '../net/address.js';
@@ -15,22 +15,13 @@ import { Relay, type ByteRelay, type RelayKind } from '../net/relay.js';
 import { commandName, type ResponseRecord } from '../net/tracking.js';
 import { BackendConnectError, connectToBackend, MAX_LOGIN_PAYLOAD } from '../backend/connector.js';
 import type { BackendCandidate } from '../backend/selector.js';
-import { ClientError, ProxyError } from '../util/errors.js';
+import { ClientErrors, type ClientErrorSpec, isParseError } from '../util/errors.js';
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
 import { CommandFilter, filteredCommands, type KillableSession } from './command-filter.js';
 import type { KillTarget } from './kill.js';
-import {
-  PolicyError,
-  accessDeniedMessage,
-  type ClientAuthMode,
-  type ConnectAction,
-  type ErrAction,
-  type PeerIdentity,
-  type SessionHandler,
-  type SessionHooks,
-} from './handler.js';
+import { PolicyError, accessDeniedMessage, type ClientAuthMode, type ConnectAction, type ErrAction, type PeerIdentity, type SessionHandler, type SessionHooks } from './handler.js';
 import type { SessionRegistry } from './registry.js';
 
 export { GREETING_CAPABILITIES } from './client-login.js';
@@ -166,7 +157,7 @@ export class Connection implements KillableSession {
 
   #makeLogName(): string {
     const p = this.peer;
-    let name = p.pid !== undefined ? `pid=${p.pid} uid=${p.uid}` : (p.address ?? '?');
+    let name = p.pid !== undefined ? `pid=${p.pid} uid=${p.uid ?? '?'}` : (p.address ?? '?');
     if (this.#account !== undefined) name += ` ${quote(this.#account)}`;
     return name;
   }
@@ -245,6 +236,7 @@ export class Connection implements KillableSession {
 
     this.#log(`login user=${quoteBytes(hr.user)} database=${quoteBytes(hr.database)}`);
     const action = await this.#callPolicy(() => hooks.onHandshakeResponse(request), this.#clientSeq + 1);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (this.#closed) return;
     const replySeq = this.#clientSeq + 1;
     if (action.kind === 'err') {
@@ -256,18 +248,21 @@ export class Connection implements KillableSession {
       // (normally the one client:verify_native_password() returned) nobody vouched for the client.
       metrics.connectionsRejected++;
       this.#log('no credential for the backend under auth=native: access denied');
-      throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_ACCESS_DENIED_ERROR, '28000', accessDeniedMessage(hr.user)));
+      throw new AbortSession(errPacket(replySeq, ClientErrors.ACCESS_DENIED, accessDeniedMessage(hr.user)));
     }
     if ((hr.capabilities & Capability.CLIENT_PROTOCOL_41) === 0) {
       throw new AbortSession(
-        errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Protocol 3.20 clients are not supported'),
+        errPacket(replySeq, ClientErrors.PROTOCOL_320),
       );
     }
 
     // The backend: the one address, or a selector's candidates in order.
     const candidates: readonly BackendCandidate[] =
       action.target.kind === 'selector' ? await action.target.select(this, action.readOnly) : [{ address: action.target }];
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (this.#closed) return;
+    // The getter below lives in an object literal, whose `this` is not the session.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const session = this;
     let connected;
     try {
@@ -299,7 +294,7 @@ export class Connection implements KillableSession {
       );
     } catch (e) {
       if (e instanceof BackendConnectError) {
-        throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', e.clientMessage));
+        throw new AbortSession(errPacket(replySeq, ClientErrors.BACKEND_FAILED, e.clientMessage));
       }
       throw e;
     }
@@ -336,8 +331,9 @@ export class Connection implements KillableSession {
         if (!(e instanceof PolicyError)) throw e;
         this.#policyFailed(e);
         // The client has not had its OK: answer the login with the Lua error.
-        throw new AbortSession(errPacket(replySeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Lua error'));
+        throw new AbortSession(errPacket(replySeq, ClientErrors.LUA_ERROR));
       }
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
       if (this.#closed) return;
     }
     this.#endLogin();
@@ -352,7 +348,7 @@ export class Connection implements KillableSession {
     }
     this.#detachFromNode = candidate.attach?.(() => {
       this.#log('closing: node is unavailable');
-      this.close('Node is unavailable');
+      this.close(ClientErrors.NODE_UNAVAILABLE);
     });
   }
 
@@ -379,16 +375,16 @@ export class Connection implements KillableSession {
       logLimited: (kind, line) => this.#logLimited(kind, line),
       policyFailed: (e) => this.#policyFailed(e),
     });
-    const tooMany = errPacket(replySeq, ErrorNumber.ER_CON_COUNT_ERROR, '08004', 'Too many connections');
+    const tooMany = errPacket(replySeq, ClientErrors.TOO_MANY_CONNECTIONS);
     const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
-    const hookResponse = this.#hooks.onResponse;
+    const hooks = this.#hooks;
     const logResponses = this.#options.logResponses === true;
     const onResponse =
-      hookResponse === undefined && !logResponses
+      hooks.onResponse === undefined && !logResponses
         ? undefined
         : (r: ResponseRecord): void => {
             if (logResponses) this.#log(responseLogLine(r));
-            hookResponse?.call(this.#hooks, r);
+            hooks.onResponse?.(r);
           };
     try {
       this.#relay = new RelayImpl(this.#client, backendSocket, {
@@ -437,7 +433,7 @@ export class Connection implements KillableSession {
     } catch (e) {
       if (e instanceof PolicyError) {
         this.#policyFailed(e);
-        throw new AbortSession(errPacket(errSeq, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Lua error'));
+        throw new AbortSession(errPacket(errSeq, ClientErrors.LUA_ERROR));
       }
       throw e;
     }
@@ -445,7 +441,7 @@ export class Connection implements KillableSession {
 
   /** The ERR for a policy's err action (1043 / 08S01 unless it names its own, as client:deny() does). */
   #errAction(seq: number, action: ErrAction): Buffer {
-    return errPacket(seq, action.errno ?? ErrorNumber.ER_HANDSHAKE_ERROR, action.sqlState ?? '08S01', action.message);
+    return errPacket(seq, action.error ?? ClientErrors.LUA_REFUSED, action.message);
   }
 
   #handleLoginFailure(e: unknown): void {
@@ -462,13 +458,13 @@ export class Connection implements KillableSession {
     }
     if (e instanceof ChannelTimeoutError) {
       this.#log('client login timed out');
-      client.end(errPacket(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      client.end(errPacket(this.#clientSeq + 1, ClientErrors.BAD_HANDSHAKE));
       return;
     }
-    if (e instanceof ProxyError || e instanceof ClientError) {
+    if (isParseError(e)) {
       this.#options.metrics.clientMalformedPackets++;
       this.#logLimited('malformed', `Malformed packet from client: ${e.message}`);
-      client.end(errPacket(this.#clientSeq + 1, ErrorNumber.ER_HANDSHAKE_ERROR, '08S01', 'Bad handshake'));
+      client.end(errPacket(this.#clientSeq + 1, ClientErrors.BAD_HANDSHAKE));
       return;
     }
     this.#logErr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
@@ -497,17 +493,10 @@ export class Connection implements KillableSession {
   }
 
   /** End the session now, with an ERR to the client (shutdown, an unavailable node, a KILL). */
-  close(message: string, errno?: number, sqlState = '08S01'): void {
+  close(error: ClientErrorSpec, message = error.message): void {
     if (this.#closed) return;
-    const err =
-      this.#phase === 'command'
-        ? errPacket(1, errno ?? ErrorNumber.ER_UNKNOWN_COM_ERROR, sqlState, message)
-        : errPacket(
-            this.#phase === 'connect' ? 0 : this.#clientSeq + 1,
-            errno ?? ErrorNumber.ER_HANDSHAKE_ERROR,
-            sqlState,
-            message,
-          );
+    const seq = this.#phase === 'command' ? 1 : this.#phase === 'connect' ? 0 : this.#clientSeq + 1;
+    const err = errPacket(seq, error, message);
     if (this.#relay !== null) this.#relay.close(err);
     else this.#client.end(err);
     this.#finish();

@@ -4,6 +4,7 @@
 import type { SocketAddress } from '../net/address.js';
 import type { ResponseRecord } from '../net/tracking.js';
 import type { BackendSelector } from '../backend/selector.js';
+import { type ClientErrorSpec, ErrorCodes, ProxyError } from '../util/errors.js';
 
 export type { BackendCandidate, BackendSelector, SelectingClient } from '../backend/selector.js';
 
@@ -66,9 +67,8 @@ export interface LoginRequest {
 export interface ErrAction {
   readonly kind: 'err';
   readonly message: string;
-  /** Error number and SQLSTATE for the client; default 1043 / 08S01 (client:deny() sets 1045 / 28000). */
-  readonly errno?: number;
-  readonly sqlState?: string;
+  /** The catalogue's entry; default LUA_REFUSED, 1043 / 08S01 (client:deny() sets ACCESS_DENIED, 1045 / 28000). */
+  readonly error?: ClientErrorSpec;
 }
 
 /** The text of ER_ACCESS_DENIED_ERROR as myproxy sends it (no host part: the proxy has none to name). */
@@ -101,12 +101,11 @@ export interface InitDbAction {
  * Thrown by hooks when policy code failed (a Lua runtime error, a bad return value). The message
  * and the traceback go to the log only; the client receives a generic "Lua error".
  */
-export class PolicyError extends Error {
+export class PolicyError extends ProxyError {
   /** Further lines for the log (a Lua stack traceback), if any. */
   readonly detail: string | undefined;
   constructor(message: string, detail?: string) {
-    super(message);
-    this.name = 'PolicyError';
+    super(ErrorCodes.POLICY, message);
     this.detail = detail;
   }
 }

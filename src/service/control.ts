@@ -5,14 +5,15 @@
 
 import { addonFunctions, type DatagramHandle } from '../net/native.js';
 import { ControlCommand, parseControlDatagram } from '../protocol/control.js';
-import { ErrorNumber } from '../protocol/constants.js';
+import {} from '../protocol/constants.js';
 import { bytesToLogText, logError, logLimited, quote } from '../util/log.js';
 import type { ProxyMetrics } from '../util/metrics.js';
+import { ClientErrors, type ClientErrorSpec } from '../util/errors.js';
 
 /** A session the control protocol can end. */
 export interface ControllableSession {
   readonly account: string | undefined;
-  close(message: string, errno?: number, sqlState?: string): void;
+  close(error: ClientErrorSpec): void;
 }
 
 export interface ControlTarget {
@@ -28,9 +29,6 @@ export interface ControlListener {
   readonly allowedUids: 'any' | ReadonlySet<number>;
 }
 
-/** What a client of a disconnected session is told (MariaDB's own message for a killed connection). */
-const DISCONNECT_MESSAGE = 'Connection was killed';
-
 /** Carries out one datagram; returns the number of sessions it closed. */
 export function handleControlDatagram(datagram: Buffer, target: ControlTarget, label: string): number {
   const metrics = target.metrics;
@@ -42,7 +40,7 @@ export function handleControlDatagram(datagram: Buffer, target: ControlTarget, l
     if (command !== ControlCommand.DISCONNECT_DATABASE || payload.length === 0) continue;
     const account = payload.toString('utf8');
     const sessions = Buffer.from(account, 'utf8').equals(payload) ? target.sessionsOf(account) : [];
-    for (const s of sessions) s.close(DISCONNECT_MESSAGE, ErrorNumber.ER_CONNECTION_KILLED, '70100');
+    for (const s of sessions) s.close(ClientErrors.CONNECTION_KILLED);
     closed += sessions.length;
     metrics.controlDisconnects += sessions.length;
     if (sessions.length > 0) logError(`Closed ${sessions.length} connections for account ${quote(bytesToLogText(payload))}`);

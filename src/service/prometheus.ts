@@ -40,7 +40,7 @@ export interface ExporterSources {
 function snapshot(registry: Registry, name: string, help: string, type: MetricType, read: () => Sample[]): void {
   registry.registerMetric({
     name,
-    get: async () => ({ name, help, type, values: read(), aggregator: 'sum' }),
+    get: () => Promise.resolve({ name, help, type, values: read(), aggregator: 'sum' }),
     reset: () => undefined,
   } as unknown as Parameters<Registry['registerMetric']>[0]);
 }
@@ -179,7 +179,7 @@ export function buildRegistry(sources: ExporterSources): Registry {
   snapshot(registry, 'myproxy_control_malformed_total', 'Control datagrams refused (malformed or from a sender not allowed)', 'counter', single(() => m.controlMalformed));
   snapshot(registry, 'myproxy_control_disconnects_total', 'Sessions closed by DISCONNECT_DATABASE', 'counter', single(() => m.controlDisconnects));
   if (sources.pgPools !== undefined) {
-    const pg = sources.pgPools;
+    const pg = (): Record<string, number> => sources.pgPools?.() ?? {};
     snapshot(registry, 'myproxy_pg_connections', 'Connections of the Lua pg binding, by state', 'gauge', () =>
       Object.entries(pg()).map(([state, value]) => ({ labels: { state }, value })),
     );

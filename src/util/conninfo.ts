@@ -32,7 +32,7 @@ export function parseKeywordValue(text: string): Map<string, string> {
         if (i >= n) throw new Error('unterminated quoted string in connection info string');
         const c = text[i]!;
         if (c === '\\' && i + 1 < n) {
-          value += text[i + 1];
+          value += text.charAt(i + 1);
           i += 2;
         } else if (c === "'") {
           i++;
@@ -45,10 +45,10 @@ export function parseKeywordValue(text: string): Map<string, string> {
     } else {
       while (i < n && !isSpace(text[i])) {
         if (text[i] === '\\' && i + 1 < n) {
-          value += text[i + 1];
+          value += text.charAt(i + 1);
           i += 2;
         } else {
-          value += text[i];
+          value += text.charAt(i);
           i++;
         }
       }

@@ -19,6 +19,7 @@ import {
   type PeerIdentity,
 } from '../../../src/proxy/handler.js';
 import { luaBytes } from '../../helpers/proxy.js';
+import { ClientErrors } from '../../../src/util/errors.js';
 
 const sha1 = (...parts: Uint8Array[]): Buffer => {
   const h = createHash('sha1');
@@ -134,7 +135,9 @@ test('wrong password: verify returns nil, client:deny() is ERR 1045 (28000)', as
   const h = handlerFor(VERIFY_AND_CONNECT(`'${authString('nativepw')}'`));
   for (const pw of ['wrong', '']) {
     const a = (await h.open(new FakeSession()).onHandshakeResponse(nativeLogin('native', pw))) as ErrAction;
-    assert.deepEqual(a, { kind: 'err', message: "Access denied for user 'native'", errno: 1045, sqlState: '28000' });
+    assert.deepEqual(a, { kind: 'err', message: "Access denied for user 'native'", error: ClientErrors.ACCESS_DENIED });
+    assert.equal(ClientErrors.ACCESS_DENIED.errno, 1045);
+    assert.equal(ClientErrors.ACCESS_DENIED.sqlState, '28000');
   }
 });
 
