@@ -38,11 +38,11 @@ function openOne(req: OpenRequest): Promise<mysql.Connection> {
       connectTimeout: 30_000,
     });
     let settled = false;
-    conn.on('error', (e) => {
+    conn.on('error', (e: unknown) => {
       if (settled) return;
       settled = true;
       conn.destroy();
-      reject(e);
+      reject(e instanceof Error ? e : new Error(String(e)));
     });
     conn.connect((err) => {
       if (settled) return;
@@ -84,6 +84,7 @@ async function checkAll(): Promise<{ alive: number; dead: number; errors: string
       (conn) =>
         new Promise<boolean>((resolve) => {
           conn.ping((err) => {
+            // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- mysql2 types say QueryError | null, but its Ping command calls back with no argument on success
             const failed = err !== null && err !== undefined;
             if (failed && errors.size < 5) errors.add(err.message);
             resolve(!failed);

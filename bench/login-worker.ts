@@ -57,6 +57,7 @@ function loginOnce(req: LoginRunRequest): Promise<void> {
       conn.end((endErr) => {
         if (settled) return;
         settled = true;
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- mysql2 types say QueryError | null, but its Quit command calls back with no argument
         if (endErr !== null && endErr !== undefined) reject(endErr);
         else resolve();
       });

@@ -180,6 +180,7 @@ async function stopChild(child: ChildProcess, group: boolean, graceMs: number): 
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([exited(child), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
     clearTimeout(timer);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the child may have exited while we awaited
     if (child.exitCode === null && child.signalCode === null) {
       signal('SIGKILL');
       await exited(child);

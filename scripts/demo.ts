@@ -39,6 +39,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 1;
   }
   try {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the stdin handlers while we awaited the start
     if (!released) {
       await createTestUsers(db);
       writeFileSync(readyFile, `${db.socket}\n`);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Type-checks the project, then runs the node:test suites one file at a time.
+# Type-checks and lints the project (the full run only), then runs the node:test suites one file at a time.
 #   bash scripts/test.sh                 # all test/unit and test/integration *.test.ts
 #   bash scripts/test.sh FILE.test.ts... # only these files
 # A type-check failure is reported before the tests run and makes the script
@@ -14,6 +14,16 @@ echo "# type check: tsc -p tsconfig.check.json"
 npx --no-install tsc -p tsconfig.check.json || tsc_status=$?
 if [ "$tsc_status" -ne 0 ]; then
   echo "# type check FAILED (status $tsc_status, errors above); running the tests anyway" >&2
+fi
+
+lint_status=0
+if [ "$#" -eq 0 ]; then
+  echo "# lint: eslint (typescript-eslint strict, type-checked) and prettier --check"
+  npx --no-install eslint . || lint_status=$?
+  npx --no-install prettier --check . >/dev/null || { lint_status=$?; npx --no-install prettier --list-different . >&2 || true; }
+  if [ "$lint_status" -ne 0 ]; then
+    echo "# lint FAILED (status $lint_status, findings above); running the tests anyway" >&2
+  fi
 fi
 
 if [ "$#" -gt 0 ]; then
@@ -42,5 +52,8 @@ if [ "$test_status" -ne 0 ]; then
 fi
 if [ "$asan_status" -ne 0 ]; then
   exit "$asan_status"
+fi
+if [ "$lint_status" -ne 0 ]; then
+  exit "$lint_status"
 fi
 exit "$tsc_status"

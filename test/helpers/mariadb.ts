@@ -319,6 +319,7 @@ async function launch(
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (spawnError !== undefined) return fail(`could not be spawned: ${spawnError.message}`);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the 'exit'/'error' handlers while we awaited
     if (exited) return fail(`exited during startup (${exitInfo})`);
     if (fs.existsSync(socket) && (await probeGreeting(socket))) break;
     if (Date.now() > deadline) return fail(`not ready after ${START_TIMEOUT_MS / 1000} s`);

@@ -152,8 +152,8 @@ export async function startProxy(opts: StartProxyOptions): Promise<Proxy> {
     log += b.toString('utf8');
     for (const w of [...watchers]) w();
   };
-  child.stdout!.on('data', onOutput);
-  child.stderr!.on('data', onOutput);
+  child.stdout.on('data', onOutput);
+  child.stderr.on('data', onOutput);
 
   let exitStatus: ExitStatus | null = null;
   const exited = new Promise<ExitStatus>((resolve) => {
@@ -174,7 +174,6 @@ export async function startProxy(opts: StartProxyOptions): Promise<Proxy> {
     new Promise((resolve, reject) => {
       const flags = re.flags.replace('g', '').replace('y', '');
       const matcher = new RegExp(re.source, flags);
-      let timer: NodeJS.Timeout | undefined;
       const check = (): void => {
         const m = matcher.exec(log.slice(since));
         if (m !== null) {
@@ -193,7 +192,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<Proxy> {
         watchers.delete(check);
         clearTimeout(timer);
       };
-      timer = setTimeout(() => {
+      const timer = setTimeout(() => {
         done();
         reject(new Error(`timed out after ${timeoutMs} ms waiting for ${String(re)} in the myproxy log:\n${log}`));
       }, timeoutMs);
@@ -212,6 +211,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<Proxy> {
         });
         await Promise.race([exited, killed]);
         clearTimeout(timer);
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the 'close' handler while we awaited
         if (exitStatus === null) child.kill('SIGKILL');
       }
       const status = spawnError !== undefined ? { code: null, signal: null } : await exited;

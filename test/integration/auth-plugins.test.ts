@@ -132,16 +132,16 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
         sock.write(writeOk(seq + 1, 2));
       };
       const password = users.get(user);
-      if (password === undefined) return deny();
-      if (hr.authPluginName !== 'caching_sha2_password') return deny();
+      if (password === undefined) { deny(); return; }
+      if (hr.authPluginName !== 'caching_sha2_password') { deny(); return; }
       const stored = sha256(sha256(Buffer.from(password)));
       if (password === '' || hr.authResponse.length === 0) {
         if (password === '' && hr.authResponse.length === 0) ok();
-        else return deny();
+        else { deny(); return; }
       } else if (cache.has(user)) {
         const mask = sha256(stored, scramble);
         const stage1 = Buffer.from(hr.authResponse.map((b, i) => b ^ mask[i]!));
-        if (hr.authResponse.length !== 32 || !sha256(stage1).equals(stored)) return deny();
+        if (hr.authResponse.length !== 32 || !sha256(stage1).equals(stored)) { deny(); return; }
         counts.fastAuth++;
         sock.write(framePayload(Buffer.of(0x01, 0x03), ++seq));
         ok();
@@ -169,13 +169,13 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
             plain = privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, p.payload);
           } catch {
             counts.clearOverTcpRejected++;
-            return deny();
+            deny(); return;
           }
           clear = Buffer.from(plain.map((b, i) => b ^ scramble[i % scramble.length]!));
           counts.rsaLogins++;
         }
-        if (clear.length === 0 || clear[clear.length - 1] !== 0) return deny();
-        if (!clear.subarray(0, clear.length - 1).equals(Buffer.from(password))) return deny();
+        if (clear.length === 0 || clear[clear.length - 1] !== 0) { deny(); return; }
+        if (!clear.subarray(0, clear.length - 1).equals(Buffer.from(password))) { deny(); return; }
         cache.add(user);
         ok();
       }

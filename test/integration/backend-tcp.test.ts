@@ -58,6 +58,6 @@ mysql_listen('${dir}/proxy.sock', {
   }
 
   test('tostring() shows the address a host name resolved to', () => {
-    assert.match(proxy!.logs(), new RegExp(`addresses: \\[::1\\]:${db!.tcpPort} (127\\.0\\.0\\.1|\\[::1\\]):${db!.tcpPort}`));
+    assert.match(proxy!.logs(), new RegExp(`addresses: \\[::1\\]:${db!.tcpPort!} (127\\.0\\.0\\.1|\\[::1\\]):${db!.tcpPort!}`));
   });
 });

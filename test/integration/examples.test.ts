@@ -91,7 +91,7 @@ describe('shipped configurations pass --check', () => {
 });
 
 describe('examples against MariaDB', () => {
-  let db: MariaDB;
+  let db: MariaDB | undefined; // undefined if before() failed
   const cleanups: (() => Promise<void> | void)[] = [];
 
   before(async () => {
@@ -120,7 +120,7 @@ describe('examples against MariaDB', () => {
     const proxy = await startProxy({
       name: path.basename(file, '.lua'),
       config: () => source,
-      env: { MYPROXY_SOCKET: socket, MYPROXY_BACKEND: db.socket, ...env },
+      env: { MYPROXY_SOCKET: socket, MYPROXY_BACKEND: db!.socket, ...env },
     });
     cleanups.push(async () => {
       await proxy.stop();
@@ -162,7 +162,7 @@ describe('examples against MariaDB', () => {
     assertOk(await cli(socket, user, password, 'SELECT CURRENT_USER()'), 'native@%\n');
     assertOk(await cli(socket, user, password, 'SELECT DATABASE()', { database: 'test' }), 'test\n');
     await proxy.waitForLog(/\] login user="native" database="test"$/m);
-    await proxy.waitForLog(new RegExp(`\\] connecting to ${db.socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    await proxy.waitForLog(new RegExp(`\\] connecting to ${db!.socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
 
     // The server's own refusal reaches the client unchanged.
     const wrong = await cli(socket, user, 'wrong', 'SELECT 1');

@@ -126,10 +126,11 @@ mysql_listen('${dir}/marker.sock', {
       }),
       'healthy login',
     );
-    healthy.on('error', (e) => assert.fail(`healthy session error: ${e.message}`));
+    healthy.on('error', (e: Error) => assert.fail(`healthy session error: ${e.message}`));
     let stop = false;
     let queries = 0;
     const loop = (async () => {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the test body while this loop awaits
       while (!stop) {
         const [rows] = await healthy.query<mysql.RowDataPacket[]>('SELECT ? AS n, REPEAT(?, 100) AS pad', [queries, 'x']);
         assert.equal(rows[0]!['n'], queries);

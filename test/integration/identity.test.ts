@@ -73,14 +73,14 @@ async function idleClient(socket: string, cgroupProcs = ''): Promise<ChildProces
   const child = spawn(PYTHON, ['-c', script, socket, cgroupProcs], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
   await guard(
     new Promise<void>((resolve, reject) => {
-      child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      child.stdout.setEncoding('utf8').on('data', (s: string) => {
         out += s;
         if (out.includes('connected')) resolve();
       });
-      child.once('exit', (code) => reject(new Error(`client exited (${code}) before connecting: ${err.trim()}`)));
+      child.once('exit', (code) => reject(new Error(`client exited (${String(code)}) before connecting: ${err.trim()}`)));
     }),
     'python client connect',
   );
@@ -197,7 +197,7 @@ mysql_listen('${dir}/stale.sock', {
     const since = proxy!.logs().length;
     const child = await idleClient(sock('cgroup'));
     try {
-      await proxy!.waitForLog(new RegExp(`^CG pid=${child.pid} `, 'm'), 10_000, since);
+      await proxy!.waitForLog(new RegExp(`^CG pid=${child.pid!} `, 'm'), 10_000, since);
       const expected = procCgroupV2(child.pid!); // read while the client is still connected
       const f = cgLine(proxy!.logs().slice(since), child.pid!);
       assert.equal(f['path'], expected);
@@ -218,9 +218,9 @@ mysql_listen('${dir}/stale.sock', {
       try {
         child = await idleClient(sock('cgroup'), path.join(env.leaf, 'cgroup.procs'));
       } catch (e) {
-        return skipBecause(t, `cannot move a process into ${env.leaf}: ${(e as Error).message}`);
+        skipBecause(t, `cannot move a process into ${env.leaf}: ${(e as Error).message}`); return;
       }
-      await proxy!.waitForLog(new RegExp(`^CG pid=${child.pid} `, 'm'), 10_000, since);
+      await proxy!.waitForLog(new RegExp(`^CG pid=${child.pid!} `, 'm'), 10_000, since);
       const expected = procCgroupV2(child.pid!);
       assert.equal(expected, `${env.relative}/leaf`, 'the client runs in the test cgroup');
       const f = cgLine(proxy!.logs().slice(since), child.pid!);
@@ -304,14 +304,14 @@ function skipBecause(t: TestContext, reason: string): undefined {
  */
 function prepareCgroup(t: TestContext): TestCgroup | undefined {
   const mount = cgroup2Mount();
-  if (mount === undefined) return skipBecause(t, 'no cgroup2 file system is mounted (/proc/self/mountinfo)');
+  if (mount === undefined) { skipBecause(t, 'no cgroup2 file system is mounted (/proc/self/mountinfo)'); return; }
   const relative = `/myproxy-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const dir = mount + relative;
   const leaf = path.join(dir, 'leaf');
   try {
     fs.mkdirSync(dir);
   } catch (e) {
-    return skipBecause(t, `cannot create a cgroup (mkdir ${dir}): ${(e as Error).message}`);
+    skipBecause(t, `cannot create a cgroup (mkdir ${dir}): ${(e as Error).message}`); return;
   }
   const cleanup = async (): Promise<void> => {
     // A killed process leaves its cgroup shortly after it was reaped: retry for a while.
@@ -333,7 +333,7 @@ function prepareCgroup(t: TestContext): TestCgroup | undefined {
     fs.mkdirSync(leaf);
   } catch (e) {
     void cleanup();
-    return skipBecause(t, `cannot create a child cgroup (mkdir ${leaf}): ${(e as Error).message}`);
+    skipBecause(t, `cannot create a child cgroup (mkdir ${leaf}): ${(e as Error).message}`); return;
   }
   const set = spawnSyncPython(
     'import os, sys\n' +
@@ -344,7 +344,7 @@ function prepareCgroup(t: TestContext): TestCgroup | undefined {
   );
   if (set !== '') {
     void cleanup();
-    return skipBecause(t, `cannot set user xattrs on cgroup directories: ${set}`);
+    skipBecause(t, `cannot set user xattrs on cgroup directories: ${set}`); return;
   }
   return { dir, leaf, relative, cleanup };
 }
@@ -353,5 +353,5 @@ function prepareCgroup(t: TestContext): TestCgroup | undefined {
 function spawnSyncPython(script: string, args: readonly string[]): string {
   const r = spawnSync(PYTHON, ['-c', script, ...args], { encoding: 'utf8' });
   if (r.status === 0) return '';
-  return (r.stderr || String(r.error ?? `exit ${r.status}`)).trim().split('\n').pop() ?? 'failed';
+  return (r.stderr || String(r.error ?? `exit ${String(r.status)}`)).trim().split('\n').pop() ?? 'failed';
 }

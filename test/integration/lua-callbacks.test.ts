@@ -384,6 +384,7 @@ mysql_listen('${dir}/loop.sock', {
       let stop = false;
       let queries = 0;
       const loop = (async () => {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the test body while this loop awaits
         while (!stop) {
           const [rows] = await healthy.query<mysql.RowDataPacket[]>('SELECT ? AS n', [queries]);
           assert.equal(rows[0]!['n'], queries);

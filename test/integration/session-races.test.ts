@@ -129,7 +129,7 @@ mysql_listen('${d}/proxy.sock', { ${commandPhase}
           assert.ok(typeof ok !== 'string' && ok.payload[0] === 0, `login OK, got ${JSON.stringify(ok)}`);
           if (!pipelined) s.write(PING);
           const reply = await r.next();
-          assert.ok(typeof reply !== 'string' && reply.payload[0] === 0, `round ${i}: the PING was answered (${String(reply)})`);
+          assert.ok(typeof reply !== 'string' && reply.payload[0] === 0, `round ${i}: the PING was answered (${JSON.stringify(reply)})`);
           s.destroy();
         }
       });

@@ -72,8 +72,8 @@ async function startNotifyListener(dir: string): Promise<NotifyListener> {
   let stderr = '';
   let bound!: () => void;
   const isBound = new Promise<void>((r) => (bound = r));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
     buffered += s;
     let nl: number;
     while ((nl = buffered.indexOf('\n')) >= 0) {
@@ -177,8 +177,8 @@ async function startActivated(opts: {
     log += b.toString('utf8');
     for (const w of [...watchers]) w();
   };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
   let status: ExitStatus | null = null;
   const exited = new Promise<ExitStatus>((resolve) =>
     child.once('close', (code, signal) => {
@@ -297,8 +297,8 @@ async function startHolder(sock: string, configPath: string, args: readonly stri
     log += b.toString('utf8');
     for (const w of [...watchers]) w();
   };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
   const waitFor = (re: RegExp, from: number, timeoutMs = 20_000): Promise<RegExpExecArray> =>
     new Promise((resolve, reject) => {
       const check = (): void => {
@@ -319,7 +319,7 @@ async function startHolder(sock: string, configPath: string, args: readonly stri
   return {
     start: async () => {
       const from = log.length;
-      child.stdin!.write('start\n');
+      child.stdin.write('start\n');
       const m = await waitFor(/^HOLDER started (\d+)$/m, from);
       await waitFor(/^listening on systemd fd 3$/m, from);
       return Number(m[1]);
@@ -338,7 +338,7 @@ async function startHolder(sock: string, configPath: string, args: readonly stri
 // ---------------------------------------------------------------------------
 
 describe('systemd: socket activation, sd_notify, drain', () => {
-  let db: MariaDB;
+  let db: MariaDB | undefined; // undefined if before() failed
   const dirs: string[] = [];
 
   before(async () => {
@@ -365,7 +365,7 @@ describe('systemd: socket activation, sd_notify, drain', () => {
     fs.writeFileSync(
       file,
       `mysql_listen(systemd, {
-  on_handshake_response = function(client, hr) return client:connect(${JSON.stringify(db.socket)}, hr) end,
+  on_handshake_response = function(client, hr) return client:connect(${JSON.stringify(db!.socket)}, hr) end,
 })
 ${extra}`,
     );
@@ -412,11 +412,11 @@ ${extra}`,
 
   test('examples/systemd/config.lua: --check passes, and it serves the activated socket', async () => {
     const example = path.join(REPO_ROOT, 'examples', 'systemd', 'config.lua');
-    const check = await runProxy(['--check', '--config', example], { env: { MYPROXY_BACKEND: db.socket } });
+    const check = await runProxy(['--check', '--config', example], { env: { MYPROXY_BACKEND: db!.socket } });
     assert.equal(check.code, 0, check.stderr);
     const dir = tempDir('example');
     const sock = path.join(dir, 'myproxy.sock');
-    const d = await startActivated({ listen: [sock], configPath: example, env: { MYPROXY_BACKEND: db.socket } });
+    const d = await startActivated({ listen: [sock], configPath: example, env: { MYPROXY_BACKEND: db!.socket } });
     const r = await login(sock, 'SELECT CURRENT_USER()');
     assert.equal(r.stdout, 'native@%\n', r.stderr + d.logs());
     process.kill(d.pid, 'SIGHUP');
@@ -573,7 +573,7 @@ end
       const proxy = await startProxy({
         name: 'badnotify',
         config: `mysql_listen('\${dir}/proxy.sock', {
-  on_handshake_response = function(client, hr) return client:connect(${JSON.stringify(db.socket)}, hr) end,
+  on_handshake_response = function(client, hr) return client:connect(${JSON.stringify(db!.socket)}, hr) end,
 })
 function reload() end
 `,
@@ -610,7 +610,7 @@ function reload() end
 
       const marker = `drain_${randomBytes(4).toString('hex')}`;
       const slow = login(sock, `SELECT SLEEP(1), '${marker}'`);
-      await until(async () => (await db.query('SHOW PROCESSLIST')).includes(marker), 'the slow query to run');
+      await until(async () => (await db!.query('SHOW PROCESSLIST')).includes(marker), 'the slow query to run');
       d.kill('SIGTERM');
       await d.waitForLog(/caught SIGTERM, shutting down/, 5000);
       const stopping = await notify.waitFor('STOPPING', '1');
@@ -647,7 +647,7 @@ function reload() end
 
       const marker = `held_${randomBytes(4).toString('hex')}`;
       const slow = login(sock, `SELECT SLEEP(1), '${marker}'`);
-      await until(async () => (await db.query('SHOW PROCESSLIST')).includes(marker), 'the slow query to run');
+      await until(async () => (await db!.query('SHOW PROCESSLIST')).includes(marker), 'the slow query to run');
       process.kill(a, 'SIGTERM');
       await until(() => /caught SIGTERM, shutting down/.test(holder.logs()), 'SIGTERM logged');
 

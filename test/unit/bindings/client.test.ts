@@ -20,7 +20,7 @@ class FakeSession implements ClientSession {
     this.peer = { pid: 100, uid: 1000, gid: 1001, address: undefined, ...peer };
   }
   get logName(): string {
-    return `pid=${this.peer.pid} uid=${this.peer.uid}` + (this.account === undefined ? '' : ` "${this.account}"`);
+    return `pid=${String(this.peer.pid)} uid=${String(this.peer.uid)}` + (this.account === undefined ? '' : ` "${this.account}"`);
   }
 }
 

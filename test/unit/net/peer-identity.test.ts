@@ -94,7 +94,7 @@ async function pythonPeer(file: string): Promise<ChildProcess> {
       out += s;
       if (out.includes('connected')) resolve();
     });
-    child.once('exit', (code) => reject(new Error(`python3 exited (${code}) before connecting`)));
+    child.once('exit', (code) => reject(new Error(`python3 exited (${String(code)}) before connecting`)));
   });
   return child;
 }
@@ -125,7 +125,7 @@ describe('parseCgroupFile', () => {
     const raw = Buffer.concat([b('0::/a:b/'), b([0xff, 0xfe, 0x20]), b('c\n')]);
     const r = parseCgroupFile(raw);
     assert.equal(r?.hierarchy, 'unified');
-    assert.deepEqual(r?.path, Buffer.concat([b('/a:b/'), b([0xff, 0xfe, 0x20]), b('c')]));
+    assert.deepEqual(r.path, Buffer.concat([b('/a:b/'), b([0xff, 0xfe, 0x20]), b('c')]));
   });
 
   test('no trailing newline', () => {
@@ -228,8 +228,8 @@ describe('peer identity at accept', () => {
       assert.equal(id.pid, child.pid);
       assert.equal(pidfdPid(id.pidfd), child.pid);
       const alive = readPeerCgroup(id.pid, id.pidfd);
-      assert.deepEqual(alive, parseCgroupFile(fs.readFileSync(`/proc/${child.pid}/cgroup`)));
-      assert.ok(readProcFile(id.pid, id.pidfd, 'status')?.toString().includes(`Pid:\t${child.pid}\n`));
+      assert.deepEqual(alive, parseCgroupFile(fs.readFileSync(`/proc/${child.pid!}/cgroup`)));
+      assert.ok(readProcFile(id.pid, id.pidfd, 'status')?.toString().includes(`Pid:\t${child.pid!}\n`));
 
       await killAndReap(child);
       assert.equal(pidfdPid(id.pidfd), undefined, 'fdinfo Pid: -1 after exit');
@@ -337,7 +337,7 @@ describe('getXattr', () => {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let err = '';
-    set.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    set.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const [code] = (await once(set, 'exit')) as [number | null];
     if (code !== 0 && /Operation not supported/.test(err)) {
       const reason = `the file system of ${tmpDir} has no user xattrs: ${err.trim()}`;
@@ -372,7 +372,7 @@ describe('getXattr', () => {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let err = '';
-      set.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      set.stderr.on('data', (d: Buffer) => (err += d.toString()));
       const [code] = (await once(set, 'exit')) as [number | null];
       if (code !== 0) {
         const reason = `cannot set 4096- and 5000-byte user xattrs on /dev/shm: ${err.trim().split('\n').pop() ?? ''}`;

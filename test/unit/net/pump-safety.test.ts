@@ -32,7 +32,7 @@ async function until(check: () => boolean, ms = 5000): Promise<void> {
 }
 
 /** Two connected Unix socket pairs; returns [outer client, inner client, outer server, inner server]. */
-async function pairs(): Promise<{ sockets: net.Socket[]; cleanup(): void }> {
+async function pairs(): Promise<{ sockets: net.Socket[]; cleanup: () => void }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'myproxy-pump-'));
   const pair = async (name: string): Promise<[net.Socket, net.Socket]> => {
     const server = net.createServer({ pauseOnConnect: true });
@@ -49,7 +49,7 @@ async function pairs(): Promise<{ sockets: net.Socket[]; cleanup(): void }> {
   const [s, si] = await pair('s.sock');
   return {
     sockets: [c, ci, s, si],
-    cleanup() {
+    cleanup: () => {
       for (const x of [c, ci, s, si]) x.destroy();
       fs.rmSync(dir, { recursive: true, force: true });
     },
@@ -242,9 +242,9 @@ for (const [name, Impl] of [
       const r = await rig(Impl, null, null, {
         intercept: {
           commands: [Command.COM_CHANGE_USER],
-          onCommand: async (packet) => {
+          onCommand: (packet) => {
             answered.push(packet[4]!);
-            return { toClient: framePayload(Buffer.from([0xff, 0xd3, 0x04, 0x23, 0x34, 0x32, 0x30, 0x30, 0x30]), packet[3]! + 1) };
+            return Promise.resolve({ toClient: framePayload(Buffer.from([0xff, 0xd3, 0x04, 0x23, 0x34, 0x32, 0x30, 0x30, 0x30]), packet[3]! + 1) });
           },
         },
       });

@@ -261,7 +261,7 @@ describe('PacketFramer.takeBuffered', () => {
       const rest = framer.takeBuffered();
       const expected = small.stream.subarray(consumed, cut);
       if (expected.length === 0) assert.equal(rest, null, `cut ${cut}`);
-      else assert.ok(rest !== null && rest.equals(expected), `cut ${cut}: ${rest?.toString('hex')}`);
+      else assert.ok(rest !== null && rest.equals(expected), `cut ${cut}: ${rest?.toString('hex') ?? 'null'}`);
       // Handing the remainder plus the rest of the stream to a new framer yields the remaining packets.
       const again = new PacketFramer(1024).push(Buffer.concat([rest ?? Buffer.alloc(0), small.stream.subarray(cut)]));
       assertPackets([...got, ...again], small.packets, `cut ${cut}, resumed`);
