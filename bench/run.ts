@@ -208,8 +208,7 @@ function runCommand(
     const err: Buffer[] = [];
     child.stdout?.on('data', (b: Buffer) => out.push(b));
     child.stderr?.on('data', (b: Buffer) => err.push(b));
-    const timer =
-      opts.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(e);
@@ -273,7 +272,11 @@ interface ProxyTarget {
   targetLua: string;
 }
 
-async function startProxy(name: string, backend: string | ProxyTarget, extraArgs: readonly string[] = []): Promise<Proxy> {
+async function startProxy(
+  name: string,
+  backend: string | ProxyTarget,
+  extraArgs: readonly string[] = [],
+): Promise<Proxy> {
   const target: ProxyTarget =
     typeof backend === 'string' ? { prelude: [], beforeConnect: [], targetLua: JSON.stringify(backend) } : backend;
   const dir = path.join(tmpDir!, name);
@@ -720,7 +723,9 @@ async function memoryTest(backendSocket: string): Promise<MemoryResult> {
     await sleep(Math.max(0, SETTLE - 3) * 1000);
     const rssSettledKiB = await sampleRss(proxy.pid);
     const hwmKiB = readStatusKiB(proxy.pid, 'VmHWM');
-    console.log(`  daemon RSS with ${opened.ok} connections, ${SETTLE} s after opening: ${rssSettledKiB} KiB (peak ${hwmKiB} KiB)`);
+    console.log(
+      `  daemon RSS with ${opened.ok} connections, ${SETTLE} s after opening: ${rssSettledKiB} KiB (peak ${hwmKiB} KiB)`,
+    );
 
     const checkP = waitMessage<{ alive: number; dead: number; errors: string[] }>(holder, 'checked', 120_000);
     send(holder, { type: 'check' });
@@ -799,7 +804,10 @@ async function describeMachine(mariadb: MariaDB): Promise<Machine> {
     node: process.version,
     mariadb: (await mariadb.query('SELECT VERSION()')).trim(),
     sysbench: tryExec('sysbench', ['--version']),
-    loadBefore: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    loadBefore: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
     commit: commit + (dirty !== '' && dirty !== '?' ? ' + uncommitted changes' : ''),
   };
 }
@@ -845,11 +853,19 @@ async function main(): Promise<void> {
   const proxy = await startProxy('main', db.socket);
   console.log(`  pid ${proxy.pid}, listening on ${proxy.socket}`);
   const untracked = TRACKING ? await startProxy('untracked', db.socket, ['--no-response-tracking']) : undefined;
-  if (untracked !== undefined) console.log(`  pid ${untracked.pid}: the same with --no-response-tracking, listening on ${untracked.socket}`);
+  if (untracked !== undefined)
+    console.log(`  pid ${untracked.pid}: the same with --no-response-tracking, listening on ${untracked.socket}`);
   const relay = SOCAT ? await startSocat(db.socket) : undefined;
   const socketOf = (t: Target): string =>
-    t === 'direct' ? db!.socket : t === 'myproxy' ? proxy.socket : t === 'untracked' ? untracked!.socket : relay!.socket;
-  const throughputDaemon = (t: Target): Proxy | undefined => (t === 'myproxy' ? proxy : t === 'untracked' ? untracked : undefined);
+    t === 'direct'
+      ? db!.socket
+      : t === 'myproxy'
+        ? proxy.socket
+        : t === 'untracked'
+          ? untracked!.socket
+          : relay!.socket;
+  const throughputDaemon = (t: Target): Proxy | undefined =>
+    t === 'myproxy' ? proxy : t === 'untracked' ? untracked : undefined;
 
   let clusterProxy: Proxy | undefined;
   if (CLUSTER) {
@@ -940,7 +956,8 @@ async function main(): Promise<void> {
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
   const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
   type LoginTarget = 'direct' | 'myproxy' | 'cluster';
-  const loginTargets: LoginTarget[] = clusterProxy === undefined ? ['direct', 'myproxy'] : ['direct', 'myproxy', 'cluster'];
+  const loginTargets: LoginTarget[] =
+    clusterProxy === undefined ? ['direct', 'myproxy'] : ['direct', 'myproxy', 'cluster'];
   /** The daemon a login target goes through (none for direct). */
   const daemonOf = (t: LoginTarget): Proxy | undefined =>
     t === 'myproxy' ? proxy : t === 'cluster' ? clusterProxy : undefined;
@@ -1046,11 +1063,16 @@ async function main(): Promise<void> {
   out.push(`- Machine: \`nproc\` = ${machine.nproc}, ${machine.cpu}, ${machine.kernel}`);
   out.push(
     `- Load average (1/5/15 min) before the run: ${machine.loadBefore}; after: ` +
-      os.loadavg().map((x) => x.toFixed(2)).join(' '),
+      os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' '),
   );
   out.push(`- Software: Node ${machine.node}, MariaDB ${machine.mariadb}, ${machine.sysbench}`);
   out.push(`- myproxy: \`bin/myproxy.js --relay ${RELAY}\` (its shebang runs Node with \`--max-semi-space-size=2\`)`);
-  out.push(`- myproxy: commit ${machine.commit}, built \`dist/\`, one process, minimal config (connect every login to the MariaDB socket)`);
+  out.push(
+    `- myproxy: commit ${machine.commit}, built \`dist/\`, one process, minimal config (connect every login to the MariaDB socket)`,
+  );
   out.push('');
   out.push(`#### sysbench oltp_point_select, ${THREADS} threads, ${TIME} s per run, queries per second`);
   out.push('');
@@ -1162,14 +1184,20 @@ async function main(): Promise<void> {
   const loginR = ratio(loginProxy, loginDirect);
   out.push('| figure | reference | this run | meets it? |');
   out.push('|---|---:|---:|---|');
-  out.push(`| prepared statements, × direct | ${REFERENCE.preparedRatio} | ${fmtRatio(prepR)} | ${vs(prepR, REFERENCE.preparedRatio)} |`);
-  out.push(`| text protocol, × direct | ${REFERENCE.textRatio} | ${fmtRatio(textR)} | ${vs(textR, REFERENCE.textRatio)} |`);
+  out.push(
+    `| prepared statements, × direct | ${REFERENCE.preparedRatio} | ${fmtRatio(prepR)} | ${vs(prepR, REFERENCE.preparedRatio)} |`,
+  );
+  out.push(
+    `| text protocol, × direct | ${REFERENCE.textRatio} | ${fmtRatio(textR)} | ${vs(textR, REFERENCE.textRatio)} |`,
+  );
   if (SOCAT) {
     out.push(
       `| socat relay, text, × direct | ~${REFERENCE.socatRatio} | ${fmtRatio(summaryRatios.get(key('disable', 'socat')) ?? null)} | (comparison only) |`,
     );
   }
-  out.push(`| logins (${LOGIN_CLIENTS} loops), × direct | ${REFERENCE.loginRatio} | ${fmtRatio(loginR)} | ${vs(loginR, REFERENCE.loginRatio)} |`);
+  out.push(
+    `| logins (${LOGIN_CLIENTS} loops), × direct | ${REFERENCE.loginRatio} | ${fmtRatio(loginR)} | ${vs(loginR, REFERENCE.loginRatio)} |`,
+  );
   if (TRACKING) {
     for (const { mode } of modes) {
       const withTracking = median(qps.get(key(mode, 'myproxy'))!);

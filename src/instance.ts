@@ -236,9 +236,10 @@ export class Instance {
     let peer: PeerIdentity;
     try {
       const cred = readPeerIdentity(fdOf(socket));
-      peer = cred !== null
-        ? { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined, pidfd: cred.pidfd }
-        : { pid: undefined, uid: undefined, gid: undefined, address: remoteAddressText(socket) };
+      peer =
+        cred !== null
+          ? { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined, pidfd: cred.pidfd }
+          : { pid: undefined, uid: undefined, gid: undefined, address: remoteAddressText(socket) };
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       if (code === 'EMFILE' || code === 'ENFILE') {
@@ -315,7 +316,12 @@ export class Instance {
       }
       const ref = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
       try {
-        await runner.call(ref, () => 0, () => undefined, () => this.#stopping);
+        await runner.call(
+          ref,
+          () => 0,
+          () => undefined,
+          () => this.#stopping,
+        );
         logInfo('reload() finished');
       } catch (e) {
         logErrorBlock('', `reload() failed: ${errorMessage(e)}`, e instanceof CallbackFailed ? e.traceback : undefined);

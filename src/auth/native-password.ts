@@ -41,7 +41,11 @@ export function parseStoredNativeHash(stored: Uint8Array): Buffer | 'empty' | un
  * knowing the password: recover SHA1(password) = answer XOR SHA1(scramble ‖ stored) and accept it
  * only if SHA1(recovered) == stored. Returns the recovered SHA1(password), or undefined.
  */
-export function recoverNativePasswordSha1(answer: Uint8Array, scramble: Uint8Array, stored: Uint8Array): Buffer | undefined {
+export function recoverNativePasswordSha1(
+  answer: Uint8Array,
+  scramble: Uint8Array,
+  stored: Uint8Array,
+): Buffer | undefined {
   if (answer.length !== 20 || stored.length !== 20) return undefined;
   const mask = sha1(scramble.subarray(0, 20), stored);
   const candidate = Buffer.allocUnsafe(20);

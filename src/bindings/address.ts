@@ -4,7 +4,14 @@ import { lookup } from 'node:dns/promises';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, pushObject, testObject } from '../lua/class.js';
 import { yieldOn } from '../lua/coroutine.js';
-import { AddressError, DEFAULT_MYSQL_PORT, formatAddress, isNumericAddress, parseAddress, type SocketAddress } from '../net/address.js';
+import {
+  AddressError,
+  DEFAULT_MYSQL_PORT,
+  formatAddress,
+  isNumericAddress,
+  parseAddress,
+  type SocketAddress,
+} from '../net/address.js';
 import { CONTROL_DEFAULT_PORT } from '../protocol/control.js';
 import { errnoOrMessage } from '../util/errors.js';
 
@@ -41,7 +48,10 @@ export function installAddress(L: LuaState): AddressBindings {
     __eq: (L1) => {
       const a = testObject<AddressBox>(L1, 1, ADDRESS_CLASS);
       const b = testObject<AddressBox>(L1, 2, ADDRESS_CLASS);
-      lua.lua_pushboolean(L1, a !== undefined && b !== undefined && formatAddress(a.address) === formatAddress(b.address));
+      lua.lua_pushboolean(
+        L1,
+        a !== undefined && b !== undefined && formatAddress(a.address) === formatAddress(b.address),
+      );
       return 1;
     },
   });
@@ -49,49 +59,51 @@ export function installAddress(L: LuaState): AddressBindings {
   let runtime = false;
 
   /** mysql_resolve (default port 3306) and control_resolve (5478, myproxy's control port). */
-  const resolver = (name: string, defaultPort: number) => (L1: LuaState): number => {
-    const text = to_jsstring(lauxlib.luaL_checkstring(L1, 1), undefined, undefined, true);
-    let address: SocketAddress;
-    try {
-      address = parseAddress(text, defaultPort);
-    } catch (e) {
-      if (runtime) {
-        lua.lua_pushnil(L1);
-        lua.lua_pushstring(L1, (e as Error).message);
-        return 2;
-      }
-      return lauxlib.luaL_error(L1, (e as AddressError).message);
-    }
-    const box: AddressBox = { address, text };
-    if (isNumericAddress(address) || address.kind !== 'tcp') {
-      pushObject(L1, ADDRESS_CLASS, box);
-      return 1;
-    }
-    if (!runtime) {
-      lauxlib.luaL_where(L1, 1);
-      const where = to_jsstring(lua.lua_tolstring(L1, -1)!);
-      lua.lua_pop(L1, 1);
-      pending.push({ box, where });
-      pushObject(L1, ADDRESS_CLASS, box);
-      return 1;
-    }
-    const { host, port } = address;
-    return yieldOn(
-      L1,
-      lookup(host).then(
-        (r) => (L2: LuaState) => {
-          pushObject(L2, ADDRESS_CLASS, { address: { kind: 'tcp', host: r.address, port }, text });
-          return 1;
-        },
-        (e: unknown) => (L2: LuaState) => {
-          lua.lua_pushnil(L2);
-          lua.lua_pushstring(L2, `cannot resolve ${JSON.stringify(host)}: ${errnoOrMessage(e)}`);
+  const resolver =
+    (name: string, defaultPort: number) =>
+    (L1: LuaState): number => {
+      const text = to_jsstring(lauxlib.luaL_checkstring(L1, 1), undefined, undefined, true);
+      let address: SocketAddress;
+      try {
+        address = parseAddress(text, defaultPort);
+      } catch (e) {
+        if (runtime) {
+          lua.lua_pushnil(L1);
+          lua.lua_pushstring(L1, (e as Error).message);
           return 2;
-        },
-      ),
-      `${name}() of a host name`,
-    );
-  };
+        }
+        return lauxlib.luaL_error(L1, (e as AddressError).message);
+      }
+      const box: AddressBox = { address, text };
+      if (isNumericAddress(address) || address.kind !== 'tcp') {
+        pushObject(L1, ADDRESS_CLASS, box);
+        return 1;
+      }
+      if (!runtime) {
+        lauxlib.luaL_where(L1, 1);
+        const where = to_jsstring(lua.lua_tolstring(L1, -1)!);
+        lua.lua_pop(L1, 1);
+        pending.push({ box, where });
+        pushObject(L1, ADDRESS_CLASS, box);
+        return 1;
+      }
+      const { host, port } = address;
+      return yieldOn(
+        L1,
+        lookup(host).then(
+          (r) => (L2: LuaState) => {
+            pushObject(L2, ADDRESS_CLASS, { address: { kind: 'tcp', host: r.address, port }, text });
+            return 1;
+          },
+          (e: unknown) => (L2: LuaState) => {
+            lua.lua_pushnil(L2);
+            lua.lua_pushstring(L2, `cannot resolve ${JSON.stringify(host)}: ${errnoOrMessage(e)}`);
+            return 2;
+          },
+        ),
+        `${name}() of a host name`,
+      );
+    };
   lua.lua_pushjsfunction(L, resolver('mysql_resolve', DEFAULT_MYSQL_PORT));
   lua.lua_setglobal(L, 'mysql_resolve');
   lua.lua_pushjsfunction(L, resolver('control_resolve', CONTROL_DEFAULT_PORT));
@@ -115,7 +127,9 @@ export async function resolvePending(pending: readonly PendingResolve[]): Promis
         const r = await lookup(a.host);
         box.address = { kind: 'tcp', host: r.address, port: a.port };
       } catch (e) {
-        throw new AddressError(`${where}cannot resolve ${JSON.stringify(a.host)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        throw new AddressError(
+          `${where}cannot resolve ${JSON.stringify(a.host)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
       }
     }),
   );

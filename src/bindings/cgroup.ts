@@ -60,7 +60,11 @@ const cgroupIndex = (L: LuaState): number => {
     case 'parent': {
       const path = cgroupParentPath(c.ref.path);
       if (path === null) lua.lua_pushnil(L);
-      else pushObject(L, CGROUP_CLASS, { session: c.session, ref: { hierarchy: c.ref.hierarchy, path } } satisfies LuaCgroup);
+      else
+        pushObject(L, CGROUP_CLASS, {
+          session: c.session,
+          ref: { hierarchy: c.ref.hierarchy, path },
+        } satisfies LuaCgroup);
       return 1;
     }
     default:

@@ -8,7 +8,20 @@ import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
 import { CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
 import { parseStoredNativeHash, recoverNativePasswordSha1, sha1 } from '../auth/native-password.js';
 import {} from '../protocol/constants.js';
-import { PolicyError, accessDeniedMessage, type ClientAuthMode, type ClientSession, type ConnectAction, type ConnectTarget, type ErrAction, type InitDbAction, type LoginAction, type LoginRequest, type SessionHandler, type SessionHooks } from '../proxy/handler.js';
+import {
+  PolicyError,
+  accessDeniedMessage,
+  type ClientAuthMode,
+  type ClientSession,
+  type ConnectAction,
+  type ConnectTarget,
+  type ErrAction,
+  type InitDbAction,
+  type LoginAction,
+  type LoginRequest,
+  type SessionHandler,
+  type SessionHooks,
+} from '../proxy/handler.js';
 import { checkAddressArg } from './address.js';
 import { installCgroup, pushClientCgroup } from './cgroup.js';
 import { ClientErrors } from '../util/errors.js';
@@ -139,7 +152,8 @@ const clientInitDb = (L: LuaState): number => {
     return lauxlib.luaL_error(L, 'client:init_db() expects one string argument');
   }
   const database = toBuffer(L, 2)!;
-  if (database.length === 0 || database.includes(0)) return lauxlib.luaL_error(L, 'client:init_db(): bad database name');
+  if (database.length === 0 || database.includes(0))
+    return lauxlib.luaL_error(L, 'client:init_db(): bad database name');
   pushObject(L, ACTION_CLASS, { kind: 'init_db', database } satisfies InitDbAction);
   return 1;
 };
@@ -208,8 +222,13 @@ const clientConnect = (L: LuaState): number => {
     lua.lua_pushnil(L);
     while (lua.lua_next(L, 4) !== 0) {
       const key = keyOf(L, -2);
-      if (key !== 'read_only') return lauxlib.luaL_error(L, `Unknown option '${key ?? typeName(L, -2)}' (options: ${CONNECT_OPTIONS.join(', ')})`);
-      if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN) return lauxlib.luaL_error(L, "Option 'read_only' must be a boolean");
+      if (key !== 'read_only')
+        return lauxlib.luaL_error(
+          L,
+          `Unknown option '${key ?? typeName(L, -2)}' (options: ${CONNECT_OPTIONS.join(', ')})`,
+        );
+      if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN)
+        return lauxlib.luaL_error(L, "Option 'read_only' must be a boolean");
       readOnly = lua.lua_toboolean(L, -1);
       lua.lua_pop(L, 1);
     }
@@ -465,7 +484,9 @@ class LuaSessionHooks {
       if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return undefined;
       const a = testObject<Action>(co, n, ACTION_CLASS);
       if (a?.kind !== 'err') {
-        throw new CallbackFailed(`Bad return value (${typeName(co, n)}): on_connect may only return client:err(...) or nothing`);
+        throw new CallbackFailed(
+          `Bad return value (${typeName(co, n)}): on_connect may only return client:err(...) or nothing`,
+        );
       }
       return a;
     });
@@ -503,7 +524,8 @@ class LuaSessionHooks {
     const L = this.#handler.L;
     this.#client.stale = true;
     lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, this.#clientRef);
-    if (this.#client.notesRef !== lauxlib.LUA_NOREF) lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, this.#client.notesRef);
+    if (this.#client.notesRef !== lauxlib.LUA_NOREF)
+      lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, this.#client.notesRef);
   }
 }
 

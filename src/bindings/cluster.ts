@@ -127,7 +127,8 @@ export function installCluster(
     enterRuntime() {
       for (const h of handles) {
         const duplicate = findDuplicate(h.boxes.map((b) => b.address));
-        if (duplicate !== undefined) throw new ConfigError(`${h.where}Duplicate node '${duplicate}' (after resolving host names)`);
+        if (duplicate !== undefined)
+          throw new ConfigError(`${h.where}Duplicate node '${duplicate}' (after resolving host names)`);
       }
       runtime = true;
       for (const h of handles.splice(0)) if (h.cluster === undefined) build(h);
@@ -220,7 +221,10 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
       } else if ((SECONDS_OPTIONS as readonly string[]).includes(key)) {
         const value = lua.lua_type(L, -1) === lua.LUA_TNUMBER ? lua.lua_tonumber(L, -1) : NaN;
         if (!(value >= MIN_SECONDS && value <= MAX_SECONDS)) {
-          return lauxlib.luaL_error(L, `Option '${key}' must be a number of seconds from ${MIN_SECONDS} to ${MAX_SECONDS}`);
+          return lauxlib.luaL_error(
+            L,
+            `Option '${key}' must be a number of seconds from ${MIN_SECONDS} to ${MAX_SECONDS}`,
+          );
         }
         seconds[key] = value;
       } else {
@@ -248,9 +252,13 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
     noReadOnly: flags['no_read_only'] === true,
     disconnectUnavailable: flags['disconnect_unavailable'] === true,
     checkIntervalMs:
-      seconds['check_interval'] === undefined ? DEFAULT_CLUSTER_OPTIONS.checkIntervalMs : Math.round(seconds['check_interval'] * 1000),
+      seconds['check_interval'] === undefined
+        ? DEFAULT_CLUSTER_OPTIONS.checkIntervalMs
+        : Math.round(seconds['check_interval'] * 1000),
     connectTimeoutMs:
-      seconds['connect_timeout'] === undefined ? DEFAULT_CLUSTER_OPTIONS.connectTimeoutMs : Math.round(seconds['connect_timeout'] * 1000),
+      seconds['connect_timeout'] === undefined
+        ? DEFAULT_CLUSTER_OPTIONS.connectTimeoutMs
+        : Math.round(seconds['connect_timeout'] * 1000),
   };
 }
 
@@ -278,7 +286,8 @@ const clusterNodes = (L: LuaState): number => {
  */
 const clusterPick = (L: LuaState): number => {
   const h = checkObject<ClusterHandle>(L, 1, CLUSTER_CLASS);
-  const account = lua.lua_type(L, 2) === lua.LUA_TNIL || lua.lua_type(L, 2) === lua.LUA_TNONE ? Buffer.alloc(0) : toBuffer(L, 2);
+  const account =
+    lua.lua_type(L, 2) === lua.LUA_TNIL || lua.lua_type(L, 2) === lua.LUA_TNONE ? Buffer.alloc(0) : toBuffer(L, 2);
   if (account === undefined) return lauxlib.luaL_argerror(L, 2, 'string expected');
   const t3 = lua.lua_type(L, 3);
   if (t3 !== lua.LUA_TNONE && t3 !== lua.LUA_TNIL && t3 !== lua.LUA_TBOOLEAN) {
@@ -286,9 +295,18 @@ const clusterPick = (L: LuaState): number => {
   }
   const readOnly = lua.lua_toboolean(L, 3);
   if (h.cluster === undefined && !h.boxes.every((b) => isNumericAddress(b.address))) {
-    return lauxlib.luaL_error(L, 'cluster:pick(): host names are resolved after the config has run; call it from a callback');
+    return lauxlib.luaL_error(
+      L,
+      'cluster:pick(): host names are resolved after the config has run; call it from a callback',
+    );
   }
-  const cluster = h.cluster ?? new Cluster(h.name, h.boxes.map((b) => b.address), h.options);
+  const cluster =
+    h.cluster ??
+    new Cluster(
+      h.name,
+      h.boxes.map((b) => b.address),
+      h.options,
+    );
   pushBytes(L, Buffer.from(formatAddress(cluster.order(account, readOnly)[0]!)));
   return 1;
 };

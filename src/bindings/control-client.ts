@@ -15,7 +15,16 @@ import { isNumericAddress, parseAddress, type SocketAddress } from '../net/addre
 import { addonFunctions } from '../net/native.js';
 import { CONTROL_DEFAULT_PORT, ControlCommand, ControlDatagramBuilder } from '../protocol/control.js';
 import { ADDRESS_CLASS, type AddressBox } from './address.js';
-import { checkArgCount, closeHeld, connectTo, methodIndex, plainError, resolveAddress, trackSocket, type HeldSocket } from './datagram.js';
+import {
+  checkArgCount,
+  closeHeld,
+  connectTo,
+  methodIndex,
+  plainError,
+  resolveAddress,
+  trackSocket,
+  type HeldSocket,
+} from './datagram.js';
 import { errnoOrMessage } from '../util/errors.js';
 
 const CLIENT_CLASS = 'control_client';

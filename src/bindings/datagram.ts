@@ -68,7 +68,10 @@ export function plainError(e: unknown): string {
 export function methodIndex(methods: Record<string, JSFunction>): JSFunction {
   const table = Object.freeze(Object.assign(Object.create(null) as Record<string, JSFunction>, methods));
   return (L: LuaState) => {
-    const key = lua.lua_type(L, 2) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, 2)!, undefined, undefined, true) : undefined;
+    const key =
+      lua.lua_type(L, 2) === lua.LUA_TSTRING
+        ? to_jsstring(lua.lua_tolstring(L, 2)!, undefined, undefined, true)
+        : undefined;
     const method = key !== undefined ? table[key] : undefined;
     if (method === undefined) {
       lua.lua_pushnil(L);

@@ -137,7 +137,9 @@ function writeTable(L: LuaState, idx: number, seen: number, out: string[], depth
         key = quote(lua.lua_tolstring(L, -2)!);
       } else if (kt === lua.LUA_TNUMBER) {
         // Do not convert the key in place (that would confuse lua_next).
-        key = JSON.stringify(lua.lua_isinteger(L, -2) ? String(lua.lua_tointeger(L, -2)) : formatFloat(lua.lua_tonumber(L, -2)));
+        key = JSON.stringify(
+          lua.lua_isinteger(L, -2) ? String(lua.lua_tointeger(L, -2)) : formatFloat(lua.lua_tonumber(L, -2)),
+        );
       } else {
         throw new JsonError(`json.dump: a ${typeName(L, -2)} key cannot be an object key`);
       }
@@ -320,14 +322,30 @@ class Parser {
       this.#pos++; // backslash
       const e = s[this.#pos];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           const cu = this.#hex4();
           if (cu >= 0xd800 && cu <= 0xdbff) {

@@ -22,7 +22,13 @@ export interface ListenerSpec {
   readonly refs: HandlerRefs;
 }
 
-export const HANDLER_KEYS = ['on_connect', 'on_handshake_response', 'on_command_phase', 'on_init_db', 'on_kill'] as const;
+export const HANDLER_KEYS = [
+  'on_connect',
+  'on_handshake_response',
+  'on_command_phase',
+  'on_init_db',
+  'on_kill',
+] as const;
 type HandlerKey = (typeof HANDLER_KEYS)[number];
 
 /** The `systemd` global: a unique token, compared by identity (not the string "systemd"). */
@@ -67,11 +73,16 @@ function checkListenOptions(L: LuaState, idx: number): ListenOptionValues {
   if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'options table expected');
   lua.lua_pushnil(L);
   while (lua.lua_next(L, idx) !== 0) {
-    const key = lua.lua_type(L, -2) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -2)!, undefined, undefined, true) : undefined;
+    const key =
+      lua.lua_type(L, -2) === lua.LUA_TSTRING
+        ? to_jsstring(lua.lua_tolstring(L, -2)!, undefined, undefined, true)
+        : undefined;
     switch (key) {
       case 'auth': {
         const value =
-          lua.lua_type(L, -1) === lua.LUA_TSTRING ? to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true) : undefined;
+          lua.lua_type(L, -1) === lua.LUA_TSTRING
+            ? to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true)
+            : undefined;
         if (value !== 'clear' && value !== 'native') {
           return lauxlib.luaL_argerror(L, idx, "Option 'auth' must be 'clear' or 'native'");
         }
@@ -85,7 +96,11 @@ function checkListenOptions(L: LuaState, idx: number): ListenOptionValues {
         options.localInfile = lua.lua_toboolean(L, -1);
         break;
       default:
-        return lauxlib.luaL_argerror(L, idx, `Unknown option '${key ?? typeName(L, -2)}' (options: ${LISTEN_OPTIONS.join(', ')})`);
+        return lauxlib.luaL_argerror(
+          L,
+          idx,
+          `Unknown option '${key ?? typeName(L, -2)}' (options: ${LISTEN_OPTIONS.join(', ')})`,
+        );
     }
     lua.lua_pop(L, 1);
   }

@@ -94,7 +94,8 @@ function numberText(L: LuaState, idx: number): string {
 function checkParams(L: LuaState, idx: number): Param[] {
   let max = maxIndex(L, idx);
   // table.pack()'s `n` counts trailing nils, which a Lua table cannot hold otherwise.
-  if (lua.lua_getfield(L, idx, 'n') === lua.LUA_TNUMBER && lua.lua_isinteger(L, -1)) max = Math.max(max, lua.lua_tointeger(L, -1));
+  if (lua.lua_getfield(L, idx, 'n') === lua.LUA_TNUMBER && lua.lua_isinteger(L, -1))
+    max = Math.max(max, lua.lua_tointeger(L, -1));
   lua.lua_pop(L, 1);
   if (max > MAX_PARAMS) return lauxlib.luaL_error(L, `Too many query parameters (at most ${MAX_PARAMS})`);
   const out: Param[] = [];
@@ -161,7 +162,9 @@ class Listener {
     this.#channels.set(channel, fnRef);
     const client = this.#client;
     if (this.#connected && client !== null) {
-      client.query(`LISTEN ${quoteIdent(channel)}`).catch((e: unknown) => logError(`pg: LISTEN ${channel}: ${errorMessage(e)}`));
+      client
+        .query(`LISTEN ${quoteIdent(channel)}`)
+        .catch((e: unknown) => logError(`pg: LISTEN ${channel}: ${errorMessage(e)}`));
     }
     if (!this.#started) {
       this.#started = true;
@@ -256,7 +259,12 @@ class Database {
   readonly #getRunner: () => CallbackRunner | null;
   #listener: Listener | null = null;
 
-  constructor(config: PoolConfig, schema: string | undefined, timeoutMs: number, getRunner: () => CallbackRunner | null) {
+  constructor(
+    config: PoolConfig,
+    schema: string | undefined,
+    timeoutMs: number,
+    getRunner: () => CallbackRunner | null,
+  ) {
     this.timeoutMs = timeoutMs;
     this.#getRunner = getRunner;
     this.#config = config;
@@ -271,7 +279,9 @@ class Database {
     pools.add(new WeakRef(this.pool));
     if (schema !== undefined) {
       this.pool.on('connect', (client) => {
-        client.query(`SET search_path TO ${quoteIdent(schema)}`).catch((e: unknown) => logError(`pg: Failed to set schema: ${errorMessage(e)}`));
+        client
+          .query(`SET search_path TO ${quoteIdent(schema)}`)
+          .catch((e: unknown) => logError(`pg: Failed to set schema: ${errorMessage(e)}`));
       });
     }
   }
@@ -314,7 +324,8 @@ class Database {
             },
             (e: unknown) => {
               // An SQL error leaves the connection usable; a broken connection is dropped.
-              const broken = !(e instanceof Error && 'severity' in e) || (e as { code?: string }).code?.startsWith('57P') === true;
+              const broken =
+                !(e instanceof Error && 'severity' in e) || (e as { code?: string }).code?.startsWith('57P') === true;
               release(broken);
               if (settled) return;
               settled = true;
@@ -357,7 +368,8 @@ export function encodeArray(elements: readonly (Uint8Array | null)[]): Uint8Arra
   return Uint8Array.from(out);
 }
 
-const isWs = (b: number | undefined): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0x0b || b === 0x0c;
+const isWs = (b: number | undefined): boolean =>
+  b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0x0b || b === 0x0c;
 
 /** Parse one-dimensional PostgreSQL array text; throws Error on malformed input. */
 export function decodeArray(s: Uint8Array): (Uint8Array | null)[] {
@@ -572,7 +584,8 @@ export function installPg(L: LuaState, getRunner: () => CallbackRunner | null): 
       const tt = lua.lua_type(L1, 4);
       if (tt !== lua.LUA_TNIL && tt !== lua.LUA_TNONE) {
         timeoutS = lauxlib.luaL_checknumber(L1, 4);
-        if (!(timeoutS > 0 && timeoutS <= 86400)) return lauxlib.luaL_argerror(L1, 4, 'timeout must be between 0 and 86400 seconds');
+        if (!(timeoutS > 0 && timeoutS <= 86400))
+          return lauxlib.luaL_argerror(L1, 4, 'timeout must be between 0 and 86400 seconds');
       }
       let config: PoolConfig;
       try {

@@ -73,7 +73,11 @@ function bindAddress(
       case 'abstract':
         return { fd: listenUnix(address.name, true, backlog, SOCKET_MODE, datagram), label, ownedPath: undefined };
       case 'tcp':
-        return { fd: addonFunctions().listenInet(address.host, address.port, datagram, backlog, device, reuse), label, ownedPath: undefined };
+        return {
+          fd: addonFunctions().listenInet(address.host, address.port, datagram, backlog, device, reuse),
+          label,
+          ownedPath: undefined,
+        };
     }
   } catch (e) {
     return lauxlib.luaL_error(L, `Failed to bind to ${label}: ${(e as Error).message}`);
@@ -102,7 +106,11 @@ export function installServices(L: LuaState, options: ServiceOptions): ServiceBi
       while (lua.lua_next(L1, 2) !== 0) {
         const key = lua.lua_type(L1, -2) === lua.LUA_TSTRING ? text(L1, -2) : undefined;
         if (key !== 'accounts') {
-          return lauxlib.luaL_argerror(L1, 2, `Unknown option '${key ?? typeName(L1, -2)}' (options: ${PROMETHEUS_OPTIONS.join(', ')})`);
+          return lauxlib.luaL_argerror(
+            L1,
+            2,
+            `Unknown option '${key ?? typeName(L1, -2)}' (options: ${PROMETHEUS_OPTIONS.join(', ')})`,
+          );
         }
         const v = lua.lua_tonumber(L1, -1);
         if (lua.lua_type(L1, -1) !== lua.LUA_TNUMBER || !Number.isInteger(v) || v < 0 || v > 100_000) {
@@ -143,7 +151,8 @@ export function installServices(L: LuaState, options: ServiceOptions): ServiceBi
           const v = text(L1, -1);
           device = v === '' ? null : v;
         } else if (key === 'multicast_group') {
-          if (lua.lua_type(L1, -1) !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 2, "Bad 'multicast_group' value");
+          if (lua.lua_type(L1, -1) !== lua.LUA_TSTRING)
+            return lauxlib.luaL_argerror(L1, 2, "Bad 'multicast_group' value");
           try {
             group = parseAddress(text(L1, -1), 0);
           } catch (e) {
@@ -170,7 +179,7 @@ export function installServices(L: LuaState, options: ServiceOptions): ServiceBi
             return lauxlib.luaL_argerror(L1, 2, "Option 'allowed_uids' must be a list of uids or 'any'");
           }
         } else {
-          return lauxlib.luaL_argerror(L1, 2, `Unknown option '${key ?? typeName(L1, -2)}' (options: ${CONTROL_OPTIONS.join(', ')})`);
+          return lauxlib.luaL_argerror(L1, 2, `Unknown option '${key}' (options: ${CONTROL_OPTIONS.join(', ')})`);
         }
         lua.lua_pop(L1, 1);
       }
@@ -183,7 +192,10 @@ export function installServices(L: LuaState, options: ServiceOptions): ServiceBi
       try {
         addonFunctions().joinMulticast(bound.fd, group.host);
       } catch (e) {
-        return lauxlib.luaL_error(L1, `Failed to join multicast group ${formatAddress(group)}: ${(e as Error).message}`);
+        return lauxlib.luaL_error(
+          L1,
+          `Failed to join multicast group ${formatAddress(group)}: ${(e as Error).message}`,
+        );
       }
     }
     return 0;

@@ -14,7 +14,8 @@ export function installSleep(L: LuaState): void {
     if (lua.lua_type(L1, 1) !== lua.LUA_TNUMBER) return lauxlib.luaL_argerror(L1, 1, 'number expected');
     const seconds = lua.lua_tonumber(L1, 1);
     if (!(seconds >= 0)) return lauxlib.luaL_argerror(L1, 1, 'must not be negative');
-    if (seconds > SLEEP_MAX_SECONDS) return lauxlib.luaL_argerror(L1, 1, `must be at most ${SLEEP_MAX_SECONDS} seconds`);
+    if (seconds > SLEEP_MAX_SECONDS)
+      return lauxlib.luaL_argerror(L1, 1, `must be at most ${SLEEP_MAX_SECONDS} seconds`);
     // Do not start a timer nobody will wait for (it would keep the process alive).
     if (!lua.lua_isyieldable(L1)) return yieldOn(L1, Promise.resolve(resumeWithNothing), 'sleep()');
     return yieldOn(

@@ -17,7 +17,15 @@ import { AddressError, isNumericAddress, parseAddress, type SocketAddress } from
 import { connectSocket } from '../net/connect.js';
 import { addonFunctions } from '../net/native.js';
 import { ADDRESS_CLASS, type AddressBox } from './address.js';
-import { checkArgCount, closeHeld, connectTo, methodIndex, plainError, trackSocket, type HeldSocket } from './datagram.js';
+import {
+  checkArgCount,
+  closeHeld,
+  connectTo,
+  methodIndex,
+  plainError,
+  trackSocket,
+  type HeldSocket,
+} from './datagram.js';
 
 /** The keys of socket:connect()'s options table. */
 export const SOCKET_OPTIONS = ['type'] as const;
@@ -26,8 +34,7 @@ const SOCKET_CLASS = 'socket';
 const STREAM_CONNECT_TIMEOUT_MS = 10_000;
 
 type LuaSocket =
-  | { readonly kind: 'fd'; readonly socket: HeldSocket }
-  | { readonly kind: 'stream'; readonly socket: Socket };
+  { readonly kind: 'fd'; readonly socket: HeldSocket } | { readonly kind: 'stream'; readonly socket: Socket };
 
 function push(L: LuaState, value: LuaSocket): number {
   if (value.kind === 'fd') trackSocket(value, value.socket);
@@ -71,7 +78,8 @@ const socketConnect = (L: LuaState): number => {
       if (key !== 'type') return lauxlib.luaL_error(L, `Unrecognized option (options: ${SOCKET_OPTIONS.join(', ')})`);
       if (!lua.lua_isstring(L, -1)) return lauxlib.luaL_error(L, "'type' must be a string");
       const value = to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true);
-      if (value !== 'stream' && value !== 'dgram' && value !== 'seqpacket') return lauxlib.luaL_error(L, 'Unsupported socket type');
+      if (value !== 'stream' && value !== 'dgram' && value !== 'seqpacket')
+        return lauxlib.luaL_error(L, 'Unsupported socket type');
       type = value;
       lua.lua_pop(L, 1);
     }

@@ -30,7 +30,8 @@ function checkBytes(L: LuaState, i: number): Uint8Array {
 /** Argument `i` as a key of exactly `size` bytes, else argerror with myproxy's message. */
 function checkKey(L: LuaState, i: number, size: number, kind: 'public' | 'secret'): Uint8Array {
   const key = checkBytes(L, i);
-  if (key.length !== size) return lauxlib.luaL_argerror(L, i, kind === 'public' ? 'Malformed public key' : 'Malformed secret key');
+  if (key.length !== size)
+    return lauxlib.luaL_argerror(L, i, kind === 'public' ? 'Malformed public key' : 'Malformed secret key');
   return key;
 }
 

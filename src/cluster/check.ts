@@ -70,7 +70,8 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
     const channel = new PacketChannel(socket, MAX_CHECK_PAYLOAD);
     if (options.user === undefined) {
       const first = await channel.next(left());
-      if (first.payload[0] === PacketHeader.ERR) return dead(`greeting is an error: ${parseErr(first.payload).message}`);
+      if (first.payload[0] === PacketHeader.ERR)
+        return dead(`greeting is an error: ${parseErr(first.payload).message}`);
       parseHandshakeV10(first.payload);
       return { state: 'alive', detail: 'ok' };
     }

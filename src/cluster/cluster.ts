@@ -124,7 +124,11 @@ export class Cluster implements BackendSelector {
     if (!this.options.monitoring) return;
     logInfo(
       `[${this.name}] monitoring ${this.#nodes.map((n) => n.label).join(', ')} every ${this.options.checkIntervalMs / 1000} s` +
-        (this.options.user === undefined ? ' (greeting only)' : this.options.noReadOnly ? ' (login, read_only)' : ' (login)'),
+        (this.options.user === undefined
+          ? ' (greeting only)'
+          : this.options.noReadOnly
+            ? ' (login, read_only)'
+            : ' (login)'),
     );
     for (const node of this.#nodes) void this.#runCheck(node);
   }
@@ -296,7 +300,9 @@ export class Cluster implements BackendSelector {
         try {
           close();
         } catch (e) {
-          logError(`[${this.name}] closing a session on ${victim.label}: ${e instanceof Error ? e.message : String(e)}`);
+          logError(
+            `[${this.name}] closing a session on ${victim.label}: ${e instanceof Error ? e.message : String(e)}`,
+          );
         }
       }
     }

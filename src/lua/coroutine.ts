@@ -77,7 +77,10 @@ export class CallbackRunner {
     const co = lua.lua_newthread(L);
     const threadRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
     try {
-      const deadline: Deadline = { at: Infinity, message: `callback ran for more than ${this.#budgetMs} ms without waiting` };
+      const deadline: Deadline = {
+        at: Infinity,
+        message: `callback ran for more than ${this.#budgetMs} ms without waiting`,
+      };
       const limits = luaLimits();
       // Threads the callback creates inherit the hook (lua_newthread copies it).
       lua.lua_sethook(
@@ -108,7 +111,9 @@ export class CallbackRunner {
         const op = pendingOperations.get(co);
         pendingOperations.delete(co);
         if (op === undefined) {
-          throw new CallbackFailed('callback yielded without a pending operation (coroutine.yield outside a coroutine of its own)');
+          throw new CallbackFailed(
+            'callback yielded without a pending operation (coroutine.yield outside a coroutine of its own)',
+          );
         }
         let resumer: Resumer;
         try {

@@ -67,7 +67,9 @@ export function parseListenAddress(text: string, defaultPort: number): SocketAdd
   if (text.startsWith('*:')) return { kind: 'tcp', host: '', port: parsePort(text.slice(2), text) };
   const a = parseAddress(text, defaultPort);
   if (!isNumericAddress(a) && a.kind === 'tcp') {
-    throw new AddressError(`Failed to resolve ${JSON.stringify(a.host)}:${JSON.stringify(String(a.port))}: Name or service not known`);
+    throw new AddressError(
+      `Failed to resolve ${JSON.stringify(a.host)}:${JSON.stringify(String(a.port))}: Name or service not known`,
+    );
   }
   return a;
 }

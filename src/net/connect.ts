@@ -22,7 +22,9 @@ export function connectSocket(address: SocketAddress, timeoutMs: number): Promis
           ? netConnect({ path: address.path })
           : netConnect({ host: address.host, port: address.port, noDelay: true });
     } catch (e) {
-      reject(new ProxyError(ErrorCodes.CONNECT_FAILED, `connect to ${formatAddress(address)}: ${(e as Error).message}`));
+      reject(
+        new ProxyError(ErrorCodes.CONNECT_FAILED, `connect to ${formatAddress(address)}: ${(e as Error).message}`),
+      );
       return;
     }
     socket.pause();

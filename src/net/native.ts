@@ -40,11 +40,23 @@ export interface PeerCredentials {
 /** The shape of the compiled addon's exports. */
 interface NativeAddon {
   listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number, datagram?: boolean): number;
-  listenInet(address: string, port: number, datagram: boolean, backlog: number, device?: string | null, reuse?: boolean): number;
+  listenInet(
+    address: string,
+    port: number,
+    datagram: boolean,
+    backlog: number,
+    device?: string | null,
+    reuse?: boolean,
+  ): number;
   joinMulticast(fd: number, group: string): void;
   datagramListen(fd: number, onDatagram: (bytes: Buffer, uid: number, truncated: boolean) => void): DatagramHandle;
   datagramClose(handle: DatagramHandle): void;
-  connectDatagram(family: 'unix' | 'inet', type: 'dgram' | 'seqpacket' | 'stream', address: string | Uint8Array, port: number): number;
+  connectDatagram(
+    family: 'unix' | 'inet',
+    type: 'dgram' | 'seqpacket' | 'stream',
+    address: string | Uint8Array,
+    port: number,
+  ): number;
   sendOn(fd: number, bytes: Uint8Array): number;
   loopMetrics(): [iterations: number, events: number];
   connectUnix(name: Uint8Array, abstract: boolean): number;
@@ -174,7 +186,13 @@ function load(): NativeAddon {
  * @throws Error with `code` (`'EADDRINUSE'`, `'EEXIST'`, `'EACCES'`,
  *   `'ENOENT'`, `'ENAMETOOLONG'`, `'EINVAL'`, ...); see the module comment.
  */
-export function listenUnix(name: Uint8Array, abstract: boolean, backlog: number, mode: number, datagram = false): number {
+export function listenUnix(
+  name: Uint8Array,
+  abstract: boolean,
+  backlog: number,
+  mode: number,
+  datagram = false,
+): number {
   return load().listenUnix(name, abstract, backlog, mode, datagram);
 }
 

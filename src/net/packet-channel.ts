@@ -85,8 +85,7 @@ export class PacketChannel {
     if (queued !== undefined) return Promise.resolve(queued);
     if (this.#failure !== null) return Promise.reject(this.#failure);
     return new Promise<Packet>((resolve, reject) => {
-      const timer =
-        timeoutMs > 0 ? setTimeout(() => this.#fail(new ChannelTimeoutError()), timeoutMs) : undefined;
+      const timer = timeoutMs > 0 ? setTimeout(() => this.#fail(new ChannelTimeoutError()), timeoutMs) : undefined;
       this.#waiter = { resolve, reject, timer };
       this.socket.resume();
     });

@@ -173,10 +173,7 @@ export function cgroupParentPath(path: Buffer): Buffer | null {
 
 /** True when a `..` segment could lead the path out of the cgroup file system. */
 export function hasDotDotSegment(path: Uint8Array): boolean {
-  return Buffer.from(path.buffer, path.byteOffset, path.byteLength)
-    .toString('latin1')
-    .split('/')
-    .includes('..');
+  return Buffer.from(path.buffer, path.byteOffset, path.byteLength).toString('latin1').split('/').includes('..');
 }
 
 /** Where each hierarchy is mounted when /proc/self/mountinfo does not say. */

@@ -130,7 +130,11 @@ export interface TrackingOptions {
 export const TrackFlag = { TRACK: 1, KILL_FILTER: 2, EVENTS: 4 } as const;
 
 /** The tracker's configuration block (see CFG_* in pump.c). */
-export function encodeTrackerConfig(tracking: TrackingOptions, intercept: readonly number[], maxHold: number): Uint8Array {
+export function encodeTrackerConfig(
+  tracking: TrackingOptions,
+  intercept: readonly number[],
+  maxHold: number,
+): Uint8Array {
   const out = new Uint8Array(CONFIG_BYTES);
   const view = new DataView(out.buffer);
   view.setUint32(0, tracking.capabilities >>> 0, true);

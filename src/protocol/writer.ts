@@ -54,7 +54,7 @@ export class PacketWriter {
 
   int8(v: number): this {
     const at = this.#reserve(8);
-    this.#buf.writeUInt32LE(v % 2 ** 32 >>> 0, at);
+    this.#buf.writeUInt32LE((v % 2 ** 32) >>> 0, at);
     this.#buf.writeUInt32LE(Math.floor(v / 2 ** 32) >>> 0, at + 4);
     return this;
   }

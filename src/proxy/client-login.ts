@@ -7,7 +7,11 @@ import { AuthPluginName, Capability, DEFAULT_CHARSET, ServerStatus } from '../pr
 import type { Packet } from '../protocol/framer.js';
 import { writeAuthSwitchRequest, writeErr } from '../protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
-import { isSslRequest, parseHandshakeResponse, type HandshakeResponse } from '../protocol/packets/handshake-response.js';
+import {
+  isSslRequest,
+  parseHandshakeResponse,
+  type HandshakeResponse,
+} from '../protocol/packets/handshake-response.js';
 import type { PacketChannel } from '../net/packet-channel.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { accessDeniedMessage, type ClientAuthMode, type LoginRequest, type NativeAuthAnswer } from './handler.js';
@@ -138,9 +142,7 @@ function checkFieldSizes(hr: HandshakeResponse, replySeq: number): void {
   }
   if (hr.database.length > MAX_DATABASE_BYTES) {
     const shown = hr.database.subarray(0, 100).toString('utf8');
-    throw new AbortSession(
-      errPacket(replySeq, ClientErrors.WRONG_DB_NAME, `Incorrect database name '${shown}...'`),
-    );
+    throw new AbortSession(errPacket(replySeq, ClientErrors.WRONG_DB_NAME, `Incorrect database name '${shown}...'`));
   }
   if (hr.authResponse.length > MAX_AUTH_BYTES) {
     throw new AbortSession(errPacket(replySeq, ClientErrors.BAD_HANDSHAKE));
@@ -157,9 +159,7 @@ async function clearPassword(
 ): Promise<Buffer> {
   if (hr.authPluginName === AuthPluginName.CLEAR_PASSWORD) return stripNul(hr.authResponse);
   if ((clientCaps & Capability.CLIENT_PLUGIN_AUTH) === 0) {
-    throw new AbortSession(
-      errPacket(hrPacket.seq + 1, ClientErrors.AUTH_METHOD_UNSUPPORTED),
-    );
+    throw new AbortSession(errPacket(hrPacket.seq + 1, ClientErrors.AUTH_METHOD_UNSUPPORTED));
   }
   // mysql2 and others answer with their default plugin first: ask for the clear password.
   client.send(writeAuthSwitchRequest(hrPacket.seq + 1, AuthPluginName.CLEAR_PASSWORD, Buffer.alloc(0)));

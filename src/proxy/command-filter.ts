@@ -101,7 +101,10 @@ export class CommandFilter {
     }
     host.log(`init_db ${quoteBytes(action.database)}`);
     return {
-      toServer: new PacketWriter(8 + action.database.length).int1(Command.COM_INIT_DB).bytes(action.database).finish(seq),
+      toServer: new PacketWriter(8 + action.database.length)
+        .int1(Command.COM_INIT_DB)
+        .bytes(action.database)
+        .finish(seq),
     };
   }
 
@@ -147,7 +150,11 @@ export class CommandFilter {
       metrics.kill('failed');
       host.log(`${what} ${statement.id} failed: ${errorMessage(e)}`);
       return {
-        toClient: errPacket(seq + 1, ClientErrors.KILL_FAILED, `KILL could not reach the server of connection ${statement.id}`),
+        toClient: errPacket(
+          seq + 1,
+          ClientErrors.KILL_FAILED,
+          `KILL could not reach the server of connection ${statement.id}`,
+        ),
       };
     }
     metrics.kill(reply[0] === PacketHeader.OK ? 'done' : 'server_error');

@@ -21,7 +21,16 @@ import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metric
 import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
 import { CommandFilter, filteredCommands, type KillableSession } from './command-filter.js';
 import type { KillTarget } from './kill.js';
-import { PolicyError, accessDeniedMessage, type ClientAuthMode, type ConnectAction, type ErrAction, type PeerIdentity, type SessionHandler, type SessionHooks } from './handler.js';
+import {
+  PolicyError,
+  accessDeniedMessage,
+  type ClientAuthMode,
+  type ConnectAction,
+  type ErrAction,
+  type PeerIdentity,
+  type SessionHandler,
+  type SessionHooks,
+} from './handler.js';
 import type { SessionRegistry } from './registry.js';
 
 export { GREETING_CAPABILITIES } from './client-login.js';
@@ -251,14 +260,14 @@ export class Connection implements KillableSession {
       throw new AbortSession(errPacket(replySeq, ClientErrors.ACCESS_DENIED, accessDeniedMessage(hr.user)));
     }
     if ((hr.capabilities & Capability.CLIENT_PROTOCOL_41) === 0) {
-      throw new AbortSession(
-        errPacket(replySeq, ClientErrors.PROTOCOL_320),
-      );
+      throw new AbortSession(errPacket(replySeq, ClientErrors.PROTOCOL_320));
     }
 
     // The backend: the one address, or a selector's candidates in order.
     const candidates: readonly BackendCandidate[] =
-      action.target.kind === 'selector' ? await action.target.select(this, action.readOnly) : [{ address: action.target }];
+      action.target.kind === 'selector'
+        ? await action.target.select(this, action.readOnly)
+        : [{ address: action.target }];
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (this.#closed) return;
     // The getter below lives in an object literal, whose `this` is not the session.

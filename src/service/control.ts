@@ -43,7 +43,8 @@ export function handleControlDatagram(datagram: Buffer, target: ControlTarget, l
     for (const s of sessions) s.close(ClientErrors.CONNECTION_KILLED);
     closed += sessions.length;
     metrics.controlDisconnects += sessions.length;
-    if (sessions.length > 0) logError(`Closed ${sessions.length} connections for account ${quote(bytesToLogText(payload))}`);
+    if (sessions.length > 0)
+      logError(`Closed ${sessions.length} connections for account ${quote(bytesToLogText(payload))}`);
   }
   if (error !== undefined) {
     metrics.controlMalformed++;
@@ -56,7 +57,13 @@ export function handleControlDatagram(datagram: Buffer, target: ControlTarget, l
 export function startControl(listener: ControlListener, target: ControlTarget): () => void {
   const ownUid = process.getuid?.() ?? -1;
   const handle: DatagramHandle = addonFunctions().datagramListen(listener.fd, (bytes, uid, truncated) => {
-    if (listener.local && listener.allowedUids !== 'any' && uid !== 0 && uid !== ownUid && !listener.allowedUids.has(uid)) {
+    if (
+      listener.local &&
+      listener.allowedUids !== 'any' &&
+      uid !== 0 &&
+      uid !== ownUid &&
+      !listener.allowedUids.has(uid)
+    ) {
       target.metrics.controlMalformed++;
       logLimited('control_uid', `control ${listener.label}: datagram from uid ${uid} refused (not in allowed_uids)`);
       return;

@@ -46,12 +46,23 @@ function snapshot(registry: Registry, name: string, help: string, type: MetricTy
 }
 
 /** Samples of a histogram kept as per-bucket counts (not cumulative) plus sum and count. */
-function histogramSamples(name: string, labels: Labels, bounds: readonly number[], counts: ArrayLike<number>, sum: number, count: number): Sample[] {
+function histogramSamples(
+  name: string,
+  labels: Labels,
+  bounds: readonly number[],
+  counts: ArrayLike<number>,
+  sum: number,
+  count: number,
+): Sample[] {
   const out: Sample[] = [];
   let cumulative = 0;
   for (let i = 0; i <= bounds.length; i++) {
     cumulative += counts[i] ?? 0;
-    out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: i < bounds.length ? String(bounds[i]) : '+Inf' }, value: cumulative });
+    out.push({
+      metricName: `${name}_bucket`,
+      labels: { ...labels, le: i < bounds.length ? String(bounds[i]) : '+Inf' },
+      value: cumulative,
+    });
   }
   out.push({ metricName: `${name}_sum`, labels, value: sum });
   out.push({ metricName: `${name}_count`, labels, value: count });
@@ -80,9 +91,17 @@ export function buildRegistry(sources: ExporterSources): Registry {
     { labels: loop, value: performance.eventLoopUtilization().active / 1000 },
   ]);
   const global: [string, string, () => number][] = [
-    ['myproxy_connections_accepted', 'Number of accepted MySQL connections (including those that were rejected later)', () => m.connectionsAccepted],
+    [
+      'myproxy_connections_accepted',
+      'Number of accepted MySQL connections (including those that were rejected later)',
+      () => m.connectionsAccepted,
+    ],
     ['myproxy_connections_rejected', 'Number of rejected MySQL connections', () => m.connectionsRejected],
-    ['myproxy_client_bytes_received', 'Number of bytes received from clients', () => m.sumServers(StatSlot.CLIENT_BYTES)],
+    [
+      'myproxy_client_bytes_received',
+      'Number of bytes received from clients',
+      () => m.sumServers(StatSlot.CLIENT_BYTES),
+    ],
     [
       'myproxy_client_packets_received',
       'Number of packets received from clients',
@@ -93,7 +112,11 @@ export function buildRegistry(sources: ExporterSources): Registry {
       'Number of malformed packets received from clients',
       () => m.clientMalformedPackets + m.sumServers(StatSlot.CLIENT_MALFORMED),
     ],
-    ['myproxy_client_handshake_responses', 'Number of handshake responses received from clients', () => m.clientHandshakeResponses],
+    [
+      'myproxy_client_handshake_responses',
+      'Number of handshake responses received from clients',
+      () => m.clientHandshakeResponses,
+    ],
     ['myproxy_client_auth_ok', 'Number of successful authentications', () => m.clientAuthOk],
     ['myproxy_client_auth_err', 'Number of failed authentication attempts', () => m.clientAuthErr],
     ['myproxy_client_queries', 'Number of queries received from clients', () => m.sumServers(StatSlot.CLIENT_QUERIES)],
@@ -107,15 +130,31 @@ export function buildRegistry(sources: ExporterSources): Registry {
   );
   const server: [string, string, () => Sample[]][] = [
     ['myproxy_server_connects', 'Number of connection attempts to this server', perServer((s) => s.connects)],
-    ['myproxy_server_connect_errors', 'Number of failed connection attempts to this server', perServer((s) => s.connectErrors)],
+    [
+      'myproxy_server_connect_errors',
+      'Number of failed connection attempts to this server',
+      perServer((s) => s.connectErrors),
+    ],
     ['myproxy_server_bytes_received', 'Number of bytes received from this server', stat(StatSlot.SERVER_BYTES)],
     ['myproxy_server_packets_received', 'Number of packets received from this server', stat(StatSlot.SERVER_PACKETS)],
-    ['myproxy_server_malformed_packets', 'Number of malformed packets received from this server', stat(StatSlot.SERVER_MALFORMED)],
+    [
+      'myproxy_server_malformed_packets',
+      'Number of malformed packets received from this server',
+      stat(StatSlot.SERVER_MALFORMED),
+    ],
     ['myproxy_server_queries', 'Number of queries sent to this server', stat(StatSlot.QUERIES)],
     // The HELP text is myproxy's, typo included: dashboards and alerts may quote it.
     ['myproxy_server_query_errors', 'Number of query warnigs received from this server', stat(StatSlot.QUERY_ERRORS)],
-    ['myproxy_server_query_warnings', 'Number of query warnings received from this server', stat(StatSlot.QUERY_WARNINGS)],
-    ['myproxy_server_no_good_index_queries', 'Number of queries which used no good index', stat(StatSlot.NO_GOOD_INDEX)],
+    [
+      'myproxy_server_query_warnings',
+      'Number of query warnings received from this server',
+      stat(StatSlot.QUERY_WARNINGS),
+    ],
+    [
+      'myproxy_server_no_good_index_queries',
+      'Number of queries which used no good index',
+      stat(StatSlot.NO_GOOD_INDEX),
+    ],
     ['myproxy_server_no_index_queries', 'Number of queries which used no index', stat(StatSlot.NO_INDEX)],
     ['myproxy_server_slow_queries', 'Number of slow queries', stat(StatSlot.SLOW)],
     ['myproxy_server_affected_rows', 'Number of affected rows by INSERT, UPDATE etc.', stat(StatSlot.AFFECTED_ROWS)],
@@ -124,21 +163,56 @@ export function buildRegistry(sources: ExporterSources): Registry {
   for (const [name, help, read] of server) snapshot(registry, name, help, 'counter', read);
 
   // --- Beyond myproxy (Prometheus naming conventions).
-  snapshot(registry, 'myproxy_sessions', 'Client connections now (logging in or relayed)', 'gauge', single(() => sources.sessions()));
-  snapshot(registry, 'myproxy_logins_in_progress', 'Logins waiting for Lua or a backend now', 'gauge', single(() => m.loginsInProgress));
-  snapshot(registry, 'myproxy_server_sessions', 'Sessions relayed to this server now', 'gauge', perServer((s) => s.sessions));
-  snapshot(registry, 'myproxy_server_commands_total', 'Commands whose response ended, by server and command', 'counter', () =>
-    servers().flatMap((s) => {
-      const out: Sample[] = [];
-      for (let i = 0; i < COMMAND_SLOTS; i++) {
-        const v = s.stats[StatSlot.COMMAND_COUNTS + i]!;
-        if (v > 0) out.push({ labels: { server: s.label, command: i < 0x20 ? commandName(i) : 'other' }, value: v });
-      }
-      return out;
-    }),
+  snapshot(
+    registry,
+    'myproxy_sessions',
+    'Client connections now (logging in or relayed)',
+    'gauge',
+    single(() => sources.sessions()),
   );
-  snapshot(registry, 'myproxy_server_command_errors_total', 'Commands answered with an ERR, by server', 'counter', stat(StatSlot.COMMAND_ERRORS));
-  snapshot(registry, 'myproxy_server_rows_total', 'Result set rows sent to clients, by server', 'counter', stat(StatSlot.ROWS));
+  snapshot(
+    registry,
+    'myproxy_logins_in_progress',
+    'Logins waiting for Lua or a backend now',
+    'gauge',
+    single(() => m.loginsInProgress),
+  );
+  snapshot(
+    registry,
+    'myproxy_server_sessions',
+    'Sessions relayed to this server now',
+    'gauge',
+    perServer((s) => s.sessions),
+  );
+  snapshot(
+    registry,
+    'myproxy_server_commands_total',
+    'Commands whose response ended, by server and command',
+    'counter',
+    () =>
+      servers().flatMap((s) => {
+        const out: Sample[] = [];
+        for (let i = 0; i < COMMAND_SLOTS; i++) {
+          const v = s.stats[StatSlot.COMMAND_COUNTS + i]!;
+          if (v > 0) out.push({ labels: { server: s.label, command: i < 0x20 ? commandName(i) : 'other' }, value: v });
+        }
+        return out;
+      }),
+  );
+  snapshot(
+    registry,
+    'myproxy_server_command_errors_total',
+    'Commands answered with an ERR, by server',
+    'counter',
+    stat(StatSlot.COMMAND_ERRORS),
+  );
+  snapshot(
+    registry,
+    'myproxy_server_rows_total',
+    'Result set rows sent to clients, by server',
+    'counter',
+    stat(StatSlot.ROWS),
+  );
   snapshot(
     registry,
     'myproxy_server_untracked_sessions_total',
@@ -163,29 +237,66 @@ export function buildRegistry(sources: ExporterSources): Registry {
         ),
       ),
   );
-  snapshot(registry, 'myproxy_lua_callback_duration_seconds', 'Time a Lua callback took (waiting included), by callback', 'histogram', () =>
-    [...m.callbackDurations].flatMap(([callback, h]: [string, Histogram]) =>
-      histogramSamples('myproxy_lua_callback_duration_seconds', { callback }, h.bounds, h.counts, h.sum, h.count),
-    ),
+  snapshot(
+    registry,
+    'myproxy_lua_callback_duration_seconds',
+    'Time a Lua callback took (waiting included), by callback',
+    'histogram',
+    () =>
+      [...m.callbackDurations].flatMap(([callback, h]: [string, Histogram]) =>
+        histogramSamples('myproxy_lua_callback_duration_seconds', { callback }, h.bounds, h.counts, h.sum, h.count),
+      ),
   );
-  snapshot(registry, 'myproxy_connections_refused_total', 'Connections refused before any Lua ran, by reason', 'counter', () =>
-    [...m.refused].map(([reason, value]) => ({ labels: { reason }, value })),
+  snapshot(
+    registry,
+    'myproxy_connections_refused_total',
+    'Connections refused before any Lua ran, by reason',
+    'counter',
+    () => [...m.refused].map(([reason, value]) => ({ labels: { reason }, value })),
   );
-  snapshot(registry, 'myproxy_write_timeouts_total', 'Sessions closed because a peer took no data (--write-timeout)', 'counter', single(() => m.writeTimeouts));
+  snapshot(
+    registry,
+    'myproxy_write_timeouts_total',
+    'Sessions closed because a peer took no data (--write-timeout)',
+    'counter',
+    single(() => m.writeTimeouts),
+  );
   snapshot(registry, 'myproxy_kills_total', 'KILL statements and COM_PROCESS_KILL, by outcome', 'counter', () =>
     [...m.kills].map(([outcome, value]) => ({ labels: { outcome }, value })),
   );
-  snapshot(registry, 'myproxy_control_datagrams_total', 'Control datagrams received', 'counter', single(() => m.controlDatagrams));
-  snapshot(registry, 'myproxy_control_malformed_total', 'Control datagrams refused (malformed or from a sender not allowed)', 'counter', single(() => m.controlMalformed));
-  snapshot(registry, 'myproxy_control_disconnects_total', 'Sessions closed by DISCONNECT_DATABASE', 'counter', single(() => m.controlDisconnects));
+  snapshot(
+    registry,
+    'myproxy_control_datagrams_total',
+    'Control datagrams received',
+    'counter',
+    single(() => m.controlDatagrams),
+  );
+  snapshot(
+    registry,
+    'myproxy_control_malformed_total',
+    'Control datagrams refused (malformed or from a sender not allowed)',
+    'counter',
+    single(() => m.controlMalformed),
+  );
+  snapshot(
+    registry,
+    'myproxy_control_disconnects_total',
+    'Sessions closed by DISCONNECT_DATABASE',
+    'counter',
+    single(() => m.controlDisconnects),
+  );
   if (sources.pgPools !== undefined) {
     const pg = (): Record<string, number> => sources.pgPools?.() ?? {};
     snapshot(registry, 'myproxy_pg_connections', 'Connections of the Lua pg binding, by state', 'gauge', () =>
       Object.entries(pg()).map(([state, value]) => ({ labels: { state }, value })),
     );
   }
-  snapshot(registry, 'myproxy_account_sessions', 'Sessions relayed now, by account (--prometheus account labels)', 'gauge', () =>
-    [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.sessions })),
+  snapshot(
+    registry,
+    'myproxy_account_sessions',
+    'Sessions relayed now, by account (--prometheus account labels)',
+    'gauge',
+    () => [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.sessions })),
   );
   snapshot(registry, 'myproxy_account_logins_total', 'Successful logins, by account', 'counter', () =>
     [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.logins })),
@@ -193,13 +304,28 @@ export function buildRegistry(sources: ExporterSources): Registry {
   snapshot(registry, 'myproxy_account_queries_total', 'COM_QUERY responses completed, by account', 'counter', () =>
     [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.stats[StatSlot.QUERIES]! })),
   );
-  snapshot(registry, 'myproxy_account_commands_total', 'Responses completed for every command, by account', 'counter', () =>
-    [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.stats[StatSlot.COMMANDS]! })),
+  snapshot(
+    registry,
+    'myproxy_account_commands_total',
+    'Responses completed for every command, by account',
+    'counter',
+    () => [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.stats[StatSlot.COMMANDS]! })),
   );
-  snapshot(registry, 'myproxy_account_bytes_received_total', 'Bytes received from the servers for the account\'s sessions', 'counter', () =>
-    [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.stats[StatSlot.SERVER_BYTES]! })),
+  snapshot(
+    registry,
+    'myproxy_account_bytes_received_total',
+    "Bytes received from the servers for the account's sessions",
+    'counter',
+    () =>
+      [...m.accounts.values()].map((a) => ({ labels: { account: a.account }, value: a.stats[StatSlot.SERVER_BYTES]! })),
   );
-  snapshot(registry, 'myproxy_accounts_dropped_total', 'Sessions of accounts beyond the account label limit', 'counter', single(() => m.accountsDropped));
+  snapshot(
+    registry,
+    'myproxy_accounts_dropped_total',
+    'Sessions of accounts beyond the account label limit',
+    'counter',
+    single(() => m.accountsDropped),
+  );
   collectDefaultMetrics({ register: registry });
   // Gauges whose names end in _total (prom-client's naming) would fail promtool's lint.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {

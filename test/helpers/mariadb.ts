@@ -401,8 +401,7 @@ export async function startMariaDB(opts: StartMariaDBOptions = {}): Promise<Mari
 
   let tcpPort: number | undefined;
   if (opts.tcpPort !== undefined) tcpPort = opts.tcpPort === 0 ? await freeTcpPort() : opts.tcpPort;
-  const netArgs =
-    tcpPort === undefined ? ['--skip-networking'] : ['--bind-address=127.0.0.1', `--port=${tcpPort}`];
+  const netArgs = tcpPort === undefined ? ['--skip-networking'] : ['--bind-address=127.0.0.1', `--port=${tcpPort}`];
 
   const args = [
     '--no-defaults',
@@ -512,10 +511,7 @@ export async function createTestUsers(db: MariaDB): Promise<void> {
     `CREATE OR REPLACE USER '${native.user}'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('${native.password}')`,
     `CREATE OR REPLACE USER '${nopw.user}'@'%' IDENTIFIED VIA mysql_native_password USING ''`,
     `CREATE OR REPLACE USER '${ed.user}'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('${ed.password}')`,
-    ...users.flatMap((u) => [
-      `GRANT ALL ON \`test\`.* TO '${u}'@'%'`,
-      `GRANT ALL ON \`sbtest\`.* TO '${u}'@'%'`,
-    ]),
+    ...users.flatMap((u) => [`GRANT ALL ON \`test\`.* TO '${u}'@'%'`, `GRANT ALL ON \`sbtest\`.* TO '${u}'@'%'`]),
     '',
   ].join(';\n');
   await db.query(sql);

@@ -48,7 +48,21 @@ export async function startPostgres(name = 'pg'): Promise<Postgres> {
     dir,
     conninfo: `host=${dir} user=postgres dbname=postgres`,
     async query(sql) {
-      const { stdout } = await asPostgres('/usr/bin/psql', ['-h', dir, '-U', 'postgres', '-d', 'postgres', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql]);
+      const { stdout } = await asPostgres('/usr/bin/psql', [
+        '-h',
+        dir,
+        '-U',
+        'postgres',
+        '-d',
+        'postgres',
+        '-X',
+        '-A',
+        '-t',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-c',
+        sql,
+      ]);
       return stdout;
     },
     async start() {

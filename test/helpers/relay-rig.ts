@@ -41,7 +41,12 @@ export async function rig(
   const [server, proxyServerSide] = await pair('s.sock');
   let resolveEnd!: (r: RelayEnd) => void;
   const ended = new Promise<RelayEnd>((r) => (resolveEnd = r));
-  const relay = new Impl(proxyClientSide, proxyServerSide, { clientLeftover, serverLeftover, onClose: resolveEnd, ...extra });
+  const relay = new Impl(proxyClientSide, proxyServerSide, {
+    clientLeftover,
+    serverLeftover,
+    onClose: resolveEnd,
+    ...extra,
+  });
   return {
     client,
     server,
@@ -83,4 +88,3 @@ export function readToEnd(s: net.Socket): Promise<Buffer> {
     s.resume();
   });
 }
-

@@ -8,7 +8,10 @@ import { framePayload } from '../../src/protocol/writer.js';
 
 /** Plain 4.1 capabilities of a minimal client (and of the fake backends that greet it). */
 export const BASIC_CAPABILITIES =
-  Capability.CLIENT_PROTOCOL_41 | Capability.CLIENT_SECURE_CONNECTION | Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_LONG_PASSWORD;
+  Capability.CLIENT_PROTOCOL_41 |
+  Capability.CLIENT_SECURE_CONNECTION |
+  Capability.CLIENT_PLUGIN_AUTH |
+  Capability.CLIENT_LONG_PASSWORD;
 
 /** A HandshakeResponse41 answering the proxy's greeting with mysql_clear_password (sequence id 1). */
 export function clearPasswordLogin(

@@ -99,7 +99,10 @@ for (const relayKind of ['native', 'js'] as const) {
 
     test("a server's ERR before it closes reaches the client: 1153 (packet too large)", async () => {
       const c = await connect(proxy!);
-      await assert.rejects(c.query('SELECT ? AS big', ['x'.repeat(2 * 1024 * 1024)]), (e: { errno?: number }) => e.errno === 1153);
+      await assert.rejects(
+        c.query('SELECT ? AS big', ['x'.repeat(2 * 1024 * 1024)]),
+        (e: { errno?: number }) => e.errno === 1153,
+      );
       c.destroy();
     });
 
@@ -124,7 +127,10 @@ for (const relayKind of ['native', 'js'] as const) {
       const select = await c.command(Buffer.from([Command.COM_QUERY, ...Buffer.from('SELECT 1')]));
       assert.equal(select.payload[0], 1, 'a result set with one column');
       c.close();
-      const lines = proxy!.logs().split('\n').filter((l) => l.includes('COM_CHANGE_USER refused'));
+      const lines = proxy!
+        .logs()
+        .split('\n')
+        .filter((l) => l.includes('COM_CHANGE_USER refused'));
       assert.ok(lines.length >= 1 && lines.length <= 5, `${lines.length} refusal lines logged`);
     });
 
@@ -224,7 +230,9 @@ mysql_listen('${dir}/proxy.sock', {
       }),
     );
     const outcomes = attempts.map((a) =>
-      a.status === 'fulfilled' ? a.value : `errno ${String((a.reason as { errno?: number; code?: string }).errno ?? (a.reason as { code?: string }).code)}`,
+      a.status === 'fulfilled'
+        ? a.value
+        : `errno ${String((a.reason as { errno?: number; code?: string }).errno ?? (a.reason as { code?: string }).code)}`,
     );
     const counts = outcomes.reduce<Record<string, number>>((m, o) => ((m[o] = (m[o] ?? 0) + 1), m), {});
     assert.ok((counts['served'] ?? 0) >= 5, JSON.stringify(counts));

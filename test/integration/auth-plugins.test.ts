@@ -56,7 +56,7 @@ const sha256 = (...parts: Uint8Array[]): Buffer => {
 function mysqlScramble(): Buffer {
   const s = randomBytes(20);
   for (let i = 0; i < s.length; i++) {
-    s[i] = (s[i]! & 0x7f) || 1;
+    s[i] = s[i]! & 0x7f || 1;
     if (s[i] === 0x24) s[i] = 0x25;
   }
   return s;
@@ -67,7 +67,14 @@ interface Sha2Double {
   readonly port: number;
   /** Users that logged in before (MySQL 8 caches SHA256(SHA256(pw)) after a full auth). */
   readonly cache: Set<string>;
-  readonly counts: { keyRequests: number; fastAuth: number; fullAuth: number; rsaLogins: number; clearLogins: number; clearOverTcpRejected: number };
+  readonly counts: {
+    keyRequests: number;
+    fastAuth: number;
+    fullAuth: number;
+    rsaLogins: number;
+    clearLogins: number;
+    clearOverTcpRejected: number;
+  };
   close(): Promise<void>;
 }
 
@@ -132,16 +139,28 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
         sock.write(writeOk(seq + 1, 2));
       };
       const password = users.get(user);
-      if (password === undefined) { deny(); return; }
-      if (hr.authPluginName !== 'caching_sha2_password') { deny(); return; }
+      if (password === undefined) {
+        deny();
+        return;
+      }
+      if (hr.authPluginName !== 'caching_sha2_password') {
+        deny();
+        return;
+      }
       const stored = sha256(sha256(Buffer.from(password)));
       if (password === '' || hr.authResponse.length === 0) {
         if (password === '' && hr.authResponse.length === 0) ok();
-        else { deny(); return; }
+        else {
+          deny();
+          return;
+        }
       } else if (cache.has(user)) {
         const mask = sha256(stored, scramble);
         const stage1 = Buffer.from(hr.authResponse.map((b, i) => b ^ mask[i]!));
-        if (hr.authResponse.length !== 32 || !sha256(stage1).equals(stored)) { deny(); return; }
+        if (hr.authResponse.length !== 32 || !sha256(stage1).equals(stored)) {
+          deny();
+          return;
+        }
         counts.fastAuth++;
         sock.write(framePayload(Buffer.of(0x01, 0x03), ++seq));
         ok();
@@ -166,16 +185,26 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
           // Plain TCP: only an RSA-encrypted password is acceptable.
           let plain: Buffer;
           try {
-            plain = privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, p.payload);
+            plain = privateDecrypt(
+              { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },
+              p.payload,
+            );
           } catch {
             counts.clearOverTcpRejected++;
-            deny(); return;
+            deny();
+            return;
           }
           clear = Buffer.from(plain.map((b, i) => b ^ scramble[i % scramble.length]!));
           counts.rsaLogins++;
         }
-        if (clear.length === 0 || clear[clear.length - 1] !== 0) { deny(); return; }
-        if (!clear.subarray(0, clear.length - 1).equals(Buffer.from(password))) { deny(); return; }
+        if (clear.length === 0 || clear[clear.length - 1] !== 0) {
+          deny();
+          return;
+        }
+        if (!clear.subarray(0, clear.length - 1).equals(Buffer.from(password))) {
+          deny();
+          return;
+        }
         cache.add(user);
         ok();
       }
@@ -304,8 +333,18 @@ mysql_listen('${dir}/sha1.sock', {
       const before = dbl!.counts.clearOverTcpRejected;
       // libmariadb sends the clear password after 0x04 even over TCP: the double refuses it.
       const r = await runCommand('mariadb', [
-        '--no-defaults', '--protocol=tcp', '-h', '127.0.0.1', '-P', String(dbl!.port),
-        '-u', 'direct', '-pdirectpw', '--batch', '-e', 'DO 1',
+        '--no-defaults',
+        '--protocol=tcp',
+        '-h',
+        '127.0.0.1',
+        '-P',
+        String(dbl!.port),
+        '-u',
+        'direct',
+        '-pdirectpw',
+        '--batch',
+        '-e',
+        'DO 1',
       ]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /1045/);

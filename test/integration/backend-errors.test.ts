@@ -19,7 +19,6 @@ interface MysqlError extends Error {
   code?: string;
 }
 
-
 /** A plausible MariaDB HandshakeV10 (mysql_native_password). */
 function greeting(): Buffer {
   const caps = 0xf7fe | (0x81bf << 16); // typical MariaDB server capabilities, PROTOCOL_41 included

@@ -50,7 +50,10 @@ mysql_listen('${dir}/proxy.sock', {
         const [rows] = await c.query<mysql.RowDataPacket[]>('SELECT @@port AS port, USER() AS u');
         assert.equal(rows[0]!['port'], db!.tcpPort);
         // A TCP session: the server sees a network peer, not localhost over the socket.
-        assert.match(String(rows[0]!['u']), via === 'v6' ? /^native@(::1|localhost)$/ : /^native@(127\.0\.0\.1|localhost)$/);
+        assert.match(
+          String(rows[0]!['u']),
+          via === 'v6' ? /^native@(::1|localhost)$/ : /^native@(127\.0\.0\.1|localhost)$/,
+        );
       } finally {
         await c.end();
       }
@@ -58,6 +61,9 @@ mysql_listen('${dir}/proxy.sock', {
   }
 
   test('tostring() shows the address a host name resolved to', () => {
-    assert.match(proxy!.logs(), new RegExp(`addresses: \\[::1\\]:${db!.tcpPort!} (127\\.0\\.0\\.1|\\[::1\\]):${db!.tcpPort!}`));
+    assert.match(
+      proxy!.logs(),
+      new RegExp(`addresses: \\[::1\\]:${db!.tcpPort!} (127\\.0\\.0\\.1|\\[::1\\]):${db!.tcpPort!}`),
+    );
   });
 });

@@ -174,7 +174,11 @@ local a = mysql_resolve('host.invalid:3306') -- MARK
   });
 
   test('SIGTERM with an idle session: the session is ended after the grace period, exit 0', async () => {
-    const proxy = await startProxy({ name: 'grace', config: passConfig('${dir}/proxy.sock'), args: ['--shutdown-grace', '0.2'] });
+    const proxy = await startProxy({
+      name: 'grace',
+      config: passConfig('${dir}/proxy.sock'),
+      args: ['--shutdown-grace', '0.2'],
+    });
     proxies.push(proxy);
     const c = await mysql.createConnection({
       socketPath: proxy.socket,
@@ -255,7 +259,10 @@ local a = mysql_resolve('host.invalid:3306') -- MARK
     proxies.push(proxy);
     await proxy.waitForLog(new RegExp(`listening on ${name}`), 1000);
     // libmariadb connects to "@name" with the exact address length (no NUL padding).
-    const r = await mariadbCli(name, USERS.native.user, USERS.native.password, 'SELECT CURRENT_USER(), DATABASE()', ['-D', 'test']);
+    const r = await mariadbCli(name, USERS.native.user, USERS.native.password, 'SELECT CURRENT_USER(), DATABASE()', [
+      '-D',
+      'test',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'native@%\ttest\n');
     // No file appears for an abstract socket.
@@ -301,7 +308,9 @@ local a = mysql_resolve('host.invalid:3306') -- MARK
   test('SIGHUP runs reload() in a coroutine and the daemon keeps serving, also when it fails', async () => {
     const proxy = await startProxy({
       name: 'sighup',
-      config: passConfig('${dir}/proxy.sock') + `
+      config:
+        passConfig('${dir}/proxy.sock') +
+        `
 reloads = 0
 function reload()
   reloads = reloads + 1

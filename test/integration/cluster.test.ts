@@ -110,7 +110,10 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
   };
 
   const connect = (sock: string, user: string): Promise<mysql.Connection> =>
-    guard(mysql.createConnection({ socketPath: sock, user, password: '', enableCleartextPlugin: true }), `login ${user}`);
+    guard(
+      mysql.createConnection({ socketPath: sock, user, password: '', enableCleartextPlugin: true }),
+      `login ${user}`,
+    );
 
   /** Log in as `user` through `sock` and return the port of the server that answered. */
   const portOf = async (sock: string, user: string): Promise<number> => {
@@ -124,7 +127,11 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
   };
 
   const mapAccounts = (sock: string, accounts: readonly string[]): Promise<number[]> =>
-    guard(mapLimit(accounts, 32, (a) => portOf(sock, a)), `${accounts.length} logins`, 120_000);
+    guard(
+      mapLimit(accounts, 32, (a) => portOf(sock, a)),
+      `${accounts.length} logins`,
+      120_000,
+    );
 
   before(async () => {
     for (const name of ['a', 'b', 'c']) dbs.push(await startMariaDB({ name: `cluster-${name}`, tcpPort: 0 }));
@@ -261,7 +268,10 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
       await roSession.end();
     }
     await proxy.waitForLog(new RegExp(`node 127\\.0\\.0\\.1:${a}: read_only -> alive`), 20_000, since);
-    assert.deepEqual(await mapAccounts(proxy.sock, onA), onA.map(() => a));
+    assert.deepEqual(
+      await mapAccounts(proxy.sock, onA),
+      onA.map(() => a),
+    );
     await proxy.stop();
   });
 
@@ -298,7 +308,10 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
     // Nobody accepts the monitoring login: every node is auth_failed; hashing alone decides.
     const wrong = await startCluster('auth-failed', ports, { MYPROXY_MONITOR_PASSWORD: 'wrong' });
     for (const p of ports) {
-      await wrong.waitForLog(new RegExp(`node 127\\.0\\.0\\.1:${p}: unknown -> auth_failed \\(login refused: 1045 `), 20_000);
+      await wrong.waitForLog(
+        new RegExp(`node 127\\.0\\.0\\.1:${p}: unknown -> auth_failed \\(login refused: 1045 `),
+        20_000,
+      );
     }
     assert.deepEqual(await mapAccounts(wrong.sock, sample), expected3.slice(0, 150));
     await wrong.stop();
@@ -311,7 +324,10 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
     });
     await mixed.waitForLog(new RegExp(`node 127\\.0\\.0\\.1:${a}: unknown -> alive`), 20_000);
     await mixed.waitForLog(new RegExp(`node 127\\.0\\.0\\.1:${d}: unknown -> dead`), 20_000);
-    assert.deepEqual(await mapAccounts(mixed.sock, sample), sample.map(() => a));
+    assert.deepEqual(
+      await mapAccounts(mixed.sock, sample),
+      sample.map(() => a),
+    );
     await mixed.stop();
 
     // B (auth_failed) beats D (dead) for every account, without trying D first.
@@ -321,7 +337,10 @@ describe('examples/cluster.lua with three MariaDB servers', () => {
     });
     await worse.waitForLog(new RegExp(`node 127\\.0\\.0\\.1:${b}: unknown -> auth_failed`), 20_000);
     await worse.waitForLog(new RegExp(`node 127\\.0\\.0\\.1:${d}: unknown -> dead`), 20_000);
-    assert.deepEqual(await mapAccounts(worse.sock, sample), sample.map(() => b));
+    assert.deepEqual(
+      await mapAccounts(worse.sock, sample),
+      sample.map(() => b),
+    );
     assert.doesNotMatch(worse.logs(), /failed a session connect/);
     await worse.stop();
   });

@@ -55,7 +55,17 @@ mysql_listen('${dir}/proxy.sock', {
     const cliStdin = (p: Proxy, input: string) =>
       runCommand(
         'mariadb',
-        ['--no-defaults', '-S', p.socket, '-u', USERS.native.user, `-p${USERS.native.password}`, '--batch', '--skip-column-names', '--force'],
+        [
+          '--no-defaults',
+          '-S',
+          p.socket,
+          '-u',
+          USERS.native.user,
+          `-p${USERS.native.password}`,
+          '--batch',
+          '--skip-column-names',
+          '--force',
+        ],
         { input },
       );
 

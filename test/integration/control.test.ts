@@ -33,7 +33,11 @@ function sendUdp(port: number, datagram: Buffer): Promise<void> {
 /** Sends a datagram to a Unix datagram socket as `uid` (Node cannot send AF_UNIX datagrams). */
 async function sendUnix(path: string, datagram: Buffer, uid?: number): Promise<void> {
   const script = `import socket, sys; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(bytes.fromhex(sys.argv[2]), sys.argv[1])`;
-  const r = await runCommand('/usr/bin/python3', ['-c', script, path, datagram.toString('hex')], uid === undefined ? {} : { uid });
+  const r = await runCommand(
+    '/usr/bin/python3',
+    ['-c', script, path, datagram.toString('hex')],
+    uid === undefined ? {} : { uid },
+  );
   assert.equal(r.code, 0, r.stderr);
 }
 
@@ -105,7 +109,7 @@ mysql_listen('${dir}/proxy.sock', ${handler(db!)})`,
 
   const exited = (c: ChildProcess): boolean => c.exitCode !== null || c.signalCode !== null;
 
-  test('DISCONNECT_DATABASE over UDP closes exactly one account\'s sessions among 100', async () => {
+  test("DISCONNECT_DATABASE over UDP closes exactly one account's sessions among 100", async () => {
     const a = sessions('acct1', 34);
     const b = sessions('acct2', 33);
     const c = sessions('acct3', 33);

@@ -150,7 +150,7 @@ describe('examples against MariaDB', () => {
     const lost = new Promise<void>((resolve) => c.on('error', () => resolve()));
     process.kill(proxy.pid, 'SIGHUP');
     await proxy.waitForLog(new RegExp(`told ${control}`));
-    await guard(lost, 'the moved account\'s session to end', 10_000);
+    await guard(lost, "the moved account's session to end", 10_000);
     await proxy.waitForLog(new RegExp(`Closed 1 connections for account "${USERS.native.user}"`));
     c.destroy();
   });
@@ -204,7 +204,10 @@ describe('examples against MariaDB', () => {
   test('native-auth.lua: mysql2 without the clear-text plugin logs in against the stored hash', async () => {
     const { socket } = await startExample('examples/native-auth.lua');
     const { user, password } = USERS.native;
-    const c = await guard(mysql.createConnection({ socketPath: socket, user, password, database: 'test' }), 'mysql2 login');
+    const c = await guard(
+      mysql.createConnection({ socketPath: socket, user, password, database: 'test' }),
+      'mysql2 login',
+    );
     try {
       const [rows] = await c.query('SELECT CURRENT_USER() AS u, DATABASE() AS d');
       assert.deepEqual(rows, [{ u: 'native@%', d: 'test' }]);
@@ -232,23 +235,32 @@ describe('examples against MariaDB', () => {
     const account = myUid === 1000 ? 'alice' : myUid === 1001 ? 'bob' : `uid${myUid}`;
 
     assertOk(await cli(socket, user, password, 'SELECT 42', { database: 'test' }), '42\n');
-    await proxy.waitForLog(new RegExp(`^\\[pid=\\d+ uid=${myUid} "${account}"\\] login user="native" database="test"$`, 'm'));
     await proxy.waitForLog(
-      new RegExp(`^\\[${account}\\] logged in as native \\(database test\\) after \\d+ s, server \\S*MariaDB\\S*$`, 'm'),
+      new RegExp(`^\\[pid=\\d+ uid=${myUid} "${account}"\\] login user="native" database="test"$`, 'm'),
+    );
+    await proxy.waitForLog(
+      new RegExp(
+        `^\\[${account}\\] logged in as native \\(database test\\) after \\d+ s, server \\S*MariaDB\\S*$`,
+        'm',
+      ),
     );
   });
 
-  test('reject.lua: system uids are refused before the greeting', { skip: myUid >= 1000 ? 'runs as a regular uid' : false }, async () => {
-    const { socket } = await startExample('examples/reject.lua');
-    const r = await cli(socket, USERS.native.user, USERS.native.password, 'SELECT 1');
-    assert.notEqual(r.code, 0, `login should have failed; stdout: ${r.stdout}`);
-    // The ERR comes instead of the greeting. MariaDB's client library (3.3+) reports such an
-    // early error as 2002 and quotes the proxy's code and message (see docs/errors.md).
-    const message = `uid ${myUid} may not use this proxy`;
-    const plain = `ERROR 1043 (08S01): ${message}`;
-    const wrapped = /^ERROR 2002 \(HY000\): .*\b1043 - (.*)$/.exec(r.stderr.trim());
-    assert.ok(r.stderr.trim() === plain || wrapped?.[1] === message, `unexpected client error: ${r.stderr}`);
-  });
+  test(
+    'reject.lua: system uids are refused before the greeting',
+    { skip: myUid >= 1000 ? 'runs as a regular uid' : false },
+    async () => {
+      const { socket } = await startExample('examples/reject.lua');
+      const r = await cli(socket, USERS.native.user, USERS.native.password, 'SELECT 1');
+      assert.notEqual(r.code, 0, `login should have failed; stdout: ${r.stdout}`);
+      // The ERR comes instead of the greeting. MariaDB's client library (3.3+) reports such an
+      // early error as 2002 and quotes the proxy's code and message (see docs/errors.md).
+      const message = `uid ${myUid} may not use this proxy`;
+      const plain = `ERROR 1043 (08S01): ${message}`;
+      const wrapped = /^ERROR 2002 \(HY000\): .*\b1043 - (.*)$/.exec(r.stderr.trim());
+      assert.ok(r.stderr.trim() === plain || wrapped?.[1] === message, `unexpected client error: ${r.stderr}`);
+    },
+  );
 
   test(
     'reject.lua: regular uids: blocked users and empty passwords are refused, others log in',

@@ -12,7 +12,6 @@ import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/m
 import { packet as frame } from '../helpers/bytes.js';
 import { guard, mariadbCli, startProxy, type Proxy } from '../helpers/proxy.js';
 
-
 const PROTOCOL_41 = 0x200;
 const SECURE_CONNECTION = 0x8000;
 const PLUGIN_AUTH = 0x80000;
@@ -132,7 +131,10 @@ mysql_listen('${dir}/marker.sock', {
     const loop = (async () => {
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the test body while this loop awaits
       while (!stop) {
-        const [rows] = await healthy.query<mysql.RowDataPacket[]>('SELECT ? AS n, REPEAT(?, 100) AS pad', [queries, 'x']);
+        const [rows] = await healthy.query<mysql.RowDataPacket[]>('SELECT ? AS n, REPEAT(?, 100) AS pad', [
+          queries,
+          'x',
+        ]);
         assert.equal(rows[0]!['n'], queries);
         assert.equal(rows[0]!['pad'], 'x'.repeat(100));
         queries++;
@@ -187,7 +189,10 @@ mysql_listen('${dir}/marker.sock', {
       assertErr(await ssl, 'SSLRequest');
       const half = await halfSent;
       assert.ok(half.greeting);
-      assert.ok(half.packets.every((p) => p.payload[0] === 0xff), 'half-sent: nothing but an ERR');
+      assert.ok(
+        half.packets.every((p) => p.payload[0] === 0xff),
+        'half-sent: nothing but an ERR',
+      );
       const closed = await closer;
       assert.equal(closed.packets.length, 0);
       assertErr(await silent, 'silent client');

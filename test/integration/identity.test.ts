@@ -41,7 +41,8 @@ function cgroup2Mount(): string | undefined {
     const [left, right] = line.split(' - ');
     if (left === undefined || right === undefined || !right.startsWith('cgroup2 ')) continue;
     const fields = left.split(' ');
-    if (fields[3] === '/') return fields[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (fields[3] === '/')
+      return fields[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   }
   return undefined;
 }
@@ -80,7 +81,9 @@ async function idleClient(socket: string, cgroupProcs = ''): Promise<ChildProces
         out += s;
         if (out.includes('connected')) resolve();
       });
-      child.once('exit', (code) => reject(new Error(`client exited (${String(code)}) before connecting: ${err.trim()}`)));
+      child.once('exit', (code) =>
+        reject(new Error(`client exited (${String(code)}) before connecting: ${err.trim()}`)),
+      );
     }),
     'python client connect',
   );
@@ -104,7 +107,9 @@ end`;
 function cgLine(log: string, pid: number): Record<string, string> {
   const m = new RegExp(`^CG pid=${pid} (.*)$`, 'm').exec(log);
   assert.ok(m !== null, `a CG line for pid ${pid} in:\n${log}`);
-  return Object.fromEntries(m[1]!.split('|').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    m[1]!.split('|').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
 }
 
 describe('client identity', () => {
@@ -218,7 +223,8 @@ mysql_listen('${dir}/stale.sock', {
       try {
         child = await idleClient(sock('cgroup'), path.join(env.leaf, 'cgroup.procs'));
       } catch (e) {
-        skipBecause(t, `cannot move a process into ${env.leaf}: ${(e as Error).message}`); return;
+        skipBecause(t, `cannot move a process into ${env.leaf}: ${(e as Error).message}`);
+        return;
       }
       await proxy!.waitForLog(new RegExp(`^CG pid=${child.pid!} `, 'm'), 10_000, since);
       const expected = procCgroupV2(child.pid!);
@@ -249,13 +255,16 @@ mysql_listen('${dir}/stale.sock', {
   test('the pidfd taken at accept is closed when the connection ends', async () => {
     const daemon = proxy!.pid;
     const pidfdsOf = (): number[] =>
-      fs.readdirSync(`/proc/${daemon}/fdinfo`).filter((fd) => {
-        try {
-          return /^Pid:/m.test(fs.readFileSync(`/proc/${daemon}/fdinfo/${fd}`, 'latin1'));
-        } catch {
-          return false; // closed meanwhile
-        }
-      }).map(Number);
+      fs
+        .readdirSync(`/proc/${daemon}/fdinfo`)
+        .filter((fd) => {
+          try {
+            return /^Pid:/m.test(fs.readFileSync(`/proc/${daemon}/fdinfo/${fd}`, 'latin1'));
+          } catch {
+            return false; // closed meanwhile
+          }
+        })
+        .map(Number);
     const waitFor = async (want: (n: number) => boolean, what: string): Promise<number[]> => {
       for (let i = 0; ; i++) {
         const fds = pidfdsOf();
@@ -304,14 +313,18 @@ function skipBecause(t: TestContext, reason: string): undefined {
  */
 function prepareCgroup(t: TestContext): TestCgroup | undefined {
   const mount = cgroup2Mount();
-  if (mount === undefined) { skipBecause(t, 'no cgroup2 file system is mounted (/proc/self/mountinfo)'); return; }
+  if (mount === undefined) {
+    skipBecause(t, 'no cgroup2 file system is mounted (/proc/self/mountinfo)');
+    return;
+  }
   const relative = `/myproxy-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const dir = mount + relative;
   const leaf = path.join(dir, 'leaf');
   try {
     fs.mkdirSync(dir);
   } catch (e) {
-    skipBecause(t, `cannot create a cgroup (mkdir ${dir}): ${(e as Error).message}`); return;
+    skipBecause(t, `cannot create a cgroup (mkdir ${dir}): ${(e as Error).message}`);
+    return;
   }
   const cleanup = async (): Promise<void> => {
     // A killed process leaves its cgroup shortly after it was reaped: retry for a while.
@@ -333,7 +346,8 @@ function prepareCgroup(t: TestContext): TestCgroup | undefined {
     fs.mkdirSync(leaf);
   } catch (e) {
     void cleanup();
-    skipBecause(t, `cannot create a child cgroup (mkdir ${leaf}): ${(e as Error).message}`); return;
+    skipBecause(t, `cannot create a child cgroup (mkdir ${leaf}): ${(e as Error).message}`);
+    return;
   }
   const set = spawnSyncPython(
     'import os, sys\n' +
@@ -344,7 +358,8 @@ function prepareCgroup(t: TestContext): TestCgroup | undefined {
   );
   if (set !== '') {
     void cleanup();
-    skipBecause(t, `cannot set user xattrs on cgroup directories: ${set}`); return;
+    skipBecause(t, `cannot set user xattrs on cgroup directories: ${set}`);
+    return;
   }
   return { dir, leaf, relative, cleanup };
 }

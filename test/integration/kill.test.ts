@@ -22,7 +22,9 @@ async function addOther(db: MariaDB): Promise<void> {
 async function waitForQuery(db: MariaDB, text: string): Promise<void> {
   const end = Date.now() + 10_000;
   while (Date.now() < end) {
-    const list = await db.query(`SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE '%${text}%' AND INFO NOT LIKE '%PROCESSLIST%'`);
+    const list = await db.query(
+      `SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE '%${text}%' AND INFO NOT LIKE '%PROCESSLIST%'`,
+    );
     if (list.trim() !== '') return;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -30,7 +32,14 @@ async function waitForQuery(db: MariaDB, text: string): Promise<void> {
 }
 
 const connect = (p: Proxy, who: { user: string; password: string } = USERS.native) =>
-  mysql.createConnection({ socketPath: p.socket, user: who.user, password: who.password, database: 'test', authPlugins: {}, enableCleartextPlugin: true } as mysql.ConnectionOptions);
+  mysql.createConnection({
+    socketPath: p.socket,
+    user: who.user,
+    password: who.password,
+    database: 'test',
+    authPlugins: {},
+    enableCleartextPlugin: true,
+  } as mysql.ConnectionOptions);
 
 describe('KILL through the proxy', () => {
   let db: MariaDB | undefined;
@@ -54,12 +63,19 @@ mysql_listen('${dir}/proxy.sock', {
     await db?.stop();
   });
 
-  test('the mariadb CLI\'s Ctrl-C interrupts its own query, not the unrelated one whose thread id is the greeting\'s id', async () => {
+  test("the mariadb CLI's Ctrl-C interrupts its own query, not the unrelated one whose thread id is the greeting's id", async () => {
     // A bystander whose query must survive.
     const bystander = await connect(proxy!);
     const bystanderQuery = bystander.query('SELECT SLEEP(4) AS bystander');
     const cli = spawn('mariadb', [
-      '--no-defaults', '-S', proxy!.socket, '-u', USERS.native.user, `-p${USERS.native.password}`, '-e', 'SELECT SLEEP(20) AS victim',
+      '--no-defaults',
+      '-S',
+      proxy!.socket,
+      '-u',
+      USERS.native.user,
+      `-p${USERS.native.password}`,
+      '-e',
+      'SELECT SLEEP(20) AS victim',
     ]);
     let stderr = '';
     cli.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -104,7 +120,7 @@ print(victim.thread_id(), result.get('v'))
     assert.match(outcome.join(' '), /2013|Lost connection|1927|killed/i);
   });
 
-  test('one user cannot kill another user\'s query; an unknown id is refused with 1094', async () => {
+  test("one user cannot kill another user's query; an unknown id is refused with 1094", async () => {
     const victim = await connect(proxy!);
     await victim.query('SELECT 1');
     const victimId = (victim as unknown as { threadId: number }).threadId;
@@ -168,9 +184,16 @@ mysql_listen('${dir}/proxy.sock', {
     await Promise.all([a?.stop(), b?.stop()]);
   });
 
-  test('the CLI\'s Ctrl-C, whose killer connection lands on the other node, still interrupts the query', async () => {
+  test("the CLI's Ctrl-C, whose killer connection lands on the other node, still interrupts the query", async () => {
     const cli = spawn('mariadb', [
-      '--no-defaults', '-S', proxy!.socket, '-u', USERS.native.user, `-p${USERS.native.password}`, '-e', 'SELECT SLEEP(20) AS clustered',
+      '--no-defaults',
+      '-S',
+      proxy!.socket,
+      '-u',
+      USERS.native.user,
+      `-p${USERS.native.password}`,
+      '-e',
+      'SELECT SLEEP(20) AS clustered',
     ]);
     let stderr = '';
     cli.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -42,7 +42,10 @@ for (const relayKind of ['native', 'js'] as const) {
     let closed: Proxy | undefined;
 
     before(async () => {
-      db = await startMariaDB({ name: `infile-${relayKind}`, extraArgs: ['--local-infile=1', '--max-allowed-packet=64M'] });
+      db = await startMariaDB({
+        name: `infile-${relayKind}`,
+        extraArgs: ['--local-infile=1', '--max-allowed-packet=64M'],
+      });
       await createTestUsers(db);
       const backend = JSON.stringify(db.socket);
       const handler = `{ on_handshake_response = function(client, hr) return client:connect(${backend}, hr) end }`;
@@ -76,12 +79,16 @@ for (const relayKind of ['native', 'js'] as const) {
 
     test('the mariadb CLI loads 50 MB whole', async () => {
       await db!.query('CREATE OR REPLACE TABLE test.t (a VARBINARY(64), b INT)');
-      const r = await mariadbCli(open!.socket, USERS.native.user, USERS.native.password, load(), [
-        '--local-infile=1',
-      ]);
+      const r = await mariadbCli(open!.socket, USERS.native.user, USERS.native.password, load(), ['--local-infile=1']);
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(await db!.query('SELECT COUNT(*), SUM(b), MIN(LENGTH(a)), MAX(LENGTH(a)) FROM test.t'), `${LINES}\t${(LINES * (LINES - 1)) / 2}\t40\t40\n`);
-      assert.match(open!.logs(), new RegExp(`response command=query outcome=ok error=0 rows=0 affected_rows=${LINES} `));
+      assert.equal(
+        await db!.query('SELECT COUNT(*), SUM(b), MIN(LENGTH(a)), MAX(LENGTH(a)) FROM test.t'),
+        `${LINES}\t${(LINES * (LINES - 1)) / 2}\t40\t40\n`,
+      );
+      assert.match(
+        open!.logs(),
+        new RegExp(`response command=query outcome=ok error=0 rows=0 affected_rows=${LINES} `),
+      );
       assert.doesNotMatch(open!.logs(), /COM_CHANGE_USER refused|tracking stopped/);
     });
 

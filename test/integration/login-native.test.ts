@@ -110,14 +110,22 @@ mysql_listen('${dir}/inspect.sock', {
   });
 
   test('mariadb CLI logs in as native, with and without a database', async () => {
-    const r = await mariadbCli(mainSock, USERS.native.user, USERS.native.password, 'SELECT CURRENT_USER(), DATABASE()', [
-      '-D',
-      'test',
-    ]);
+    const r = await mariadbCli(
+      mainSock,
+      USERS.native.user,
+      USERS.native.password,
+      'SELECT CURRENT_USER(), DATABASE()',
+      ['-D', 'test'],
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'native@%\ttest\n');
 
-    const r2 = await mariadbCli(mainSock, USERS.native.user, USERS.native.password, 'SELECT CURRENT_USER(), DATABASE()');
+    const r2 = await mariadbCli(
+      mainSock,
+      USERS.native.user,
+      USERS.native.password,
+      'SELECT CURRENT_USER(), DATABASE()',
+    );
     assert.equal(r2.code, 0, r2.stderr);
     assert.equal(r2.stdout, 'native@%\tNULL\n');
     await proxy!.waitForLog(/login user="native" database="test"/, 5000);
@@ -127,7 +135,10 @@ mysql_listen('${dir}/inspect.sock', {
     const c = await guard(mysql.createConnection(m2(mainSock, { database: 'sbtest' })), 'mysql2 login');
     try {
       const [rows] = await c.query<mysql.RowDataPacket[]>('SELECT CURRENT_USER() AS u, DATABASE() AS d');
-      assert.deepEqual(rows.map((r) => ({ ...r })), [{ u: 'native@%', d: 'sbtest' }]);
+      assert.deepEqual(
+        rows.map((r) => ({ ...r })),
+        [{ u: 'native@%', d: 'sbtest' }],
+      );
       // The session is the backend's: its connection id is MariaDB's, not the greeting's.
       const [ids] = await c.query<mysql.RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
       const backendIds = await db!.query(`SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'native'`);
@@ -138,7 +149,10 @@ mysql_listen('${dir}/inspect.sock', {
   });
 
   test('password_sha1 from the config logs in; the client password is irrelevant', async () => {
-    const r = await mariadbCli(sha1Sock, 'whoever', 'not-the-password', 'SELECT CURRENT_USER(), DATABASE()', ['-D', 'test']);
+    const r = await mariadbCli(sha1Sock, 'whoever', 'not-the-password', 'SELECT CURRENT_USER(), DATABASE()', [
+      '-D',
+      'test',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'native@%\ttest\n');
 
@@ -148,7 +162,10 @@ mysql_listen('${dir}/inspect.sock', {
     );
     try {
       const [rows] = await c.query<mysql.RowDataPacket[]>('SELECT CURRENT_USER() AS u, DATABASE() AS d');
-      assert.deepEqual(rows.map((r) => ({ ...r })), [{ u: 'native@%', d: null }]);
+      assert.deepEqual(
+        rows.map((r) => ({ ...r })),
+        [{ u: 'native@%', d: null }],
+      );
     } finally {
       await c.end();
     }
@@ -209,9 +226,15 @@ mysql_listen('${dir}/inspect.sock', {
     // The CLI (clear password in the HandshakeResponse itself).
     const cli = await mariadbCli(inspectSock, 'native', 'p@ss word', 'SELECT 1', ['-D', 'sbtest']);
     assert.notEqual(cli.code, 0);
-    assert.match(cli.stderr, /ERROR 1043 \(08S01\).*HR keys=database,password,user user="native" password="p@ss word" database="sbtest"/);
+    assert.match(
+      cli.stderr,
+      /ERROR 1043 \(08S01\).*HR keys=database,password,user user="native" password="p@ss word" database="sbtest"/,
+    );
 
     // print() from Lua goes to the proxy log.
-    await proxy!.waitForLog(/^HR keys=database,password,user user="native" password="p@ss word" database="sbtest"$/m, 5000);
+    await proxy!.waitForLog(
+      /^HR keys=database,password,user user="native" password="p@ss word" database="sbtest"$/m,
+      5000,
+    );
   });
 });

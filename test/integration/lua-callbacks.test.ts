@@ -345,13 +345,21 @@ mysql_listen('${dir}/loop.sock', {
     const backendVersion = (await db!.query('SELECT VERSION()')).trim();
     await proxy!.waitForLog(/^VERSION before=5\.7\.30$/m, 5000, since);
     await proxy!.waitForLog(/^VERSION in hr=8\.0\.99-lua-test$/m, 5000, since);
-    await proxy!.waitForLog(new RegExp(`^VERSION after login=(5\\.5\\.5-)?${escapeRe(backendVersion)}$`, 'm'), 5000, since);
+    await proxy!.waitForLog(
+      new RegExp(`^VERSION after login=(5\\.5\\.5-)?${escapeRe(backendVersion)}$`, 'm'),
+      5000,
+      since,
+    );
   });
 
   test('unknown client attributes raise Lua errors (read and write)', async () => {
     const since = proxy!.logs().length;
     await assertLuaError(sock('unknown-attr'));
-    await proxy!.waitForLog(new RegExp(`config\\.lua:${lineOf('MARK:unknown-attr')}: .*Unknown attribute`), 5000, since);
+    await proxy!.waitForLog(
+      new RegExp(`config\\.lua:${lineOf('MARK:unknown-attr')}: .*Unknown attribute`),
+      5000,
+      since,
+    );
     await assertLuaError(sock('unknown-set'));
     await proxy!.waitForLog(/(?:Unknown attribute[\s\S]*?){2}/, 5000, since);
   });

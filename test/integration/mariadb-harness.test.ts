@@ -18,7 +18,16 @@ function cli(conn: string[], user: string, password: string, sql: string): Promi
   return new Promise((resolve, reject) => {
     const child = spawn(
       'mariadb',
-      ['--no-defaults', ...conn, `--user=${user}`, `--password=${password}`, '--batch', '--skip-column-names', '-e', sql],
+      [
+        '--no-defaults',
+        ...conn,
+        `--user=${user}`,
+        `--password=${password}`,
+        '--batch',
+        '--skip-column-names',
+        '-e',
+        sql,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
@@ -172,7 +181,9 @@ describe('MariaDB test harness', () => {
       startMariaDB({ name: 'broken', extraArgs: ['--no-such-option-here'] }),
       /exited during startup[\s\S]*tail of err\.log[\s\S]*no-such-option-here/,
     );
-    const leftover = fs.readdirSync('/tmp').filter((n: string) => !before.has(n) && n.startsWith('myproxy-mariadb-broken-'));
+    const leftover = fs
+      .readdirSync('/tmp')
+      .filter((n: string) => !before.has(n) && n.startsWith('myproxy-mariadb-broken-'));
     assert.deepEqual(leftover, []);
   });
 });

@@ -81,7 +81,7 @@ mysql_listen('${dir}/proxy.sock', {
     await db?.stop();
   });
 
-  test('known traffic shows up in Prometheus with myproxy\'s names', async () => {
+  test("known traffic shows up in Prometheus with myproxy's names", async () => {
     const c = await mysql.createConnection({
       socketPath: proxy!.socket,
       user: USERS.native.user,
@@ -124,17 +124,32 @@ mysql_listen('${dir}/proxy.sock', {
     assert.equal(await p.waitFor(`myproxy_server_commands_total{${s},command="query"}`, (v) => v >= total), total);
     assert.ok((await p.waitFor('event_loop_iterations{process="myproxy"}', (v) => v > 0)) > 0);
     assert.ok((await p.waitFor('process_resident_memory_bytes', (v) => v > 0)) > 0);
-    assert.ok((await p.waitFor('myproxy_lua_callback_duration_seconds_count{callback="on_handshake_response"}', (v) => v >= 3)) >= 3);
+    assert.ok(
+      (await p.waitFor(
+        'myproxy_lua_callback_duration_seconds_count{callback="on_handshake_response"}',
+        (v) => v >= 3,
+      )) >= 3,
+    );
   });
 
   test("the exposition has myproxy's HELP texts, and promtool's only lint is the _total suffix myproxy's names lack", async () => {
     const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    assert.match(body, /# HELP myproxy_server_query_errors Number of query warnigs received from this server\n# TYPE myproxy_server_query_errors counter/);
-    assert.match(body, /# HELP myproxy_connections_accepted Number of accepted MySQL connections \(including those that were rejected later\)/);
+    assert.match(
+      body,
+      /# HELP myproxy_server_query_errors Number of query warnigs received from this server\n# TYPE myproxy_server_query_errors counter/,
+    );
+    assert.match(
+      body,
+      /# HELP myproxy_connections_accepted Number of accepted MySQL connections \(including those that were rejected later\)/,
+    );
     assert.match(body, /# TYPE myproxy_server_state gauge/);
     let lint = '';
     try {
-      execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+      execFileSync('promtool', ['check', 'metrics'], {
+        input: body,
+        encoding: 'utf8',
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
     } catch (e) {
       const err = e as { status: number; stdout: string; stderr: string };
       assert.equal(err.status, 3, `promtool failed: ${err.stderr}${err.stdout}`); // 3: lint findings, not errors
@@ -157,7 +172,9 @@ mysql_listen('${dir}/proxy.sock', {
     } as mysql.ConnectionOptions);
     // Garbage.
     const garbage = await new Promise<string>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => s.end(Buffer.from('\x00\x01\x02 not http at all\r\n\r\n', 'latin1')));
+      const s = net.connect(port, '127.0.0.1', () =>
+        s.end(Buffer.from('\x00\x01\x02 not http at all\r\n\r\n', 'latin1')),
+      );
       let got = '';
       s.on('data', (d: Buffer) => (got += d.toString('latin1')));
       s.on('close', () => resolve(got));

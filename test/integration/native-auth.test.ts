@@ -51,7 +51,9 @@ describe("mysql_listen auth = 'native'", () => {
     db = await startMariaDB({ name: 'nativeauth' });
     await createTestUsers(db);
     // The stored hash is MariaDB's own authentication_string.
-    const stored = (await db.query(`SELECT authentication_string FROM mysql.user WHERE user = '${USERS.native.user}'`)).trim();
+    const stored = (
+      await db.query(`SELECT authentication_string FROM mysql.user WHERE user = '${USERS.native.user}'`)
+    ).trim();
     assert.equal(stored, authString(USERS.native.password));
     const dbSock = db.socket;
     proxy = await startProxy({
@@ -113,11 +115,17 @@ mysql_listen('${dir}/inspect.sock', {
   });
 
   test('mysql2 without enableCleartextPlugin logs in with the right password', async () => {
-    assert.equal(await currentUser(m2(sock, USERS.native.user, USERS.native.password, { database: 'test' })), 'native@%');
+    assert.equal(
+      await currentUser(m2(sock, USERS.native.user, USERS.native.password, { database: 'test' })),
+      'native@%',
+    );
   });
 
   test('mariadb CLI logs in with the right password', async () => {
-    const r = await mariadbCli(sock, USERS.native.user, USERS.native.password, 'SELECT CURRENT_USER(), DATABASE()', ['-D', 'test']);
+    const r = await mariadbCli(sock, USERS.native.user, USERS.native.password, 'SELECT CURRENT_USER(), DATABASE()', [
+      '-D',
+      'test',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'native@%\ttest\n');
   });

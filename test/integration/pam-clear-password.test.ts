@@ -66,7 +66,10 @@ describe('backend demanding mysql_clear_password (MariaDB PAM)', { skip }, () =>
       ].join('\n'),
     );
     fs.chmodSync(check, 0o755);
-    fs.writeFileSync(pamFile, `auth required pam_exec.so expose_authtok quiet ${check}\naccount required pam_permit.so\n`);
+    fs.writeFileSync(
+      pamFile,
+      `auth required pam_exec.so expose_authtok quiet ${check}\naccount required pam_permit.so\n`,
+    );
 
     db = await startMariaDB({
       name: 'pam',
@@ -134,7 +137,10 @@ mysql_listen('${dir}/sha1.sock', {
   });
 
   test('mysql2 (enableCleartextPlugin) logs in through the proxy; a wrong password gets 1045', async () => {
-    const c = await guard(mysql.createConnection({ ...viaProxy('proxy.sock', PAM_PASSWORD), database: 'test' }), 'login');
+    const c = await guard(
+      mysql.createConnection({ ...viaProxy('proxy.sock', PAM_PASSWORD), database: 'test' }),
+      'login',
+    );
     try {
       const [rows] = await c.query('SELECT CURRENT_USER() AS u, DATABASE() AS d');
       assert.deepEqual(rows, [{ u: `${PAM_USER}@%`, d: 'test' }]);

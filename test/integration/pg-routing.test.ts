@@ -63,7 +63,9 @@ describe('examples/pg-routing.lua', { skip: havePostgres() ? false : 'PostgreSQL
     const rows: string[] = [];
     for (let i = 0; i < ACCOUNTS; i++) {
       perDb[i % 2]!.push(`CREATE OR REPLACE USER 'acct${i}'@'%' IDENTIFIED BY 'pw-${i}'`);
-      rows.push(`('acct${i}', '${home(i).socket}', decode('${createHash('sha1').update(`pw-${i}`).digest('hex')}', 'hex'))`);
+      rows.push(
+        `('acct${i}', '${home(i).socket}', decode('${createHash('sha1').update(`pw-${i}`).digest('hex')}', 'hex'))`,
+      );
     }
     await Promise.all(dbs.map((db, k) => db.query(perDb[k]!.join(';\n') + ';')));
     await pg.query(
@@ -129,7 +131,10 @@ describe('examples/pg-routing.lua', { skip: havePostgres() ? false : 'PostgreSQL
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    const again = await guard(Promise.all(Array.from({ length: 10 }, (_, i) => login(`acct${i}`))), 'logins after restart');
+    const again = await guard(
+      Promise.all(Array.from({ length: 10 }, (_, i) => login(`acct${i}`))),
+      'logins after restart',
+    );
     again.forEach((r, i) => {
       assert.equal(r.u, `acct${i}@%`);
       assert.equal(r.s, home(i).socket);

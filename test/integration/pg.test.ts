@@ -23,7 +23,12 @@ describe('pg library', { skip: havePostgres() ? false : 'PostgreSQL 15 is not in
   let proxy: Proxy | undefined;
 
   const login = async (sock: string, user: string): Promise<string> => {
-    const c = await mysql.createConnection({ socketPath: `${proxy!.dir}/${sock}`, user, password: 'ignored', enableCleartextPlugin: true });
+    const c = await mysql.createConnection({
+      socketPath: `${proxy!.dir}/${sock}`,
+      user,
+      password: 'ignored',
+      enableCleartextPlugin: true,
+    });
     try {
       const [rows] = await c.query('SELECT CURRENT_USER() AS u');
       return (rows as { u: string }[])[0]!.u;
@@ -206,7 +211,10 @@ mysql_listen('${dir}/plain.sock', {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    const all = await guard(Promise.all(Array.from({ length: 10 }, (_, i) => login('route.sock', `c${i}`))), 'logins after restart');
+    const all = await guard(
+      Promise.all(Array.from({ length: 10 }, (_, i) => login('route.sock', `c${i}`))),
+      'logins after restart',
+    );
     all.forEach((u, i) => assert.equal(u, `m${i}@%`));
 
     await proxy!.waitForLog(/pg: listening for notifications on events, boom/, 40_000, sinceStart);

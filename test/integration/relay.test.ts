@@ -132,7 +132,9 @@ class RawClient {
   }
 
   /** COM_QUERY; returns rows as string arrays and the raw terminator payloads seen. */
-  async query(sql: string): Promise<{ columns: number; eofAfterColumns: boolean; rows: (string | null)[][]; end: Buffer }> {
+  async query(
+    sql: string,
+  ): Promise<{ columns: number; eofAfterColumns: boolean; rows: (string | null)[][]; end: Buffer }> {
     this.send(0, Buffer.concat([Buffer.from([0x03]), Buffer.from(sql)]));
     const first = await this.packet();
     assert.notEqual(first.payload[0], 0xff, first.payload.toString('latin1'));
@@ -187,212 +189,253 @@ class RawClient {
 // ---------------------------------------------------------------------------
 
 // Every test runs against both relays: the native byte pump (default) and the JavaScript one.
-for (const relayKind of ['native', 'js'] as const) describe(`relay (--relay ${relayKind})`, () => {
-  let db: MariaDB | undefined;
-  let proxy: Proxy | undefined;
-  const open: mysql.Connection[] = [];
+for (const relayKind of ['native', 'js'] as const)
+  describe(`relay (--relay ${relayKind})`, () => {
+    let db: MariaDB | undefined;
+    let proxy: Proxy | undefined;
+    const open: mysql.Connection[] = [];
 
-  before(async () => {
-    db = await startMariaDB({ name: `relay-${relayKind}` });
-    await createTestUsers(db);
-    await db.query(
-      [
-        'CREATE TABLE test.big (id INT PRIMARY KEY, v LONGBLOB);',
-        'CREATE TABLE test.items (id INT PRIMARY KEY, name VARCHAR(50), price DECIMAL(10,2), at DATETIME, note TEXT) CHARSET utf8mb4;',
-        'DELIMITER //',
-        "CREATE PROCEDURE test.two_sets() BEGIN SELECT 1 AS first_a, 'one' AS first_b; SELECT seq AS second FROM test.seq_1_to_3; END//",
-        'DELIMITER ;',
-        '',
-      ].join('\n'),
-    );
-    proxy = await startProxy({
-      name: 'relay',
-      args: ['--relay', relayKind],
-      config: (dir) => `
+    before(async () => {
+      db = await startMariaDB({ name: `relay-${relayKind}` });
+      await createTestUsers(db);
+      await db.query(
+        [
+          'CREATE TABLE test.big (id INT PRIMARY KEY, v LONGBLOB);',
+          'CREATE TABLE test.items (id INT PRIMARY KEY, name VARCHAR(50), price DECIMAL(10,2), at DATETIME, note TEXT) CHARSET utf8mb4;',
+          'DELIMITER //',
+          "CREATE PROCEDURE test.two_sets() BEGIN SELECT 1 AS first_a, 'one' AS first_b; SELECT seq AS second FROM test.seq_1_to_3; END//",
+          'DELIMITER ;',
+          '',
+        ].join('\n'),
+      );
+      proxy = await startProxy({
+        name: 'relay',
+        args: ['--relay', relayKind],
+        config: (dir) => `
 mysql_listen('${dir}/proxy.sock', {
   on_handshake_response = function(client, hr) return client:connect(${JSON.stringify(db!.socket)}, hr) end,
 })`,
+      });
+    });
+
+    after(async () => {
+      for (const c of open) c.destroy();
+      await proxy?.stop();
+      await db?.stop();
+    });
+
+    async function connect(extra: Partial<mysql.ConnectionOptions> = {}): Promise<mysql.Connection> {
+      const c = await guard(
+        mysql.createConnection({
+          socketPath: proxy!.socket,
+          user: USERS.native.user,
+          password: USERS.native.password,
+          database: 'test',
+          enableCleartextPlugin: true,
+          ...extra,
+        }),
+        'mysql2 login',
+      );
+      open.push(c);
+      return c;
+    }
+
+    test('values around and above 16 MiB are stored and read back intact (text and prepared)', async () => {
+      const c = await connect();
+      const prefixOf = (id: number): string => `INSERT INTO big (id, v) VALUES (${id}, '`;
+      const suffix = "')";
+      // COM_QUERY payload (1 + SQL) exactly 0xFFFFFF: the client must send an empty packet after it.
+      const exactQueryLen = MAX - 1 - prefixOf(1).length - suffix.length;
+      const cases: { id: number; value: Buffer; via: 'text' | 'prepared'; why: string }[] = [
+        { id: 1, value: alnum(exactQueryLen), via: 'text', why: 'query payload = 0xFFFFFF' },
+        { id: 2, value: alnum(MAX - 4), via: 'text', why: 'text row payload = 0xFFFFFF' },
+        { id: 3, value: alnum(MAX - 6), via: 'text', why: 'binary row payload = 0xFFFFFF' },
+        { id: 4, value: alnum(MAX - 5), via: 'text', why: 'text row payload = 0xFFFFFE' },
+        { id: 5, value: alnum(16 * MiB + 3), via: 'text', why: '16 MiB + 3' },
+        { id: 6, value: alnum(17 * MiB), via: 'prepared', why: '17 MiB via COM_STMT_EXECUTE' },
+        { id: 7, value: alnum(17 * MiB + 1), via: 'text', why: '17 MiB + 1 via COM_QUERY' },
+      ];
+      for (const { id, value, via, why } of cases) {
+        if (via === 'text') {
+          const sql = prefixOf(id) + value.toString('latin1') + suffix;
+          if (id === 1) assert.equal(1 + sql.length, MAX);
+          await guard(c.query(sql), `insert ${why}`);
+        } else {
+          await guard(c.execute('INSERT INTO big (id, v) VALUES (?, ?)', [id, value]), `insert ${why}`);
+        }
+      }
+      // What MariaDB stored, checked without the proxy.
+      const stored = await db!.query('SELECT id, LENGTH(v), SHA1(v) FROM test.big ORDER BY id');
+      assert.equal(stored, cases.map((k) => `${k.id}\t${k.value.length}\t${sha1hex(k.value)}\n`).join(''));
+
+      // Read back through the proxy, text and binary protocol.
+      for (const { id, value, why } of cases) {
+        const [t] = await guard(
+          c.query<mysql.RowDataPacket[]>('SELECT v FROM big WHERE id = ?', [id]),
+          `text read ${why}`,
+        );
+        assert.ok(Buffer.isBuffer(t[0]!['v']));
+        assert.ok(value.equals(t[0]!['v']), `text read back intact: ${why}`);
+        const [b] = await guard(
+          c.execute<mysql.RowDataPacket[]>('SELECT v FROM big WHERE id = ?', [id]),
+          `binary read ${why}`,
+        );
+        assert.ok(value.equals(b[0]!['v'] as Buffer), `prepared read back intact: ${why}`);
+      }
+      // The stream is still in sync afterwards.
+      const [rows] = await c.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n, SUM(LENGTH(v)) AS total FROM big');
+      assert.equal(rows[0]!['n'], cases.length);
+      assert.equal(
+        Number(rows[0]!['total']),
+        cases.reduce((s, k) => s + k.value.length, 0),
+      );
+    });
+
+    test('prepared statements: execute with parameters, reuse, close', async () => {
+      const c = await connect();
+      const countStmts = async (): Promise<number> => {
+        const [r] = await c.query<mysql.RowDataPacket[]>("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'");
+        return Number(r[0]!['Value']);
+      };
+      const before = await countStmts();
+      const ins = await c.prepare('INSERT INTO items (id, name, price, at, note) VALUES (?, ?, ?, ?, ?)');
+      const sel = await c.prepare('SELECT id, name, price, at, note FROM items WHERE id >= ? ORDER BY id');
+      assert.equal(await countStmts(), before + 2);
+      const when = new Date(2024, 0, 2, 3, 4, 5);
+      for (let i = 1; i <= 20; i++) {
+        await ins.execute([i, `item ${i} ✓`, (i * 1.25).toFixed(2), when, i % 3 === 0 ? null : 'n'.repeat(i * 50)]);
+      }
+      for (const from of [1, 10, 20, 21]) {
+        const [rows] = (await sel.execute([from])) as [mysql.RowDataPacket[], mysql.FieldPacket[]];
+        assert.equal(rows.length, Math.max(0, 21 - from));
+        for (const r of rows) {
+          const i = r['id'] as number;
+          assert.equal(r['name'], `item ${i} ✓`);
+          assert.equal(r['price'], (i * 1.25).toFixed(2));
+          assert.equal((r['at'] as Date).getTime(), when.getTime());
+          assert.equal(r['note'], i % 3 === 0 ? null : 'n'.repeat(i * 50));
+        }
+      }
+      // A failing execute is an ERR and the session goes on.
+      await assert.rejects(ins.execute([1, 'dup', '1.00', when, null]), (e: { errno?: number }) => e.errno === 1062);
+      await ins.close();
+      await sel.close();
+      // COM_STMT_CLOSE has no reply; the next command still gets its own answer.
+      assert.equal(await countStmts(), before);
+      const [[one]] = (await c.execute('SELECT ? AS x', ['after close'])) as [mysql.RowDataPacket[], unknown];
+      assert.equal(one!['x'], 'after close');
+    });
+
+    test('multi-statements and a CALL with two result sets', async () => {
+      const c = await connect({ multipleStatements: true });
+      const [results] = await c.query('SELECT 1 AS a; SELECT 2 AS b, 3 AS c; DO 1; SELECT seq FROM seq_1_to_4');
+      const r = results as unknown as unknown[];
+      assert.equal(r.length, 4);
+      assert.deepEqual(
+        (r[0] as mysql.RowDataPacket[]).map((x) => ({ ...x })),
+        [{ a: 1 }],
+      );
+      assert.deepEqual(
+        (r[1] as mysql.RowDataPacket[]).map((x) => ({ ...x })),
+        [{ b: 2, c: 3 }],
+      );
+      assert.equal((r[2] as mysql.ResultSetHeader).affectedRows, 0);
+      assert.deepEqual(
+        (r[3] as mysql.RowDataPacket[]).map((x) => x['seq'] as number),
+        [1, 2, 3, 4],
+      );
+
+      const [call] = await c.query('CALL two_sets()');
+      const sets = call as unknown as unknown[];
+      assert.equal(sets.length, 3, 'two result sets and the final OK');
+      assert.deepEqual(
+        (sets[0] as mysql.RowDataPacket[]).map((x) => ({ ...x })),
+        [{ first_a: 1, first_b: 'one' }],
+      );
+      assert.deepEqual(
+        (sets[1] as mysql.RowDataPacket[]).map((x) => x['second'] as number),
+        [1, 2, 3],
+      );
+      assert.equal(typeof (sets[2] as mysql.ResultSetHeader).affectedRows, 'number');
+
+      // Prepared CALL (PS_MULTI_RESULTS) too.
+      const [pcall] = await c.execute('CALL two_sets()');
+      assert.equal((pcall as unknown as unknown[]).length, 3);
+      // And the session is still in sync.
+      const [[x]] = (await c.query('SELECT 42 AS x')) as [mysql.RowDataPacket[], unknown];
+      assert.equal(x!['x'], 42);
+    });
+
+    test('result sets with and without CLIENT_DEPRECATE_EOF', async () => {
+      const expected = Array.from({ length: 1000 }, (_, i) => [String(i + 1), `r${i + 1}`]);
+      const sql = "SELECT seq, CONCAT('r', seq) FROM test.seq_1_to_1000";
+      for (const deprecateEof of [false, true]) {
+        const raw = await RawClient.connect(proxy!.socket);
+        try {
+          await guard(
+            raw.login(USERS.native.user, USERS.native.password, deprecateEof ? CLIENT.DEPRECATE_EOF : 0),
+            'raw login',
+          );
+          for (let round = 0; round < 2; round++) {
+            const r = await guard(raw.query(sql), 'raw query');
+            assert.equal(r.columns, 2);
+            assert.equal(
+              r.eofAfterColumns,
+              !deprecateEof,
+              'EOF after the column definitions only without DEPRECATE_EOF',
+            );
+            assert.deepEqual(r.rows, expected);
+            // Terminator: a 5-byte EOF, or an OK packet with the 0xFE header (7+ bytes).
+            if (deprecateEof) assert.ok(r.end.length >= 7, `OK-style terminator, got ${r.end.length} bytes`);
+            else assert.equal(r.end.length, 5, 'EOF terminator');
+          }
+        } finally {
+          raw.close();
+        }
+      }
+      // mysql2 never asks for DEPRECATE_EOF; with it explicitly removed it reads the same rows.
+      for (const flags of [undefined, ['-DEPRECATE_EOF']]) {
+        const c = await connect(flags === undefined ? {} : { flags });
+        const [rows] = await c.query<mysql.RowDataPacket[]>({ sql, rowsAsArray: true });
+        assert.deepEqual(
+          rows.map((r) => [String(r[0]), r[1] as unknown]),
+          expected,
+        );
+      }
+    });
+
+    test('a large result set (50k rows) arrives intact', async () => {
+      const c = await connect();
+      const n = 50_000;
+      const [rows] = await guard(
+        c.query<mysql.RowDataPacket[]>({
+          sql: `SELECT seq, REPEAT(CHAR(97 + seq % 26 USING ascii), seq % 200) AS pad, SHA1(seq) AS h FROM seq_1_to_${n}`,
+          rowsAsArray: true,
+        }),
+        'large result',
+      );
+      assert.equal(rows.length, n);
+      for (let i = 0; i < n; i++) {
+        const seq = i + 1;
+        const r = rows[i]!;
+        if (
+          r[0] !== seq ||
+          r[1] !== String.fromCharCode(97 + (seq % 26)).repeat(seq % 200) ||
+          r[2] !== sha1hex(Buffer.from(String(seq)))
+        ) {
+          assert.fail(`row ${i} corrupted: ${JSON.stringify(r)}`);
+        }
+      }
+      // The same through the CLI (a different client library).
+      const cli = await mariadbCli(
+        proxy!.socket,
+        USERS.native.user,
+        USERS.native.password,
+        `SELECT seq FROM test.seq_1_to_${n}`,
+      );
+      assert.equal(cli.code, 0, cli.stderr);
+      const lines = cli.stdout.trimEnd().split('\n');
+      assert.equal(lines.length, n);
+      assert.ok(lines.every((l, i) => l === String(i + 1)));
     });
   });
-
-  after(async () => {
-    for (const c of open) c.destroy();
-    await proxy?.stop();
-    await db?.stop();
-  });
-
-  async function connect(extra: Partial<mysql.ConnectionOptions> = {}): Promise<mysql.Connection> {
-    const c = await guard(
-      mysql.createConnection({
-        socketPath: proxy!.socket,
-        user: USERS.native.user,
-        password: USERS.native.password,
-        database: 'test',
-        enableCleartextPlugin: true,
-        ...extra,
-      }),
-      'mysql2 login',
-    );
-    open.push(c);
-    return c;
-  }
-
-  test('values around and above 16 MiB are stored and read back intact (text and prepared)', async () => {
-    const c = await connect();
-    const prefixOf = (id: number): string => `INSERT INTO big (id, v) VALUES (${id}, '`;
-    const suffix = "')";
-    // COM_QUERY payload (1 + SQL) exactly 0xFFFFFF: the client must send an empty packet after it.
-    const exactQueryLen = MAX - 1 - prefixOf(1).length - suffix.length;
-    const cases: { id: number; value: Buffer; via: 'text' | 'prepared'; why: string }[] = [
-      { id: 1, value: alnum(exactQueryLen), via: 'text', why: 'query payload = 0xFFFFFF' },
-      { id: 2, value: alnum(MAX - 4), via: 'text', why: 'text row payload = 0xFFFFFF' },
-      { id: 3, value: alnum(MAX - 6), via: 'text', why: 'binary row payload = 0xFFFFFF' },
-      { id: 4, value: alnum(MAX - 5), via: 'text', why: 'text row payload = 0xFFFFFE' },
-      { id: 5, value: alnum(16 * MiB + 3), via: 'text', why: '16 MiB + 3' },
-      { id: 6, value: alnum(17 * MiB), via: 'prepared', why: '17 MiB via COM_STMT_EXECUTE' },
-      { id: 7, value: alnum(17 * MiB + 1), via: 'text', why: '17 MiB + 1 via COM_QUERY' },
-    ];
-    for (const { id, value, via, why } of cases) {
-      if (via === 'text') {
-        const sql = prefixOf(id) + value.toString('latin1') + suffix;
-        if (id === 1) assert.equal(1 + sql.length, MAX);
-        await guard(c.query(sql), `insert ${why}`);
-      } else {
-        await guard(c.execute('INSERT INTO big (id, v) VALUES (?, ?)', [id, value]), `insert ${why}`);
-      }
-    }
-    // What MariaDB stored, checked without the proxy.
-    const stored = await db!.query('SELECT id, LENGTH(v), SHA1(v) FROM test.big ORDER BY id');
-    assert.equal(stored, cases.map((k) => `${k.id}\t${k.value.length}\t${sha1hex(k.value)}\n`).join(''));
-
-    // Read back through the proxy, text and binary protocol.
-    for (const { id, value, why } of cases) {
-      const [t] = await guard(c.query<mysql.RowDataPacket[]>('SELECT v FROM big WHERE id = ?', [id]), `text read ${why}`);
-      assert.ok(Buffer.isBuffer(t[0]!['v']));
-      assert.ok(value.equals(t[0]!['v']), `text read back intact: ${why}`);
-      const [b] = await guard(c.execute<mysql.RowDataPacket[]>('SELECT v FROM big WHERE id = ?', [id]), `binary read ${why}`);
-      assert.ok(value.equals(b[0]!['v'] as Buffer), `prepared read back intact: ${why}`);
-    }
-    // The stream is still in sync afterwards.
-    const [rows] = await c.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n, SUM(LENGTH(v)) AS total FROM big');
-    assert.equal(rows[0]!['n'], cases.length);
-    assert.equal(Number(rows[0]!['total']), cases.reduce((s, k) => s + k.value.length, 0));
-  });
-
-  test('prepared statements: execute with parameters, reuse, close', async () => {
-    const c = await connect();
-    const countStmts = async (): Promise<number> => {
-      const [r] = await c.query<mysql.RowDataPacket[]>("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'");
-      return Number(r[0]!['Value']);
-    };
-    const before = await countStmts();
-    const ins = await c.prepare('INSERT INTO items (id, name, price, at, note) VALUES (?, ?, ?, ?, ?)');
-    const sel = await c.prepare('SELECT id, name, price, at, note FROM items WHERE id >= ? ORDER BY id');
-    assert.equal(await countStmts(), before + 2);
-    const when = new Date(2024, 0, 2, 3, 4, 5);
-    for (let i = 1; i <= 20; i++) {
-      await ins.execute([i, `item ${i} ✓`, (i * 1.25).toFixed(2), when, i % 3 === 0 ? null : 'n'.repeat(i * 50)]);
-    }
-    for (const from of [1, 10, 20, 21]) {
-      const [rows] = (await sel.execute([from])) as [mysql.RowDataPacket[], mysql.FieldPacket[]];
-      assert.equal(rows.length, Math.max(0, 21 - from));
-      for (const r of rows) {
-        const i = r['id'] as number;
-        assert.equal(r['name'], `item ${i} ✓`);
-        assert.equal(r['price'], (i * 1.25).toFixed(2));
-        assert.equal((r['at'] as Date).getTime(), when.getTime());
-        assert.equal(r['note'], i % 3 === 0 ? null : 'n'.repeat(i * 50));
-      }
-    }
-    // A failing execute is an ERR and the session goes on.
-    await assert.rejects(ins.execute([1, 'dup', '1.00', when, null]), (e: { errno?: number }) => e.errno === 1062);
-    await ins.close();
-    await sel.close();
-    // COM_STMT_CLOSE has no reply; the next command still gets its own answer.
-    assert.equal(await countStmts(), before);
-    const [[one]] = (await c.execute('SELECT ? AS x', ['after close'])) as [mysql.RowDataPacket[], unknown];
-    assert.equal(one!['x'], 'after close');
-  });
-
-  test('multi-statements and a CALL with two result sets', async () => {
-    const c = await connect({ multipleStatements: true });
-    const [results] = await c.query('SELECT 1 AS a; SELECT 2 AS b, 3 AS c; DO 1; SELECT seq FROM seq_1_to_4');
-    const r = results as unknown as unknown[];
-    assert.equal(r.length, 4);
-    assert.deepEqual((r[0] as mysql.RowDataPacket[]).map((x) => ({ ...x })), [{ a: 1 }]);
-    assert.deepEqual((r[1] as mysql.RowDataPacket[]).map((x) => ({ ...x })), [{ b: 2, c: 3 }]);
-    assert.equal((r[2] as mysql.ResultSetHeader).affectedRows, 0);
-    assert.deepEqual((r[3] as mysql.RowDataPacket[]).map((x) => x['seq'] as number), [1, 2, 3, 4]);
-
-    const [call] = await c.query('CALL two_sets()');
-    const sets = call as unknown as unknown[];
-    assert.equal(sets.length, 3, 'two result sets and the final OK');
-    assert.deepEqual((sets[0] as mysql.RowDataPacket[]).map((x) => ({ ...x })), [{ first_a: 1, first_b: 'one' }]);
-    assert.deepEqual((sets[1] as mysql.RowDataPacket[]).map((x) => x['second'] as number), [1, 2, 3]);
-    assert.equal(typeof (sets[2] as mysql.ResultSetHeader).affectedRows, 'number');
-
-    // Prepared CALL (PS_MULTI_RESULTS) too.
-    const [pcall] = await c.execute('CALL two_sets()');
-    assert.equal((pcall as unknown as unknown[]).length, 3);
-    // And the session is still in sync.
-    const [[x]] = (await c.query('SELECT 42 AS x')) as [mysql.RowDataPacket[], unknown];
-    assert.equal(x!['x'], 42);
-  });
-
-  test('result sets with and without CLIENT_DEPRECATE_EOF', async () => {
-    const expected = Array.from({ length: 1000 }, (_, i) => [String(i + 1), `r${i + 1}`]);
-    const sql = "SELECT seq, CONCAT('r', seq) FROM test.seq_1_to_1000";
-    for (const deprecateEof of [false, true]) {
-      const raw = await RawClient.connect(proxy!.socket);
-      try {
-        await guard(raw.login(USERS.native.user, USERS.native.password, deprecateEof ? CLIENT.DEPRECATE_EOF : 0), 'raw login');
-        for (let round = 0; round < 2; round++) {
-          const r = await guard(raw.query(sql), 'raw query');
-          assert.equal(r.columns, 2);
-          assert.equal(r.eofAfterColumns, !deprecateEof, 'EOF after the column definitions only without DEPRECATE_EOF');
-          assert.deepEqual(r.rows, expected);
-          // Terminator: a 5-byte EOF, or an OK packet with the 0xFE header (7+ bytes).
-          if (deprecateEof) assert.ok(r.end.length >= 7, `OK-style terminator, got ${r.end.length} bytes`);
-          else assert.equal(r.end.length, 5, 'EOF terminator');
-        }
-      } finally {
-        raw.close();
-      }
-    }
-    // mysql2 never asks for DEPRECATE_EOF; with it explicitly removed it reads the same rows.
-    for (const flags of [undefined, ['-DEPRECATE_EOF']]) {
-      const c = await connect(flags === undefined ? {} : { flags });
-      const [rows] = await c.query<mysql.RowDataPacket[]>({ sql, rowsAsArray: true });
-      assert.deepEqual(
-        rows.map((r) => [String(r[0]), r[1] as unknown]),
-        expected,
-      );
-    }
-  });
-
-  test('a large result set (50k rows) arrives intact', async () => {
-    const c = await connect();
-    const n = 50_000;
-    const [rows] = await guard(
-      c.query<mysql.RowDataPacket[]>({
-        sql: `SELECT seq, REPEAT(CHAR(97 + seq % 26 USING ascii), seq % 200) AS pad, SHA1(seq) AS h FROM seq_1_to_${n}`,
-        rowsAsArray: true,
-      }),
-      'large result',
-    );
-    assert.equal(rows.length, n);
-    for (let i = 0; i < n; i++) {
-      const seq = i + 1;
-      const r = rows[i]!;
-      if (r[0] !== seq || r[1] !== String.fromCharCode(97 + (seq % 26)).repeat(seq % 200) || r[2] !== sha1hex(Buffer.from(String(seq)))) {
-        assert.fail(`row ${i} corrupted: ${JSON.stringify(r)}`);
-      }
-    }
-    // The same through the CLI (a different client library).
-    const cli = await mariadbCli(proxy!.socket, USERS.native.user, USERS.native.password, `SELECT seq FROM test.seq_1_to_${n}`);
-    assert.equal(cli.code, 0, cli.stderr);
-    const lines = cli.stdout.trimEnd().split('\n');
-    assert.equal(lines.length, n);
-    assert.ok(lines.every((l, i) => l === String(i + 1)));
-  });
-});

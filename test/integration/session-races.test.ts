@@ -16,7 +16,10 @@ import { guard, startProxy, type Proxy } from '../helpers/proxy.js';
 import { clearPasswordLogin } from '../helpers/wire.js';
 
 const CAPS =
-  Capability.CLIENT_PROTOCOL_41 | Capability.CLIENT_SECURE_CONNECTION | Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_LONG_PASSWORD;
+  Capability.CLIENT_PROTOCOL_41 |
+  Capability.CLIENT_SECURE_CONNECTION |
+  Capability.CLIENT_PLUGIN_AUTH |
+  Capability.CLIENT_LONG_PASSWORD;
 const PING = new PacketWriter().int1(0x0e).finish(0);
 
 /** A backend that greets, accepts any login with OK and answers every command with OK. */
@@ -104,10 +107,15 @@ describe('hand-over from login to relay', () => {
   });
 
   for (const relay of ['native', 'js'] as const) {
-    for (const variant of ['a command pipelined right after the login', 'a command sent while on_command_phase waits'] as const) {
+    for (const variant of [
+      'a command pipelined right after the login',
+      'a command sent while on_command_phase waits',
+    ] as const) {
       test(`${variant} is not lost (--relay ${relay})`, async () => {
         const pipelined = variant.startsWith('a command pipelined');
-        const commandPhase = pipelined ? '' : "on_command_phase = function(c) for i = 1, 5 do mysql_resolve('localhost:3306') end end,";
+        const commandPhase = pipelined
+          ? ''
+          : "on_command_phase = function(c) for i = 1, 5 do mysql_resolve('localhost:3306') end end,";
         const proxy = await startProxy({
           name: 'races',
           args: ['--relay', relay],
@@ -129,7 +137,10 @@ mysql_listen('${d}/proxy.sock', { ${commandPhase}
           assert.ok(typeof ok !== 'string' && ok.payload[0] === 0, `login OK, got ${JSON.stringify(ok)}`);
           if (!pipelined) s.write(PING);
           const reply = await r.next();
-          assert.ok(typeof reply !== 'string' && reply.payload[0] === 0, `round ${i}: the PING was answered (${JSON.stringify(reply)})`);
+          assert.ok(
+            typeof reply !== 'string' && reply.payload[0] === 0,
+            `round ${i}: the PING was answered (${JSON.stringify(reply)})`,
+          );
           s.destroy();
         }
       });
@@ -137,7 +148,9 @@ mysql_listen('${d}/proxy.sock', { ${commandPhase}
   }
 
   test('a backend that resets the connection while on_command_phase waits does not take the daemon down', async () => {
-    const resetting = await fakeBackend({ host: '127.0.0.1', port: 0 }, (s) => setTimeout(() => s.resetAndDestroy(), 5));
+    const resetting = await fakeBackend({ host: '127.0.0.1', port: 0 }, (s) =>
+      setTimeout(() => s.resetAndDestroy(), 5),
+    );
     const port = (resetting.address() as net.AddressInfo).port;
     try {
       const proxy = await startProxy({

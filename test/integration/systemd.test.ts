@@ -402,7 +402,10 @@ ${extra}`,
     const first = await login(abstract, 'SELECT 1');
     assert.equal(first.stdout, '1\n', first.stderr + d.logs());
     await d.waitForLog(/^listening on systemd fd 3$[\s\S]*^listening on systemd fd 4$/m);
-    const [a, b] = await Promise.all([login(sock, 'SELECT CURRENT_USER(), 3'), login(abstract, 'SELECT CURRENT_USER(), 4')]);
+    const [a, b] = await Promise.all([
+      login(sock, 'SELECT CURRENT_USER(), 3'),
+      login(abstract, 'SELECT CURRENT_USER(), 4'),
+    ]);
     assert.equal(a.stdout, 'native@%\t3\n', a.stderr);
     assert.equal(b.stdout, 'native@%\t4\n', b.stderr);
     d.kill('SIGTERM');
@@ -470,7 +473,10 @@ end
       const watchdogs = notify.messages().filter((m) => m.fields.get('WATCHDOG') === '1');
       assert.ok(watchdogs.length >= 4, `WATCHDOG=1 count ${watchdogs.length}`);
       const lastSecond = watchdogs.filter((m) => m.atUsec >= watchdogs.at(-1)!.atUsec - 1_000_000);
-      assert.ok(lastSecond.length >= 4 && lastSecond.length <= 7, `WATCHDOG=1 in the last second: ${lastSecond.length}`);
+      assert.ok(
+        lastSecond.length >= 4 && lastSecond.length <= 7,
+        `WATCHDOG=1 in the last second: ${lastSecond.length}`,
+      );
 
       // SIGHUP: RELOADING=1 (with our CLOCK_MONOTONIC), reload() runs, then READY=1.
       let from = notify.messages().length;
@@ -478,7 +484,10 @@ end
       const reloading = await notify.waitFor('RELOADING', '1', from);
       const mono = Number(reloading.fields.get('MONOTONIC_USEC'));
       assert.ok(Number.isSafeInteger(mono), reloading.text);
-      assert.ok(Math.abs(reloading.atUsec - mono) < 2_000_000, `MONOTONIC_USEC ${mono} vs receiver ${reloading.atUsec}`);
+      assert.ok(
+        Math.abs(reloading.atUsec - mono) < 2_000_000,
+        `MONOTONIC_USEC ${mono} vs receiver ${reloading.atUsec}`,
+      );
       const again = await notify.waitFor('READY', '1', notify.messages().indexOf(reloading) + 1);
       assert.ok(again.atUsec >= reloading.atUsec);
       await d.waitForLog(/reload number 1[\s\S]*reload\(\) finished/);
@@ -523,7 +532,11 @@ end
       return c;
     };
     try {
-      const d = await startActivated({ listen: [sock], configPath: writeConfig(dir), env: { NOTIFY_SOCKET: notify.path } });
+      const d = await startActivated({
+        listen: [sock],
+        configPath: writeConfig(dir),
+        env: { NOTIFY_SOCKET: notify.path },
+      });
       const first = await connect(); // starts the daemon
       await first.query('SELECT 1');
       await notify.waitFor('STATUS', '1 connection', 0, 5000);
@@ -560,7 +573,14 @@ end
       await login(sock, 'SELECT 1');
       await notify.waitFor('READY', '1');
       await sleep(600);
-      assert.equal(notify.indexOf('WATCHDOG'), -1, notify.messages().map((m) => m.text).join('\n'));
+      assert.equal(
+        notify.indexOf('WATCHDOG'),
+        -1,
+        notify
+          .messages()
+          .map((m) => m.text)
+          .join('\n'),
+      );
       d.kill('SIGTERM');
       assert.deepEqual(await d.exited, { code: 0, signal: null }, d.logs());
     } finally {
@@ -617,7 +637,11 @@ function reload() end
       assert.equal(stopping.fields.get('STATUS'), 'draining 1 connection');
 
       // A login during the drain is refused at once (the listening socket is closed), not queued.
-      const refused = await guard(mariadbCli(sock, USERS.native.user, USERS.native.password, 'SELECT 1'), 'login during drain', 5000);
+      const refused = await guard(
+        mariadbCli(sock, USERS.native.user, USERS.native.password, 'SELECT 1'),
+        'login during drain',
+        5000,
+      );
       assert.notEqual(refused.code, 0, refused.stdout);
       assert.match(refused.stderr, /Can't connect|Lost connection|refused|ERROR 20(02|13)/, refused.stderr);
 

@@ -33,7 +33,12 @@ interface Logged {
 /** The --log-responses lines logged after character offset `since`. */
 function responses(p: Proxy, since: number): Logged[] {
   const out: Logged[] = [];
-  for (const m of p.logs().slice(since).matchAll(/response command=(\S+) outcome=(\S+) error=(\d+) rows=(\d+) affected_rows=(\d+) warnings=\d+ results=(\d+) status=\S+ duration_us=\d+ bytes_in=(\d+) bytes_out=(\d+)/g)) {
+  for (const m of p
+    .logs()
+    .slice(since)
+    .matchAll(
+      /response command=(\S+) outcome=(\S+) error=(\d+) rows=(\d+) affected_rows=(\d+) warnings=\d+ results=(\d+) status=\S+ duration_us=\d+ bytes_in=(\d+) bytes_out=(\d+)/g,
+    )) {
     out.push({
       command: m[1]!,
       outcome: m[2]!,
@@ -95,7 +100,13 @@ mysql_listen('${dir}/proxy.sock', {
 
     test('the mariadb CLI: a result set and an error', async () => {
       const since = proxy!.logs().length;
-      const r = await mariadbCli(proxy!.socket, USERS.native.user, USERS.native.password, 'SELECT 1 UNION SELECT 2; SELECT nosuch', ['--force']);
+      const r = await mariadbCli(
+        proxy!.socket,
+        USERS.native.user,
+        USERS.native.password,
+        'SELECT 1 UNION SELECT 2; SELECT nosuch',
+        ['--force'],
+      );
       assert.match(r.stderr, /1054/);
       await settle();
       const rs = responses(proxy!, since).filter((x) => x.command === 'query');
@@ -111,8 +122,14 @@ mysql_listen('${dir}/proxy.sock', {
       await c.end();
       await settle();
       const rs = responses(proxy!, since);
-      assert.ok(rs.some((x) => x.command === 'stmt_prepare' && x.outcome === 'ok'), JSON.stringify(rs));
-      assert.ok(rs.some((x) => x.command === 'stmt_execute' && x.outcome === 'ok' && x.rows === 2), JSON.stringify(rs));
+      assert.ok(
+        rs.some((x) => x.command === 'stmt_prepare' && x.outcome === 'ok'),
+        JSON.stringify(rs),
+      );
+      assert.ok(
+        rs.some((x) => x.command === 'stmt_execute' && x.outcome === 'ok' && x.rows === 2),
+        JSON.stringify(rs),
+      );
     });
 
     test('CALL with several result sets is one response; an error in a multi-statement ends it', async () => {
@@ -151,8 +168,15 @@ echo $n, "\\n";`;
       assert.equal(r.stdout.trim(), '6', r.stderr + r.stdout);
       await settle();
       const rs = responses(proxy!, since);
-      assert.ok(rs.some((x) => x.command === 'stmt_execute' && x.outcome === 'ok' && x.rows === 0), JSON.stringify(rs));
-      assert.equal(rs.filter((x) => x.command === 'stmt_fetch').reduce((n, x) => n + x.rows, 0), 3, JSON.stringify(rs));
+      assert.ok(
+        rs.some((x) => x.command === 'stmt_execute' && x.outcome === 'ok' && x.rows === 0),
+        JSON.stringify(rs),
+      );
+      assert.equal(
+        rs.filter((x) => x.command === 'stmt_fetch').reduce((n, x) => n + x.rows, 0),
+        3,
+        JSON.stringify(rs),
+      );
       assert.doesNotMatch(proxy!.logs().slice(since), /tracking stopped/);
     });
 
@@ -161,13 +185,22 @@ echo $n, "\\n";`;
       const binlogs = (await db!.query('SHOW BINARY LOGS')).split('\n')[0]!.split('\t')[0]!;
       const since = proxy!.logs().length;
       const r = await runCommand('mariadb-binlog', [
-        '--no-defaults', '--read-from-remote-server', `--socket=${proxy!.socket}`, '-u', 'native', '-pnativepw', binlogs,
+        '--no-defaults',
+        '--read-from-remote-server',
+        `--socket=${proxy!.socket}`,
+        '-u',
+        'native',
+        '-pnativepw',
+        binlogs,
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /CREATE OR REPLACE TABLE test.events/);
       await settle();
       const rs = responses(proxy!, since);
-      assert.ok(rs.some((x) => x.command === 'binlog_dump' && x.outcome === 'ok' && x.bytes_out > 1000), JSON.stringify(rs));
+      assert.ok(
+        rs.some((x) => x.command === 'binlog_dump' && x.outcome === 'ok' && x.bytes_out > 1000),
+        JSON.stringify(rs),
+      );
       assert.doesNotMatch(proxy!.logs().slice(since), /tracking stopped/);
     });
 
@@ -175,9 +208,10 @@ echo $n, "\\n";`;
       const c = await connect();
       const since = proxy!.logs().length;
       const big = 'y'.repeat(17 * 1024 * 1024);
-      const [rows] = (await c.query('SELECT LENGTH(?) AS n, REPEAT(?, 1) AS s', [big, 'z'.repeat(17 * 1024 * 1024)])) as unknown as [
-        { n: number; s: string }[],
-      ];
+      const [rows] = (await c.query('SELECT LENGTH(?) AS n, REPEAT(?, 1) AS s', [
+        big,
+        'z'.repeat(17 * 1024 * 1024),
+      ])) as unknown as [{ n: number; s: string }[]];
       assert.equal(rows[0]!.n, big.length);
       assert.equal(rows[0]!.s.length, 17 * 1024 * 1024);
       await c.end();
@@ -281,7 +315,9 @@ mysql_listen('${d}/proxy.sock', {
     c.send(framePayload(Buffer.from([Command.COM_QUERY, ...Buffer.from('SELECT 1')]), 0));
     await all;
     assert.ok(Buffer.concat(got).equals(garbage), 'the bytes arrived unchanged');
-    await proxy!.waitForLog(/response tracking stopped: (malformed|unexpected) server packet \(relaying goes on unchanged\)/);
+    await proxy!.waitForLog(
+      /response tracking stopped: (malformed|unexpected) server packet \(relaying goes on unchanged\)/,
+    );
     c.close();
   });
 });

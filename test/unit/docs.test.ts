@@ -28,15 +28,47 @@ const DOCS = ['configuration.md', 'control.md', 'metrics.md', 'cluster.md', 'pg.
 
 /** Names missing from `text` as code: `name`, `name(`, `name =`, `:name(` or `.name`. */
 function undocumented(names: readonly string[], text: string): string[] {
-  return names.filter((n) => !new RegExp('`[^`\\n]*\\b' + n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '\\b[^`\\n]*`').test(text));
+  return names.filter(
+    (n) => !new RegExp('`[^`\\n]*\\b' + n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '\\b[^`\\n]*`').test(text),
+  );
 }
 
 /** Lua 5.3's own globals: the ones a stock interpreter has. */
 const STOCK_GLOBALS = new Set([
-  '_G', '_VERSION', 'assert', 'collectgarbage', 'coroutine', 'debug', 'dofile', 'error', 'getmetatable', 'io',
-  'ipairs', 'load', 'loadfile', 'math', 'next', 'os', 'package', 'pairs', 'pcall', 'print', 'rawequal', 'rawget',
-  'rawlen', 'rawset', 'require', 'select', 'setmetatable', 'string', 'table', 'tonumber', 'tostring', 'type',
-  'utf8', 'xpcall',
+  '_G',
+  '_VERSION',
+  'assert',
+  'collectgarbage',
+  'coroutine',
+  'debug',
+  'dofile',
+  'error',
+  'getmetatable',
+  'io',
+  'ipairs',
+  'load',
+  'loadfile',
+  'math',
+  'next',
+  'os',
+  'package',
+  'pairs',
+  'pcall',
+  'print',
+  'rawequal',
+  'rawget',
+  'rawlen',
+  'rawset',
+  'require',
+  'select',
+  'setmetatable',
+  'string',
+  'table',
+  'tonumber',
+  'tostring',
+  'type',
+  'utf8',
+  'xpcall',
 ]);
 
 test('every global a config.lua sees is in docs/configuration.md', async () => {
@@ -52,9 +84,19 @@ mysql_listen('\${dir}/proxy.sock', {on_handshake_response = function() end})
   assert.equal(r.code, 0, r.stderr);
   const line = r.stdout.split('\n').find((l) => l.startsWith('GLOBALS '));
   assert.ok(line !== undefined, r.stdout);
-  const ours = line.slice('GLOBALS '.length).split(' ').filter((n) => !STOCK_GLOBALS.has(n));
+  const ours = line
+    .slice('GLOBALS '.length)
+    .split(' ')
+    .filter((n) => !STOCK_GLOBALS.has(n));
   // The daemon's API, as the C++ model's manual has it, must be among them.
-  for (const name of ['mysql_listen', 'mysql_resolve', 'mysql_cluster', 'prometheus_listen', 'control_listen', 'systemd']) {
+  for (const name of [
+    'mysql_listen',
+    'mysql_resolve',
+    'mysql_cluster',
+    'prometheus_listen',
+    'control_listen',
+    'systemd',
+  ]) {
     assert.ok(ours.includes(name), `${name} is not a global`);
   }
   assert.deepEqual(undocumented(ours, CONFIG_DOC), []);
@@ -81,7 +123,9 @@ test('every option the bindings accept is documented', () => {
 
 test('the option lists are what the bindings accept: each listed option passes, another does not', async () => {
   const calls = [
-    ...LISTEN_OPTIONS.map((o) => `mysql_listen('\${dir}/${o}.sock', h, {${o} = ${o === 'auth' ? "'native'" : 'true'}})`),
+    ...LISTEN_OPTIONS.map(
+      (o) => `mysql_listen('\${dir}/${o}.sock', h, {${o} = ${o === 'auth' ? "'native'" : 'true'}})`,
+    ),
     ...BOOLEAN_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {monitoring = true, user = 'u', ${o} = true})`),
     ...STRING_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {monitoring = true, user = 'u', ${o} = 'x'})`),
     ...SECONDS_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {monitoring = true, ${o} = 5})`),

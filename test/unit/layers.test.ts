@@ -10,7 +10,19 @@ import { fileURLToPath } from 'node:url';
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src');
 
 /** Bottom to top. A layer may import its own directory and the ones before it. */
-const STACK = ['util', 'protocol', 'auth', 'net', 'backend', 'proxy', 'cluster', 'bindings', 'service', 'instance', 'main'];
+const STACK = [
+  'util',
+  'protocol',
+  'auth',
+  'net',
+  'backend',
+  'proxy',
+  'cluster',
+  'bindings',
+  'service',
+  'instance',
+  'main',
+];
 /** Beside the stack: what each may import besides itself. */
 const SIDE: Record<string, readonly string[]> = { lua: ['util'], types: [] };
 /** Who may import a side directory. */
@@ -35,7 +47,13 @@ function violations(edge: ImportEdge): string[] {
   const out: string[] = [];
   if (!edge.specifier.startsWith('.')) {
     const pkg = edge.specifier.split('/')[0]!;
-    if (LUA_PACKAGES.includes(pkg) && from !== 'lua' && from !== 'bindings' && from !== 'instance' && from !== 'types') {
+    if (
+      LUA_PACKAGES.includes(pkg) &&
+      from !== 'lua' &&
+      from !== 'bindings' &&
+      from !== 'instance' &&
+      from !== 'types'
+    ) {
       out.push(`${edge.from} loads ${pkg}: only lua/, bindings/ and instance.ts may`);
     }
     return out;

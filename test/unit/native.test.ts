@@ -333,9 +333,17 @@ describe('connectUnix', () => {
 
   it('fails with ECONNREFUSED / ENOENT when nobody listens', () => {
     const name = abstractName();
-    assertErrno(() => connectUnix(Buffer.from(name), true), 'ECONNREFUSED', new RegExp(`^connect\\("@${name}"\\): Connection refused$`));
+    assertErrno(
+      () => connectUnix(Buffer.from(name), true),
+      'ECONNREFUSED',
+      new RegExp(`^connect\\("@${name}"\\): Connection refused$`),
+    );
     const missing = socketPath('nobody-here.sock');
-    assertErrno(() => connectUnix(Buffer.from(missing), false), 'ENOENT', /^connect\(".*nobody-here\.sock"\): No such file or directory$/);
+    assertErrno(
+      () => connectUnix(Buffer.from(missing), false),
+      'ENOENT',
+      /^connect\(".*nobody-here\.sock"\): No such file or directory$/,
+    );
   });
 });
 

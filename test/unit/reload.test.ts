@@ -10,7 +10,10 @@ import { setLogSinks } from '../../src/util/log.js';
 test('reload requests during a running reload() coalesce into one more run', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'myproxy-reload-'));
   const lines: string[] = [];
-  setLogSinks((l) => lines.push(l), (l) => lines.push(l));
+  setLogSinks(
+    (l) => lines.push(l),
+    (l) => lines.push(l),
+  );
   try {
     fs.writeFileSync(
       path.join(dir, 'config.lua'),
@@ -40,7 +43,10 @@ test('reload requests during a running reload() coalesce into one more run', asy
     assert.match(failures[1]!, /run 2 done/);
     await instance.shutdown(0);
   } finally {
-    setLogSinks((l) => process.stdout.write(l + '\n'), (l) => process.stderr.write(l + '\n'));
+    setLogSinks(
+      (l) => process.stdout.write(l + '\n'),
+      (l) => process.stderr.write(l + '\n'),
+    );
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

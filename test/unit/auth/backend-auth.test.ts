@@ -53,7 +53,13 @@ describe('backendAuthPlugin lookup', () => {
   });
 
   test('strict: unknown names are undefined', () => {
-    for (const name of ['sha256_password', 'auth_gssapi_client', '', 'MYSQL_NATIVE_PASSWORD', 'mysql_native_password\0']) {
+    for (const name of [
+      'sha256_password',
+      'auth_gssapi_client',
+      '',
+      'MYSQL_NATIVE_PASSWORD',
+      'mysql_native_password\0',
+    ]) {
       assert.equal(backendAuthPlugin(name, true), undefined, JSON.stringify(name));
     }
   });
@@ -67,7 +73,10 @@ describe('backendAuthPlugin lookup', () => {
       const plugin = backendAuthPlugin(name, false);
       assert.equal(plugin?.name, NATIVE, name);
       // A real plugin, not something found on a prototype.
-      assert.deepEqual(plugin.initialResponse(scramble, creds('pw')), nativeFromSha1(sha1(Buffer.from('pw')), scramble));
+      assert.deepEqual(
+        plugin.initialResponse(scramble, creds('pw')),
+        nativeFromSha1(sha1(Buffer.from('pw')), scramble),
+      );
     }
   });
 
@@ -80,7 +89,10 @@ describe('mysql_native_password towards a backend', () => {
   const native = backendAuthPlugin(NATIVE, true)!;
 
   test('from the clear password', () => {
-    assert.deepEqual(native.initialResponse(scramble, creds('secret')), nativeFromSha1(sha1(Buffer.from('secret')), scramble));
+    assert.deepEqual(
+      native.initialResponse(scramble, creds('secret')),
+      nativeFromSha1(sha1(Buffer.from('secret')), scramble),
+    );
   });
 
   test('from passwordSha1 alone equals the response from the password', () => {
@@ -101,7 +113,10 @@ describe('mysql_native_password towards a backend', () => {
 
   test('depends on the scramble', () => {
     const other = Buffer.from('0123456789abcdefghiJ');
-    assert.notDeepEqual(native.initialResponse(other, creds('secret')), native.initialResponse(scramble, creds('secret')));
+    assert.notDeepEqual(
+      native.initialResponse(other, creds('secret')),
+      native.initialResponse(scramble, creds('secret')),
+    );
   });
 });
 
@@ -109,7 +124,10 @@ describe('mysql_clear_password towards a backend', () => {
   const clear = backendAuthPlugin(CLEAR, true)!;
 
   test('sends the password followed by NUL', () => {
-    assert.deepEqual(clear.initialResponse(scramble, creds('s3cr3t ✓')), Buffer.concat([Buffer.from('s3cr3t ✓'), Buffer.of(0)]));
+    assert.deepEqual(
+      clear.initialResponse(scramble, creds('s3cr3t ✓')),
+      Buffer.concat([Buffer.from('s3cr3t ✓'), Buffer.of(0)]),
+    );
     assert.deepEqual(clear.initialResponse(scramble, creds('')), Buffer.of(0));
   });
 

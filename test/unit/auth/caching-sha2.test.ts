@@ -32,7 +32,10 @@ const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 20
 const PEM = Buffer.from(publicKey.export({ type: 'spki', format: 'pem' }));
 
 function decryptPassword(cipher: Buffer, nonce: Buffer): Buffer {
-  const plain = privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, cipher);
+  const plain = privateDecrypt(
+    { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },
+    cipher,
+  );
   return Buffer.from(plain.map((b, i) => b ^ nonce[i % 20]!));
 }
 
@@ -104,6 +107,9 @@ describe('caching_sha2_password', () => {
     for (const data of [Buffer.of(5), Buffer.alloc(0), Buffer.from('not a key')]) {
       assert.throws(() => plugin.moreData!(data, randomBytes(20), creds('pw'), ctx), AuthPluginError);
     }
-    assert.throws(() => plugin.moreData!(Buffer.from('-----BEGIN junk'), randomBytes(20), creds('pw'), ctx), AuthPluginError);
+    assert.throws(
+      () => plugin.moreData!(Buffer.from('-----BEGIN junk'), randomBytes(20), creds('pw'), ctx),
+      AuthPluginError,
+    );
   });
 });

@@ -46,7 +46,12 @@ describe('sha1', () => {
   });
 
   test('SHA1(SHA1("password")) is MySQL\'s PASSWORD("password") = *2470C0C0…', () => {
-    assert.equal(sha1(sha1(Buffer.from('password'))).toString('hex').toUpperCase(), '2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19');
+    assert.equal(
+      sha1(sha1(Buffer.from('password')))
+        .toString('hex')
+        .toUpperCase(),
+      '2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19',
+    );
   });
 });
 
@@ -60,7 +65,10 @@ describe('nativePasswordResponse', () => {
     assert.deepEqual(response, expectedResponse('password', scramble));
     assert.equal(serverAccepts(stored, scramble, response), true);
     // The wrong password is refused by the same check (the check is not vacuous).
-    assert.equal(serverAccepts(stored, scramble, nativePasswordResponse(nodeSha1(Buffer.from('Password')), scramble)), false);
+    assert.equal(
+      serverAccepts(stored, scramble, nativePasswordResponse(nodeSha1(Buffer.from('Password')), scramble)),
+      false,
+    );
   });
 
   test('random passwords and scrambles', () => {
@@ -77,7 +85,13 @@ describe('nativePasswordResponse', () => {
   test('only the first 20 bytes of the scramble count (a trailing NUL is harmless)', () => {
     const scramble = Buffer.from('ABCDEFGHIJKLMNOPQRST');
     const pw = nodeSha1(Buffer.from('secret'));
-    assert.deepEqual(nativePasswordResponse(pw, Buffer.concat([scramble, Buffer.of(0)])), nativePasswordResponse(pw, scramble));
-    assert.notDeepEqual(nativePasswordResponse(pw, Buffer.from('ABCDEFGHIJKLMNOPQRSU')), nativePasswordResponse(pw, scramble));
+    assert.deepEqual(
+      nativePasswordResponse(pw, Buffer.concat([scramble, Buffer.of(0)])),
+      nativePasswordResponse(pw, scramble),
+    );
+    assert.notDeepEqual(
+      nativePasswordResponse(pw, Buffer.from('ABCDEFGHIJKLMNOPQRSU')),
+      nativePasswordResponse(pw, scramble),
+    );
   });
 });

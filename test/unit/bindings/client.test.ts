@@ -20,7 +20,10 @@ class FakeSession implements ClientSession {
     this.peer = { pid: 100, uid: 1000, gid: 1001, address: undefined, ...peer };
   }
   get logName(): string {
-    return `pid=${String(this.peer.pid)} uid=${String(this.peer.uid)}` + (this.account === undefined ? '' : ` "${this.account}"`);
+    return (
+      `pid=${String(this.peer.pid)} uid=${String(this.peer.uid)}` +
+      (this.account === undefined ? '' : ` "${this.account}"`)
+    );
   }
 }
 
@@ -95,7 +98,10 @@ test('password_sha1 must be exactly 20 raw bytes', async () => {
 
   const bad = handlerFor(`handler = {}
     function handler.on_handshake_response(client, hr) return client:connect('10.0.0.1', {user='u', password_sha1='abc'}) end`);
-  await assert.rejects(bad.handler.open(new FakeSession()).onHandshakeResponse(login), (e: unknown) => e instanceof PolicyError && /Bad SHA1 length/.test(e.message));
+  await assert.rejects(
+    bad.handler.open(new FakeSession()).onHandshakeResponse(login),
+    (e: unknown) => e instanceof PolicyError && /Bad SHA1 length/.test(e.message),
+  );
 });
 
 test('unknown credential keys, unknown options and unknown attributes are Lua errors', async () => {
@@ -114,7 +120,11 @@ test('unknown credential keys, unknown options and unknown attributes are Lua er
   ] as const) {
     const { handler } = handlerFor(`handler = {}
       function handler.on_handshake_response(client, hr) ${body} end`);
-    await assert.rejects(handler.open(new FakeSession()).onHandshakeResponse(login), (e: unknown) => e instanceof PolicyError && re.test(e.message), body);
+    await assert.rejects(
+      handler.open(new FakeSession()).onHandshakeResponse(login),
+      (e: unknown) => e instanceof PolicyError && re.test(e.message),
+      body,
+    );
   }
 });
 
@@ -140,14 +150,20 @@ test('client attributes: credentials, notes persist, account and server_version 
   assert.equal(await hooks.onConnect!(), undefined);
   assert.equal(session.account, 'acct-1000');
   assert.equal(session.serverVersion.toString(), '8.0.99-proxy');
-  assert.deepEqual(await hooks.onHandshakeResponse(login), { kind: 'err', message: '100:1000:1001|acct-1000|8.0.99-proxy|nil|nil' });
+  assert.deepEqual(await hooks.onHandshakeResponse(login), {
+    kind: 'err',
+    message: '100:1000:1001|acct-1000|8.0.99-proxy|nil|nil',
+  });
 });
 
 test('TCP clients have nil credentials and an address', async () => {
   const { handler } = handlerFor(`handler = {}
     function handler.on_handshake_response(client, hr) return client:err(tostring(client.pid) .. ' ' .. client.address) end`);
   const session = new FakeSession({ pid: undefined, uid: undefined, gid: undefined, address: '192.0.2.1:5555' });
-  assert.deepEqual(await handler.open(session).onHandshakeResponse(login), { kind: 'err', message: 'nil 192.0.2.1:5555' });
+  assert.deepEqual(await handler.open(session).onHandshakeResponse(login), {
+    kind: 'err',
+    message: 'nil 192.0.2.1:5555',
+  });
 });
 
 test('on_connect may only reject; on_command_phase must return nothing', async () => {

@@ -76,16 +76,29 @@ test("control_client's errors: nil and a message, or myproxy's parameter errors"
   assert.equal(v, null);
   assert.match(String(msg), /^Failed to connect: (No such file or directory|Connection refused)/);
   assert.throws(() => runLua(L, `return control_client.new('${sock}')`, 'utf8'), /Not enough parameters/);
-  assert.throws(() => runLua(L, `local c = control_client:new('${sock}') return c:build():cancel_job('x')`, 'utf8'), /Not enough parameters/);
-  assert.throws(() => runLua(L, `local c = control_client:new('${sock}') return c:build():reset_limiter()`, 'utf8'), /Not enough parameters/);
-  assert.throws(() => runLua(L, `local c = control_client:new('${sock}') return c:send()`, 'utf8'), /Not enough parameters/);
+  assert.throws(
+    () => runLua(L, `local c = control_client:new('${sock}') return c:build():cancel_job('x')`, 'utf8'),
+    /Not enough parameters/,
+  );
+  assert.throws(
+    () => runLua(L, `local c = control_client:new('${sock}') return c:build():reset_limiter()`, 'utf8'),
+    /Not enough parameters/,
+  );
+  assert.throws(
+    () => runLua(L, `local c = control_client:new('${sock}') return c:send()`, 'utf8'),
+    /Not enough parameters/,
+  );
 });
 
 test('control_resolve gives an address object control_client takes (default port 5478)', () => {
   const L = state();
   const [text] = runLua(L, `return tostring(control_resolve('127.0.0.1'))`, 'utf8');
   assert.equal(text, '127.0.0.1:5478');
-  const [ok] = runLua(L, `local c = assert(control_client:new(control_resolve('${sock}'))) return c:send(c:build())`, 'utf8');
+  const [ok] = runLua(
+    L,
+    `local c = assert(control_client:new(control_resolve('${sock}'))) return c:send(c:build())`,
+    'utf8',
+  );
   assert.equal(ok, true);
 });
 
@@ -103,14 +116,27 @@ test("socket:connect() for datagrams and send()'s END-then-START positions", asy
   assert.equal((await nextDatagram()).toString(), 'hello');
   assert.equal((await nextDatagram()).toString(), 'bcd');
   assert.equal((await nextDatagram()).toString(), 'ef');
-  assert.throws(() => runLua(L, `return socket:connect('${sock}', { type = 'raw' })`, 'utf8'), /Unsupported socket type/);
+  assert.throws(
+    () => runLua(L, `return socket:connect('${sock}', { type = 'raw' })`, 'utf8'),
+    /Unsupported socket type/,
+  );
   assert.throws(() => runLua(L, `return socket:connect('${sock}', { kind = 'dgram' })`, 'utf8'), /Unrecognized option/);
-  assert.throws(() => runLua(L, `return socket:connect('localhost:1234')`, 'utf8'), /Failed to resolve "localhost":"1234"/);
-  assert.throws(() => runLua(L, `local s = socket:connect('${sock}', { type = 'dgram' }) return s:send('abc', 5)`, 'utf8'), /Bad string position/);
+  assert.throws(
+    () => runLua(L, `return socket:connect('localhost:1234')`, 'utf8'),
+    /Failed to resolve "localhost":"1234"/,
+  );
+  assert.throws(
+    () => runLua(L, `local s = socket:connect('${sock}', { type = 'dgram' }) return s:send('abc', 5)`, 'utf8'),
+    /Bad string position/,
+  );
   const [v, msg] = runLua(L, `return socket:connect('${dir}/nobody.sock', { type = 'dgram' })`, 'utf8');
   assert.equal(v, null);
   assert.match(String(msg), /No such file or directory|Connection refused/);
-  const [closed, err] = runLua(L, `local s = socket:connect('${sock}', { type = 'dgram' }) s:close() return s:send('x')`, 'utf8');
+  const [closed, err] = runLua(
+    L,
+    `local s = socket:connect('${sock}', { type = 'dgram' }) s:close() return s:send('x')`,
+    'utf8',
+  );
   assert.equal(closed, null);
   assert.match(String(err), /Bad file descriptor/);
 });

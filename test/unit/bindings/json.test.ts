@@ -54,8 +54,14 @@ test('dump: bad values give nil and a message', () => {
   assert.deepEqual(dump(L, '{f = print}'), [null, 'json.dump: cannot encode a function value']);
   assert.deepEqual(dump(L, 'coroutine.create(print)'), [null, 'json.dump: cannot encode a thread value']);
   assert.deepEqual(dump(L, '{[true] = 1}'), [null, 'json.dump: a boolean key cannot be an object key']);
-  assert.deepEqual(run(L, 'local t = {}; t.self = t; return json.dump(t)'), [null, 'json.dump: table contains a cycle']);
-  assert.deepEqual(run(L, 'local t = {}; t[1] = {t}; return json.dump(t)'), [null, 'json.dump: table contains a cycle']);
+  assert.deepEqual(run(L, 'local t = {}; t.self = t; return json.dump(t)'), [
+    null,
+    'json.dump: table contains a cycle',
+  ]);
+  assert.deepEqual(run(L, 'local t = {}; t[1] = {t}; return json.dump(t)'), [
+    null,
+    'json.dump: table contains a cycle',
+  ]);
   // a shared (not cyclic) table is fine
   assert.deepEqual(run(L, 'local s = {1}; return json.dump({s, s})'), ['[[1],[1]]']);
   const [deepNil, deepMsg] = run(L, 'local t = {}; for i = 1, 500 do t = {t} end; return json.dump(t)');
@@ -66,7 +72,9 @@ test('dump: bad values give nil and a message', () => {
 
 test('parse: values, types, null, arrays 1-based', () => {
   const L = state();
-  run(L, `
+  run(
+    L,
+    `
     local v = json.parse('{"a": [1, 2.0, -3, 1.5e2, 4294967296, "s", true, false, null], "b": {}, "c": null}')
     assert(math.type(v.a[1]) == "integer" and v.a[1] == 1)
     assert(math.type(v.a[2]) == "float" and v.a[2] == 2)
@@ -85,24 +93,30 @@ test('parse: values, types, null, arrays 1-based', () => {
     local arr = json.parse('[1, null, 3]')
     assert(arr[1] == 1 and arr[2] == nil and arr[3] == 3)
     assert(json.dump(arr) == '[1,null,3]')
-  `);
+  `,
+  );
 });
 
 test('parse: strings, escapes and unicode are UTF-8 bytes', () => {
   const L = state();
-  run(L, `
+  run(
+    L,
+    `
     assert(json.parse('"a\\\\"b\\\\\\\\c\\\\/d\\\\b\\\\f\\\\n\\\\r\\\\t"') == 'a"b\\\\c/d\\b\\f\\n\\r\\t')
     assert(json.parse('"\\\\u00e9"') == "\\u{e9}")
     assert(json.parse('"\\\\ud83d\\\\ude00"') == "\\u{1F600}")
     assert(json.parse('"\\\\u0000"') == "\\0")
     assert(json.parse('"h\\u{e9}llo"') == "h\\u{e9}llo")
     assert(json.parse('"\\u{FEFF}x"') == "\\u{FEFF}x")
-  `);
+  `,
+  );
 });
 
 test('round trips', () => {
   const L = state();
-  run(L, `
+  run(
+    L,
+    `
     for _, s in ipairs({
       '[1,2,3]', '{}', '{"a":{"b":[true,false,"x"]}}', '[1.5,2.0,-0.0,3]',
       '"\\\\u0000\\\\n\\u{e9}\\u{1F600}"', '[[],[[]]]', '-7', '1e+300',
@@ -114,12 +128,32 @@ test('round trips', () => {
     end
     assert(json.dump(json.parse('[1.5,2.0,-0.0,3]')) == '[1.5,2.0,-0.0,3]')
     assert(json.dump(json.parse('{"k":[1,{"z":"y"}]}')) == '{"k":[1,{"z":"y"}]}')
-  `);
+  `,
+  );
 });
 
 test('parse: bad input gives nil and a message', () => {
   const L = state();
-  for (const bad of ['', '{', '[1,]', '{"a" 1}', '{a: 1}', 'tru', '01', '1.', '.5', '"abc', '"\\x"', '"\\u12"', '"\\ud800"', '"\\udc00x"', '[1] x', 'NaN', '"tab\there"', '{"a":1,}']) {
+  for (const bad of [
+    '',
+    '{',
+    '[1,]',
+    '{"a" 1}',
+    '{a: 1}',
+    'tru',
+    '01',
+    '1.',
+    '.5',
+    '"abc',
+    '"\\x"',
+    '"\\u12"',
+    '"\\ud800"',
+    '"\\udc00x"',
+    '[1] x',
+    'NaN',
+    '"tab\there"',
+    '{"a":1,}',
+  ]) {
     lua.lua_pushstring(L, bad);
     lua.lua_setglobal(L, 'input');
     const [v, msg] = run(L, 'return json.parse(input)');

@@ -22,7 +22,10 @@ function state(): LuaState {
 function run(L: LuaState, src: string): Buffer | null {
   const base = lua.lua_gettop(L);
   const chunk = Buffer.from(src);
-  if (lauxlib.luaL_loadbufferx(L, chunk, chunk.length, '=test', null) !== lua.LUA_OK || lua.lua_pcall(L, 0, 1, 0) !== lua.LUA_OK) {
+  if (
+    lauxlib.luaL_loadbufferx(L, chunk, chunk.length, '=test', null) !== lua.LUA_OK ||
+    lua.lua_pcall(L, 0, 1, 0) !== lua.LUA_OK
+  ) {
     const msg = errorToString(L, -1);
     lua.lua_settop(L, base);
     throw new Error(msg);
@@ -43,11 +46,20 @@ test('jwt.sign produces a compact EdDSA JWT that node:crypto verifies', () => {
   const kp = sodium.crypto_sign_keypair();
   lua.lua_pushstring(L, kp.privateKey);
   lua.lua_setglobal(L, 'sk');
-  const token = run(L, 'return jwt.sign(sk, {alg = "none", kid = "k1"}, {sub = "alice", n = 42, f = 1.5, roles = {"a", "b"}, name = "J\\u{f6}rg"})')!.toString('latin1');
+  const token = run(
+    L,
+    'return jwt.sign(sk, {alg = "none", kid = "k1"}, {sub = "alice", n = 42, f = 1.5, roles = {"a", "b"}, name = "J\\u{f6}rg"})',
+  )!.toString('latin1');
   assert.match(token, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
   const [h, p, s] = token.split('.') as [string, string, string];
   assert.deepEqual(JSON.parse(Buffer.from(h, 'base64url').toString()), { alg: 'EdDSA', kid: 'k1', typ: 'JWT' });
-  assert.deepEqual(JSON.parse(Buffer.from(p, 'base64url').toString()), { sub: 'alice', n: 42, f: 1.5, roles: ['a', 'b'], name: 'Jörg' });
+  assert.deepEqual(JSON.parse(Buffer.from(p, 'base64url').toString()), {
+    sub: 'alice',
+    n: 42,
+    f: 1.5,
+    roles: ['a', 'b'],
+    name: 'Jörg',
+  });
   const sig = Buffer.from(s, 'base64url');
   assert.equal(sig.length, 64);
   assert.equal(verify(null, Buffer.from(`${h}.${p}`), publicKeyOf(kp.privateKey), sig), true);
@@ -58,7 +70,10 @@ test('jwt.sign produces a compact EdDSA JWT that node:crypto verifies', () => {
 
 test('jwt.sign with a key made in Lua; empty header and payload', () => {
   const L = state();
-  const token = run(L, 'local pk, sk = sodium.crypto_sign_keypair(); sk_lua = sk; return jwt.sign(sk, {}, {})')!.toString('latin1');
+  const token = run(
+    L,
+    'local pk, sk = sodium.crypto_sign_keypair(); sk_lua = sk; return jwt.sign(sk, {}, {})',
+  )!.toString('latin1');
   const sk = run(L, 'return sk_lua')!;
   const [h, p, s] = token.split('.') as [string, string, string];
   assert.deepEqual(JSON.parse(Buffer.from(h, 'base64url').toString()), { alg: 'EdDSA', typ: 'JWT' });
@@ -72,6 +87,12 @@ test('jwt.sign argument errors', () => {
   assert.throws(() => run(L, 'jwt.sign(("x"):rep(32), {}, {})'), /bad argument #1 .*Malformed secret key/);
   assert.throws(() => run(L, 'local _, sk = sodium.crypto_sign_keypair(); jwt.sign(sk, "h", {})'), /bad argument #2/);
   assert.throws(() => run(L, 'local _, sk = sodium.crypto_sign_keypair(); jwt.sign(sk, {}, nil)'), /bad argument #3/);
-  assert.throws(() => run(L, 'local _, sk = sodium.crypto_sign_keypair(); jwt.sign(sk, {}, {f = print})'), /bad argument #3 .*cannot encode a function/);
-  assert.throws(() => run(L, 'local _, sk = sodium.crypto_sign_keypair(); jwt.sign(sk, {x = "\\255"}, {})'), /bad argument #2 .*not valid UTF-8/);
+  assert.throws(
+    () => run(L, 'local _, sk = sodium.crypto_sign_keypair(); jwt.sign(sk, {}, {f = print})'),
+    /bad argument #3 .*cannot encode a function/,
+  );
+  assert.throws(
+    () => run(L, 'local _, sk = sodium.crypto_sign_keypair(); jwt.sign(sk, {x = "\\255"}, {})'),
+    /bad argument #2 .*not valid UTF-8/,
+  );
 });

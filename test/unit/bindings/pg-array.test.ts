@@ -8,7 +8,8 @@ import { decodeArray, encodeArray, installPg } from '../../../src/bindings/pg.js
 import { conninfoToConfig, parseKeywordValue } from '../../../src/util/conninfo.js';
 
 const b = (s: string): Uint8Array => Buffer.from(s);
-const text = (a: readonly (Uint8Array | null)[]): (string | null)[] => a.map((x) => (x === null ? null : Buffer.from(x).toString('latin1')));
+const text = (a: readonly (Uint8Array | null)[]): (string | null)[] =>
+  a.map((x) => (x === null ? null : Buffer.from(x).toString('latin1')));
 
 function state(): LuaState {
   const L = newLuaState();
@@ -43,19 +44,40 @@ test('decode_array handles quoting, NULL, escapes, whitespace and dimensions', (
 });
 
 test('round trip of awkward strings, including binary bytes', () => {
-  const values = [b('"'), b('\\'), b(','), b('{'), b('}'), b(' lead'), b('trail '), b(''), null, b('NULL'), Uint8Array.from([0xff, 0, 0x80, 0x22])];
+  const values = [
+    b('"'),
+    b('\\'),
+    b(','),
+    b('{'),
+    b('}'),
+    b(' lead'),
+    b('trail '),
+    b(''),
+    null,
+    b('NULL'),
+    Uint8Array.from([0xff, 0, 0x80, 0x22]),
+  ];
   assert.deepEqual(text(decodeArray(encodeArray(values))), text(values));
 });
 
 test('pg:encode_array / pg:decode_array from Lua', () => {
   const L = state();
-  assert.deepEqual(run(L, `return pg:encode_array({'a', nil, 'b"c', 42, 1.5})`), [true, '{"a",NULL,"b\\"c","42","1.5"}']);
+  assert.deepEqual(run(L, `return pg:encode_array({'a', nil, 'b"c', 42, 1.5})`), [
+    true,
+    '{"a",NULL,"b\\"c","42","1.5"}',
+  ]);
   assert.deepEqual(
-    run(L, `local t = pg:decode_array('{a,NULL,"b\\\\"c",""}') return tostring(t[1]) .. '|' .. tostring(t[2]) .. '|' .. t[3] .. '|' .. t[4] .. '|' .. #t`),
+    run(
+      L,
+      `local t = pg:decode_array('{a,NULL,"b\\\\"c",""}') return tostring(t[1]) .. '|' .. tostring(t[2]) .. '|' .. t[3] .. '|' .. t[4] .. '|' .. #t`,
+    ),
     [true, 'a|nil|b"c||4'],
   );
   assert.deepEqual(
-    run(L, `local s = pg:encode_array({'x,y', '{}', '', '\\\\'}) local t = pg:decode_array(s) return t[1] .. t[2] .. '[' .. t[3] .. ']' .. t[4]`),
+    run(
+      L,
+      `local s = pg:encode_array({'x,y', '{}', '', '\\\\'}) local t = pg:decode_array(s) return t[1] .. t[2] .. '[' .. t[3] .. ']' .. t[4]`,
+    ),
     [true, 'x,y{}[]\\'],
   );
   const [ok, msg] = run(L, `return pg:encode_array({{}})`);
@@ -84,7 +106,9 @@ test('libpq keyword/value conninfo', () => {
     user: 'u',
     connectionTimeoutMillis: 5000,
   });
-  assert.deepEqual(conninfoToConfig('postgresql://u@%2Frun%2Fpostgresql/db'), { connectionString: 'postgresql://u@%2Frun%2Fpostgresql/db' });
+  assert.deepEqual(conninfoToConfig('postgresql://u@%2Frun%2Fpostgresql/db'), {
+    connectionString: 'postgresql://u@%2Frun%2Fpostgresql/db',
+  });
   assert.throws(() => conninfoToConfig('dbname'), /missing "="/);
   assert.throws(() => conninfoToConfig("password='abc"), /unterminated/);
   assert.throws(() => conninfoToConfig('sslcert=x'), /unsupported connection option "sslcert"/);
@@ -94,7 +118,10 @@ test('libpq keyword/value conninfo', () => {
 test('pg:new is lazy; bad conninfo and top-level execute are clear errors', () => {
   const L = state();
   // Nothing listens there: creating the object must not fail.
-  assert.deepEqual(run(L, `db = pg:new('host=/nonexistent/dir dbname=x user=y', 'myschema') return tostring(db)`), [true, 'pg.Connection']);
+  assert.deepEqual(run(L, `db = pg:new('host=/nonexistent/dir dbname=x user=y', 'myschema') return tostring(db)`), [
+    true,
+    'pg.Connection',
+  ]);
   const [ok, msg] = run(L, `return pg:new('dbname')`);
   assert.equal(ok, false);
   assert.match(msg, /missing "="/);

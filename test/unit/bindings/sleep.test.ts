@@ -22,7 +22,12 @@ test('sleep yields for about the given time and returns nothing', async () => {
   const L = state();
   const fn = compile(L, 'local n = select("#", sleep(0.05)); return n');
   const t0 = performance.now();
-  const n = await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false);
+  const n = await new CallbackRunner(L, { budgetMs: 1000 }).call(
+    fn,
+    () => 0,
+    collectNumber,
+    () => false,
+  );
   assert.equal(n, 0);
   assert.ok(performance.now() - t0 >= 45);
 });
@@ -33,7 +38,14 @@ test('other coroutines run while one sleeps', async () => {
   const runner = new CallbackRunner(L, { budgetMs: 1000 });
   const order: number[] = [];
   const run = (s: number, v: number) =>
-    runner.call(fn, (co) => (lua.lua_pushnumber(co, s), lua.lua_pushinteger(co, v), 2), collectNumber, () => false).then((x) => order.push(x));
+    runner
+      .call(
+        fn,
+        (co) => (lua.lua_pushnumber(co, s), lua.lua_pushinteger(co, v), 2),
+        collectNumber,
+        () => false,
+      )
+      .then((x) => order.push(x));
   await Promise.all([run(0.06, 1), run(0, 2), run(0.02, 3)]);
   assert.deepEqual(order, [2, 3, 1]);
 });
@@ -41,7 +53,15 @@ test('other coroutines run while one sleeps', async () => {
 test('sleep inside pcall and sleep(0)', async () => {
   const L = state();
   const fn = compile(L, 'local ok = pcall(sleep, 0.001); assert(ok); sleep(0); return 7');
-  assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 7);
+  assert.equal(
+    await new CallbackRunner(L, { budgetMs: 1000 }).call(
+      fn,
+      () => 0,
+      collectNumber,
+      () => false,
+    ),
+    7,
+  );
 });
 
 test('bad arguments are argument errors', async () => {
@@ -54,7 +74,15 @@ test('bad arguments are argument errors', async () => {
     ['sleep(0/0)', /bad argument #1 to 'sleep'/],
     ['sleep(1e10)', /bad argument #1 to 'sleep'/],
   ] as const) {
-    await assert.rejects(runner.call(compile(L, src), () => 0, () => 0, () => false), (e: unknown) => e instanceof CallbackFailed && re.test(e.message));
+    await assert.rejects(
+      runner.call(
+        compile(L, src),
+        () => 0,
+        () => 0,
+        () => false,
+      ),
+      (e: unknown) => e instanceof CallbackFailed && re.test(e.message),
+    );
   }
 });
 

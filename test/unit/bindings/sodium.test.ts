@@ -18,7 +18,9 @@ const run = (L: LuaState, src: string): unknown[] => runLua(L, src, 'bytes');
 
 test('sealed box round trip, binary-safe; tampering gives nil', () => {
   const L = state();
-  run(L, `
+  run(
+    L,
+    `
     local pk, sk = sodium.crypto_box_keypair()
     assert(#pk == 32 and #sk == 32)
     assert(sodium.crypto_scalarmult_base(sk) == pk)
@@ -32,7 +34,8 @@ test('sealed box round trip, binary-safe; tampering gives nil', () => {
     local pk2, sk2 = sodium.crypto_box_keypair()
     assert(sodium.crypto_box_seal_open(c, pk2, sk2) == nil)
     assert(sodium.crypto_box_seal_open(sodium.crypto_box_seal("", pk), pk, sk) == "")
-  `);
+  `,
+  );
 });
 
 test('sealed box opened by libsodium directly (interoperable bytes)', () => {
@@ -41,23 +44,37 @@ test('sealed box opened by libsodium directly (interoperable bytes)', () => {
   lua.lua_pushstring(L, kp.publicKey);
   lua.lua_setglobal(L, 'pk');
   const [c] = run(L, 'return sodium.crypto_box_seal("\\1\\2\\3\\200", pk)') as [Buffer];
-  assert.deepEqual(Buffer.from(sodium.crypto_box_seal_open(c, kp.publicKey, kp.privateKey)), Buffer.from([1, 2, 3, 200]));
+  assert.deepEqual(
+    Buffer.from(sodium.crypto_box_seal_open(c, kp.publicKey, kp.privateKey)),
+    Buffer.from([1, 2, 3, 200]),
+  );
 });
 
 test('wrong key sizes are argument errors with myproxy messages', () => {
   const L = state();
   assert.throws(() => run(L, 'sodium.crypto_box_seal("m", "short")'), /bad argument #2 .*Malformed public key/);
-  assert.throws(() => run(L, 'local pk = sodium.crypto_box_keypair(); sodium.crypto_box_seal_open(("x"):rep(60), pk, "bad")'), /bad argument #3 .*Malformed secret key/);
-  assert.throws(() => run(L, 'sodium.crypto_box_seal_open(("x"):rep(60), "bad", ("k"):rep(32))'), /Malformed public key/);
+  assert.throws(
+    () => run(L, 'local pk = sodium.crypto_box_keypair(); sodium.crypto_box_seal_open(("x"):rep(60), pk, "bad")'),
+    /bad argument #3 .*Malformed secret key/,
+  );
+  assert.throws(
+    () => run(L, 'sodium.crypto_box_seal_open(("x"):rep(60), "bad", ("k"):rep(32))'),
+    /Malformed public key/,
+  );
   assert.throws(() => run(L, 'sodium.crypto_scalarmult_base(("x"):rep(31))'), /Malformed secret key/);
   assert.throws(() => run(L, 'sodium.crypto_sign_detached("m", ("x"):rep(32))'), /Malformed secret key/);
-  assert.throws(() => run(L, 'sodium.crypto_sign_verify_detached(("s"):rep(64), "m", ("x"):rep(31))'), /Malformed public key/);
+  assert.throws(
+    () => run(L, 'sodium.crypto_sign_verify_detached(("s"):rep(64), "m", ("x"):rep(31))'),
+    /Malformed public key/,
+  );
   assert.throws(() => run(L, 'sodium.crypto_box_seal({}, ("x"):rep(32))'), /bad argument #1/);
 });
 
 test('sign and verify detached; bad signature size gives nil', () => {
   const L = state();
-  run(L, `
+  run(
+    L,
+    `
     local pk, sk = sodium.crypto_sign_keypair()
     assert(#pk == 32 and #sk == 64)
     local m = "message\\0with nul"
@@ -69,14 +86,17 @@ test('sign and verify detached; bad signature size gives nil', () => {
     assert(sodium.crypto_sign_verify_detached(bad, m, pk) == false)
     assert(sodium.crypto_sign_verify_detached(sig:sub(2), m, pk) == nil)
     assert(sodium.crypto_sign_verify_detached("", m, pk) == nil)
-  `);
+  `,
+  );
 });
 
 test('bin2hex and hex2bin, with bad input', () => {
   const L = state();
   const [hex] = run(L, 'return sodium.bin2hex("\\0\\1\\171\\255")') as [Buffer];
   assert.equal(hex.toString(), '0001abff');
-  run(L, `
+  run(
+    L,
+    `
     assert(sodium.hex2bin("0001abff") == "\\0\\1\\171\\255")
     assert(sodium.hex2bin("0001ABFF") == "\\0\\1\\171\\255")
     assert(sodium.hex2bin("") == "")
@@ -87,17 +107,21 @@ test('bin2hex and hex2bin, with bad input', () => {
     assert(sodium.hex2bin("\\255\\255") == nil)
     local r = sodium.randombytes(100)
     assert(sodium.hex2bin(sodium.bin2hex(r)) == r)
-  `);
+  `,
+  );
 });
 
 test('randombytes sizes and bounds', () => {
   const L = state();
-  run(L, `
+  run(
+    L,
+    `
     assert(#sodium.randombytes(1) == 1)
     assert(#sodium.randombytes(32) == 32)
     assert(#sodium.randombytes(1024 * 1024) == 1024 * 1024)
     assert(sodium.randombytes(32) ~= sodium.randombytes(32))
-  `);
+  `,
+  );
   assert.throws(() => run(L, 'sodium.randombytes(0)'), /bad argument #1 .*between 1 and 1048576/);
   assert.throws(() => run(L, 'sodium.randombytes(-5)'), /bad argument #1/);
   assert.throws(() => run(L, 'sodium.randombytes(1024 * 1024 + 1)'), /bad argument #1/);

@@ -36,7 +36,10 @@ function clientAnswer(password: string, scramble: Buffer): Buffer {
 }
 
 const authString = (password: string): string =>
-  '*' + sha1(sha1(Buffer.from(password))).toString('hex').toUpperCase();
+  '*' +
+  sha1(sha1(Buffer.from(password)))
+    .toString('hex')
+    .toUpperCase();
 
 /** Run a chunk; LUA_OK or the error status, with the result or message as text. */
 function doString(L: LuaState, src: string): { status: number; text: string } {
@@ -154,11 +157,15 @@ test("empty password: only stored '' matches, and connect sends an empty passwor
 test('the verified credential is opaque; verify needs a valid stored hash and the login', async () => {
   const shown = await handlerFor(`
     local v = client:verify_native_password('${authString('pw')}')
-    return client:err(tostring(v) .. ' ' .. type(v))`).open(new FakeSession()).onHandshakeResponse(nativeLogin('u', 'pw'));
+    return client:err(tostring(v) .. ' ' .. type(v))`)
+    .open(new FakeSession())
+    .onHandshakeResponse(nativeLogin('u', 'pw'));
   assert.deepEqual(shown, { kind: 'err', message: 'verified_credential userdata' });
 
   await assert.rejects(
-    handlerFor(`return client:verify_native_password('nativepw')`).open(new FakeSession()).onHandshakeResponse(nativeLogin('u', 'pw')),
+    handlerFor(`return client:verify_native_password('nativepw')`)
+      .open(new FakeSession())
+      .onHandshakeResponse(nativeLogin('u', 'pw')),
     (e: unknown) => e instanceof PolicyError && /stored hash must be/.test(e.message),
   );
 

@@ -16,7 +16,10 @@ const GREETING = writeHandshakeV10({
   connectionId: 7,
   scramble: Buffer.alloc(20, 0x41),
   capabilities:
-    Capability.CLIENT_PROTOCOL_41 | Capability.CLIENT_SECURE_CONNECTION | Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_LONG_PASSWORD,
+    Capability.CLIENT_PROTOCOL_41 |
+    Capability.CLIENT_SECURE_CONNECTION |
+    Capability.CLIENT_PLUGIN_AUTH |
+    Capability.CLIENT_LONG_PASSWORD,
   characterSet: 0x21,
   statusFlags: 2,
   authPluginName: 'mysql_native_password',
@@ -53,7 +56,9 @@ test('without a user, a greeting is enough: alive', async () => {
 });
 
 test('an ERR instead of the greeting is dead, with the server message', async () => {
-  const srv = await server((s) => s.end(writeErr(0, { errno: 1040, sqlState: '08004', message: 'Too many connections' })));
+  const srv = await server((s) =>
+    s.end(writeErr(0, { errno: 1040, sqlState: '08004', message: 'Too many connections' })),
+  );
   try {
     assert.deepEqual(await checkServer(srv.address, noLogin), {
       state: 'dead',

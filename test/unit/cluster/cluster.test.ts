@@ -98,8 +98,10 @@ const settle = async (): Promise<void> => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 };
 
-const stateOf = (c: Cluster, a: SocketAddress): NodeState => c.status().find((s) => label(s.address) === label(a))!.state;
-const suspectOf = (c: Cluster, a: SocketAddress): boolean => c.status().find((s) => label(s.address) === label(a))!.suspect;
+const stateOf = (c: Cluster, a: SocketAddress): NodeState =>
+  c.status().find((s) => label(s.address) === label(a))!.state;
+const suspectOf = (c: Cluster, a: SocketAddress): boolean =>
+  c.status().find((s) => label(s.address) === label(a))!.suspect;
 
 /** Addresses sorted by their hash for `account` (what order() gives when all states are equal). */
 function hashOrder(addresses: readonly SocketAddress[], account: string): SocketAddress[] {
@@ -132,7 +134,10 @@ for (const account of ['alice', 'bob', 'carol']) {
       assert.deepEqual(ro, [byHash[3]!, byHash[4]!, byHash[2]!, byHash[1]!, byHash[0]!].map(label));
       // select() gives the same order as candidates.
       const cands = await cluster.select(session(account), false);
-      assert.deepEqual(cands.map((c) => label(c.address)), expected.map(label));
+      assert.deepEqual(
+        cands.map((c) => label(c.address)),
+        expected.map(label),
+      );
       assert.ok(cands.every((c) => c.connectTimeoutMs === 1_000));
     } finally {
       cluster.stop();
@@ -152,9 +157,17 @@ test('order(): equal states fall back to the hash; pairs of states in both hash 
       const cluster = new Cluster('c', pair, options(), fake.check);
       cluster.start();
       await waitFor(() => stateOf(cluster, first) === worse && stateOf(cluster, second) === better, 'checked');
-      assert.deepEqual(cluster.order(Buffer.from(account), false).map(label), [second, first].map(label), `${worse} vs ${better}`);
+      assert.deepEqual(
+        cluster.order(Buffer.from(account), false).map(label),
+        [second, first].map(label),
+        `${worse} vs ${better}`,
+      );
       const roFirst = worse === 'read_only' ? first : second;
-      assert.equal(label(cluster.order(Buffer.from(account), true)[0]!), label(roFirst), `read_only: ${worse} vs ${better}`);
+      assert.equal(
+        label(cluster.order(Buffer.from(account), true)[0]!),
+        label(roFirst),
+        `read_only: ${worse} vs ${better}`,
+      );
       cluster.stop();
     }
   }
@@ -308,13 +321,22 @@ test('failover: failed() without monitoring sorts the node after equal peers, un
     throw new Error('no checks without monitoring');
   });
   const cands = await cluster.select(session(account), false);
-  assert.deepEqual(cands.map((c) => label(c.address)), byHash.map(label));
+  assert.deepEqual(
+    cands.map((c) => label(c.address)),
+    byHash.map(label),
+  );
   cands[0]!.failed!('connection refused');
   assert.equal(suspectOf(cluster, byHash[0]!), true);
-  assert.deepEqual(cluster.order(Buffer.from(account), false).map(label), [byHash[1]!, byHash[2]!, byHash[0]!].map(label));
+  assert.deepEqual(
+    cluster.order(Buffer.from(account), false).map(label),
+    [byHash[1]!, byHash[2]!, byHash[0]!].map(label),
+  );
   // Two suspects: both after the third, among themselves by hash.
   cands[1]!.failed!('connection refused');
-  assert.deepEqual(cluster.order(Buffer.from(account), false).map(label), [byHash[2]!, byHash[0]!, byHash[1]!].map(label));
+  assert.deepEqual(
+    cluster.order(Buffer.from(account), false).map(label),
+    [byHash[2]!, byHash[0]!, byHash[1]!].map(label),
+  );
   await waitFor(() => cluster.status().every((s) => !s.suspect), 'suspicion lapses');
   assert.deepEqual(cluster.order(Buffer.from(account), false).map(label), byHash.map(label));
   cluster.stop();
@@ -346,7 +368,13 @@ test('failover: with monitoring failed() triggers an early check; the node is su
   await waitFor(() => !suspectOf(cluster, first), 'check result clears suspicion');
   assert.deepEqual(cluster.order(Buffer.from(account), false).map(label), [first, second].map(label));
   // The failed connect was logged once, as an error.
-  assert.equal(logLines.filter((l) => l.stream === 'error' && l.line === `[early] node ${label(first)} failed a session connect: connection refused`).length, 1);
+  assert.equal(
+    logLines.filter(
+      (l) =>
+        l.stream === 'error' && l.line === `[early] node ${label(first)} failed a session connect: connection refused`,
+    ).length,
+    1,
+  );
   cluster.stop();
 });
 
@@ -404,7 +432,12 @@ test('disconnect_unavailable: sessions on worse nodes are closed when a better n
   const nodes = [tcp(3306), tcp(3307)];
   const [a, b] = nodes as [SocketAddress, SocketAddress];
   const fake = new FakeChecker({ [label(a)]: 'read_only', [label(b)]: 'dead' });
-  const cluster = new Cluster('c', nodes, options({ disconnectUnavailable: true, checkIntervalMs: 600_000 }), fake.check);
+  const cluster = new Cluster(
+    'c',
+    nodes,
+    options({ disconnectUnavailable: true, checkIntervalMs: 600_000 }),
+    fake.check,
+  );
   cluster.start();
   const cands = await cluster.select(session('ivy'), false);
   await waitFor(() => stateOf(cluster, a) === 'read_only' && stateOf(cluster, b) === 'dead', 'checked');
@@ -446,10 +479,16 @@ test('select() keys the order on the session account (undefined as empty)', asyn
   const cluster = new Cluster('c', nodes, options({ monitoring: false }));
   for (const account of ['alice', 'bob', '', 'ü']) {
     const cands = await cluster.select(session(account), false);
-    assert.deepEqual(cands.map((c) => label(c.address)), hashOrder(nodes, account).map(label));
+    assert.deepEqual(
+      cands.map((c) => label(c.address)),
+      hashOrder(nodes, account).map(label),
+    );
   }
   const none = await cluster.select(session(undefined), false);
-  assert.deepEqual(none.map((c) => label(c.address)), hashOrder(nodes, '').map(label));
+  assert.deepEqual(
+    none.map((c) => label(c.address)),
+    hashOrder(nodes, '').map(label),
+  );
 });
 
 test('a state change is logged once (info when usable, error otherwise)', async () => {

@@ -59,22 +59,49 @@ const ERRORS: [string, string][] = [
   [`mysql_cluster(${N}, {'monitoring'})`, 'Unknown option (key is not a string)'],
   [`mysql_cluster(${N}, {monitoring = 1})`, "Option 'monitoring' must be a boolean"],
   [`mysql_cluster(${N}, {monitoring = 'yes'})`, "Option 'monitoring' must be a boolean"],
-  [`mysql_cluster(${N}, {monitoring = true, no_read_only = 'true', user = 'u'})`, "Option 'no_read_only' must be a boolean"],
+  [
+    `mysql_cluster(${N}, {monitoring = true, no_read_only = 'true', user = 'u'})`,
+    "Option 'no_read_only' must be a boolean",
+  ],
   [`mysql_cluster(${N}, {monitoring = true, user = {}})`, "Option 'user' must be a string"],
-  [`mysql_cluster(${N}, {monitoring = true, check_interval = 0})`, "Option 'check_interval' must be a number of seconds from 0.1 to 86400"],
-  [`mysql_cluster(${N}, {monitoring = true, check_interval = -1})`, "Option 'check_interval' must be a number of seconds from 0.1 to 86400"],
-  [`mysql_cluster(${N}, {monitoring = true, check_interval = 'x'})`, "Option 'check_interval' must be a number of seconds from 0.1 to 86400"],
-  [`mysql_cluster(${N}, {monitoring = true, check_interval = 0/0})`, "Option 'check_interval' must be a number of seconds from 0.1 to 86400"],
-  [`mysql_cluster(${N}, {monitoring = true, check_interval = 86401})`, "Option 'check_interval' must be a number of seconds from 0.1 to 86400"],
-  [`mysql_cluster(${N}, {connect_timeout = 0})`, "Option 'connect_timeout' must be a number of seconds from 0.1 to 86400"],
-  [`mysql_cluster({'db.example:3306'})`, "Node 'db.example:3306' is not a numeric address (use mysql_resolve() for host names)"],
+  [
+    `mysql_cluster(${N}, {monitoring = true, check_interval = 0})`,
+    "Option 'check_interval' must be a number of seconds from 0.1 to 86400",
+  ],
+  [
+    `mysql_cluster(${N}, {monitoring = true, check_interval = -1})`,
+    "Option 'check_interval' must be a number of seconds from 0.1 to 86400",
+  ],
+  [
+    `mysql_cluster(${N}, {monitoring = true, check_interval = 'x'})`,
+    "Option 'check_interval' must be a number of seconds from 0.1 to 86400",
+  ],
+  [
+    `mysql_cluster(${N}, {monitoring = true, check_interval = 0/0})`,
+    "Option 'check_interval' must be a number of seconds from 0.1 to 86400",
+  ],
+  [
+    `mysql_cluster(${N}, {monitoring = true, check_interval = 86401})`,
+    "Option 'check_interval' must be a number of seconds from 0.1 to 86400",
+  ],
+  [
+    `mysql_cluster(${N}, {connect_timeout = 0})`,
+    "Option 'connect_timeout' must be a number of seconds from 0.1 to 86400",
+  ],
+  [
+    `mysql_cluster({'db.example:3306'})`,
+    "Node 'db.example:3306' is not a numeric address (use mysql_resolve() for host names)",
+  ],
   [`mysql_cluster({'localhost'})`, "Node 'localhost' is not a numeric address (use mysql_resolve() for host names)"],
   [`mysql_cluster({42})`, 'Node must be an address string or mysql_resolve() object, got number'],
   [`mysql_cluster({'127.0.0.1:3306', '127.0.0.1:3306'})`, "Duplicate node '127.0.0.1:3306'"],
   [`mysql_cluster({'127.0.0.1', '127.0.0.1:3306'})`, "Duplicate node '127.0.0.1:3306'"],
   [`mysql_cluster({'/run/a.sock', mysql_resolve('/run/a.sock')})`, "Duplicate node '/run/a.sock'"],
   [`mysql_cluster({'[::1]:3306', '[0:0:0:0:0:0:0:1]:3306'})`, "Duplicate node '[0:0:0:0:0:0:0:1]:3306'"],
-  [`mysql_cluster(${N}, {monitoring = true, check_interval = 0.0001})`, "Option 'check_interval' must be a number of seconds from 0.1 to 86400"],
+  [
+    `mysql_cluster(${N}, {monitoring = true, check_interval = 0.0001})`,
+    "Option 'check_interval' must be a number of seconds from 0.1 to 86400",
+  ],
   [`mysql_cluster()`, 'Invalid parameters'],
   [`mysql_cluster(${N}, {}, 3)`, 'Invalid parameters'],
 ];
@@ -142,7 +169,11 @@ test('cluster:pick(account) is deterministic and equals Cluster.order()[0]', () 
   const texts = ['127.0.0.1:3306', '127.0.0.1:3307', '127.0.0.1:3308', '[::1]:3306'];
   runLua(L, `c = mysql_cluster({${texts.map((t) => `'${t}'`).join(', ')}})`, 'utf8');
   const options: ClusterOptions = DEFAULT_CLUSTER_OPTIONS;
-  const reference = new Cluster('ref', texts.map((t) => parseAddress(t)), options);
+  const reference = new Cluster(
+    'ref',
+    texts.map((t) => parseAddress(t)),
+    options,
+  );
   const accounts = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'x', ''];
   const picked = new Set<string>();
   for (const phase of ['config', 'runtime']) {
@@ -154,10 +185,15 @@ test('cluster:pick(account) is deterministic and equals Cluster.order()[0]', () 
       assert.equal(a1, expected, `${phase} ${account}`);
       picked.add(a1);
     }
-    assert.deepEqual(runLua(L, `return c:pick()`, 'utf8'), [formatAddress(reference.order(Buffer.alloc(0), false)[0]!)]);
+    assert.deepEqual(runLua(L, `return c:pick()`, 'utf8'), [
+      formatAddress(reference.order(Buffer.alloc(0), false)[0]!),
+    ]);
   }
   assert.ok(picked.size >= 2, 'different accounts land on different nodes');
-  assert.match(errorOf(`return mysql_cluster({'127.0.0.1'}):pick({})`), /bad argument #1 to 'pick' \(string expected\)/); // method call: Lua counts without self
+  assert.match(
+    errorOf(`return mysql_cluster({'127.0.0.1'}):pick({})`),
+    /bad argument #1 to 'pick' \(string expected\)/,
+  ); // method call: Lua counts without self
   clusters.stopAll();
 });
 
@@ -178,7 +214,8 @@ test('two nodes that are one address after resolving host names are a configurat
   for (const p of address.pending) p.box.address = { kind: 'tcp', host: '127.0.0.1', port: 3306 };
   assert.throws(
     () => clusters.enterRuntime(),
-    (e: Error) => e.name === 'ConfigError' && e.message === "test:2: Duplicate node '127.0.0.1:3306' (after resolving host names)",
+    (e: Error) =>
+      e.name === 'ConfigError' && e.message === "test:2: Duplicate node '127.0.0.1:3306' (after resolving host names)",
   );
 });
 

@@ -41,7 +41,10 @@ test('nodeIdentity: IPv6 forms are 16 address bytes and the port big-endian', ()
 });
 
 test('nodeIdentity: Unix paths are their bytes and a NUL (as myproxy), abstract sockets a NUL and the name', () => {
-  assert.deepEqual(nodeIdentity({ kind: 'unix', path: '/run/mysqld/mysqld.sock' }), Buffer.from('/run/mysqld/mysqld.sock\0'));
+  assert.deepEqual(
+    nodeIdentity({ kind: 'unix', path: '/run/mysqld/mysqld.sock' }),
+    Buffer.from('/run/mysqld/mysqld.sock\0'),
+  );
   assert.deepEqual(nodeIdentity({ kind: 'unix', path: '/tmp/ü' }), hex`2f746d702f c3bc 00`);
   assert.deepEqual(nodeIdentity(parseAddress('@mysql')), hex`00 6d7973716c`);
   assert.deepEqual(nodeIdentity({ kind: 'abstract', name: hex`ff00` }), hex`00 ff00`);
@@ -84,11 +87,29 @@ test('ipv6Bytes accepts the text forms and rejects malformed ones with undefined
 //   python3 -c "import hashlib;d=hashlib.blake2b(bytes.fromhex(IDENTITY)+ACCOUNT,digest_size=16).digest();print(int.from_bytes(d[:8],'little'))"
 const VECTORS: { what: string; address: SocketAddress; identity: string; account: string; hash: bigint }[] = [
   // IDENTITY='7f0000010cea' ACCOUNT=b'alice'
-  { what: 'IPv4', address: tcp('127.0.0.1', 3306), identity: '7f0000010cea', account: 'alice', hash: 6232836458359724435n },
+  {
+    what: 'IPv4',
+    address: tcp('127.0.0.1', 3306),
+    identity: '7f0000010cea',
+    account: 'alice',
+    hash: 6232836458359724435n,
+  },
   // IDENTITY='00000000000000000000000000000001'+'0cea' ACCOUNT=b'bob'
-  { what: 'IPv6 ::1', address: tcp('::1', 3306), identity: '000000000000000000000000000000010cea', account: 'bob', hash: 4036584951564421553n },
+  {
+    what: 'IPv6 ::1',
+    address: tcp('::1', 3306),
+    identity: '000000000000000000000000000000010cea',
+    account: 'bob',
+    hash: 4036584951564421553n,
+  },
   // IDENTITY='20010db8000000000000000000000001'+'0cea' ACCOUNT=b'alice'
-  { what: 'IPv6', address: tcp('2001:db8::1', 3306), identity: '20010db80000000000000000000000010cea', account: 'alice', hash: 1658994977473725719n },
+  {
+    what: 'IPv6',
+    address: tcp('2001:db8::1', 3306),
+    identity: '20010db80000000000000000000000010cea',
+    account: 'alice',
+    hash: 1658994977473725719n,
+  },
   // IDENTITY=b'/run/mysqld/mysqld.sock\0'.hex() ACCOUNT=b'alice'
   {
     what: 'unix path',
@@ -98,9 +119,21 @@ const VECTORS: { what: string; address: SocketAddress; identity: string; account
     hash: 9634300040917169915n,
   },
   // IDENTITY='7f0000010cea' ACCOUNT=b''
-  { what: 'empty account', address: tcp('127.0.0.1', 3306), identity: '7f0000010cea', account: '', hash: 187780669066800616n },
+  {
+    what: 'empty account',
+    address: tcp('127.0.0.1', 3306),
+    identity: '7f0000010cea',
+    account: '',
+    hash: 187780669066800616n,
+  },
   // IDENTITY='00'+b'mysql'.hex() ACCOUNT=b'carol'
-  { what: 'abstract', address: { kind: 'abstract', name: Buffer.from('mysql') }, identity: '006d7973716c', account: 'carol', hash: 909322632558745404n },
+  {
+    what: 'abstract',
+    address: { kind: 'abstract', name: Buffer.from('mysql') },
+    identity: '006d7973716c',
+    account: 'carol',
+    hash: 909322632558745404n,
+  },
 ];
 
 for (const v of VECTORS) {

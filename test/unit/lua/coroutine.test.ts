@@ -18,9 +18,7 @@ function installWait(L: LuaState): void {
     const v = lua.lua_tonumber(L1, 2);
     return yieldOn(
       L1,
-      new Promise((resolve) =>
-        setTimeout(() => resolve((L2) => (pushNumber(L2, v), 1)), ms),
-      ),
+      new Promise((resolve) => setTimeout(() => resolve((L2) => (pushNumber(L2, v), 1)), ms)),
       'wait()',
     );
   });
@@ -33,7 +31,12 @@ test('a callback that yields is resumed with the operation result', async () => 
   const L = newLuaState();
   installWait(L);
   const fn = compile(L, 'local a = ... ; local b = wait(5, 40); return a + b');
-  const r = await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, (co) => (lua.lua_pushinteger(co, 2), 1), collectNumber, () => false);
+  const r = await new CallbackRunner(L, { budgetMs: 1000 }).call(
+    fn,
+    (co) => (lua.lua_pushinteger(co, 2), 1),
+    collectNumber,
+    () => false,
+  );
   assert.equal(r, 42);
 });
 
@@ -44,7 +47,14 @@ test('interleaved coroutines do not block each other', async () => {
   const runner = new CallbackRunner(L, { budgetMs: 1000 });
   const order: number[] = [];
   const run = (ms: number, v: number) =>
-    runner.call(fn, (co) => (lua.lua_pushinteger(co, ms), lua.lua_pushinteger(co, v), 2), collectNumber, () => false).then((x) => order.push(x));
+    runner
+      .call(
+        fn,
+        (co) => (lua.lua_pushinteger(co, ms), lua.lua_pushinteger(co, v), 2),
+        collectNumber,
+        () => false,
+      )
+      .then((x) => order.push(x));
   await Promise.all([run(40, 1), run(5, 2), run(20, 3)]);
   assert.deepEqual(order, [2, 3, 1]);
 });
@@ -53,14 +63,27 @@ test('yielding inside pcall works', async () => {
   const L = newLuaState();
   installWait(L);
   const fn = compile(L, 'local ok, v = pcall(wait, 1, 7); assert(ok); return v * 2');
-  assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 14);
+  assert.equal(
+    await new CallbackRunner(L, { budgetMs: 1000 }).call(
+      fn,
+      () => 0,
+      collectNumber,
+      () => false,
+    ),
+    14,
+  );
 });
 
 test('a Lua error rejects with the message and a traceback', async () => {
   const L = newLuaState();
   const fn = compile(L, 'local function inner() error("boom") end\ninner()');
   await assert.rejects(
-    new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, () => 0, () => false),
+    new CallbackRunner(L, { budgetMs: 1000 }).call(
+      fn,
+      () => 0,
+      () => 0,
+      () => false,
+    ),
     (e: unknown) =>
       e instanceof CallbackFailed &&
       /test:1: boom/.test(e.message) &&
@@ -73,15 +96,36 @@ test('a Lua error rejects with the message and a traceback', async () => {
 test('error() with a table value or nil still produces a message', async () => {
   const L = newLuaState();
   const runner = new CallbackRunner(L, { budgetMs: 1000 });
-  await assert.rejects(runner.call(compile(L, 'error({})'), () => 0, () => 0, () => false), /table: /);
-  await assert.rejects(runner.call(compile(L, 'error(nil)'), () => 0, () => 0, () => false), /error object is nil/);
+  await assert.rejects(
+    runner.call(
+      compile(L, 'error({})'),
+      () => 0,
+      () => 0,
+      () => false,
+    ),
+    /table: /,
+  );
+  await assert.rejects(
+    runner.call(
+      compile(L, 'error(nil)'),
+      () => 0,
+      () => 0,
+      () => false,
+    ),
+    /error object is nil/,
+  );
 });
 
 test('a runaway loop is stopped by the compute budget', async () => {
   const L = newLuaState();
   const fn = compile(L, 'while true do end');
   await assert.rejects(
-    new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, () => 0, () => false),
+    new CallbackRunner(L, { budgetMs: 50 }).call(
+      fn,
+      () => 0,
+      () => 0,
+      () => false,
+    ),
     /more than 50 ms without waiting/,
   );
 });
@@ -90,7 +134,15 @@ test('time spent waiting does not count against the budget', async () => {
   const L = newLuaState();
   installWait(L);
   const fn = compile(L, 'wait(120, 0); return 1');
-  assert.equal(await new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, collectNumber, () => false), 1);
+  assert.equal(
+    await new CallbackRunner(L, { budgetMs: 50 }).call(
+      fn,
+      () => 0,
+      collectNumber,
+      () => false,
+    ),
+    1,
+  );
 });
 
 test('a callback whose connection went away is cancelled instead of resumed', async () => {
@@ -104,7 +156,12 @@ test('a callback whose connection went away is cancelled instead of resumed', as
   lua.lua_setglobal(L, 'mark');
   const fn = compile(L, 'wait(10, 0); mark()');
   let cancelled = false;
-  const p = new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, () => 0, () => cancelled);
+  const p = new CallbackRunner(L, { budgetMs: 1000 }).call(
+    fn,
+    () => 0,
+    () => 0,
+    () => cancelled,
+  );
   cancelled = true;
   await assert.rejects(p, CallbackCancelled);
   assert.equal(resumedAfter, false);
@@ -113,13 +170,29 @@ test('a callback whose connection went away is cancelled instead of resumed', as
 test('a plain coroutine.yield from the callback is an error, not a hang', async () => {
   const L = newLuaState();
   const fn = compile(L, 'coroutine.yield()');
-  await assert.rejects(new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, () => 0, () => false), /without a pending operation/);
+  await assert.rejects(
+    new CallbackRunner(L, { budgetMs: 1000 }).call(
+      fn,
+      () => 0,
+      () => 0,
+      () => false,
+    ),
+    /without a pending operation/,
+  );
 });
 
 test('coroutines created by the script itself still work inside a callback', async () => {
   const L = newLuaState();
   const fn = compile(L, 'local co = coroutine.wrap(function() coroutine.yield(20) return 22 end); return co() + co()');
-  assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 42);
+  assert.equal(
+    await new CallbackRunner(L, { budgetMs: 1000 }).call(
+      fn,
+      () => 0,
+      collectNumber,
+      () => false,
+    ),
+    42,
+  );
 });
 
 test('an operation awaited at the top level is refused with an explanation', () => {
@@ -135,38 +208,83 @@ test('an operation awaited at the top level is refused with an explanation', () 
 test('the compute budget still applies after pcall caught an error', async () => {
   const L = newLuaState();
   const fn = compile(L, "pcall(error, 'x'); while true do end");
-  await assert.rejects(new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, () => 0, () => false), /more than 50 ms/);
+  await assert.rejects(
+    new CallbackRunner(L, { budgetMs: 50 }).call(
+      fn,
+      () => 0,
+      () => 0,
+      () => false,
+    ),
+    /more than 50 ms/,
+  );
   const fn2 = compile(L, "xpcall(error, function(m) return m end, 'x'); while true do end");
-  await assert.rejects(new CallbackRunner(L, { budgetMs: 50 }).call(fn2, () => 0, () => 0, () => false), /more than 50 ms/);
+  await assert.rejects(
+    new CallbackRunner(L, { budgetMs: 50 }).call(
+      fn2,
+      () => 0,
+      () => 0,
+      () => false,
+    ),
+    /more than 50 ms/,
+  );
 });
 
 test('pcall and xpcall keep their results and still allow yielding', async () => {
   const L = newLuaState();
   installWait(L);
-  const fn = compile(L, `
+  const fn = compile(
+    L,
+    `
     local ok1, v1 = pcall(wait, 1, 5)
     local ok2, e2 = pcall(error, 'bad', 0)
     local ok3, v3 = xpcall(function() return wait(1, 7) end, debug.traceback)
     assert(ok1 and not ok2 and e2 == 'bad' and ok3)
-    return v1 * v3`);
-  assert.equal(await new CallbackRunner(L, { budgetMs: 1000 }).call(fn, () => 0, collectNumber, () => false), 35);
+    return v1 * v3`,
+  );
+  assert.equal(
+    await new CallbackRunner(L, { budgetMs: 1000 }).call(
+      fn,
+      () => 0,
+      collectNumber,
+      () => false,
+    ),
+    35,
+  );
 });
 
 test('catching the budget error with pcall does not buy more time', async () => {
   const L = newLuaState();
   const fn = compile(L, 'local n = 0; while true do pcall(function() while true do end end); n = n + 1 end');
-  await assert.rejects(new CallbackRunner(L, { budgetMs: 50 }).call(fn, () => 0, () => 0, () => false), /more than 50 ms/);
+  await assert.rejects(
+    new CallbackRunner(L, { budgetMs: 50 }).call(
+      fn,
+      () => 0,
+      () => 0,
+      () => false,
+    ),
+    /more than 50 ms/,
+  );
 });
 
 test('an error object whose __tostring fails or that needs Lua to print still gives a message', async () => {
   const L = newLuaState();
   const runner = new CallbackRunner(L, { budgetMs: 1000 });
   await assert.rejects(
-    runner.call(compile(L, "error(setmetatable({}, {__tostring = function() return 'custom text' end}))"), () => 0, () => 0, () => false),
+    runner.call(
+      compile(L, "error(setmetatable({}, {__tostring = function() return 'custom text' end}))"),
+      () => 0,
+      () => 0,
+      () => false,
+    ),
     (e: unknown) => e instanceof CallbackFailed && /custom text/.test(e.message),
   );
   await assert.rejects(
-    runner.call(compile(L, "error(setmetatable({}, {__tostring = function() error('nested') end}))"), () => 0, () => 0, () => false),
+    runner.call(
+      compile(L, "error(setmetatable({}, {__tostring = function() error('nested') end}))"),
+      () => 0,
+      () => 0,
+      () => false,
+    ),
     (e: unknown) => e instanceof CallbackFailed && /error object is a table value/.test(e.message),
   );
 });

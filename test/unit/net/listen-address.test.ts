@@ -14,7 +14,10 @@ test('wildcards, numeric addresses, default ports, paths and abstract names', ()
   assert.equal(formatAddress(parseListenAddress('*', 5478)), '*:5478');
 });
 
-test('host names are refused with getaddrinfo\'s message, as myproxy does', () => {
-  assert.throws(() => parseListenAddress('localhost:8022', 9100), /Failed to resolve "localhost":"8022": Name or service not known/);
+test("host names are refused with getaddrinfo's message, as myproxy does", () => {
+  assert.throws(
+    () => parseListenAddress('localhost:8022', 9100),
+    /Failed to resolve "localhost":"8022": Name or service not known/,
+  );
   assert.throws(() => parseListenAddress('*:99999', 9100), /Port out of range/);
 });

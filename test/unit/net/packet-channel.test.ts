@@ -80,7 +80,7 @@ describe('PacketChannel', () => {
     }
     const stream = Buffer.concat(expected.map(([seq, p]) => packet(seq, p)));
     const writer = (async () => {
-      for (let at = 0; at < stream.length; ) {
+      for (let at = 0; at < stream.length;) {
         const n = rng.next() < 0.3 ? rng.int(1, 5) : rng.int(1, 70_000);
         await write(peer, stream.subarray(at, at + n));
         at += n;
@@ -172,7 +172,12 @@ describe('PacketChannel', () => {
     const { accepted, peer } = await connect();
     const channel = new PacketChannel(accepted, 1024);
     const first = packet(0, 'login');
-    const rest = Buffer.concat([packet(1, 'queued one'), packet(2, ''), packet(3, 'queued three'), packet(4, 'part').subarray(0, 6)]);
+    const rest = Buffer.concat([
+      packet(1, 'queued one'),
+      packet(2, ''),
+      packet(3, 'queued three'),
+      packet(4, 'part').subarray(0, 6),
+    ]);
     await write(peer, Buffer.concat([first, rest]));
     await sleep(20); // everything is in the receive buffer before the channel reads
     assertPacket(await channel.next(1000), 0, Buffer.from('login'));
@@ -214,7 +219,14 @@ describe('PacketChannel', () => {
     const channel = new PacketChannel(accepted, 2 * MAX);
     const big = Buffer.alloc(MAX + 10, 0x42);
     big.fill(0x43, MAX);
-    const bigFramed = Buffer.concat([le(MAX, 3), Buffer.of(1), big.subarray(0, MAX), le(10, 3), Buffer.of(2), big.subarray(MAX)]);
+    const bigFramed = Buffer.concat([
+      le(MAX, 3),
+      Buffer.of(1),
+      big.subarray(0, MAX),
+      le(10, 3),
+      Buffer.of(2),
+      big.subarray(MAX),
+    ]);
     const exactFramed = Buffer.concat([le(MAX, 3), Buffer.of(3), big.subarray(0, MAX), le(0, 3), Buffer.of(4)]);
     const rest = Buffer.concat([bigFramed, exactFramed, packet(5, 'tail')]);
     // One chunk holding everything, as the socket's next 'data' event (sockets read at most 64

@@ -101,7 +101,10 @@ async function pythonPeer(file: string): Promise<ChildProcess> {
 
 describe('parseCgroupFile', () => {
   test('cgroup v2: the 0:: line', () => {
-    assert.deepEqual(parseCgroupFile(b('0::/user.slice/user-1000.slice/session-42.scope\n')), ref('unified', '/user.slice/user-1000.slice/session-42.scope'));
+    assert.deepEqual(
+      parseCgroupFile(b('0::/user.slice/user-1000.slice/session-42.scope\n')),
+      ref('unified', '/user.slice/user-1000.slice/session-42.scope'),
+    );
   });
 
   test('hybrid layout: the 0:: line wins over name=systemd', () => {
@@ -160,7 +163,10 @@ describe('cgroup paths and mounts', () => {
       '32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n' +
       '40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n' +
       '41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n';
-    assert.deepEqual(parseCgroupMounts(hybrid), { unified: b('/sys/fs/cgroup/unified'), systemd: b('/sys/fs/cgroup/systemd') });
+    assert.deepEqual(parseCgroupMounts(hybrid), {
+      unified: b('/sys/fs/cgroup/unified'),
+      systemd: b('/sys/fs/cgroup/systemd'),
+    });
     const odd =
       '50 23 0:40 /sub /mnt/sub rw - cgroup2 cgroup2 rw\n' + // not the hierarchy's root: ignored
       '51 23 0:40 / /mnt/my\\040cg rw shared:9 master:2 - cgroup2 cgroup2 rw\n';
@@ -328,12 +334,7 @@ describe('getXattr', () => {
     fs.writeFileSync(file, '');
     const set = spawn(
       PYTHON,
-      [
-        '-c',
-        'import os, sys\n' +
-          'os.setxattr(sys.argv[1], "user.myproxy_t", b"\\x00\\xffval")\n',
-        file,
-      ],
+      ['-c', 'import os, sys\n' + 'os.setxattr(sys.argv[1], "user.myproxy_t", b"\\x00\\xffval")\n', file],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let err = '';
@@ -351,8 +352,14 @@ describe('getXattr', () => {
     assert.deepEqual(getXattr(b(file), b('user.myproxy_t')), b([0x00, 0xff, 0x76, 0x61, 0x6c]), 'Uint8Array arguments');
     assert.equal(getXattr(file, 'user.absent'), null);
     assert.equal(getXattr(path.join(tmpDir, 'no-such-file'), 'user.myproxy_t'), null);
-    assert.throws(() => getXattr(file, 'user.a\0b'), (e: Error & { code?: string }) => e.code === 'EINVAL');
-    assert.throws(() => getXattr(file, 'x'.repeat(300)), (e: Error & { code?: string }) => e.code === 'ENAMETOOLONG');
+    assert.throws(
+      () => getXattr(file, 'user.a\0b'),
+      (e: Error & { code?: string }) => e.code === 'EINVAL',
+    );
+    assert.throws(
+      () => getXattr(file, 'x'.repeat(300)),
+      (e: Error & { code?: string }) => e.code === 'ENAMETOOLONG',
+    );
     assert.throws(() => getXattr(file, 42 as unknown as string), TypeError);
   });
 
@@ -362,15 +369,19 @@ describe('getXattr', () => {
     try {
       const file = path.join(dir, 'f');
       fs.writeFileSync(file, '');
-      const set = spawn(PYTHON, [
+      const set = spawn(
+        PYTHON,
+        [
           '-c',
           'import os, sys\n' +
             'os.setxattr(sys.argv[1], "user.myproxy_max", b"m" * 4096)\n' +
             'os.setxattr(sys.argv[1], "user.myproxy_big", b"v" * 5000)\n',
           file,
-        ], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
+        ],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
       let err = '';
       set.stderr.on('data', (d: Buffer) => (err += d.toString()));
       const [code] = (await once(set, 'exit')) as [number | null];

@@ -218,7 +218,10 @@ for (const [name, Impl] of [
     test("a server's last packet arrives although it closed with our bytes unread", async () => {
       const r = await rig(Impl);
       try {
-        const err = framePayload(Buffer.from('\xff\x81\x04#08S01Got a packet bigger than max_allowed_packet', 'latin1'), 1);
+        const err = framePayload(
+          Buffer.from('\xff\x81\x04#08S01Got a packet bigger than max_allowed_packet', 'latin1'),
+          1,
+        );
         r.server.once('data', () => {
           // Answer the first bytes with an ERR and go away without reading the rest.
           r.server.write(err, () => r.server.destroy());
@@ -244,7 +247,12 @@ for (const [name, Impl] of [
           commands: [Command.COM_CHANGE_USER],
           onCommand: (packet) => {
             answered.push(packet[4]!);
-            return Promise.resolve({ toClient: framePayload(Buffer.from([0xff, 0xd3, 0x04, 0x23, 0x34, 0x32, 0x30, 0x30, 0x30]), packet[3]! + 1) });
+            return Promise.resolve({
+              toClient: framePayload(
+                Buffer.from([0xff, 0xd3, 0x04, 0x23, 0x34, 0x32, 0x30, 0x30, 0x30]),
+                packet[3]! + 1,
+              ),
+            });
           },
         },
       });
@@ -252,7 +260,10 @@ for (const [name, Impl] of [
         r.server.pause(); // the backend reads nothing
         r.client.on('data', () => undefined); // the client takes its answers
         const changeUser = framePayload(Buffer.from([Command.COM_CHANGE_USER, 0x78, 0]), 0);
-        const query = framePayload(Buffer.concat([Buffer.from([Command.COM_QUERY]), Buffer.alloc(1024 * 1024, 0x20)]), 0);
+        const query = framePayload(
+          Buffer.concat([Buffer.from([Command.COM_QUERY]), Buffer.alloc(1024 * 1024, 0x20)]),
+          0,
+        );
         let accepted = 0;
         const deadline = Date.now() + 1500;
         while (Date.now() < deadline && accepted < 200 * 1024 * 1024) {
@@ -267,7 +278,10 @@ for (const [name, Impl] of [
           accepted += chunk.length;
         }
         assert.ok(answered.length >= 1, 'at least one command was intercepted');
-        assert.ok(accepted < 64 * 1024 * 1024, `the relay took ${accepted} bytes from a client whose backend reads nothing`);
+        assert.ok(
+          accepted < 64 * 1024 * 1024,
+          `the relay took ${accepted} bytes from a client whose backend reads nothing`,
+        );
         await until(() => r.relay.stalledMs() > 100);
       } finally {
         r.cleanup();

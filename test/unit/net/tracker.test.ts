@@ -42,7 +42,11 @@ function rig(caps = 0, intercept: number[] = [], killFilter = false): Rig {
   const record = newRecordArray();
   const stats = new Float64Array(STATS_LENGTH);
   const t = addon.trackerNew(
-    encodeTrackerConfig({ capabilities: caps, track: true, killFilter, stats, onResponse: () => undefined }, intercept, 65536),
+    encodeTrackerConfig(
+      { capabilities: caps, track: true, killFilter, stats, onResponse: () => undefined },
+      intercept,
+      65536,
+    ),
     stats,
     null,
     record,
@@ -95,10 +99,20 @@ const command = (byte: number, body: Buffer | string = ''): Buffer =>
 const okPayload = (affected = 0, status = 2, warnings = 0, header = 0x00, insertId = 0): Buffer =>
   Buffer.concat([Buffer.from([header]), lenenc(affected), lenenc(insertId), u16(status), u16(warnings)]);
 const errPayload = (code: number): Buffer => Buffer.concat([Buffer.from([0xff]), u16(code), Buffer.from('#HY000oops')]);
-const eofPayload = (status = 2, warnings = 0): Buffer => Buffer.concat([Buffer.from([0xfe]), u16(warnings), u16(status)]);
+const eofPayload = (status = 2, warnings = 0): Buffer =>
+  Buffer.concat([Buffer.from([0xfe]), u16(warnings), u16(status)]);
 const colDef = (name: string): Buffer =>
-  Buffer.concat([lenenc(3), Buffer.from('def'), lenenc(0), lenenc(0), lenenc(0), lenenc(name.length), Buffer.from(name)]);
-const textRow = (...values: string[]): Buffer => Buffer.concat(values.flatMap((v) => [lenenc(v.length), Buffer.from(v)]));
+  Buffer.concat([
+    lenenc(3),
+    Buffer.from('def'),
+    lenenc(0),
+    lenenc(0),
+    lenenc(0),
+    lenenc(name.length),
+    Buffer.from(name),
+  ]);
+const textRow = (...values: string[]): Buffer =>
+  Buffer.concat(values.flatMap((v) => [lenenc(v.length), Buffer.from(v)]));
 
 /** Frames payloads with consecutive sequence ids from `seq`. */
 function frames(seq: number, ...payloads: Buffer[]): Buffer {
@@ -146,7 +160,20 @@ for (const deprecate of [false, true]) {
     });
 
     test('a text result set, fed whole and byte by byte', () => {
-      const response = frames(1, ...resultSet(deprecate, ['a', 'b'], [['1', ''], ['2', 'x'], ['', '']], 2, 1));
+      const response = frames(
+        1,
+        ...resultSet(
+          deprecate,
+          ['a', 'b'],
+          [
+            ['1', ''],
+            ['2', 'x'],
+            ['', ''],
+          ],
+          2,
+          1,
+        ),
+      );
       for (const split of [false, true]) {
         const r = rig(caps);
         r.client(command(Command.COM_QUERY, 'SELECT a, b FROM t'));
@@ -197,14 +224,17 @@ for (const deprecate of [false, true]) {
       // 300 data packets: the sequence id wraps to 0 on one whose first byte is COM_CHANGE_USER.
       const upload: Buffer[] = [];
       for (let i = 0; i < 300; i++) upload.push(framePayload(Buffer.from([0x11, 0x02, i & 0xff]), (2 + i) & 0xff));
-      upload.push(framePayload(Buffer.alloc(0), (302) & 0xff));
+      upload.push(framePayload(Buffer.alloc(0), 302 & 0xff));
       const bytes = Buffer.concat(upload);
       const fed = r.client(bytes);
       assert.deepEqual(fed, { consumed: bytes.length, stop: TrackerStop.GO });
       r.serverAll(frames(1, okPayload(300)));
       assert.equal(r.records.length, 1);
       assert.equal(r.records[0]!.affectedRows, 300);
-      assert.equal(r.records[0]!.bytesIn, command(Command.COM_QUERY, "LOAD DATA LOCAL INFILE 'f' INTO TABLE t").length + bytes.length);
+      assert.equal(
+        r.records[0]!.bytesIn,
+        command(Command.COM_QUERY, "LOAD DATA LOCAL INFILE 'f' INTO TABLE t").length + bytes.length,
+      );
       // After the upload, commands are commands again.
       assert.equal(r.client(command(Command.COM_CHANGE_USER, 'x')).stop, TrackerStop.INTERCEPT);
     });
@@ -212,7 +242,14 @@ for (const deprecate of [false, true]) {
     test('COM_STMT_PREPARE: parameter and column definitions', () => {
       const r = rig(caps);
       r.client(command(Command.COM_STMT_PREPARE, 'SELECT ? + ?'));
-      const prepOk = Buffer.concat([Buffer.from([0]), Buffer.from([1, 0, 0, 0]), u16(1), u16(2), Buffer.from([0]), u16(0)]);
+      const prepOk = Buffer.concat([
+        Buffer.from([0]),
+        Buffer.from([1, 0, 0, 0]),
+        u16(1),
+        u16(2),
+        Buffer.from([0]),
+        u16(0),
+      ]);
       const payloads = [prepOk, colDef('?'), colDef('?')];
       if (!deprecate) payloads.push(eofPayload());
       payloads.push(colDef('x'));
@@ -273,8 +310,13 @@ for (const deprecate of [false, true]) {
     test('COM_BINLOG_DUMP: events until EOF', () => {
       const r = rig(caps);
       r.client(command(Command.COM_BINLOG_DUMP, Buffer.alloc(10)));
-      r.serverAll(frames(1, Buffer.from([0, 1, 2, 3]), Buffer.from([0, 0xfe, 0xff, 7, 7, 7, 7, 7, 7, 7]), eofPayload()));
-      assert.deepEqual(r.records.map((x) => [x.command, x.outcome]), [[Command.COM_BINLOG_DUMP, 'ok']]);
+      r.serverAll(
+        frames(1, Buffer.from([0, 1, 2, 3]), Buffer.from([0, 0xfe, 0xff, 7, 7, 7, 7, 7, 7, 7]), eofPayload()),
+      );
+      assert.deepEqual(
+        r.records.map((x) => [x.command, x.outcome]),
+        [[Command.COM_BINLOG_DUMP, 'ok']],
+      );
       assert.deepEqual(r.untracked, []);
     });
 
@@ -291,16 +333,29 @@ for (const deprecate of [false, true]) {
       r.serverAll(rowBytes);
       assert.equal(r.records.length, 0);
       r.serverAll(framePayload(deprecate ? okPayload(0, 2, 0, 0xfe) : eofPayload(), 0));
-      assert.deepEqual(r.records.map((x) => [x.outcome, x.rows]), [['ok', 1]]);
+      assert.deepEqual(
+        r.records.map((x) => [x.outcome, x.rows]),
+        [['ok', 1]],
+      );
       assert.equal(r.records[0]!.bytesIn, query.length);
     });
 
     test('pipelined commands: responses are matched in order', () => {
       const r = rig(caps);
-      const cmds = Buffer.concat([command(Command.COM_PING), command(Command.COM_QUERY, 'SELECT 1'), command(Command.COM_INIT_DB, 'x')]);
+      const cmds = Buffer.concat([
+        command(Command.COM_PING),
+        command(Command.COM_QUERY, 'SELECT 1'),
+        command(Command.COM_INIT_DB, 'x'),
+      ]);
       assert.equal(r.client(cmds).consumed, cmds.length);
       assert.equal(addon.trackerInfo(r.t)[0], 3);
-      r.serverAll(Buffer.concat([frames(1, okPayload()), frames(1, ...resultSet(deprecate, ['1'], [['1']])), frames(1, errPayload(1049))]));
+      r.serverAll(
+        Buffer.concat([
+          frames(1, okPayload()),
+          frames(1, ...resultSet(deprecate, ['1'], [['1']])),
+          frames(1, errPayload(1049)),
+        ]),
+      );
       assert.deepEqual(
         r.records.map((x) => [x.command, x.outcome]),
         [
@@ -386,7 +441,8 @@ describe('tracker: local replies, interception, untracked sessions', () => {
   test('fuzzed server streams leave the tracker tracked or untracked, never failing', () => {
     for (let round = 0; round < 300; round++) {
       const r = rig(round % 2 === 0 ? DEPRECATE_EOF : 0);
-      for (let i = 0; i < 5; i++) r.client(command([Command.COM_QUERY, Command.COM_STMT_EXECUTE, Command.COM_PING][i % 3]!));
+      for (let i = 0; i < 5; i++)
+        r.client(command([Command.COM_QUERY, Command.COM_STMT_EXECUTE, Command.COM_PING][i % 3]!));
       const noise = randomBytes(1 + (round % 4000));
       // Sometimes plausible: real headers with random payloads.
       if (round % 3 === 0) {

@@ -1,7 +1,12 @@
 // The control protocol codec: myproxy's framing rules and error messages, the builder's padding.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { CONTROL_MAGIC, ControlCommand, ControlDatagramBuilder, parseControlDatagram } from '../../../src/protocol/control.js';
+import {
+  CONTROL_MAGIC,
+  ControlCommand,
+  ControlDatagramBuilder,
+  parseControlDatagram,
+} from '../../../src/protocol/control.js';
 
 test('a built datagram: magic, then each command with big-endian length and number, padded to 4', () => {
   const d = new ControlDatagramBuilder()
@@ -9,7 +14,10 @@ test('a built datagram: magic, then each command with big-endian length and numb
     .add(ControlCommand.FADE_CHILDREN, Buffer.from('x'))
     .add(ControlCommand.NOP, Buffer.alloc(0))
     .toBuffer();
-  assert.equal(d.toString('hex'), ['63046101', '00040014', Buffer.from('acct').toString('hex'), '00010008', '78000000', '00000000'].join(''));
+  assert.equal(
+    d.toString('hex'),
+    ['63046101', '00040014', Buffer.from('acct').toString('hex'), '00010008', '78000000', '00000000'].join(''),
+  );
   const parsed = parseControlDatagram(d);
   assert.equal(parsed.error, undefined);
   assert.deepEqual(
@@ -33,7 +41,10 @@ test("malformed datagrams get myproxy's messages; commands before the fault stil
   const bad = Buffer.concat([good, Buffer.from([0x00, 0x09, 0x00, 0x14, 0x41, 0x42, 0x43, 0x44])]);
   const r = parseControlDatagram(bad);
   assert.equal(r.error, 'partial payload (length=4, expected=9)');
-  assert.deepEqual(r.commands.map((c) => c.payload.toString()), ['a']);
+  assert.deepEqual(
+    r.commands.map((c) => c.payload.toString()),
+    ['a'],
+  );
 });
 
 test('random datagrams never throw', () => {

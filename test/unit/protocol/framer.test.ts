@@ -153,7 +153,8 @@ describe('PacketFramer on a stream with >16 MiB logical packets', () => {
 
   test('cut at and around every physical header', () => {
     const cuts = new Set<number>();
-    for (const h of large.headers) for (let d = -2; d <= 5; d++) cuts.add(Math.min(large.stream.length, Math.max(0, h + d)));
+    for (const h of large.headers)
+      for (let d = -2; d <= 5; d++) cuts.add(Math.min(large.stream.length, Math.max(0, h + d)));
     const sorted = [...cuts].sort((a, b) => a - b);
     const framer = new PacketFramer(2 * MAX);
     assertPackets(feed(framer, splitAt(large.stream, sorted)), large.packets, 'header cuts');
@@ -214,12 +215,15 @@ describe('PacketFramer limits', () => {
   test('maxPayload + 1 throws PacketTooLargeError as soon as the header is complete', () => {
     const framer = new PacketFramer(100);
     assert.deepEqual(framer.push(hdr(101, 0).subarray(0, 3)), []);
-    assert.throws(() => framer.push(hdr(101, 0).subarray(3)), (e) => {
-      assert.ok(e instanceof PacketTooLargeError);
-      assert.ok(e instanceof ProxyError);
-      assert.equal(e.code, 'MYP_PACKET_TOO_LARGE');
-      return true;
-    });
+    assert.throws(
+      () => framer.push(hdr(101, 0).subarray(3)),
+      (e) => {
+        assert.ok(e instanceof PacketTooLargeError);
+        assert.ok(e instanceof ProxyError);
+        assert.equal(e.code, 'MYP_PACKET_TOO_LARGE');
+        return true;
+      },
+    );
   });
 
   test('a 0xFFFFFF continuation header over a smaller limit throws', () => {

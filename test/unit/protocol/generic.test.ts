@@ -59,7 +59,10 @@ describe('ERR packet', () => {
 
   test('writeErr pads or cuts the SQL state to 5 characters', () => {
     assert.deepEqual(unframe(writeErr(0, { errno: 1, sqlState: 'HY', message: '' }), 0), hex`ff 0100 23 ${'HY000'}`);
-    assert.deepEqual(unframe(writeErr(0, { errno: 1, sqlState: '4200077', message: '' }), 0), hex`ff 0100 23 ${'42000'}`);
+    assert.deepEqual(
+      unframe(writeErr(0, { errno: 1, sqlState: '4200077', message: '' }), 0),
+      hex`ff 0100 23 ${'42000'}`,
+    );
   });
 
   test('round trip', () => {
@@ -143,7 +146,11 @@ describe('AuthSwitchRequest', () => {
   test('malformed AuthSwitchRequests', () => {
     assert.throws(() => parseAuthSwitchRequest(hex`fe 00 ${scramble} 00`), MalformedPacketError, 'empty plugin name');
     assert.throws(() => parseAuthSwitchRequest(hex`fe`), MalformedPacketError, 'old-style switch: no name at all');
-    assert.throws(() => parseAuthSwitchRequest(hex`fe ${'mysql_native_password'}`), MalformedPacketError, 'no terminator');
+    assert.throws(
+      () => parseAuthSwitchRequest(hex`fe ${'mysql_native_password'}`),
+      MalformedPacketError,
+      'no terminator',
+    );
     assert.throws(() => parseAuthSwitchRequest(hex`00 ${nul('p')}`), MalformedPacketError, 'wrong header');
     assert.throws(() => parseAuthSwitchRequest(Buffer.alloc(0)), MalformedPacketError, 'empty');
   });

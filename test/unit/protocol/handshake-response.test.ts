@@ -63,7 +63,12 @@ const cases41: Case[] = [
     name: 'with CONNECT_WITH_DB',
     serverCaps: ALL,
     payload: hex`${head41(PROTOCOL_41 | SECURE_CONNECTION | CONNECT_WITH_DB)} ${nul('alice')} 14 ${scramble20} ${nul('shop')}`,
-    expected: { ...base, capabilities: PROTOCOL_41 | SECURE_CONNECTION | CONNECT_WITH_DB, database: 'shop', authPluginName: '' },
+    expected: {
+      ...base,
+      capabilities: PROTOCOL_41 | SECURE_CONNECTION | CONNECT_WITH_DB,
+      database: 'shop',
+      authPluginName: '',
+    },
   },
   {
     name: 'with PLUGIN_AUTH',
@@ -103,13 +108,19 @@ const cases41: Case[] = [
     name: 'CONNECT_ATTRS are skipped, a trailing zstd level byte is ignored',
     serverCaps: ALL,
     payload: (() => {
-      const kv = Buffer.concat([lenencStr('_client_name'), lenencStr('libmariadb'), lenencStr('_os'), lenencStr('Linux')]);
+      const kv = Buffer.concat([
+        lenencStr('_client_name'),
+        lenencStr('libmariadb'),
+        lenencStr('_os'),
+        lenencStr('Linux'),
+      ]);
       const caps = PROTOCOL_41 | SECURE_CONNECTION | LENENC_CLIENT_DATA | CONNECT_WITH_DB | PLUGIN_AUTH | CONNECT_ATTRS;
       return hex`${head41(caps)} ${nul('alice')} 14 ${scramble20} ${nul('shop')} ${nul('mysql_native_password')} ${lenenc(kv.length)} ${kv} 03`;
     })(),
     expected: {
       ...base,
-      capabilities: PROTOCOL_41 | SECURE_CONNECTION | LENENC_CLIENT_DATA | CONNECT_WITH_DB | PLUGIN_AUTH | CONNECT_ATTRS,
+      capabilities:
+        PROTOCOL_41 | SECURE_CONNECTION | LENENC_CLIENT_DATA | CONNECT_WITH_DB | PLUGIN_AUTH | CONNECT_ATTRS,
       database: 'shop',
       authPluginName: 'mysql_native_password',
     },
@@ -155,7 +166,12 @@ const cases41: Case[] = [
     name: 'CONNECT_WITH_DB set but the packet ends after the auth response',
     serverCaps: ALL,
     payload: hex`${head41(PROTOCOL_41 | SECURE_CONNECTION | CONNECT_WITH_DB)} ${nul('alice')} 14 ${scramble20}`,
-    expected: { ...base, capabilities: PROTOCOL_41 | SECURE_CONNECTION | CONNECT_WITH_DB, database: '', authPluginName: '' },
+    expected: {
+      ...base,
+      capabilities: PROTOCOL_41 | SECURE_CONNECTION | CONNECT_WITH_DB,
+      database: '',
+      authPluginName: '',
+    },
   },
 ];
 
@@ -234,7 +250,10 @@ describe('parseHandshakeResponse', () => {
 
   test('auth response shorter than its length byte / lenenc length: malformed', () => {
     const caps = PROTOCOL_41 | SECURE_CONNECTION;
-    assert.throws(() => parseHandshakeResponse(hex`${head41(caps)} ${nul('u')} 15 ${scramble20}`, ALL), MalformedPacketError);
+    assert.throws(
+      () => parseHandshakeResponse(hex`${head41(caps)} ${nul('u')} 15 ${scramble20}`, ALL),
+      MalformedPacketError,
+    );
     const lenencCaps = caps | LENENC_CLIENT_DATA;
     assert.throws(
       () => parseHandshakeResponse(hex`${head41(lenencCaps)} ${nul('u')} fc 2c01 ${Buffer.alloc(299)}`, ALL),
@@ -328,7 +347,11 @@ describe('writeHandshakeResponse41', () => {
       const database = Buffer.alloc(300 - n, 0x64);
       const framed = writeHandshakeResponse41({ ...options, user, database }, 1);
       const r = parseHandshakeResponse(framed.subarray(4), ALL);
-      assert.deepEqual([r.user, r.authResponse, r.database, r.authPluginName], [user, scramble20, database, 'mysql_native_password'], `user of ${n} bytes`);
+      assert.deepEqual(
+        [r.user, r.authResponse, r.database, r.authPluginName],
+        [user, scramble20, database, 'mysql_native_password'],
+        `user of ${n} bytes`,
+      );
     }
   });
 
@@ -336,13 +359,19 @@ describe('writeHandshakeResponse41', () => {
     const long = Buffer.alloc(256, 1);
     assert.throws(() => writeHandshakeResponse41({ ...options, authResponse: long }, 1), MalformedPacketError);
     const caps = options.capabilities | LENENC_CLIENT_DATA;
-    const r = parseHandshakeResponse(writeHandshakeResponse41({ ...options, capabilities: caps, authResponse: long }, 1).subarray(4), ALL);
+    const r = parseHandshakeResponse(
+      writeHandshakeResponse41({ ...options, capabilities: caps, authResponse: long }, 1).subarray(4),
+      ALL,
+    );
     assert.deepEqual(r.authResponse, long);
   });
 
   test('a NUL-terminated auth response cannot contain NUL', () => {
     const caps = PROTOCOL_41 | PLUGIN_AUTH;
-    assert.throws(() => writeHandshakeResponse41({ ...options, capabilities: caps, authResponse: Buffer.of(1, 0, 2) }, 1), MalformedPacketError);
+    assert.throws(
+      () => writeHandshakeResponse41({ ...options, capabilities: caps, authResponse: Buffer.of(1, 0, 2) }, 1),
+      MalformedPacketError,
+    );
   });
 });
 

@@ -174,7 +174,8 @@ describe('writeHandshakeV10', () => {
     serverVersion: Buffer.from('5.7.99-myproxy'),
     connectionId: 0x01020304,
     scramble,
-    capabilities: (REMEMBER_OPTIONS | PLUGIN_AUTH | SECURE_CONNECTION | PROTOCOL_41 | CONNECT_WITH_DB | LONG_PASSWORD) >>> 0,
+    capabilities:
+      (REMEMBER_OPTIONS | PLUGIN_AUTH | SECURE_CONNECTION | PROTOCOL_41 | CONNECT_WITH_DB | LONG_PASSWORD) >>> 0,
     characterSet: 0x21,
     statusFlags: 0x0002,
     authPluginName: 'mysql_native_password',

@@ -34,7 +34,17 @@ test('parseColumnCount: length-encoded counts', () => {
 });
 
 test('parseColumnCount: zero, NULL, 0xff, truncation and trailing bytes are malformed', () => {
-  for (const bad of [hex`00`, hex``, hex`fb`, hex`ff`, hex`fc 01`, hex`fd 01 02`, hex`fe 01 02 03`, hex`01 00`, hex`fc 01 00 00`]) {
+  for (const bad of [
+    hex`00`,
+    hex``,
+    hex`fb`,
+    hex`ff`,
+    hex`fc 01`,
+    hex`fd 01 02`,
+    hex`fe 01 02 03`,
+    hex`01 00`,
+    hex`fc 01 00 00`,
+  ]) {
     assert.throws(() => parseColumnCount(bad), malformed, bad.toString('hex'));
   }
   assert.throws(() => parseColumnCount(hex`00`), /column count 0/);

@@ -96,11 +96,7 @@ describe('PacketWriter fields', () => {
       .int8(2 ** 53 - 1);
     assert.deepEqual(
       w.payload(),
-      Buffer.concat([
-        hex`ab ff 3412 ffff 563412 efcdab89 ffffffff`,
-        le(0x0102030405, 8),
-        le(2 ** 53 - 1, 8),
-      ]),
+      Buffer.concat([hex`ab ff 3412 ffff 563412 efcdab89 ffffffff`, le(0x0102030405, 8), le(2 ** 53 - 1, 8)]),
     );
     assert.equal(w.length, 1 + 1 + 2 + 2 + 3 + 4 + 4 + 8 + 8);
   });

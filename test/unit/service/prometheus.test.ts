@@ -9,7 +9,11 @@ const MYPROXY: [string, string, 'counter' | 'gauge'][] = [
   ['event_loop_iterations', 'Total number of EventLoop iterations', 'counter'],
   ['event_loop_idle_duration', 'Total duration waiting for events', 'counter'],
   ['event_loop_busy_duration', 'Total duration handling events', 'counter'],
-  ['myproxy_connections_accepted', 'Number of accepted MySQL connections (including those that were rejected later)', 'counter'],
+  [
+    'myproxy_connections_accepted',
+    'Number of accepted MySQL connections (including those that were rejected later)',
+    'counter',
+  ],
   ['myproxy_connections_rejected', 'Number of rejected MySQL connections', 'counter'],
   ['myproxy_client_bytes_received', 'Number of bytes received from clients', 'counter'],
   ['myproxy_client_packets_received', 'Number of packets received from clients', 'counter'],
@@ -35,7 +39,7 @@ const MYPROXY: [string, string, 'counter' | 'gauge'][] = [
   ['myproxy_server_query_wait', 'Total wait time for query results', 'counter'],
 ];
 
-test("every myproxy metric, with its name, type and HELP text, and values from the counters", async () => {
+test('every myproxy metric, with its name, type and HELP text, and values from the counters', async () => {
   const m = new ProxyMetrics();
   m.connectionsAccepted = 7;
   m.luaErrors = 2;

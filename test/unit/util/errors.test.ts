@@ -31,7 +31,12 @@ function tableAfter(text: string, heading: string): string[][] {
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith('|')) break;
-    rows.push(line.split('|').slice(1, -1).map((c) => c.trim()));
+    rows.push(
+      line
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim()),
+    );
   }
   return rows;
 }
@@ -106,7 +111,8 @@ test('no code outside the catalogue writes an error number or SQLSTATE of its ow
     const lines = readFileSync(file, 'utf8').split('\n');
     lines.forEach((line, i) => {
       const theHelper = rel === 'src/proxy/client-login.ts' && line.includes('return writeErr(');
-      if ((sqlState.test(line) || handBuilt.test(line)) && !theHelper) offenders.push(`${rel}:${i + 1}: ${line.trim()}`);
+      if ((sqlState.test(line) || handBuilt.test(line)) && !theHelper)
+        offenders.push(`${rel}:${i + 1}: ${line.trim()}`);
     });
   }
   assert.deepEqual(offenders, []);

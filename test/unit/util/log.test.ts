@@ -2,7 +2,15 @@
 // bytes that should be text, and the rate limit of repeated lines.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { LogRateLimit, escapeLogText, logError, logInfo, quote, quoteBytes, setLogSinks } from '../../../src/util/log.js';
+import {
+  LogRateLimit,
+  escapeLogText,
+  logError,
+  logInfo,
+  quote,
+  quoteBytes,
+  setLogSinks,
+} from '../../../src/util/log.js';
 
 test('every control character, C1 control, line separator and lone surrogate becomes visible', () => {
   assert.equal(escapeLogText('plain text, ünïcödé ✓'), 'plain text, ünïcödé ✓');
