@@ -4,7 +4,7 @@
 import type { ProxyMetrics } from '../util/metrics.js';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, pushObject, testObject, checkObject } from '../lua/class.js';
-import { pushBytes, pushNumber, toBuffer, typeName } from '../lua/convert.js';
+import { pushBytes, pushNumber, toBuffer, toText, typeName } from '../lua/convert.js';
 import { CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
 import { parseStoredNativeHash, recoverNativePasswordSha1, sha1 } from '../auth/native-password.js';
 import {} from '../protocol/constants.js';
@@ -15,8 +15,13 @@ import {
   type ClientSession,
   type ConnectAction,
   type ConnectTarget,
+  type CommandAction,
+  type CommandResult,
   type ErrAction,
+  type ForwardAction,
   type InitDbAction,
+  type OkAction,
+  type ResultAction,
   type LoginAction,
   type LoginRequest,
   type SessionHandler,
@@ -24,7 +29,8 @@ import {
 } from '../proxy/handler.js';
 import { checkAddressArg } from './address.js';
 import { installCgroup, pushClientCgroup } from './cgroup.js';
-import { ClientErrors } from '../util/errors.js';
+import { ClientErrors, GENERAL_SQLSTATE } from '../util/errors.js';
+import { checkForward, checkOk, checkResult, installNull, pushResultInfo } from './commands.js';
 
 export const CLIENT_CLASS = 'myproxy.client';
 export const ACTION_CLASS = 'myproxy.action';
@@ -51,7 +57,7 @@ interface LuaClient {
   user: Buffer | undefined;
 }
 
-type Action = ErrAction | ConnectAction | InitDbAction;
+type Action = ErrAction | ConnectAction | InitDbAction | ForwardAction | OkAction | ResultAction;
 
 /** Other bindings (clusters) register here to be accepted as client:connect() targets. */
 export type TargetChecker = (L: LuaState, idx: number) => ConnectTarget | undefined;
@@ -80,13 +86,46 @@ function pushOptionalNumber(L: LuaState, n: number | undefined): void {
   else pushNumber(L, n);
 }
 
+/** client:err(message [, code [, sqlstate]]): refuse (a login, a database, a command) with this ERR. */
 const clientErr = (L: LuaState): number => {
   checkClient(L, 1);
-  if (lua.lua_gettop(L) !== 2 || lua.lua_type(L, 2) !== lua.LUA_TSTRING) {
-    return lauxlib.luaL_error(L, 'client:err() expects one string argument');
+  const n = lua.lua_gettop(L);
+  if (n < 2 || n > 4 || lua.lua_type(L, 2) !== lua.LUA_TSTRING) {
+    return lauxlib.luaL_error(L, 'client:err() expects a message string [, an error code [, a SQLSTATE]]');
   }
   const message = to_jsstring(lua.lua_tolstring(L, 2)!, undefined, undefined, true);
-  pushObject(L, ACTION_CLASS, { kind: 'err', message } satisfies ErrAction);
+  if (n === 2 || (n === 3 && lua.lua_type(L, 3) === lua.LUA_TNIL)) {
+    pushObject(L, ACTION_CLASS, { kind: 'err', message } satisfies ErrAction);
+    return 1;
+  }
+  const errno = lua.lua_type(L, 3) === lua.LUA_TNUMBER ? lua.lua_tonumber(L, 3) : NaN;
+  if (!Number.isInteger(errno) || errno < 1000 || errno > 65535) {
+    return lauxlib.luaL_error(L, 'client:err(): the error code must be an integer from 1000 to 65535');
+  }
+  const sqlState = n === 4 && lua.lua_type(L, 4) !== lua.LUA_TNIL ? toText(L, 4) : GENERAL_SQLSTATE;
+  if (sqlState === undefined || !/^[0-9A-Z]{5}$/.test(sqlState)) {
+    return lauxlib.luaL_error(L, 'client:err(): the SQLSTATE must be five digits or capital letters');
+  }
+  const error = { code: 'MYP_LUA_REFUSED', errno, sqlState, message: '' };
+  pushObject(L, ACTION_CLASS, { kind: 'err', message, error } satisfies ErrAction);
+  return 1;
+};
+
+const clientForward = (L: LuaState): number => {
+  checkClient(L, 1);
+  pushObject(L, ACTION_CLASS, checkForward(L));
+  return 1;
+};
+
+const clientOk = (L: LuaState): number => {
+  checkClient(L, 1);
+  pushObject(L, ACTION_CLASS, checkOk(L));
+  return 1;
+};
+
+const clientResult = (L: LuaState): number => {
+  checkClient(L, 1);
+  pushObject(L, ACTION_CLASS, checkResult(L));
   return 1;
 };
 
@@ -238,10 +277,10 @@ const clientConnect = (L: LuaState): number => {
   return 1;
 };
 
-/** client:err(), client:connect(), ... by name (a null-prototype table: keys come from scripts). */
 /** The keys of client:connect()'s options table (argument 4). */
 export const CONNECT_OPTIONS = ['read_only'] as const;
 
+/** client:err(), client:connect(), ... by name (a null-prototype table: keys come from scripts). */
 export const CLIENT_METHODS: Readonly<Record<string, (L: LuaState) => number>> = Object.freeze(
   Object.assign(Object.create(null) as Record<string, (L: LuaState) => number>, {
     err: clientErr,
@@ -249,6 +288,9 @@ export const CLIENT_METHODS: Readonly<Record<string, (L: LuaState) => number>> =
     init_db: clientInitDb,
     deny: clientDeny,
     verify_native_password: clientVerifyNativePassword,
+    forward: clientForward,
+    ok: clientOk,
+    result: clientResult,
   }),
 );
 
@@ -334,6 +376,7 @@ const clientToString = (L: LuaState): number => {
 export function installClient(L: LuaState): void {
   defineClass(L, CLIENT_CLASS, { __index: clientIndex, __newindex: clientNewIndex, __tostring: clientToString });
   installCgroup(L);
+  installNull(L);
   defineClass(L, ACTION_CLASS, {
     __tostring: (L1) => {
       const a = checkObject<Action>(L1, 1, ACTION_CLASS);
@@ -358,6 +401,9 @@ export interface HandlerRefs {
   readonly onCommandPhase: number | undefined;
   readonly onInitDb: number | undefined;
   readonly onKill?: number | undefined;
+  readonly onQuery?: number | undefined;
+  readonly onCommand?: number | undefined;
+  readonly onResult?: number | undefined;
   /** mysql_listen option `auth` (default 'clear'). */
   readonly auth?: ClientAuthMode;
   /** mysql_listen option `local_infile` (default false). */
@@ -469,7 +515,7 @@ class LuaSessionHooks {
       },
       (co, n) => {
         const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
-        if (a === undefined || a.kind === 'init_db') {
+        if (a === undefined || (a.kind !== 'connect' && a.kind !== 'err')) {
           throw new CallbackFailed(
             `Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:connect(...) or client:err(...)`,
           );
@@ -510,7 +556,7 @@ class LuaSessionHooks {
       },
       (co, n) => {
         const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
-        if (a === undefined || a.kind === 'connect') {
+        if (a === undefined || (a.kind !== 'init_db' && a.kind !== 'err')) {
           throw new CallbackFailed(
             `Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:init_db(name) or client:err(...)`,
           );
@@ -527,6 +573,61 @@ class LuaSessionHooks {
     if (this.#client.notesRef !== lauxlib.LUA_NOREF)
       lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, this.#client.notesRef);
   }
+}
+
+/** What on_query and on_command may return: nothing (forward as it is) or one of the command actions. */
+function collectCommandAction(hook: string) {
+  return (co: LuaState, n: number): CommandAction | undefined => {
+    if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return undefined;
+    const a = testObject<Action>(co, n, ACTION_CLASS);
+    if (a === undefined || a.kind === 'connect' || a.kind === 'init_db') {
+      throw new CallbackFailed(
+        `Bad return value (${a === undefined ? typeName(co, n) : `client:${a.kind}()`}): ${hook} returns nothing, ` +
+          'client:forward(), client:err(), client:ok() or client:result()',
+      );
+    }
+    return a;
+  };
+}
+
+/** on_query(client, sql). */
+function callOnQuery(this: LuaSessionHooks, sql: Buffer): Promise<CommandAction | undefined> {
+  return this.callWith(
+    'on_query',
+    (handler) => handler.refs.onQuery!,
+    (co) => {
+      pushBytes(co, sql);
+      return 1;
+    },
+    collectCommandAction('on_query'),
+  );
+}
+
+/** on_command(client, name, payload). */
+function callOnCommand(this: LuaSessionHooks, name: string, payload: Buffer): Promise<CommandAction | undefined> {
+  return this.callWith(
+    'on_command',
+    (handler) => handler.refs.onCommand!,
+    (co) => {
+      lua.lua_pushstring(co, name);
+      pushBytes(co, payload);
+      return 2;
+    },
+    collectCommandAction('on_command'),
+  );
+}
+
+/** on_result(client, info): its return value is ignored. */
+function callOnResult(this: LuaSessionHooks, result: CommandResult): Promise<void> {
+  return this.callWith(
+    'on_result',
+    (handler) => handler.refs.onResult!,
+    (co) => {
+      pushResultInfo(co, result);
+      return 1;
+    },
+    () => undefined,
+  );
 }
 
 type HooksClass = new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
@@ -560,7 +661,7 @@ function callOnKill(this: LuaSessionHooks, target: ClientSession, query: boolean
 function hooksClass(refs: HandlerRefs): HooksClass {
   const Hooks = class extends LuaSessionHooks {};
   const proto = LuaSessionHooks.prototype;
-  const add = (name: 'onConnect' | 'onCommandPhase' | 'onInitDb' | 'onKill', fn: unknown): void => {
+  const add = (name: keyof SessionHooks, fn: unknown): void => {
     Object.defineProperty(Hooks.prototype, name, { value: fn, writable: false, enumerable: false });
   };
   // The methods move to another prototype: they are called on instances of Hooks, not detached.
@@ -570,6 +671,9 @@ function hooksClass(refs: HandlerRefs): HooksClass {
   if (refs.onInitDb !== undefined) add('onInitDb', proto.callOnInitDb);
   /* eslint-enable @typescript-eslint/unbound-method */
   if (refs.onKill !== undefined) add('onKill', callOnKill);
+  if (refs.onQuery !== undefined) add('onQuery', callOnQuery);
+  if (refs.onCommand !== undefined) add('onCommand', callOnCommand);
+  if (refs.onResult !== undefined) add('onResult', callOnResult);
   return Hooks;
 }
 

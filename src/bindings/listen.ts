@@ -27,6 +27,9 @@ export const HANDLER_KEYS = [
   'on_handshake_response',
   'on_command_phase',
   'on_init_db',
+  'on_query',
+  'on_command',
+  'on_result',
   'on_kill',
 ] as const;
 type HandlerKey = (typeof HANDLER_KEYS)[number];
@@ -136,6 +139,9 @@ function checkHandler(L: LuaState, idx: number): HandlerRefs {
     onCommandPhase: ref('on_command_phase'),
     onInitDb: ref('on_init_db'),
     onKill: ref('on_kill'),
+    onQuery: ref('on_query'),
+    onCommand: ref('on_command'),
+    onResult: ref('on_result'),
   };
 }
 

@@ -56,7 +56,9 @@ export const Command = {
   COM_STMT_RESET: 0x1a,
   COM_SET_OPTION: 0x1b,
   COM_STMT_FETCH: 0x1c,
+  COM_BINLOG_DUMP_GTID: 0x1e,
   COM_RESET_CONNECTION: 0x1f,
+  COM_STMT_BULK_EXECUTE: 0xfa,
 } as const;
 
 /** Server status flags. */

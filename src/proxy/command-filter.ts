@@ -1,16 +1,20 @@
 // The commands the relay takes out of a session's stream and hands here: COM_CHANGE_USER (always
 // refused: it would let a client become another user without the login policy), COM_INIT_DB (to
-// on_init_db, when the handler has one), and KILL (COM_PROCESS_KILL and KILL statements, which
-// name the proxy's connection ids and must be translated: see kill.ts).
+// on_init_db, when the handler has one), KILL (COM_PROCESS_KILL and KILL statements, which name
+// the proxy's connection ids and must be translated: see kill.ts), and, only for handlers that
+// define them, every query (on_query) or every other command (on_command), which policy may
+// forward, rewrite, refuse or answer in the server's place.
 
 import { Command, PacketHeader } from '../protocol/constants.js';
 import { PacketWriter, framePayload } from '../protocol/writer.js';
 import type { InterceptReply } from '../net/relay.js';
+import { COMMAND_NAMES, commandName } from '../net/tracking.js';
+import { logicalPayload, writeOkPacket, writeResultSet } from '../protocol/packets/local-reply.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { ClientErrors, type ClientErrorSpec, errorMessage } from '../util/errors.js';
 import { quoteBytes } from '../util/log.js';
 import { errPacket } from './client-login.js';
-import { PolicyError, type ClientSession, type SessionHooks } from './handler.js';
+import { PolicyError, type ClientSession, type CommandAction, type SessionHooks } from './handler.js';
 import { killSql, parseKillStatement, runKill, type KillStatement, type KillTarget } from './kill.js';
 import type { SessionRegistry } from './registry.js';
 
@@ -36,17 +40,60 @@ export interface FilterHost {
   logLimited(kind: string, line: string): void;
   /** A failed Lua callback: count it, log it with its traceback. */
   policyFailed(e: PolicyError): void;
+  /** Capabilities in effect between client and server (the shape of a local result set). */
+  readonly capabilities: number;
+  /** Status flags for a local reply: the server's last (autocommit, in transaction). */
+  serverStatus(): number;
+}
+
+/** A command packet with this payload after the command byte (split past 16 MiB). */
+function commandPacket(command: number, payload: Buffer, seq: number): Buffer {
+  return new PacketWriter(1 + payload.length).int1(command).bytes(payload).finish(seq);
 }
 
 /** The command bytes a session's relay must take out of the stream for this filter. */
 export function filteredCommands(hooks: SessionHooks): number[] {
-  const commands: number[] = [Command.COM_CHANGE_USER, Command.COM_PROCESS_KILL];
-  if (hooks.onInitDb !== undefined) commands.push(Command.COM_INIT_DB);
-  return commands;
+  const commands = new Set<number>([Command.COM_CHANGE_USER, Command.COM_PROCESS_KILL]);
+  if (hooks.onInitDb !== undefined) commands.add(Command.COM_INIT_DB);
+  if (hooks.onQuery !== undefined) commands.add(Command.COM_QUERY);
+  if (hooks.onCommand !== undefined) {
+    for (const c of Object.keys(COMMAND_NAMES).map(Number)) if (c !== Command.COM_QUERY) commands.add(c);
+  }
+  return [...commands];
 }
+
+/**
+ * The largest command a hook gets whole: hooks see queries of 16 MiB and more, while a client
+ * cannot make the daemon hold more than this for one command.
+ */
+export const MAX_HOOKED_COMMAND = 64 * 1024 * 1024;
+
+/** How large an intercepted command may be before it is cut (see CommandInterceptor.maxPacket). */
+export function interceptLimit(hooks: SessionHooks): number | undefined {
+  return hooks.onQuery !== undefined || hooks.onCommand !== undefined ? MAX_HOOKED_COMMAND + 4 * 5 : undefined;
+}
+
+/** Commands the server does not answer: a hook may forward or rewrite them, not answer them. */
+const NO_RESPONSE = new Set<number>([Command.COM_QUIT, Command.COM_STMT_SEND_LONG_DATA, Command.COM_STMT_CLOSE]);
+
+/** Commands whose answer is not an OK or a text result set: a hook may forward or refuse them. */
+const ERR_ONLY = new Set<number>([
+  Command.COM_STMT_PREPARE,
+  Command.COM_STMT_EXECUTE,
+  Command.COM_STMT_FETCH,
+  Command.COM_FIELD_LIST,
+  Command.COM_STATISTICS,
+  Command.COM_BINLOG_DUMP,
+  Command.COM_BINLOG_DUMP_GTID,
+  Command.COM_STMT_BULK_EXECUTE,
+]);
 
 export class CommandFilter {
   readonly #host: FilterHost;
+  /** SQL of the forwarded COM_QUERYs whose responses are still to come (for on_result), oldest first. */
+  readonly #pendingSql: Buffer[] = [];
+  #pendingHead = 0;
+  #untracked = false;
 
   constructor(host: FilterHost) {
     this.#host = host;
@@ -55,26 +102,114 @@ export class CommandFilter {
   /** An intercepted command (the whole logical packet, or its head when `truncated`). */
   async onCommand(packet: Buffer, truncated: boolean): Promise<InterceptReply> {
     const seq = packet[3]!;
-    const command = packet[4];
-    switch (command) {
-      case Command.COM_CHANGE_USER:
-        this.#host.logLimited('change_user', 'COM_CHANGE_USER refused');
+    const command = packet[4]!;
+    const hooks = this.#host.hooks;
+    if (command === Command.COM_CHANGE_USER) {
+      this.#host.logLimited('change_user', 'COM_CHANGE_USER refused');
+      return { toClient: errPacket(seq + 1, ClientErrors.CHANGE_USER_REFUSED) };
+    }
+    if (command === Command.COM_INIT_DB && hooks.onInitDb !== undefined) return this.#initDb(packet, seq, truncated);
+    const hook =
+      command === Command.COM_QUERY
+        ? hooks.onQuery !== undefined
+          ? (payload: Buffer) => hooks.onQuery!(payload)
+          : undefined
+        : hooks.onCommand !== undefined
+          ? (payload: Buffer) => hooks.onCommand!(commandName(command), payload)
+          : undefined;
+    if (truncated) {
+      // The rest of the packet is gone: the server must not get the head alone.
+      this.#host.logLimited('too_large', `${commandName(command)} of more than ${MAX_HOOKED_COMMAND} bytes refused`);
+      return { toClient: errPacket(seq + 1, ClientErrors.COMMAND_TOO_LARGE) };
+    }
+    const original = logicalPayload(packet).subarray(1);
+    let payload = original;
+    if (hook !== undefined) {
+      const decided = await this.#hook(command, seq, original, hook);
+      if (!Buffer.isBuffer(decided)) return decided;
+      payload = decided;
+    }
+    if (command === Command.COM_PROCESS_KILL && payload.length >= 4) {
+      return this.#kill(seq, { kind: 'connection', modifier: '', id: payload.readUInt32LE(0) }, true);
+    }
+    if (command === Command.COM_QUERY) {
+      const statement = parseKillStatement(payload);
+      if (statement !== null) return this.#kill(seq, statement, false);
+      if (hooks.onResult !== undefined && !this.#untracked) this.#pendingSql.push(payload);
+    }
+    return { toServer: payload === original ? packet : commandPacket(command, payload, seq) };
+  }
+
+  /** The SQL of the oldest forwarded query still waiting for its response (on_result's `sql`). */
+  takeSql(): Buffer | undefined {
+    if (this.#pendingHead >= this.#pendingSql.length) return undefined;
+    const sql = this.#pendingSql[this.#pendingHead++];
+    if (this.#pendingHead > 64 && this.#pendingHead * 2 > this.#pendingSql.length) {
+      this.#pendingSql.splice(0, this.#pendingHead);
+      this.#pendingHead = 0;
+    }
+    return sql;
+  }
+
+  /** Responses can no longer be matched to commands (the session became untracked). */
+  forgetSql(): void {
+    this.#untracked = true;
+    this.#pendingSql.length = 0;
+    this.#pendingHead = 0;
+  }
+
+  /**
+   * Runs on_query or on_command: the payload to forward (unchanged or rewritten), or the reply that
+   * answers the command in the server's place. A failing hook answers 1105 "Lua error"; the session goes on.
+   */
+  async #hook(
+    command: number,
+    seq: number,
+    payload: Buffer,
+    call: (payload: Buffer) => Promise<CommandAction | undefined>,
+  ): Promise<Buffer | InterceptReply> {
+    const host = this.#host;
+    let action: CommandAction | undefined;
+    try {
+      action = await call(Buffer.from(payload));
+    } catch (e) {
+      if (!(e instanceof PolicyError)) throw e;
+      host.policyFailed(e);
+      // A command without a response cannot be answered: it goes to the server as it was.
+      return NO_RESPONSE.has(command) ? payload : { toClient: errPacket(seq + 1, ClientErrors.HOOK_LUA_ERROR) };
+    }
+    if (action === undefined) return payload;
+    if (action.kind === 'forward') return action.payload;
+    const name = commandName(command);
+    if (NO_RESPONSE.has(command) || (action.kind !== 'err' && ERR_ONLY.has(command))) {
+      const what = NO_RESPONSE.has(command) ? 'has no response' : `cannot be answered with client:${action.kind}()`;
+      host.policyFailed(new PolicyError(`on_command: '${name}' ${what}: forward it or refuse it with client:err()`));
+      return NO_RESPONSE.has(command) ? payload : { toClient: errPacket(seq + 1, ClientErrors.HOOK_LUA_ERROR) };
+    }
+    switch (action.kind) {
+      case 'err':
+        host.metrics.commandsAnswered++;
+        return { toClient: errPacket(seq + 1, action.error ?? ClientErrors.QUERY_REFUSED, action.message) };
+      case 'ok':
+        host.metrics.commandsAnswered++;
         return {
-          toClient: errPacket(seq + 1, ClientErrors.CHANGE_USER_REFUSED),
+          toClient: writeOkPacket(
+            seq + 1,
+            {
+              affectedRows: action.affectedRows,
+              insertId: action.insertId,
+              status: host.serverStatus(),
+              warnings: action.warnings,
+              info: action.info,
+            },
+            host.capabilities,
+          ),
         };
-      case Command.COM_INIT_DB:
-        return this.#initDb(packet, seq, truncated);
-      case Command.COM_PROCESS_KILL: {
-        if (truncated || packet.length < 9) return { toServer: packet };
-        return this.#kill(seq, { kind: 'connection', modifier: '', id: packet.readUInt32LE(5) }, true);
-      }
-      case Command.COM_QUERY: {
-        const statement = truncated ? null : parseKillStatement(packet.subarray(5));
-        if (statement === null) return { toServer: packet }; // not a KILL we translate: as it is
-        return this.#kill(seq, statement, false);
-      }
-      default:
-        return { toServer: packet };
+      case 'result':
+        host.metrics.commandsAnswered++;
+        return {
+          toClient: writeResultSet(seq + 1, action.columns, action.rows, host.capabilities, host.serverStatus()),
+        };
     }
   }
 

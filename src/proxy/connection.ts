@@ -4,7 +4,7 @@
 // and backend login), command-filter.ts (the commands the relay takes out of the stream).
 
 import type { Socket } from 'node:net';
-import { Capability } from '../protocol/constants.js';
+import { Capability, Command, ServerStatus } from '../protocol/constants.js';
 import { framePayload } from '../protocol/writer.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
 import { formatAddress, type SocketAddress } from '../net/address.js';
@@ -15,11 +15,11 @@ import { Relay, type ByteRelay, type RelayKind } from '../net/relay.js';
 import { commandName, type ResponseRecord } from '../net/tracking.js';
 import { BackendConnectError, connectToBackend, MAX_LOGIN_PAYLOAD } from '../backend/connector.js';
 import type { BackendCandidate } from '../backend/selector.js';
-import { ClientErrors, type ClientErrorSpec, isParseError } from '../util/errors.js';
+import { ClientErrors, type ClientErrorSpec, errorMessage, isParseError } from '../util/errors.js';
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
-import { CommandFilter, filteredCommands, type KillableSession } from './command-filter.js';
+import { CommandFilter, filteredCommands, interceptLimit, type KillableSession } from './command-filter.js';
 import type { KillTarget } from './kill.js';
 import {
   PolicyError,
@@ -374,7 +374,11 @@ export class Connection implements KillableSession {
     const server = this.#backend!.server;
     const account = metrics.account(this.#account);
     this.#backend!.account = account;
+    // Status flags for replies the daemon makes itself: the server's latest, once responses tell.
+    let serverStatus: number = ServerStatus.SERVER_STATUS_AUTOCOMMIT;
     const filter = new CommandFilter({
+      capabilities,
+      serverStatus: () => serverStatus,
       session: this,
       hooks: this.#hooks,
       metrics,
@@ -388,13 +392,25 @@ export class Connection implements KillableSession {
     const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
     const hooks = this.#hooks;
     const logResponses = this.#options.logResponses === true;
+    // Responses are reported only where something uses them: each report is a call into JavaScript.
+    const commandHooks = hooks.onQuery !== undefined || hooks.onCommand !== undefined;
     const onResponse =
-      hooks.onResponse === undefined && !logResponses
+      hooks.onResponse === undefined && hooks.onResult === undefined && !logResponses && !commandHooks
         ? undefined
         : (r: ResponseRecord): void => {
+            if (r.outcome !== 'none') serverStatus = r.status;
             if (logResponses) this.#log(responseLogLine(r));
             hooks.onResponse?.(r);
+            if (hooks.onResult !== undefined) {
+              const sql = r.command === Command.COM_QUERY ? filter.takeSql() : undefined;
+              hooks.onResult({ record: r, sql }).catch((e: unknown) => {
+                if (e instanceof PolicyError) this.#policyFailed(e);
+                // A callback cancelled because the session went away needs no line.
+                else if (!this.#closed) this.#logErr(`on_result: ${errorMessage(e)}`);
+              });
+            }
           };
+    const maxPacket = interceptLimit(hooks);
     try {
       this.#relay = new RelayImpl(this.#client, backendSocket, {
         clientLeftover,
@@ -405,7 +421,11 @@ export class Connection implements KillableSession {
           }
           this.#finish();
         },
-        intercept: { commands: filteredCommands(this.#hooks), onCommand: (p, t) => filter.onCommand(p, t) },
+        intercept: {
+          commands: filteredCommands(hooks),
+          onCommand: (p, t) => filter.onCommand(p, t),
+          ...(maxPacket !== undefined ? { maxPacket } : {}),
+        },
         tracking: {
           capabilities,
           track: this.#options.responseTracking !== false,
@@ -414,6 +434,7 @@ export class Connection implements KillableSession {
           accountStats: this.#backend!.account?.stats ?? null,
           onUntracked: (reason) => {
             metrics.untrackedSessions++;
+            filter.forgetSql();
             this.#log(`response tracking stopped: ${reason} (relaying goes on unchanged)`);
           },
           ...(onResponse !== undefined ? { onResponse } : {}),

@@ -97,6 +97,39 @@ export interface InitDbAction {
   readonly database: Buffer;
 }
 
+/** What on_query and on_command answer for one command. `undefined`: forward it unchanged. */
+export type CommandAction = ForwardAction | ErrAction | OkAction | ResultAction;
+
+/** Forward the command with this payload instead (for COM_QUERY: the SQL). */
+export interface ForwardAction {
+  readonly kind: 'forward';
+  readonly payload: Buffer;
+}
+
+/** Answer with an OK packet; the server never sees the command. */
+export interface OkAction {
+  readonly kind: 'ok';
+  readonly affectedRows: number;
+  readonly insertId: number;
+  readonly warnings: number;
+  readonly info: Buffer;
+}
+
+/** Answer with a text result set; the server never sees the command. */
+export interface ResultAction {
+  readonly kind: 'result';
+  readonly columns: readonly { readonly name: Buffer; readonly type: number }[];
+  /** Each value as text bytes, or null for SQL NULL. */
+  readonly rows: readonly (readonly (Buffer | null)[])[];
+}
+
+/** A forwarded command's response ended (on_result). */
+export interface CommandResult {
+  readonly record: ResponseRecord;
+  /** The SQL as the server got it (COM_QUERY, when on_query saw it), else undefined. */
+  readonly sql: Buffer | undefined;
+}
+
 /**
  * Thrown by hooks when policy code failed (a Lua runtime error, a bad return value). The message
  * and the traceback go to the log only; the client receives a generic "Lua error".
@@ -122,6 +155,12 @@ export interface SessionHooks {
    * otherwise only a client logged in to the server as the same user may.
    */
   onKill?(target: ClientSession, query: boolean): Promise<boolean>;
+  /** COM_QUERY with its SQL; present only when policy wants every query (the relay hands each one over). */
+  onQuery?(sql: Buffer): Promise<CommandAction | undefined>;
+  /** Any other command (by its name, e.g. 'ping', 'stmt_prepare') with its payload after the command byte. */
+  onCommand?(name: string, payload: Buffer): Promise<CommandAction | undefined>;
+  /** The response to a forwarded command ended (the relay does not wait for the promise). */
+  onResult?(result: CommandResult): Promise<void>;
   /**
    * A response to a forwarded command ended (only when policy wants every one: it costs a call
    * into JavaScript per command).

@@ -3,6 +3,9 @@
 // docs/errors.md is held to ClientErrors by test/unit/util/errors.test.ts, and no code outside this
 // file writes an error number or SQLSTATE of its own.
 
+/** MySQL's general SQLSTATE, for an error number that comes without one (client:err(message, code)). */
+export const GENERAL_SQLSTATE = 'HY000';
+
 /** An ERR the daemon itself sends: `message` is the text, or '' where the caller supplies it. */
 export interface ClientErrorSpec {
   readonly code: string;
@@ -44,6 +47,17 @@ export const ClientErrors = {
   KILL_DENIED: spec('MYP_KILL_DENIED', 1095, 'HY000'),
   WRONG_DB_NAME: spec('MYP_WRONG_DB_NAME', 1102, '42000', 'Incorrect database name'),
   KILL_FAILED: spec('MYP_KILL_FAILED', 1105, 'HY000'),
+  /** on_query or on_command raised an error, returned what it may not, or ran out of budget. */
+  HOOK_LUA_ERROR: spec('MYP_HOOK_LUA_ERROR', 1105, 'HY000', 'Lua error'),
+  /** client:err(message) in on_query or on_command without a code of its own (ProxySQL's choice for a blocked query). */
+  QUERY_REFUSED: spec('MYP_QUERY_REFUSED', 1148, '42000'),
+  /** A command for on_query or on_command larger than the daemon holds (64 MiB). */
+  COMMAND_TOO_LARGE: spec(
+    'MYP_COMMAND_TOO_LARGE',
+    1153,
+    '08S01',
+    "Got a packet bigger than 'max_allowed_packet' bytes",
+  ),
   CHANGE_USER_REFUSED: spec(
     'MYP_CHANGE_USER_REFUSED',
     1235,

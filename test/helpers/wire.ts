@@ -66,9 +66,14 @@ export class RawClient {
   }
 
   /** Reads the greeting, logs in with a clear password; resolves with the answer (OK or ERR). */
-  async login(user: string | Uint8Array, password: string, database: string | Uint8Array = ''): Promise<Packet> {
+  async login(
+    user: string | Uint8Array,
+    password: string,
+    database: string | Uint8Array = '',
+    extraCapabilities: number = Capability.CLIENT_DEPRECATE_EOF,
+  ): Promise<Packet> {
     await this.next();
-    this.send(clearPasswordLogin(user, password, database, Capability.CLIENT_DEPRECATE_EOF));
+    this.send(clearPasswordLogin(user, password, database, extraCapabilities));
     return this.next();
   }
 
