@@ -116,7 +116,18 @@ test('unknown credential keys, unknown options and unknown attributes are Lua er
     [`client.account = ''`, /non-empty string/],
     [`return 42`, /Bad return value/],
     [`return`, /Bad return value/],
-    [`return client:err()`, /one string argument/],
+    [`return client:err()`, /expects a message string/],
+    [`return client:err('x', 5)`, /from 1000 to 65535/],
+    [`return client:err('x', 1234, 'abc')`, /SQLSTATE must be five/],
+    [`return client:forward(42)`, /client:forward\(\) expects one string/],
+    [`return client:ok{foo = 1}`, /unknown field 'foo'/],
+    [`return client:ok{affected_rows = -1}`, /'affected_rows' must be an integer/],
+    [`return client:result{columns = {}}`, /from 1 to 4096 columns/],
+    [`return client:result{columns = {'a'}, rows = {{{}}}}`, /a table cannot be a column value/],
+    [`return client:result{columns = {{type = 'long'}}}`, /column 1 has no name/],
+    [`return client:result{columns = {{name = 'a', type = 'nope'}}}`, /unknown type "nope"/],
+    [`return client:result{columns = {'a'}, rows = {5}}`, /row 1 is not a list/],
+    [`return client:ok()`, /Bad return value \(userdata\)/],
   ] as const) {
     const { handler } = handlerFor(`handler = {}
       function handler.on_handshake_response(client, hr) ${body} end`);
