@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(mariadb-server mariadb-client postgresql sysbench socat libsystemd-dev python3 make g++ python3-pymysql php-cli php-mysql prometheus)
+PACKAGES=(mariadb-server mariadb-client postgresql sysbench socat libsystemd-dev python3 make g++ python3-pymysql php-cli php-mysql prometheus libdbd-mariadb-perl)
 
 is_installed() {
   dpkg -s "$1" 2>/dev/null | grep -qx 'Status: install ok installed'

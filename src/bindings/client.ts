@@ -15,6 +15,7 @@ import {
   type ClientSession,
   type ConnectAction,
   type ConnectTarget,
+  type AcceptAction,
   type CommandAction,
   type CommandResult,
   type ErrAction,
@@ -57,7 +58,7 @@ interface LuaClient {
   user: Buffer | undefined;
 }
 
-type Action = ErrAction | ConnectAction | InitDbAction | ForwardAction | OkAction | ResultAction;
+type Action = ErrAction | ConnectAction | AcceptAction | InitDbAction | ForwardAction | OkAction | ResultAction;
 
 /** Other bindings (clusters) register here to be accepted as client:connect() targets. */
 export type TargetChecker = (L: LuaState, idx: number) => ConnectTarget | undefined;
@@ -108,6 +109,14 @@ const clientErr = (L: LuaState): number => {
   }
   const error = { code: 'MYP_LUA_REFUSED', errno, sqlState, message: '' };
   pushObject(L, ACTION_CLASS, { kind: 'err', message, error } satisfies ErrAction);
+  return 1;
+};
+
+/** client:accept(): a backend-less session (on_handshake_response only). */
+const clientAccept = (L: LuaState): number => {
+  checkClient(L, 1);
+  if (lua.lua_gettop(L) !== 1) return lauxlib.luaL_error(L, 'client:accept() takes no arguments');
+  pushObject(L, ACTION_CLASS, { kind: 'accept' } satisfies AcceptAction);
   return 1;
 };
 
@@ -288,6 +297,7 @@ export const CLIENT_METHODS: Readonly<Record<string, (L: LuaState) => number>> =
     init_db: clientInitDb,
     deny: clientDeny,
     verify_native_password: clientVerifyNativePassword,
+    accept: clientAccept,
     forward: clientForward,
     ok: clientOk,
     result: clientResult,
@@ -316,6 +326,10 @@ const clientIndex = (L: LuaState): number => {
       return 1;
     case 'server_version':
       pushBytes(L, s.serverVersion);
+      return 1;
+    case 'database':
+      if (s.database === undefined) lua.lua_pushnil(L);
+      else pushBytes(L, s.database);
       return 1;
     case 'notes':
       if (c.notesRef === lauxlib.LUA_NOREF) {
@@ -515,7 +529,7 @@ class LuaSessionHooks {
       },
       (co, n) => {
         const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
-        if (a === undefined || (a.kind !== 'connect' && a.kind !== 'err')) {
+        if (a === undefined || (a.kind !== 'connect' && a.kind !== 'err' && a.kind !== 'accept')) {
           throw new CallbackFailed(
             `Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:connect(...) or client:err(...)`,
           );
@@ -580,7 +594,7 @@ function collectCommandAction(hook: string) {
   return (co: LuaState, n: number): CommandAction | undefined => {
     if (n === 0 || lua.lua_type(co, n) === lua.LUA_TNIL) return undefined;
     const a = testObject<Action>(co, n, ACTION_CLASS);
-    if (a === undefined || a.kind === 'connect' || a.kind === 'init_db') {
+    if (a === undefined || a.kind === 'connect' || a.kind === 'init_db' || a.kind === 'accept') {
       throw new CallbackFailed(
         `Bad return value (${a === undefined ? typeName(co, n) : `client:${a.kind}()`}): ${hook} returns nothing, ` +
           'client:forward(), client:err(), client:ok() or client:result()',

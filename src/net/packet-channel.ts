@@ -34,7 +34,8 @@ export class PacketChannel {
   readonly #onError = (e: Error): void => this.#fail(new ChannelClosedError(`Connection lost: ${e.message}`));
   readonly #onClose = (): void => this.#fail(new ChannelClosedError());
 
-  constructor(socket: Socket, maxPayload: number) {
+  /** `initial`: bytes already read from the socket (what an earlier channel's detach() returned). */
+  constructor(socket: Socket, maxPayload: number, initial: Buffer | null = null) {
     this.socket = socket;
     this.#framer = new PacketFramer(maxPayload);
     socket.on('data', this.#onData);
@@ -42,6 +43,8 @@ export class PacketChannel {
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
     socket.pause();
+    if (initial !== null && initial.length > 0) this.#receive(initial);
+    if (socket.destroyed) this.#fail(new ChannelClosedError());
   }
 
   #receive(chunk: Buffer): void {

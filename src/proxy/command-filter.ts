@@ -101,6 +101,16 @@ export class CommandFilter {
 
   /** An intercepted command (the whole logical packet, or its head when `truncated`). */
   async onCommand(packet: Buffer, truncated: boolean): Promise<InterceptReply> {
+    const decided = await this.decide(packet, truncated, false);
+    return Buffer.isBuffer(decided) ? { toServer: decided } : decided;
+  }
+
+  /**
+   * What becomes of a command: the command packet to send on (as it was, or rewritten), or the
+   * reply that answers it. `local`: there is no server behind the session (client:accept()), so no
+   * KILL is translated and no SQL is kept for on_result.
+   */
+  async decide(packet: Buffer, truncated: boolean, local: boolean): Promise<Buffer | InterceptReply> {
     const seq = packet[3]!;
     const command = packet[4]!;
     const hooks = this.#host.hooks;
@@ -108,7 +118,10 @@ export class CommandFilter {
       this.#host.logLimited('change_user', 'COM_CHANGE_USER refused');
       return { toClient: errPacket(seq + 1, ClientErrors.CHANGE_USER_REFUSED) };
     }
-    if (command === Command.COM_INIT_DB && hooks.onInitDb !== undefined) return this.#initDb(packet, seq, truncated);
+    if (command === Command.COM_INIT_DB && hooks.onInitDb !== undefined) {
+      const reply = await this.#initDb(packet, seq, truncated);
+      return reply.toServer ?? reply;
+    }
     const hook =
       command === Command.COM_QUERY
         ? hooks.onQuery !== undefined
@@ -129,6 +142,7 @@ export class CommandFilter {
       if (!Buffer.isBuffer(decided)) return decided;
       payload = decided;
     }
+    if (local) return payload === original ? packet : commandPacket(command, payload, seq);
     if (command === Command.COM_PROCESS_KILL && payload.length >= 4) {
       return this.#kill(seq, { kind: 'connection', modifier: '', id: payload.readUInt32LE(0) }, true);
     }

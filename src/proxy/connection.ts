@@ -20,6 +20,8 @@ import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quot
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
 import { CommandFilter, filteredCommands, interceptLimit, type KillableSession } from './command-filter.js';
+import { MAX_LOCAL_COMMAND, serveLocally } from './local-session.js';
+import { writeOkPacket } from '../protocol/packets/local-reply.js';
 import type { KillTarget } from './kill.js';
 import {
   PolicyError,
@@ -77,6 +79,7 @@ export class Connection implements KillableSession {
   #closed = false;
   /** The client socket until the relay takes it over (then null, so it can be collected). */
   #socket: Socket | null;
+  #database: Buffer | undefined;
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
   readonly #auth: ClientAuthMode;
@@ -138,6 +141,11 @@ export class Connection implements KillableSession {
   }
 
   /** The server this session is relayed to (its address text), once logged in. */
+  /** The database named at login, or by COM_INIT_DB in a backend-less session. */
+  get database(): Buffer | undefined {
+    return this.#database;
+  }
+
   get backendLabel(): string | undefined {
     return this.#backend?.label;
   }
@@ -252,6 +260,11 @@ export class Connection implements KillableSession {
       metrics.connectionsRejected++;
       throw new AbortSession(this.#errAction(replySeq, action));
     }
+    this.#database = hr.database.length > 0 ? unpooledCopy(hr.database) : undefined;
+    if (action.kind === 'accept') {
+      await this.#serveLocally(client, clientCapabilities, replySeq);
+      return;
+    }
     if (this.#auth === 'native' && action.password === undefined && action.passwordSha1 === undefined) {
       // The client's own scramble answer is never forwarded: without a credential from policy
       // (normally the one client:verify_native_password() returned) nobody vouched for the client.
@@ -359,6 +372,80 @@ export class Connection implements KillableSession {
       this.#log('closing: node is unavailable');
       this.close(ClientErrors.NODE_UNAVAILABLE);
     });
+  }
+
+  /**
+   * client:accept(): the login succeeds with no server behind it, and the session's commands are
+   * answered here (by on_query / on_command, or the defaults of serveLocally) until the client quits.
+   */
+  async #serveLocally(login: PacketChannel, capabilities: number, replySeq: number): Promise<void> {
+    const metrics = this.#options.metrics;
+    if (this.#hooks.onCommandPhase !== undefined) {
+      try {
+        await this.#hooks.onCommandPhase();
+      } catch (e) {
+        if (!(e instanceof PolicyError)) throw e;
+        this.#policyFailed(e);
+        throw new AbortSession(errPacket(replySeq, ClientErrors.LUA_ERROR));
+      }
+      if (this.#closed) return;
+    }
+    this.#endLogin();
+    const channel = new PacketChannel(this.#client, MAX_LOCAL_COMMAND, login.detach());
+    this.#phase = 'command';
+    metrics.clientAuthOk++;
+    metrics.localSessions++;
+    this.#log('accepted without a server');
+    channel.send(
+      writeOkPacket(
+        replySeq,
+        {
+          affectedRows: 0,
+          insertId: 0,
+          status: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
+          warnings: 0,
+          info: Buffer.alloc(0),
+        },
+        capabilities,
+      ),
+    );
+    const filter = new CommandFilter({
+      capabilities,
+      serverStatus: () => ServerStatus.SERVER_STATUS_AUTOCOMMIT,
+      session: this,
+      hooks: this.#hooks,
+      metrics,
+      registry: this.#options.registry,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      log: (line) => this.#log(line),
+      logLimited: (kind, line) => this.#logLimited(kind, line),
+      policyFailed: (e) => this.#policyFailed(e),
+    });
+    // The getter below lives in an object literal, whose `this` is not the session.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const session = this;
+    try {
+      await serveLocally(channel, {
+        filter,
+        capabilities,
+        setDatabase: (database) => (this.#database = database),
+        get closed(): boolean {
+          return session.#closed;
+        },
+      });
+    } catch (e) {
+      if (e instanceof ChannelTimeoutError) this.#log('idle timeout: closing');
+      else if (isParseError(e)) {
+        metrics.clientMalformedPackets++;
+        this.#logLimited('malformed', `Malformed packet from client: ${e.message}`);
+      } else if (!(e instanceof ChannelClosedError)) {
+        this.#logErr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      }
+    } finally {
+      metrics.localSessions--;
+      channel.detach();
+      this.#finish();
+    }
   }
 
   /** Hand both sockets to a relay; false (the client got an ERR) when it cannot start. */

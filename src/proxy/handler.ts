@@ -35,6 +35,8 @@ export interface ClientSession {
   readonly logName: string;
   /** True once the connection is gone: policy objects referring to it are stale. */
   readonly closed: boolean;
+  /** The database named at login (or by COM_INIT_DB in a backend-less session); undefined for none. */
+  readonly database?: Buffer | undefined;
 }
 
 /**
@@ -89,7 +91,12 @@ export interface ConnectAction {
   readonly readOnly: boolean;
 }
 
-export type LoginAction = ErrAction | ConnectAction;
+/** client:accept(): log the client in with no server behind it; Lua answers every command. */
+export interface AcceptAction {
+  readonly kind: 'accept';
+}
+
+export type LoginAction = ErrAction | ConnectAction | AcceptAction;
 
 /** COM_INIT_DB allowed: forward it, with this database name (possibly renamed). */
 export interface InitDbAction {

@@ -261,6 +261,20 @@ export function buildRegistry(sources: ExporterSources): Registry {
     'counter',
     single(() => m.writeTimeouts),
   );
+  snapshot(
+    registry,
+    'myproxy_commands_answered_total',
+    "Commands on_query or on_command answered in the server's place",
+    'counter',
+    single(() => m.commandsAnswered),
+  );
+  snapshot(
+    registry,
+    'myproxy_local_sessions',
+    'Backend-less sessions (client:accept()) open now',
+    'gauge',
+    single(() => m.localSessions),
+  );
   snapshot(registry, 'myproxy_kills_total', 'KILL statements and COM_PROCESS_KILL, by outcome', 'counter', () =>
     [...m.kills].map(([outcome, value]) => ({ labels: { outcome }, value })),
   );

@@ -58,6 +58,8 @@ export const ClientErrors = {
     '08S01',
     "Got a packet bigger than 'max_allowed_packet' bytes",
   ),
+  /** A backend-less session (client:accept()): a command that neither Lua nor the daemon answers. */
+  COMMAND_UNANSWERED: spec('MYP_COMMAND_UNANSWERED', 1235, '42000'),
   CHANGE_USER_REFUSED: spec(
     'MYP_CHANGE_USER_REFUSED',
     1235,

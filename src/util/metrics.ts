@@ -113,6 +113,8 @@ export class ProxyMetrics {
   readonly refused = new Map<string, number>();
   /** Sessions whose tracker lost the grammar. */
   untrackedSessions = 0;
+  /** Backend-less sessions (client:accept()) open now. */
+  localSessions = 0;
   /** Commands on_query / on_command answered in the server's place (ERR, OK or a result set). */
   commandsAnswered = 0;
   /** KILL statements and COM_PROCESS_KILL carried out, refused, forwarded. */
