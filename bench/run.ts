@@ -18,6 +18,13 @@
  *      held by bench/conn-holder.ts, measured on a fresh daemon);
  * and prints a Markdown summary for docs/benchmarks.md.
  *
+ * With BENCH_PEER=/path/to/binary it also measures another myproxy-compatible
+ * daemon (e.g. CM4all's C++ cm4all-myproxy), run as `BIN --config FILE` with
+ * the same generated Lua configuration as ours, in the same interleaved rounds:
+ * throughput (its CPU per query), logins (its CPU per login) and, on a fresh
+ * daemon of its own, memory per idle connection; the summary gives ratios to
+ * direct and ours ÷ peer.
+ *
  * Settings (environment):
  *   BENCH_ROUNDS        rounds of every interleaved comparison     (3)
  *   BENCH_TIME          seconds per sysbench run                   (10)
@@ -32,6 +39,8 @@
  *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
  *   BENCH_TRACKING      1 = also measure a daemon with --no-response-tracking (what tracking costs) (1)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
+ *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
+ *                       started as `BIN --config FILE`              (unset = none)
  *
  * Everything (daemons, clients, MariaDB, temp dirs) is cleaned up on normal
  * exit, on errors and on SIGINT/SIGTERM/SIGHUP.
@@ -97,6 +106,26 @@ const SOCAT = envInt('BENCH_SOCAT', haveBinary('socat') ? 1 : 0, 0) !== 0;
 const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 /** Also measure a second daemon with --no-response-tracking, in the same rounds. */
 const TRACKING = envInt('BENCH_TRACKING', 1, 0) !== 0;
+
+/**
+ * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
+ * `cm4all-myproxy`) to measure in the same rounds as ours, run as `BIN --config FILE`.
+ */
+function peerBinary(): string | undefined {
+  const raw = process.env['BENCH_PEER'];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const file = path.resolve(raw.trim());
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    if (!fs.statSync(file).isFile()) throw new Error('not a file');
+  } catch {
+    throw new Error(`BENCH_PEER must name an executable file, got ${JSON.stringify(raw)}`);
+  }
+  return file;
+}
+const PEER = peerBinary();
+/** How the peer is named in the output. */
+const PEER_LABEL = PEER === undefined ? 'peer' : `peer (${path.basename(PEER)})`;
 
 // ---------------------------------------------------------------------------
 // Child processes and cleanup
@@ -249,8 +278,12 @@ function tailOf(file: string, lines = 20): string {
 // ---------------------------------------------------------------------------
 // The daemon under test
 
+/** `ours`: bin/myproxy.js; `peer`: the BENCH_PEER executable. */
+type DaemonKind = 'ours' | 'peer';
+
 interface Proxy {
   name: string;
+  kind: DaemonKind;
   pid: number;
   socket: string;
   outLog: string;
@@ -272,10 +305,28 @@ interface ProxyTarget {
   targetLua: string;
 }
 
+/**
+ * The environment for the peer daemon: without systemd's notify, socket
+ * activation and watchdog variables, should the benchmark itself run under
+ * systemd (sd_notify() is a no-op without NOTIFY_SOCKET, which is what we want).
+ */
+function peerEnv(): NodeJS.ProcessEnv {
+  const drop = new Set([
+    'NOTIFY_SOCKET',
+    'LISTEN_FDS',
+    'LISTEN_PID',
+    'LISTEN_FDNAMES',
+    'WATCHDOG_USEC',
+    'WATCHDOG_PID',
+  ]);
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !drop.has(k)));
+}
+
 async function startProxy(
   name: string,
   backend: string | ProxyTarget,
   extraArgs: readonly string[] = [],
+  kind: DaemonKind = 'ours',
 ): Promise<Proxy> {
   const target: ProxyTarget =
     typeof backend === 'string' ? { prelude: [], beforeConnect: [], targetLua: JSON.stringify(backend) } : backend;
@@ -300,15 +351,21 @@ async function startProxy(
   );
   const outFd = fs.openSync(outLog, 'a');
   const errFd = fs.openSync(errLog, 'a');
+  // The same configuration file for both kinds: CM4all's C++ myproxy accepts it as it is
+  // (client:connect() takes an address string or a mysql_cluster, and the handshake_response table).
+  const argv =
+    kind === 'peer'
+      ? [PEER!, '--config', config, ...extraArgs]
+      : // The executable itself (not `node bin/myproxy.js`), so its shebang's V8 flags apply.
+        [DAEMON, '--config', config, '--shutdown-grace', '2', '--relay', RELAY, ...extraArgs];
   let child: ChildProcess;
   try {
     child = track(
-      spawn(
-        '/bin/sh',
-        // The executable itself (not `node bin/myproxy.js`), so its shebang's V8 flags apply.
-        ['-c', RAISE_NOFILE, DAEMON, '--config', config, '--shutdown-grace', '2', '--relay', RELAY, ...extraArgs],
-        { stdio: ['ignore', outFd, errFd], cwd: ROOT },
-      ),
+      spawn('/bin/sh', ['-c', RAISE_NOFILE, ...argv], {
+        stdio: ['ignore', outFd, errFd],
+        cwd: kind === 'peer' ? dir : ROOT,
+        env: kind === 'peer' ? peerEnv() : process.env,
+      }),
     );
   } finally {
     fs.closeSync(outFd);
@@ -327,7 +384,9 @@ async function startProxy(
       );
     }
     // No probe connection: a client hanging up before the greeting is logged by the daemon.
-    if (fs.readFileSync(outLog, 'utf8').includes('listening on') && fs.existsSync(socket)) break;
+    // The peer prints nothing when ready; it binds and listens while loading its
+    // configuration, so its socket existing is the sign (the sanity login checks the rest).
+    if ((kind === 'peer' || fs.readFileSync(outLog, 'utf8').includes('listening on')) && fs.existsSync(socket)) break;
     if (Date.now() > deadline) {
       await stopChild(child, false, 1000);
       throw new Error(`myproxy "${name}" not listening after 30 s\n--- stderr ---\n${tailOf(errLog)}`);
@@ -336,6 +395,7 @@ async function startProxy(
   }
   return {
     name,
+    kind,
     pid: child.pid!,
     socket,
     outLog,
@@ -409,6 +469,8 @@ function summariseErrLog(file: string): Map<string, number> {
   }
   for (const line of text.split('\n')) {
     if (line.trim() === '' || /^\s+at /.test(line)) continue;
+    // The C++ myproxy's notice of the SIGTERM that stopped it.
+    if (/^caught signal \d+, shutting down/.test(line)) continue;
     const msg = line.replace(/^\[[^\]]*\]\s*/, '').replace(/"[^"]*"/g, '"…"');
     counts.set(msg, (counts.get(msg) ?? 0) + 1);
   }
@@ -469,7 +531,7 @@ const ratio = (a: number | null, b: number | null): number | null =>
 // 1. sysbench
 
 type PsMode = 'auto' | 'disable';
-type Target = 'direct' | 'myproxy' | 'untracked' | 'socat';
+type Target = 'direct' | 'myproxy' | 'peer' | 'untracked' | 'socat';
 
 interface SysbenchRun {
   qps: number | null;
@@ -675,13 +737,14 @@ interface MemoryResult {
   errors: string[];
 }
 
-async function memoryTest(backendSocket: string): Promise<MemoryResult> {
+/** On a fresh daemon of the given kind (ours, or the BENCH_PEER one), with its own conn-holder process. */
+async function memoryTest(backendSocket: string, kind: DaemonKind = 'ours'): Promise<MemoryResult> {
   const need = CONNECTIONS + 200;
   const limit = softNofileLimit();
   if (limit !== undefined && limit < need) {
     console.log(`  note: soft RLIMIT_NOFILE is ${limit}; the daemon and the holder raise theirs to the hard limit`);
   }
-  const proxy = await startProxy('mem', backendSocket);
+  const proxy = await startProxy(kind === 'peer' ? 'peer-mem' : 'mem', backendSocket, [], kind);
   const holder = forkClient(CONN_HOLDER, true);
   try {
     await waitMessage(holder, 'ready', 60_000);
@@ -827,13 +890,15 @@ async function main(): Promise<void> {
   const t0 = Date.now();
 
   const targets: Target[] = ['direct', 'myproxy'];
+  if (PEER !== undefined) targets.push('peer');
   if (TRACKING) targets.push('untracked');
   if (SOCAT) targets.push('socat');
   console.log(
     `myproxy benchmark: ${ROUNDS} rounds, sysbench ${TIME} s × ${THREADS} threads, ` +
       `logins ${LOGIN_TIME} s × ${LOGIN_CLIENTS} processes, ${CONNECTIONS} idle connections` +
       (SOCAT ? ', socat relay included' : '') +
-      (CLUSTER ? ', logins through mysql_cluster() included' : ''),
+      (CLUSTER ? ', logins through mysql_cluster() included' : '') +
+      (PEER !== undefined ? `, peer daemon ${PEER} included` : ''),
   );
 
   console.log('starting MariaDB …');
@@ -855,17 +920,25 @@ async function main(): Promise<void> {
   const untracked = TRACKING ? await startProxy('untracked', db.socket, ['--no-response-tracking']) : undefined;
   if (untracked !== undefined)
     console.log(`  pid ${untracked.pid}: the same with --no-response-tracking, listening on ${untracked.socket}`);
+  let peer: Proxy | undefined;
+  if (PEER !== undefined) {
+    console.log(`starting the peer daemon ${PEER} (same configuration) …`);
+    peer = await startProxy('peer', db.socket, [], 'peer');
+    console.log(`  pid ${peer.pid}, listening on ${peer.socket}`);
+  }
   const relay = SOCAT ? await startSocat(db.socket) : undefined;
   const socketOf = (t: Target): string =>
     t === 'direct'
       ? db!.socket
       : t === 'myproxy'
         ? proxy.socket
-        : t === 'untracked'
-          ? untracked!.socket
-          : relay!.socket;
+        : t === 'peer'
+          ? peer!.socket
+          : t === 'untracked'
+            ? untracked!.socket
+            : relay!.socket;
   const throughputDaemon = (t: Target): Proxy | undefined =>
-    t === 'myproxy' ? proxy : t === 'untracked' ? untracked : undefined;
+    t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'untracked' ? untracked : undefined;
 
   let clusterProxy: Proxy | undefined;
   if (CLUSTER) {
@@ -875,7 +948,7 @@ async function main(): Promise<void> {
   }
 
   // Sanity check: one login through each proxy before measuring anything.
-  for (const p of clusterProxy === undefined ? [proxy] : [proxy, clusterProxy]) {
+  for (const p of [proxy, peer, clusterProxy].filter((x): x is Proxy => x !== undefined)) {
     const sanity = forkClient(LOGIN_WORKER, false);
     await waitMessage(sanity, 'ready', 60_000);
     const r = await loginRun([sanity], p.socket, 1);
@@ -931,7 +1004,9 @@ async function main(): Promise<void> {
           (r.reconnects !== null && r.reconnects > 0 ? ` reconnects ${r.reconnects}` : '');
         console.log(
           `  round ${round} ${mode.padEnd(7)} ${t.padEnd(7)} ${fmtInt(r.qps).padStart(7)} QPS` +
-            `  CPU µs/query: mariadbd ${fmtUs(dbUs)}${daemon !== undefined ? `, myproxy ${fmtUs(proxyUs)}` : ''}${extra}` +
+            `  CPU µs/query: mariadbd ${fmtUs(dbUs)}` +
+            (daemon !== undefined ? `, ${t === 'peer' ? 'peer' : 'myproxy'} ${fmtUs(proxyUs)}` : '') +
+            extra +
             (r.problem !== undefined ? `  PROBLEM: ${r.problem}` : ''),
         );
         if (r.problem !== undefined) problems.push({ what: `sysbench round ${round} ${mode} ${t}`, detail: r.problem });
@@ -941,11 +1016,13 @@ async function main(): Promise<void> {
   }
   for (const { mode } of modes) {
     const direct = median(qps.get(key(mode, 'direct'))!);
+    const peerQps = peer === undefined ? null : median(qps.get(key(mode, 'peer'))!);
     for (const t of targets) {
       const m = median(qps.get(key(mode, t))!);
       console.log(
         `  median ${mode.padEnd(7)} ${t.padEnd(7)} ${fmtInt(m).padStart(7)} QPS` +
-          (t === 'direct' ? '' : `  ratio ${fmtRatio(ratio(m, direct))}`),
+          (t === 'direct' ? '' : `  ratio ${fmtRatio(ratio(m, direct))}`) +
+          (t === 'myproxy' && peer !== undefined ? `, ours ÷ peer ${fmtRatio(ratio(m, peerQps))}` : ''),
       );
     }
   }
@@ -955,16 +1032,20 @@ async function main(): Promise<void> {
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
   const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
-  type LoginTarget = 'direct' | 'myproxy' | 'cluster';
-  const loginTargets: LoginTarget[] =
-    clusterProxy === undefined ? ['direct', 'myproxy'] : ['direct', 'myproxy', 'cluster'];
+  type LoginTarget = 'direct' | 'myproxy' | 'peer' | 'cluster';
+  const loginTargets: LoginTarget[] = ['direct', 'myproxy'];
+  if (peer !== undefined) loginTargets.push('peer');
+  if (clusterProxy !== undefined) loginTargets.push('cluster');
   /** The daemon a login target goes through (none for direct). */
   const daemonOf = (t: LoginTarget): Proxy | undefined =>
-    t === 'myproxy' ? proxy : t === 'cluster' ? clusterProxy : undefined;
+    t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'cluster' ? clusterProxy : undefined;
+  const daemonLabel = (t: LoginTarget): string =>
+    t === 'cluster' ? 'myproxy (cluster)' : t === 'peer' ? 'peer' : 'myproxy';
   const loginSocketOf = (t: LoginTarget): string => (t === 'cluster' ? clusterProxy!.socket : socketOf(t));
   const perTarget = <T>(make: () => T): Record<LoginTarget, T> => ({
     direct: make(),
     myproxy: make(),
+    peer: make(),
     cluster: make(),
   });
   const logins = perTarget(() => [] as (number | null)[]);
@@ -993,7 +1074,7 @@ async function main(): Promise<void> {
           `  round ${round} ${t.padEnd(7)} ${r.perSec.toFixed(0).padStart(6)} logins/s (${r.ok} ok` +
             (r.failed > 0 ? `, ${r.failed} FAILED: ${r.errors.join('; ')}` : '') +
             `)  CPU µs/login: mariadbd ${fmtUs(dbUs)}` +
-            (t === 'direct' ? '' : `, ${t === 'cluster' ? 'myproxy (cluster)' : 'myproxy'} ${fmtUs(proxyUs)}`),
+            (t === 'direct' ? '' : `, ${daemonLabel(t)} ${fmtUs(proxyUs)}`),
         );
         if (r.failed > 0) {
           problems.push({ what: `logins round ${round} ${t}`, detail: `${r.failed} failed: ${r.errors.join('; ')}` });
@@ -1008,9 +1089,17 @@ async function main(): Promise<void> {
   const loginDirect = median(logins.direct);
   const loginProxy = median(logins.myproxy);
   const loginCluster = median(logins.cluster);
+  const loginPeer = median(logins.peer);
   console.log(
     `  median direct ${fmtInt(loginDirect)}/s, myproxy ${fmtInt(loginProxy)}/s, ratio ${fmtRatio(ratio(loginProxy, loginDirect))}`,
   );
+  if (peer !== undefined) {
+    console.log(
+      `  median peer ${fmtInt(loginPeer)}/s, ratio ${fmtRatio(ratio(loginPeer, loginDirect))}; ` +
+        `ours ÷ peer ${fmtRatio(ratio(loginProxy, loginPeer))}; CPU µs/login (median): ` +
+        `myproxy ${fmtUs(median(loginCpu.myproxy.proxy))}, peer ${fmtUs(median(loginCpu.peer.proxy))}`,
+    );
+  }
   if (clusterProxy !== undefined) {
     console.log(
       `  median cluster ${fmtInt(loginCluster)}/s, ratio vs direct ${fmtRatio(ratio(loginCluster, loginDirect))}, ` +
@@ -1028,6 +1117,22 @@ async function main(): Promise<void> {
     problems.push({ what: 'myproxy (main) logged', detail: `${n} × ${msg}` });
   }
   keepLogs(proxy);
+  let peerRssKiB = NaN;
+  let peerHwmKiB = NaN;
+  if (peer !== undefined) {
+    const peerExit = peer.unexpectedExit();
+    if (peerExit === undefined) {
+      peerRssKiB = readStatusKiB(peer.pid, 'VmRSS');
+      peerHwmKiB = readStatusKiB(peer.pid, 'VmHWM');
+    } else {
+      problems.push({ what: PEER_LABEL, detail: peerExit });
+    }
+    await peer.stop();
+    for (const [msg, n] of summariseErrLog(peer.errLog)) {
+      problems.push({ what: `${PEER_LABEL} logged`, detail: `${n} × ${msg}` });
+    }
+    keepLogs(peer);
+  }
   if (clusterProxy !== undefined) {
     const clusterExit = clusterProxy.unexpectedExit();
     if (clusterExit !== undefined) problems.push({ what: 'myproxy (cluster)', detail: clusterExit });
@@ -1047,6 +1152,19 @@ async function main(): Promise<void> {
       detail: `${mem.opened} opened, ${mem.failed} failed, ${mem.alive} answered COM_PING; ${mem.errors.join('; ')}`,
     });
   }
+  let peerMem: MemoryResult | undefined;
+  if (PEER !== undefined) {
+    console.log(`memory (${PEER_LABEL}): ${CONNECTIONS} idle logged-in connections through a fresh peer daemon:`);
+    peerMem = await memoryTest(db.socket, 'peer');
+    if (peerMem.failed > 0 || peerMem.alive !== peerMem.opened) {
+      problems.push({
+        what: `memory test connections (${PEER_LABEL})`,
+        detail:
+          `${peerMem.opened} opened, ${peerMem.failed} failed, ${peerMem.alive} answered COM_PING; ` +
+          peerMem.errors.join('; '),
+      });
+    }
+  }
 
   // ---- 4. summary
   const elapsedMin = (Date.now() - t0) / 60_000;
@@ -1058,7 +1176,8 @@ async function main(): Promise<void> {
   out.push(
     `- Command: \`npm run bench\` (BENCH_ROUNDS=${ROUNDS}, BENCH_TIME=${TIME}, BENCH_THREADS=${THREADS}, ` +
       `BENCH_WARMUP=${WARMUP}, BENCH_LOGIN_TIME=${LOGIN_TIME}, BENCH_LOGIN_CLIENTS=${LOGIN_CLIENTS}, ` +
-      `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SETTLE=${SETTLE}, BENCH_SOCAT=${SOCAT ? 1 : 0}, BENCH_CLUSTER=${CLUSTER ? 1 : 0}); took ${elapsedMin.toFixed(1)} min`,
+      `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SETTLE=${SETTLE}, BENCH_SOCAT=${SOCAT ? 1 : 0}, BENCH_CLUSTER=${CLUSTER ? 1 : 0}` +
+      `${PEER !== undefined ? `, BENCH_PEER=${PEER}` : ''}); took ${elapsedMin.toFixed(1)} min`,
   );
   out.push(`- Machine: \`nproc\` = ${machine.nproc}, ${machine.cpu}, ${machine.kernel}`);
   out.push(
@@ -1073,6 +1192,12 @@ async function main(): Promise<void> {
   out.push(
     `- myproxy: commit ${machine.commit}, built \`dist/\`, one process, minimal config (connect every login to the MariaDB socket)`,
   );
+  if (PEER !== undefined) {
+    out.push(
+      `- peer: \`${PEER} --config FILE\`, one process, the same generated config file as myproxy, ` +
+        'measured in the same interleaved rounds; memory on a fresh daemon of its own',
+    );
+  }
   out.push('');
   out.push(`#### sysbench oltp_point_select, ${THREADS} threads, ${TIME} s per run, queries per second`);
   out.push('');
@@ -1091,9 +1216,11 @@ async function main(): Promise<void> {
           ? 'direct'
           : t === 'myproxy'
             ? 'myproxy'
-            : t === 'untracked'
-              ? 'myproxy --no-response-tracking'
-              : 'socat relay (fork per connection)';
+            : t === 'peer'
+              ? PEER_LABEL
+              : t === 'untracked'
+                ? 'myproxy --no-response-tracking'
+                : 'socat relay (fork per connection)';
       out.push(
         `| ${t === 'direct' ? label : ''} | ${name} | ${vals.map(fmtInt).join(' | ')} | ${fmtInt(m)} | ${t === 'direct' ? '1' : fmtRatio(r)} |`,
       );
@@ -1105,14 +1232,14 @@ async function main(): Promise<void> {
       'depends on what else the machine is doing):',
   );
   out.push('');
-  out.push('| protocol | path | mariadbd µs/query | myproxy µs/query |');
+  out.push('| protocol | path | mariadbd µs/query | daemon µs/query |');
   out.push('|---|---|---:|---:|');
   for (const { mode } of modes) {
     for (const t of targets) {
       const c = cpuQ.get(key(mode, t))!;
       out.push(
         `| ${t === 'direct' ? (mode === 'auto' ? 'prepared' : 'text') : ''} | ${t} | ${fmtUs(median(c.db))} | ` +
-          `${t === 'myproxy' || t === 'untracked' ? fmtUs(median(c.proxy)) : ''} |`,
+          `${t === 'myproxy' || t === 'untracked' || t === 'peer' ? fmtUs(median(c.proxy)) : ''} |`,
       );
     }
   }
@@ -1133,10 +1260,19 @@ async function main(): Promise<void> {
         `${fmtRatio(ratio(loginCluster, loginDirect))} |`,
     );
   }
+  if (peer !== undefined) {
+    out.push(
+      `| ${PEER_LABEL} | ${logins.peer.map(fmtInt).join(' | ')} | ${fmtInt(loginPeer)} | ` +
+        `${fmtRatio(ratio(loginPeer, loginDirect))} |`,
+    );
+  }
   out.push('');
   out.push(
     `CPU time per login (median): mariadbd ${fmtUs(median(loginCpu.direct.db))} µs direct, ` +
-      `${fmtUs(median(loginCpu.myproxy.db))} µs proxied; myproxy ${fmtUs(median(loginCpu.myproxy.proxy))} µs.`,
+      `${fmtUs(median(loginCpu.myproxy.db))} µs proxied; myproxy ${fmtUs(median(loginCpu.myproxy.proxy))} µs` +
+      (peer !== undefined
+        ? `; through the peer: mariadbd ${fmtUs(median(loginCpu.peer.db))} µs, peer ${fmtUs(median(loginCpu.peer.proxy))} µs.`
+        : '.'),
   );
   if (clusterProxy !== undefined) {
     out.push('');
@@ -1153,6 +1289,7 @@ async function main(): Promise<void> {
   out.push(
     `Failed logins: direct ${loginFailures.direct} of ${loginOk.direct + loginFailures.direct}, ` +
       `myproxy ${loginFailures.myproxy} of ${loginOk.myproxy + loginFailures.myproxy}` +
+      (peer !== undefined ? `, peer ${loginFailures.peer} of ${loginOk.peer + loginFailures.peer}` : '') +
       (clusterProxy !== undefined
         ? `, cluster ${loginFailures.cluster} of ${loginOk.cluster + loginFailures.cluster}.`
         : '.'),
@@ -1161,20 +1298,76 @@ async function main(): Promise<void> {
   out.push(`#### Memory: daemon RSS (VmRSS) with ${CONNECTIONS} idle, logged-in proxied connections`);
   out.push('');
   out.push(
-    `| RSS before | with connections, 3 s | with connections, ${SETTLE} s | peak (VmHWM) | RSS after closing | per connection, 3 s | per connection, ${SETTLE} s |`,
+    `| daemon | RSS before | with connections, 3 s | with connections, ${SETTLE} s | peak (VmHWM) | RSS after closing | per connection, 3 s | per connection, ${SETTLE} s |`,
   );
-  out.push('|---:|---:|---:|---:|---:|---:|---:|');
-  out.push(
-    `| ${mem.rssBeforeKiB} KiB | ${mem.rssAfterKiB} KiB | ${mem.rssSettledKiB} KiB | ${mem.hwmKiB} KiB | ${mem.rssAfterCloseKiB} KiB | ` +
-      `${mem.kibPerConnEarly.toFixed(1)} KiB | **${mem.kibPerConn.toFixed(1)} KiB** |`,
-  );
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  const memRow = (name: string, m: MemoryResult): string =>
+    `| ${name} | ${m.rssBeforeKiB} KiB | ${m.rssAfterKiB} KiB | ${m.rssSettledKiB} KiB | ${m.hwmKiB} KiB | ${m.rssAfterCloseKiB} KiB | ` +
+    `${m.kibPerConnEarly.toFixed(1)} KiB | **${m.kibPerConn.toFixed(1)} KiB** |`;
+  out.push(memRow('myproxy', mem));
+  if (peerMem !== undefined) out.push(memRow(PEER_LABEL, peerMem));
   out.push('');
   out.push(
     `${mem.opened} of ${CONNECTIONS} connections opened (${(mem.openMs / 1000).toFixed(1)} s, 16 at a time), ` +
-      `${mem.alive} answered COM_PING afterwards. Fresh daemon, warmed up with 50 logins before the baseline. ` +
-      `The benchmark daemon's RSS after the throughput and login runs: ${mainRssKiB} KiB (peak ${mainHwmKiB} KiB).`,
+      `${mem.alive} answered COM_PING afterwards` +
+      (peerMem !== undefined
+        ? `; through the peer ${peerMem.opened} opened (${(peerMem.openMs / 1000).toFixed(1)} s), ${peerMem.alive} answered COM_PING`
+        : '') +
+      '. Fresh daemon, warmed up with 50 logins before the baseline. ' +
+      `The benchmark daemon's RSS after the throughput and login runs: ${mainRssKiB} KiB (peak ${mainHwmKiB} KiB)` +
+      (peer !== undefined ? `; the peer's: ${peerRssKiB} KiB (peak ${peerHwmKiB} KiB).` : '.'),
   );
   out.push('');
+  if (peer !== undefined && peerMem !== undefined) {
+    // Ours against the peer, both measured in this run.
+    out.push(`#### Against ${PEER_LABEL}, measured in the same rounds`);
+    out.push('');
+    out.push('| figure | direct | myproxy | peer | myproxy × direct | peer × direct | ours ÷ peer |');
+    out.push('|---|---:|---:|---:|---:|---:|---:|');
+    const row = (
+      figure: string,
+      direct: number | null,
+      ours: number | null,
+      theirs: number | null,
+      fmt: (v: number | null) => string,
+    ): string =>
+      `| ${figure} | ${direct === null ? '' : fmt(direct)} | ${fmt(ours)} | ${fmt(theirs)} | ` +
+      `${direct === null ? '' : fmtRatio(ratio(ours, direct))} | ${direct === null ? '' : fmtRatio(ratio(theirs, direct))} | ` +
+      `${fmtRatio(ratio(ours, theirs))} |`;
+    for (const { mode } of modes) {
+      const name = mode === 'auto' ? 'prepared' : 'text';
+      out.push(
+        row(
+          `sysbench ${name}, QPS (median)`,
+          median(qps.get(key(mode, 'direct'))!),
+          median(qps.get(key(mode, 'myproxy'))!),
+          median(qps.get(key(mode, 'peer'))!),
+          fmtInt,
+        ),
+      );
+    }
+    out.push(row(`logins/s (${LOGIN_CLIENTS} loops, median)`, loginDirect, loginProxy, loginPeer, fmtInt));
+    for (const { mode } of modes) {
+      out.push(
+        row(
+          `daemon CPU µs/query, ${mode === 'auto' ? 'prepared' : 'text'} (median)`,
+          null,
+          median(cpuQ.get(key(mode, 'myproxy'))!.proxy),
+          median(cpuQ.get(key(mode, 'peer'))!.proxy),
+          fmtUs,
+        ),
+      );
+    }
+    out.push(
+      row('daemon CPU µs/login (median)', null, median(loginCpu.myproxy.proxy), median(loginCpu.peer.proxy), fmtUs),
+    );
+    const kibOf = (m: MemoryResult): number | null => (Number.isFinite(m.kibPerConn) ? m.kibPerConn : null);
+    out.push(row(`KiB per idle connection (${SETTLE} s)`, null, kibOf(mem), kibOf(peerMem), fmtUs));
+    out.push(row('fresh daemon RSS before, KiB', null, mem.rssBeforeKiB, peerMem.rssBeforeKiB, fmtInt));
+    out.push('');
+    out.push('ours ÷ peer: above 1 is better for ours in the QPS and login rows, below 1 in the CPU and memory rows.');
+    out.push('');
+  }
   out.push('#### Against the reference figures (CM4all C++ myproxy, same kind of 2-core machine)');
   out.push('');
   const meets = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? 'yes' : 'no');
