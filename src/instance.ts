@@ -3,6 +3,7 @@
 import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { lua, lauxlib, type LuaState } from './lua/fengari.js';
 import { installAddress, resolvePending } from './bindings/address.js';
 import { installClient, LuaSessionHandler } from './bindings/client.js';
@@ -11,6 +12,7 @@ import { installListen, takeSystemdFds, type ListenerSpec } from './bindings/lis
 import { installServices, type ServiceBindings } from './bindings/services.js';
 import { installControlClient } from './bindings/control-client.js';
 import { installSocket } from './bindings/socket.js';
+import { installLuaMetrics } from './bindings/lua-metrics.js';
 import { buildRegistry, startExporter } from './service/prometheus.js';
 import { startControl } from './service/control.js';
 import sodium from 'libsodium-wrappers';
@@ -72,6 +74,9 @@ export const DEFAULT_INSTANCE_OPTIONS = {
 /** reload() may compute this many times the callback budget (it typically rebuilds tables). */
 const RELOAD_BUDGET_FACTOR = 10;
 
+/** The daemon's Lua library (lua/ at the package root): `require('myproxy.rules')` and the like. */
+const SHIPPED_LUA_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '..', 'lua');
+
 export class Instance {
   readonly metrics = new ProxyMetrics();
   readonly registry = new SessionRegistry<KillableSession>();
@@ -106,7 +111,7 @@ export class Instance {
     const baseDir = dirname(configPath);
     await sodium.ready;
     const L = newLuaState();
-    addPackagePath(L, [baseDir]);
+    addPackagePath(L, [baseDir, SHIPPED_LUA_DIR]);
     installClient(L);
     installSodium(L, sodium);
     installJson(L);
@@ -120,6 +125,7 @@ export class Instance {
     const services = installServices(L, { bind: !check });
     installControlClient(L);
     installSocket(L);
+    installLuaMetrics(L, this.metrics);
     try {
       runFile(L, configPath);
       if (listen.declared === 0) throw new ConfigError(`${configPath}: No listeners configured`);

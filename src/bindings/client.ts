@@ -95,7 +95,7 @@ const clientErr = (L: LuaState): number => {
     return lauxlib.luaL_error(L, 'client:err() expects a message string [, an error code [, a SQLSTATE]]');
   }
   const message = to_jsstring(lua.lua_tolstring(L, 2)!, undefined, undefined, true);
-  if (n === 2 || (n === 3 && lua.lua_type(L, 3) === lua.LUA_TNIL)) {
+  if (n === 2 || lua.lua_type(L, 3) === lua.LUA_TNIL) {
     pushObject(L, ACTION_CLASS, { kind: 'err', message } satisfies ErrAction);
     return 1;
   }
@@ -326,6 +326,10 @@ const clientIndex = (L: LuaState): number => {
       return 1;
     case 'server_version':
       pushBytes(L, s.serverVersion);
+      return 1;
+    case 'user':
+      if (c.user === undefined) lua.lua_pushnil(L);
+      else pushBytes(L, c.user);
       return 1;
     case 'database':
       if (s.database === undefined) lua.lua_pushnil(L);

@@ -36,6 +36,9 @@ export interface ExporterSources {
   pgPools?(): Record<string, number>;
 }
 
+/** Work a registry needs done before each render (registering metrics created since the last). */
+const beforeScrape = new WeakMap<Registry, () => void>();
+
 /** A metric computed at scrape time, in the shape prom-client's Registry formats. */
 function snapshot(registry: Registry, name: string, help: string, type: MetricType, read: () => Sample[]): void {
   registry.registerMetric({
@@ -340,6 +343,24 @@ export function buildRegistry(sources: ExporterSources): Registry {
     'counter',
     single(() => m.accountsDropped),
   );
+  // Counters config.lua defines (prometheus_counter) appear at the first scrape after their creation.
+  const luaCounters = new Set<string>();
+  beforeScrape.set(registry, () => {
+    for (const c of m.luaCounters.values()) {
+      if (luaCounters.has(c.name)) continue;
+      luaCounters.add(c.name);
+      if (registry.getSingleMetric(c.name) !== undefined) {
+        logError(`prometheus_counter: ${c.name} is one of the daemon's own metrics, not exported`);
+        continue;
+      }
+      snapshot(registry, c.name, c.help, 'counter', () =>
+        [...c.values].map(([value, n]) => ({
+          ...(c.label !== undefined ? { labels: { [c.label]: value } } : {}),
+          value: n,
+        })),
+      );
+    }
+  });
   collectDefaultMetrics({ register: registry });
   // Gauges whose names end in _total (prom-client's naming) would fail promtool's lint.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
@@ -361,6 +382,7 @@ class ScrapeCache {
 
   render(): Promise<string> {
     if (performance.now() - this.#at < 250) return Promise.resolve(this.#body);
+    if (this.#pending === null) beforeScrape.get(this.#registry)?.();
     this.#pending ??= this.#registry.metrics().then(
       (body) => {
         this.#body = body;

@@ -95,7 +95,22 @@ export class AccountMetrics {
   }
 }
 
+/** A counter config.lua defined with prometheus_counter() (e.g. myproxy.rules' hits). */
+export interface LuaCounter {
+  readonly name: string;
+  readonly help: string;
+  /** The one label's name, or undefined for a counter without labels. */
+  readonly label: string | undefined;
+  /** Value by label value ('' without a label). */
+  readonly values: Map<string, number>;
+}
+
+/** Most distinct label values a Lua counter keeps; further ones are counted as "_other". */
+export const MAX_LUA_LABEL_VALUES = 1000;
+
 export class ProxyMetrics {
+  /** Counters defined by config.lua, by name. */
+  readonly luaCounters = new Map<string, LuaCounter>();
   // myproxy's global counters
   connectionsAccepted = 0;
   connectionsRejected = 0;
