@@ -100,6 +100,7 @@ struct pump {
     bool async_ok;
     struct tracker trk;
     bool draining;  /* an end was seen: no more reads, deliver what is owed, then finish */
+    bool server_cut; /* do_close() ended the server side: none of its bytes go out any more */
     bool lingering; /* the server is gone, the client had its last bytes and a FIN: drop its input */
     bool linger_timer_used;
     uv_timer_t linger_timer;
@@ -429,9 +430,36 @@ static bool hold_only(struct pump *p, const char *data, size_t len)
 /* ------------------------------------------------------------------ */
 /* local replies                                                       */
 
+static void do_close(struct pump *p, const char *bytes, size_t len);
+
+/*
+ * The tracker lost the server's grammar: a reply of ours could land inside a server packet or a
+ * result set, and the client would wait forever for the rest of a packet it misreads. So the
+ * session ends with the reply instead (do_close delivers it only between server packets).
+ */
+static void close_with_reply(struct pump *p, const char *data, size_t len)
+{
+    do_close(p, data, len);
+    while (p->replies_head != NULL) {
+        struct local_reply *r = p->replies_head;
+        p->replies_head = r->next;
+        free(r);
+    }
+    p->replies_tail = NULL;
+}
+
 /* Write the local replies whose turn has come (after the responses before them). */
 static void flush_due_replies(struct pump *p)
 {
+    if (p->trk.untracked && p->replies_head != NULL) {
+        if (!trk_server_at_boundary(&p->trk))
+            return; /* after the server packet under way (server_input stops at its end) */
+        struct local_reply *r = p->replies_head;
+        p->replies_head = r->next;
+        close_with_reply(p, r->data, r->len);
+        free(r);
+        return;
+    }
     while (!p->finishing && trk_local_due(&p->trk)) {
         struct local_reply *r = p->replies_head;
         trk_pop_local(&p->trk);
@@ -451,8 +479,12 @@ static bool send_local(struct pump *p, const char *data, size_t len)
 {
     if (len == 0)
         return true;
-    if (!trk_push_local(&p->trk))
-        return forward(p, &p->ep[CLIENT], data, len);
+    if (!trk_push_local(&p->trk)) {
+        if (!p->trk.untracked)
+            return forward(p, &p->ep[CLIENT], data, len); /* nothing in flight: it goes now */
+        close_with_reply(p, data, len);
+        return false;
+    }
     struct local_reply *r = malloc(sizeof(*r) + len);
     if (r == NULL) {
         finish(p, "out-of-memory");
@@ -621,7 +653,7 @@ static void server_input(struct pump *p, const char *data, size_t len)
 {
     struct endpoint *client = &p->ep[CLIENT];
     size_t pos = 0;
-    while (pos < len && !p->finishing) {
+    while (pos < len && !p->finishing && !p->server_cut) {
         size_t n = trk_server(&p->trk, (const uint8_t *)data + pos, len - pos);
         if (n > 0 && !forward(p, client, data + pos, n))
             return;
@@ -1022,7 +1054,8 @@ static void do_close(struct pump *p, const char *bytes, size_t len)
         p->draining = true;
         p->reason = "shutdown";
     }
-    /* The server gets nothing more. */
+    /* The server gets nothing more, and nothing more of it goes out. */
+    p->server_cut = true;
     server->dead = true;
     server->salvaged = true;
     free_pending(server);

@@ -943,6 +943,12 @@ size_t trk_server(struct tracker *t, const uint8_t *data, size_t len)
 
 bool trk_push_local(struct tracker *t)
 {
+    if (t->untracked) {
+        /* The order is unknown, but the packet framing is not: queue it, so that the relay can
+         * place it between server packets (and then end the session, see pump.c). */
+        struct trk_inflight e = { 0, true, 0, 0, 0 };
+        return fifo_push(t, e);
+    }
     if (!tracking(t) || t->count == 0)
         return false;
     struct trk_inflight e = { 0, true, 0, 0, 0 };
@@ -988,6 +994,10 @@ bool trk_server_at_boundary(const struct tracker *t)
 
 uint8_t trk_next_server_seq(const struct tracker *t)
 {
+    /* The oldest command's response has not begun: it would start right after the command, whose
+     * sequence id is 0 (the last answer's ids have nothing to do with it). */
+    if (t->count > 0 && t->cur.bytes_out == 0 && t->s_hdr_have == 0)
+        return 1;
     return (uint8_t)(t->s_last_seq + 1);
 }
 

@@ -374,7 +374,10 @@ export class Relay implements ByteRelay {
     }
     if (reply.toClient !== undefined && reply.toClient.length > 0) {
       if (addon.trackerPushLocal(this.#tracker)) this.#replies.push(reply.toClient);
-      else this.#toClient(reply.toClient);
+      else if (this.#untracked()) {
+        this.#closeWithReply(reply.toClient);
+        return;
+      } else this.#toClient(reply.toClient); // nothing in flight: it goes now
     }
     if (rest.length > 0) this.#clientInput(Buffer.from(rest));
     this.#flushDueReplies();
@@ -382,8 +385,29 @@ export class Relay implements ByteRelay {
     if (!this.#waitingForAnswer() && !this.#stalledSince.has(this.#server) && !this.#closed) this.#client.resume();
   }
 
+  /** The tracker lost the server's grammar (local replies can no longer be placed). */
+  #untracked(): boolean {
+    return addonFunctions().trackerInfo(this.#tracker)[1];
+  }
+
+  /**
+   * Untracked, a reply of ours could land inside a server packet or a result set, and the client
+   * would wait forever for the rest of a packet it misreads: the session ends with the reply
+   * instead (close() delivers it only between server packets).
+   */
+  #closeWithReply(reply: Buffer): void {
+    this.#replies.length = 0;
+    this.close(reply);
+  }
+
   #flushDueReplies(): void {
     const addon = addonFunctions();
+    const first = this.#replies[0];
+    if (first !== undefined && this.#untracked()) {
+      // After the server packet under way (#serverInput stops at its end).
+      if (addon.trackerInfo(this.#tracker)[2]) this.#closeWithReply(first);
+      return;
+    }
     while (addon.trackerLocalDue(this.#tracker)) {
       addon.trackerPopLocal(this.#tracker);
       const reply = this.#replies.shift();
