@@ -13,6 +13,7 @@ import { installServices, type ServiceBindings } from './bindings/services.js';
 import { installControlClient } from './bindings/control-client.js';
 import { installSocket } from './bindings/socket.js';
 import { installLuaMetrics } from './bindings/lua-metrics.js';
+import { installNodeInterop } from './bindings/node-interop.js';
 import { buildRegistry, startExporter } from './service/prometheus.js';
 import { startControl } from './service/control.js';
 import sodium from 'libsodium-wrappers';
@@ -126,6 +127,7 @@ export class Instance {
     installControlClient(L);
     installSocket(L);
     installLuaMetrics(L, this.metrics);
+    installNodeInterop(L, configPath);
     try {
       runFile(L, configPath);
       if (listen.declared === 0) throw new ConfigError(`${configPath}: No listeners configured`);
