@@ -38,6 +38,7 @@
  *   BENCH_RELAY         native (default) or js: the daemon's --relay
  *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
  *   BENCH_TRACKING      1 = also measure a daemon with --no-response-tracking (what tracking costs) (1)
+ *   BENCH_HOOKS         1 = also measure a daemon whose handler has an on_query that returns nothing (0)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -106,6 +107,7 @@ const SOCAT = envInt('BENCH_SOCAT', haveBinary('socat') ? 1 : 0, 0) !== 0;
 const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 /** Also measure a second daemon with --no-response-tracking, in the same rounds. */
 const TRACKING = envInt('BENCH_TRACKING', 1, 0) !== 0;
+const HOOKS = envInt('BENCH_HOOKS', 0, 0) !== 0;
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -303,6 +305,8 @@ interface ProxyTarget {
   prelude: string[];
   beforeConnect: string[];
   targetLua: string;
+  /** Lua lines after the handler table is built, before mysql_listen() (e.g. more callbacks). */
+  handlerExtra?: string[];
 }
 
 /**
@@ -345,6 +349,7 @@ async function startProxy(
       ...target.beforeConnect.map((l) => `  ${l}`),
       `  return client:connect(${target.targetLua}, hr)`,
       'end',
+      ...(target.handlerExtra ?? []),
       `mysql_listen(${JSON.stringify(socket)}, handler)`,
       '',
     ].join('\n'),
@@ -531,7 +536,7 @@ const ratio = (a: number | null, b: number | null): number | null =>
 // 1. sysbench
 
 type PsMode = 'auto' | 'disable';
-type Target = 'direct' | 'myproxy' | 'peer' | 'untracked' | 'socat';
+type Target = 'direct' | 'myproxy' | 'peer' | 'untracked' | 'hooked' | 'socat';
 
 interface SysbenchRun {
   qps: number | null;
@@ -892,6 +897,7 @@ async function main(): Promise<void> {
   const targets: Target[] = ['direct', 'myproxy'];
   if (PEER !== undefined) targets.push('peer');
   if (TRACKING) targets.push('untracked');
+  if (HOOKS) targets.push('hooked');
   if (SOCAT) targets.push('socat');
   console.log(
     `myproxy benchmark: ${ROUNDS} rounds, sysbench ${TIME} s × ${THREADS} threads, ` +
@@ -920,6 +926,16 @@ async function main(): Promise<void> {
   const untracked = TRACKING ? await startProxy('untracked', db.socket, ['--no-response-tracking']) : undefined;
   if (untracked !== undefined)
     console.log(`  pid ${untracked.pid}: the same with --no-response-tracking, listening on ${untracked.socket}`);
+  const hooked = HOOKS
+    ? await startProxy('hooked', {
+        prelude: [],
+        beforeConnect: [],
+        targetLua: JSON.stringify(db.socket),
+        handlerExtra: ['function handler.on_query(client, sql) end'],
+      })
+    : undefined;
+  if (hooked !== undefined)
+    console.log(`  pid ${hooked.pid}: the same with an on_query that returns nothing, listening on ${hooked.socket}`);
   let peer: Proxy | undefined;
   if (PEER !== undefined) {
     console.log(`starting the peer daemon ${PEER} (same configuration) …`);
@@ -936,9 +952,11 @@ async function main(): Promise<void> {
           ? peer!.socket
           : t === 'untracked'
             ? untracked!.socket
-            : relay!.socket;
+            : t === 'hooked'
+              ? hooked!.socket
+              : relay!.socket;
   const throughputDaemon = (t: Target): Proxy | undefined =>
-    t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'untracked' ? untracked : undefined;
+    t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'untracked' ? untracked : t === 'hooked' ? hooked : undefined;
 
   let clusterProxy: Proxy | undefined;
   if (CLUSTER) {
@@ -1028,6 +1046,7 @@ async function main(): Promise<void> {
   }
   if (relay !== undefined) await relay.stop();
   if (untracked !== undefined) await untracked.stop();
+  if (hooked !== undefined) await hooked.stop();
 
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
@@ -1220,7 +1239,9 @@ async function main(): Promise<void> {
               ? PEER_LABEL
               : t === 'untracked'
                 ? 'myproxy --no-response-tracking'
-                : 'socat relay (fork per connection)';
+                : t === 'hooked'
+                  ? 'myproxy with an empty on_query'
+                  : 'socat relay (fork per connection)';
       out.push(
         `| ${t === 'direct' ? label : ''} | ${name} | ${vals.map(fmtInt).join(' | ')} | ${fmtInt(m)} | ${t === 'direct' ? '1' : fmtRatio(r)} |`,
       );
@@ -1239,7 +1260,7 @@ async function main(): Promise<void> {
       const c = cpuQ.get(key(mode, t))!;
       out.push(
         `| ${t === 'direct' ? (mode === 'auto' ? 'prepared' : 'text') : ''} | ${t} | ${fmtUs(median(c.db))} | ` +
-          `${t === 'myproxy' || t === 'untracked' || t === 'peer' ? fmtUs(median(c.proxy)) : ''} |`,
+          `${t === 'myproxy' || t === 'untracked' || t === 'hooked' || t === 'peer' ? fmtUs(median(c.proxy)) : ''} |`,
       );
     }
   }
@@ -1398,6 +1419,17 @@ async function main(): Promise<void> {
       out.push(
         `| response tracking, ${mode === 'auto' ? 'prepared' : 'text'}: QPS with / without (\`--no-response-tracking\`) | ≥ 0.97 | ` +
           `${fmtRatio(ratio(withTracking, without))} | ${vs(ratio(withTracking, without), 0.97)} |`,
+      );
+    }
+  }
+  if (HOOKS) {
+    for (const { mode } of modes) {
+      const plain = summaryRatios.get(key(mode, 'myproxy')) ?? null;
+      const hookedRatio = summaryRatios.get(key(mode, 'hooked')) ?? null;
+      const r = plain === null || hookedRatio === null ? null : hookedRatio / plain;
+      out.push(
+        `| on_query returning nothing, ${mode === 'auto' ? 'prepared' : 'text'}: × direct ratio / plain relay's | ≥ 0.8 | ` +
+          `${fmtRatio(r)} | ${vs(r, 0.8)} |`,
       );
     }
   }
