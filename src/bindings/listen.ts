@@ -5,7 +5,9 @@ import { accessSync, constants as fsConstants, unlinkSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { typeName } from '../lua/convert.js';
-import { closeFd, listenUnix } from '../net/native.js';
+import { addonFunctions, closeFd, listenUnix } from '../net/native.js';
+import { AddressError, formatAddress, parseListenAddress, type SocketAddress } from '../net/address.js';
+import { errorMessage } from '../util/errors.js';
 import type { HandlerRefs } from './client.js';
 import type { ClientAuthMode } from '../proxy/handler.js';
 
@@ -145,6 +147,20 @@ function checkHandler(L: LuaState, idx: number): HandlerRefs {
   };
 }
 
+/**
+ * The TCP form of mysql_listen's address: HOST:PORT where HOST is `*` (every address, IPv6 and
+ * IPv4), a numeric IPv4 address or a numeric IPv6 address in brackets. Everything else is a
+ * socket path, as in myproxy (a file really named like that is written './127.0.0.1:3306').
+ */
+export function tcpListenAddress(text: string): TcpAddress | null {
+  if (!/^(\*|\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.%a-z]+\]):\d+$/.test(text)) return null;
+  const a = parseListenAddress(text, 0); // throws AddressError for a bad address or port
+  if (a.kind !== 'tcp' || a.port === 0) throw new AddressError(`Port out of range in address: ${text}`);
+  return a;
+}
+
+type TcpAddress = Extract<SocketAddress, { kind: 'tcp' }>;
+
 export function installListen(L: LuaState, options: ListenOptions): ListenBindings {
   const listeners: ListenerSpec[] = [];
   let declared = 0;
@@ -169,6 +185,24 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     const text = to_jsstring(lua.lua_tolstring(L1, 1)!, undefined, undefined, true);
     const refs: HandlerRefs = { ...checkHandler(L1, 2), auth, localInfile };
     declared++;
+    let tcp: TcpAddress | null;
+    try {
+      tcp = tcpListenAddress(text);
+    } catch (e) {
+      return lauxlib.luaL_error(L1, `Failed to listen on ${text}: ${errorMessage(e)}`);
+    }
+    if (tcp !== null) {
+      if (!options.bind) return 0;
+      const label = formatAddress(tcp);
+      let fd: number;
+      try {
+        fd = addonFunctions().listenInet(tcp.host, tcp.port, false, LISTEN_BACKLOG, null, false);
+      } catch (e) {
+        return lauxlib.luaL_error(L1, `Failed to listen on ${label}: ${(e as Error).message}`);
+      }
+      listeners.push({ fd, label, ownedPath: undefined, refs });
+      return 0;
+    }
     const abstract = text.startsWith('@');
     const path = abstract ? text : resolvePath(options.baseDir, text);
     const name = abstract ? Buffer.from(text.slice(1), 'utf8') : Buffer.from(path, 'utf8');

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { mariadbCli, startProxy, type Proxy } from '../helpers/proxy.js';
+import { mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
 import { RawClient } from '../helpers/wire.js';
 import { Command, PacketHeader } from '../../src/protocol/constants.js';
 import { parseErr } from '../../src/protocol/packets/generic.js';
@@ -314,3 +314,129 @@ for (const relayKind of ['native', 'js'] as const) {
     });
   });
 }
+
+describe('hooks with LOAD DATA LOCAL INFILE, long data, multi-statements, a runaway hook, a client that leaves', () => {
+  let db: MariaDB | undefined;
+  let proxy: Proxy | undefined;
+  const file = `/tmp/myproxy-hooks-infile-${process.pid}.tsv`;
+
+  before(async () => {
+    db = await startMariaDB({ name: 'hooks-more', extraArgs: ['--local-infile=1'] });
+    await createTestUsers(db);
+    await db.query(
+      'CREATE OR REPLACE TABLE test.li (a VARCHAR(20), b INT); CREATE OR REPLACE TABLE test.blobs (id INT, data LONGBLOB)',
+    );
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(file, Array.from({ length: 1000 }, (_, i) => `row${i}\t${i}`).join('\n') + '\n');
+    proxy = await startProxy({
+      name: 'hooks-more',
+      args: ['--lua-budget', '50'],
+      config: (dir) => `
+local seen = {}
+mysql_listen('${dir}/proxy.sock', {
+  on_handshake_response = function(client, hr) return client:connect(${JSON.stringify(db!.socket)}, hr) end,
+  on_query = function(client, sql)
+    if sql == 'SELECT spin' then while true do end end
+    if sql == 'SELECT nap' then sleep(1) return client:ok() end
+  end,
+  on_command = function(client, name, payload)
+    seen[name] = (seen[name] or 0) + 1
+    if name == 'ping' then print('COMMANDS long_data=' .. tostring(seen.stmt_send_long_data) .. ' execute=' .. tostring(seen.stmt_execute)) end
+  end,
+  on_result = function(client, info)
+    print(string.format('RESULT %s results=%d outcome=%s affected=%d', tostring(info.sql), info.results, info.outcome, info.affected_rows))
+  end,
+}, {local_infile = true})`,
+    });
+  });
+
+  after(async () => {
+    await proxy?.stop();
+    await db?.stop();
+    const { rmSync } = await import('node:fs');
+    rmSync(file, { force: true });
+  });
+
+  test('LOAD DATA LOCAL INFILE passes through on_query, the file packets untouched', async () => {
+    const r = await mariadbCli(
+      proxy!.socket,
+      USERS.native.user,
+      USERS.native.password,
+      `LOAD DATA LOCAL INFILE '${file}' INTO TABLE test.li (a, b)`,
+      ['--local-infile=1'],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await db!.query('SELECT COUNT(*), SUM(b) FROM test.li'), '1000\t499500\n');
+    await proxy!.waitForLog(/RESULT LOAD DATA LOCAL INFILE .* results=1 outcome=ok affected=1000/);
+  });
+
+  test('a multi-statement query: on_result counts its results', async () => {
+    const c = await mysql.createConnection({
+      socketPath: proxy!.socket,
+      user: USERS.native.user,
+      password: USERS.native.password,
+      authPlugins: {},
+      enableCleartextPlugin: true,
+      multipleStatements: true,
+    } as mysql.ConnectionOptions);
+    try {
+      const [results] = await c.query('SELECT 1; SELECT 2; DO 3');
+      assert.equal((results as unknown[]).length, 3);
+    } finally {
+      await c.end();
+    }
+    await proxy!.waitForLog(/RESULT SELECT 1; SELECT 2; DO 3 results=3 outcome=ok/);
+  });
+
+  test('COM_STMT_SEND_LONG_DATA (PHP mysqli send_long_data) goes through on_command', async () => {
+    const php = await runCommand('php', [
+      '-r',
+      `$m = new mysqli('localhost', 'native', 'nativepw', 'test', 0, ${JSON.stringify(proxy!.socket)});
+$s = $m->prepare('INSERT INTO blobs VALUES (1, ?)');
+$null = NULL;
+$s->bind_param('b', $null);
+$s->send_long_data(0, str_repeat('a', 100000));
+$s->send_long_data(0, str_repeat('b', 100000));
+$s->execute();
+$m->query('SELECT 1');
+echo "done\\n";`,
+    ]);
+    assert.equal(php.code, 0, php.stderr);
+    assert.equal(
+      await db!.query('SELECT LENGTH(data), LEFT(data, 1), RIGHT(data, 1) FROM test.blobs'),
+      '200000\ta\tb\n',
+    );
+    const c = await mysql.createConnection({
+      socketPath: proxy!.socket,
+      user: USERS.native.user,
+      password: USERS.native.password,
+      authPlugins: {},
+      enableCleartextPlugin: true,
+    } as mysql.ConnectionOptions);
+    try {
+      await c.ping();
+    } finally {
+      await c.end();
+    }
+    await proxy!.waitForLog(/COMMANDS long_data=2 execute=1/);
+  });
+
+  test('a hook that never returns is cut by the compute budget: 1105, the session goes on', async () => {
+    const r = await mariadbCli(proxy!.socket, USERS.native.user, USERS.native.password, 'SELECT spin; SELECT 7');
+    assert.match(r.stderr, /ERROR 1105 \(HY000\) at line 1: Lua error/);
+    const again = await mariadbCli(proxy!.socket, USERS.native.user, USERS.native.password, 'SELECT 8');
+    assert.equal(again.stdout, '8\n');
+  });
+
+  test('a client that leaves while its hook waits: nothing breaks, the daemon serves on', async () => {
+    const c = await RawClient.connect(proxy!.socket);
+    await c.login(USERS.native.user, USERS.native.password);
+    c.send(framePayload(Buffer.concat([Buffer.from([Command.COM_QUERY]), Buffer.from('SELECT nap')]), 0));
+    await new Promise((r) => setTimeout(r, 100));
+    c.close();
+    await new Promise((r) => setTimeout(r, 1500));
+    const r = await mariadbCli(proxy!.socket, USERS.native.user, USERS.native.password, 'SELECT 9');
+    assert.equal(r.stdout, '9\n');
+    assert.doesNotMatch(proxy!.logs(), /internal error|unhandled/i);
+  });
+});
