@@ -34,6 +34,9 @@
  *   BENCH_LOGIN_CLIENTS login client processes                     (4)
  *   BENCH_CONNECTIONS   idle connections for the memory test       (1000)
  *   BENCH_SETTLE        idle seconds before the memory samples     (15)
+ *   BENCH_MEMORY_BURST  seconds of logins (BENCH_LOGIN_CLIENTS loops) before the baseline of a
+ *                       second memory test on another fresh daemon: idle memory once the login
+ *                       path is compiled and the allocators have grown (10; 0 = skip)
  *   BENCH_SOCAT         1 = also measure a socat relay, 0 = skip   (1 if socat is installed)
  *   BENCH_RELAY         native (default) or js: the daemon's --relay
  *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
@@ -103,6 +106,8 @@ const CONNECTIONS = envInt('BENCH_CONNECTIONS', 1000, 1);
 const RELAY = process.env['BENCH_RELAY'] === 'js' ? 'js' : 'native';
 /** Seconds of idleness before the memory samples that count (V8's memory reducer waits 8 s). */
 const SETTLE = envInt('BENCH_SETTLE', 15, 3);
+/** Seconds of login loops before the baseline of the second memory test (0: no such test). */
+const MEMORY_BURST = envInt('BENCH_MEMORY_BURST', 10, 0);
 const SOCAT = envInt('BENCH_SOCAT', haveBinary('socat') ? 1 : 0, 0) !== 0;
 const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 /** Also measure a second daemon with --no-response-tracking, in the same rounds. */
@@ -742,8 +747,13 @@ interface MemoryResult {
   errors: string[];
 }
 
-/** On a fresh daemon of the given kind (ours, or the BENCH_PEER one), with its own conn-holder process. */
-async function memoryTest(backendSocket: string, kind: DaemonKind = 'ours'): Promise<MemoryResult> {
+/**
+ * On a fresh daemon of the given kind (ours, or the BENCH_PEER one), with its own conn-holder
+ * process. With `burstSeconds`, the baseline is taken after that many seconds of login loops (and
+ * the settle time): what idle sessions cost once the login path is compiled and the heaps and
+ * allocators have grown to what a busy daemon has; without, after 50 logins.
+ */
+async function memoryTest(backendSocket: string, kind: DaemonKind = 'ours', burstSeconds = 0): Promise<MemoryResult> {
   const need = CONNECTIONS + 200;
   const limit = softNofileLimit();
   if (limit !== undefined && limit < need) {
@@ -775,9 +785,37 @@ async function memoryTest(backendSocket: string, kind: DaemonKind = 'ours'): Pro
     const warm = await open(50);
     if (warm.ok === 0) throw new Error(`warm-up logins through the proxy failed: ${warm.errors.join('; ')}`);
     await close();
+    if (burstSeconds > 0) {
+      const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
+      try {
+        await Promise.all(workers.map((w) => waitMessage(w, 'ready', 60_000)));
+        const burst = await loginRun(workers, proxy.socket, burstSeconds);
+        console.log(`  login burst before the baseline: ${burst.ok} logins in ${burstSeconds} s`);
+      } finally {
+        for (const w of workers) {
+          send(w, { type: 'exit' }, true);
+          await Promise.race([exited(w), sleep(5000)]);
+          await stopChild(w, false, 1000);
+        }
+      }
+    }
     await sleep(SETTLE * 1000);
+    if (burstSeconds > 0) {
+      // After a burst, V8's memory reducer shrinks the heap only some 15-30 s later, in steps: the
+      // baseline waits 30 s more, then until the RSS holds still (within 1 % over 10 s, at most 60 s).
+      await sleep(30_000);
+      let last = readStatusKiB(proxy.pid, 'VmRSS');
+      for (let waited = 0; waited < 60_000; waited += 10_000) {
+        await sleep(10_000);
+        const now = readStatusKiB(proxy.pid, 'VmRSS');
+        if (Math.abs(now - last) <= last * 0.01) break;
+        last = now;
+      }
+    }
     const rssBeforeKiB = await sampleRss(proxy.pid);
-    console.log(`  daemon RSS before (${SETTLE} s after the warm-up): ${rssBeforeKiB} KiB`);
+    console.log(
+      `  daemon RSS before (${burstSeconds > 0 ? 'settled after the warm-up and the burst' : `${SETTLE} s after the warm-up`}): ${rssBeforeKiB} KiB`,
+    );
 
     const opened = await open(CONNECTIONS);
     console.log(
@@ -1184,6 +1222,24 @@ async function main(): Promise<void> {
       });
     }
   }
+  // The same on fresh daemons that first served a login burst (BENCH_MEMORY_BURST).
+  let burstMem: MemoryResult | undefined;
+  let peerBurstMem: MemoryResult | undefined;
+  if (MEMORY_BURST > 0) {
+    for (const kind of PEER !== undefined ? (['ours', 'peer'] as const) : (['ours'] as const)) {
+      const label = kind === 'peer' ? ` (${PEER_LABEL})` : '';
+      console.log(`memory${label}: the same after a ${MEMORY_BURST} s login burst on a fresh daemon:`);
+      const m = await memoryTest(db.socket, kind, MEMORY_BURST);
+      if (m.failed > 0 || m.alive !== m.opened) {
+        problems.push({
+          what: `memory test connections after a login burst${label}`,
+          detail: `${m.opened} opened, ${m.failed} failed, ${m.alive} answered COM_PING; ${m.errors.join('; ')}`,
+        });
+      }
+      if (kind === 'peer') peerBurstMem = m;
+      else burstMem = m;
+    }
+  }
 
   // ---- 4. summary
   const elapsedMin = (Date.now() - t0) / 60_000;
@@ -1195,7 +1251,8 @@ async function main(): Promise<void> {
   out.push(
     `- Command: \`npm run bench\` (BENCH_ROUNDS=${ROUNDS}, BENCH_TIME=${TIME}, BENCH_THREADS=${THREADS}, ` +
       `BENCH_WARMUP=${WARMUP}, BENCH_LOGIN_TIME=${LOGIN_TIME}, BENCH_LOGIN_CLIENTS=${LOGIN_CLIENTS}, ` +
-      `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SETTLE=${SETTLE}, BENCH_SOCAT=${SOCAT ? 1 : 0}, BENCH_CLUSTER=${CLUSTER ? 1 : 0}` +
+      `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SETTLE=${SETTLE}, BENCH_MEMORY_BURST=${MEMORY_BURST}, ` +
+      `BENCH_SOCAT=${SOCAT ? 1 : 0}, BENCH_CLUSTER=${CLUSTER ? 1 : 0}` +
       `${PEER !== undefined ? `, BENCH_PEER=${PEER}` : ''}); took ${elapsedMin.toFixed(1)} min`,
   );
   out.push(`- Machine: \`nproc\` = ${machine.nproc}, ${machine.cpu}, ${machine.kernel}`);
@@ -1327,6 +1384,9 @@ async function main(): Promise<void> {
     `${m.kibPerConnEarly.toFixed(1)} KiB | **${m.kibPerConn.toFixed(1)} KiB** |`;
   out.push(memRow('myproxy', mem));
   if (peerMem !== undefined) out.push(memRow(PEER_LABEL, peerMem));
+  if (burstMem !== undefined) out.push(memRow(`myproxy, after a ${MEMORY_BURST} s login burst`, burstMem));
+  if (peerBurstMem !== undefined)
+    out.push(memRow(`${PEER_LABEL}, after a ${MEMORY_BURST} s login burst`, peerBurstMem));
   out.push('');
   out.push(
     `${mem.opened} of ${CONNECTIONS} connections opened (${(mem.openMs / 1000).toFixed(1)} s, 16 at a time), ` +
@@ -1334,7 +1394,11 @@ async function main(): Promise<void> {
       (peerMem !== undefined
         ? `; through the peer ${peerMem.opened} opened (${(peerMem.openMs / 1000).toFixed(1)} s), ${peerMem.alive} answered COM_PING`
         : '') +
-      '. Fresh daemon, warmed up with 50 logins before the baseline. ' +
+      '. Fresh daemon, warmed up with 50 logins before the baseline' +
+      (MEMORY_BURST > 0
+        ? ` (the "after a login burst" rows: another fresh daemon each, ${LOGIN_CLIENTS} login loops for ${MEMORY_BURST} s after those 50 logins, then idle until the RSS held still, at least ${SETTLE + 30} s, before the baseline)`
+        : '') +
+      '. ' +
       `The benchmark daemon's RSS after the throughput and login runs: ${mainRssKiB} KiB (peak ${mainHwmKiB} KiB)` +
       (peer !== undefined ? `; the peer's: ${peerRssKiB} KiB (peak ${peerHwmKiB} KiB).` : '.'),
   );
@@ -1384,6 +1448,17 @@ async function main(): Promise<void> {
     );
     const kibOf = (m: MemoryResult): number | null => (Number.isFinite(m.kibPerConn) ? m.kibPerConn : null);
     out.push(row(`KiB per idle connection (${SETTLE} s)`, null, kibOf(mem), kibOf(peerMem), fmtUs));
+    if (burstMem !== undefined && peerBurstMem !== undefined) {
+      out.push(
+        row(
+          `KiB per idle connection after a login burst (${SETTLE} s)`,
+          null,
+          kibOf(burstMem),
+          kibOf(peerBurstMem),
+          fmtUs,
+        ),
+      );
+    }
     out.push(row('fresh daemon RSS before, KiB', null, mem.rssBeforeKiB, peerMem.rssBeforeKiB, fmtInt));
     out.push('');
     out.push('ours ÷ peer: above 1 is better for ours in the QPS and login rows, below 1 in the CPU and memory rows.');

@@ -15,6 +15,8 @@
  *      SO_PEERPIDFD of a connected AF_UNIX socket (Linux >= 6.5).
  *  - pidfdOpen(pid) -> pidfd | null
  *      pidfd_open(2), the fallback for kernels without SO_PEERPIDFD.
+ *  - peerIdentity(fd, out, usePeerPidfd) -> 0 | 1 | 2
+ *      the three above in one call, as an accepted connection needs them.
  *  - getXattr(path, name) -> Buffer | null
  *      lgetxattr(2) with a 4096-byte value buffer.
  *  - closeFd(fd), dupFd(fd) -> fd, recvAvailable(fd, max) -> Buffer | null
@@ -538,6 +540,80 @@ static napi_value js_pidfd_open(napi_env env, napi_callback_info info)
     return make_int(env, (int32_t)pidfd);
 }
 
+/*
+ * peerIdentity(fd, out, usePeerPidfd) -> what peerCredentials() and then peerPidfd() (or, with
+ * usePeerPidfd false, pidfdOpen()) tell about an accepted socket, in one call: one getsockname()
+ * instead of two, and no object made. Returns 0 when the fd is not AF_UNIX or the kernel knows no
+ * peer credentials. Otherwise writes pid, uid, gid and the pidfd (-1: none) into `out` (a
+ * Float64Array of 4) and returns 1, or 2 when the kernel does not know SO_PEERPIDFD (ENOPROTOOPT:
+ * the pidfd then comes from pidfd_open(pid), and the caller should not ask for SO_PEERPIDFD again).
+ * As with peerPidfd(), a peer that SO_PEERPIDFD says is gone gets no pidfd_open() fallback (the
+ * PID may already belong to another process). Throws on other failures (EMFILE, ...).
+ */
+static napi_value js_peer_identity(napi_env env, napi_callback_info info)
+{
+    napi_value argv[3];
+    struct ucred cred;
+    socklen_t cred_len = sizeof(cred);
+    double *out;
+    bool use_peer_pidfd;
+    int fd, pidfd = -1, status = 1;
+
+    if (!get_args(env, info, 3, 3, argv, NULL) || !get_fd(env, argv[0], &fd) ||
+        !get_optional_f64(env, argv[1], "out", 4, &out) || !get_bool(env, argv[2], "usePeerPidfd", &use_peer_pidfd))
+        return NULL;
+    if (out == NULL) {
+        throw_type(env, "out must be a Float64Array of 4");
+        return NULL;
+    }
+
+    switch (is_unix_socket(env, fd)) {
+    case -1:
+        return NULL;
+    case 0:
+        return make_int(env, 0);
+    }
+    memset(&cred, 0, sizeof(cred));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0) {
+        throw_errno_fd(env, errno, "getsockopt", fd);
+        return NULL;
+    }
+    if (cred.pid == 0) /* not connected, or a peer without credentials */
+        return make_int(env, 0);
+
+    if (use_peer_pidfd) {
+        socklen_t pidfd_len = sizeof(pidfd);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pidfd_len) != 0) {
+            pidfd = -1;
+            if (errno == ENOPROTOOPT) {
+                status = 2;
+                use_peer_pidfd = false;
+            } else if (errno != ENODATA && errno != ESRCH && errno != EINVAL) {
+                throw_errno_fd(env, errno, "getsockopt", fd);
+                return NULL;
+            }
+        } else if (pidfd < 0 || pidfd_len != sizeof(pidfd)) {
+            /* Cannot happen; never leak a descriptor if it does. */
+            if (pidfd >= 0)
+                close(pidfd);
+            pidfd = -1;
+        }
+    }
+    if (!use_peer_pidfd) {
+        long r = syscall(SYS_pidfd_open, cred.pid, 0u);
+        if (r < 0 && errno != ESRCH && errno != ENOSYS) {
+            throw_errno(env, errno, "pidfd_open", NULL);
+            return NULL;
+        }
+        pidfd = r < 0 ? -1 : (int)r;
+    }
+    out[0] = (double)cred.pid;
+    out[1] = (double)cred.uid;
+    out[2] = (double)cred.gid;
+    out[3] = (double)pidfd;
+    return make_int(env, status);
+}
+
 /* ------------------------------------------------------------------ */
 /* getXattr                                                            */
 
@@ -798,6 +874,7 @@ NAPI_MODULE_INIT()
         { "peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL },
         { "peerPidfd", NULL, js_peer_pidfd, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pidfdOpen", NULL, js_pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "peerIdentity", NULL, js_peer_identity, NULL, NULL, NULL, napi_enumerable, NULL },
         { "getXattr", NULL, js_get_xattr, NULL, NULL, NULL, napi_enumerable, NULL },
         { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
         { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },

@@ -19,16 +19,42 @@ static void addon_env_free(napi_env env, void *data, void *hint)
     free(data);
 }
 
+/*
+ * Runs while the environment is still usable: cleanup hooks run in reverse order of registration,
+ * so this one (registered at module init) runs before N-API's own, which frees the instance data.
+ */
+static void addon_env_cleanup(void *arg)
+{
+    struct addon_env *st = arg;
+    if (st->async_context_made)
+        napi_async_destroy(st->env, st->async_context);
+    st->async_context_made = false;
+}
+
 bool addon_env_init(napi_env env)
 {
     struct addon_env *st = calloc(1, sizeof(*st));
     if (st == NULL)
         return false;
+    st->env = env;
     if (napi_set_instance_data(env, st, addon_env_free, NULL) != napi_ok) {
         free(st);
         return false;
     }
-    return true;
+    return napi_add_env_cleanup_hook(env, addon_env_cleanup, st) == napi_ok;
+}
+
+napi_async_context addon_async_context(struct addon_env *st)
+{
+    if (!st->async_context_made) {
+        napi_value resource, name;
+        if (napi_create_object(st->env, &resource) != napi_ok ||
+            napi_create_string_utf8(st->env, "myproxy.native", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+            napi_async_init(st->env, resource, name, &st->async_context) != napi_ok)
+            return NULL;
+        st->async_context_made = true;
+    }
+    return st->async_context;
 }
 
 struct addon_env *addon_env_get(napi_env env)

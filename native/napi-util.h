@@ -28,12 +28,22 @@ struct addon_env {
     int fail_next;
     /* Pumps alive in this environment (for tests and leak checks). */
     int live_pumps;
+    /*
+     * The async context every pump and stream watch of this environment calls JavaScript in (made
+     * on first use): one for all, instead of one per session (an object, a handle and a context
+     * each, for async_hooks, which nothing here uses).
+     */
+    napi_async_context async_context;
+    bool async_context_made;
+    napi_env env;
 };
 
 /* The environment's state; NULL (with a JS error thrown) if it cannot be had. */
 struct addon_env *addon_env_get(napi_env env);
 /* Creates the environment's state at module init; false on failure. */
 bool addon_env_init(napi_env env);
+/* The environment's shared async context for napi_make_callback() (NULL if it cannot be made). */
+napi_async_context addon_async_context(struct addon_env *st);
 /* True (and clears it) when the failure `point` was requested for this environment. */
 bool addon_env_should_fail(struct addon_env *st, int point);
 

@@ -2,7 +2,8 @@
  * The native byte pump: after login, the relay between a client and its backend runs here, in C,
  * on Node's own libuv loop (uv_poll_t watchers on the main thread: no threads, no locks), so no
  * JavaScript runs and no object is allocated per packet. JavaScript hands over two socket fds
- * (duplicates of the ones its net.Sockets owned) and hears from the pump only for what it asked:
+ * (duplicates of the ones its net.Sockets owned, or a backend's bare fd that no net.Socket ever
+ * had) and hears from the pump only for what it asked:
  * the end of the pair, a command it wants to see (interception), a session that became
  * untracked, and (only in event mode) each finished response.
  *
@@ -96,14 +97,12 @@ struct pump {
     napi_ref stats2_ref;
     napi_ref record_ref; /* event mode: where a finished response is written for JavaScript */
     double *record;
-    napi_async_context async_context;
-    bool async_ok;
     struct tracker trk;
     bool draining;  /* an end was seen: no more reads, deliver what is owed, then finish */
     bool server_cut; /* do_close() ended the server side: none of its bytes go out any more */
     bool lingering; /* the server is gone, the client had its last bytes and a FIN: drop its input */
-    bool linger_timer_used;
-    uv_timer_t linger_timer;
+    /* Made when needed (rarely: a server that went away), not carried by every idle pair. */
+    uv_timer_t *linger_timer;
     bool finishing; /* handles are being closed */
     bool fds_owned; /* close the fds when done (false only when setup failed: the caller closes) */
     bool untracked_reported;
@@ -168,7 +167,7 @@ static bool call_js(struct pump *p, size_t argc, napi_value *argv)
         callback == NULL || napi_get_global(p->env, &global) != napi_ok)
         return false;
     /* make_callback runs the microtask queue afterwards, like any libuv-driven callback. */
-    if (napi_make_callback(p->env, p->async_context, global, callback, argc, argv, &result) != napi_ok &&
+    if (napi_make_callback(p->env, addon_async_context(p->st), global, callback, argc, argv, &result) != napi_ok &&
         napi_get_and_clear_last_exception(p->env, &exception) == napi_ok)
         napi_fatal_exception(p->env, exception);
     return true;
@@ -200,8 +199,6 @@ static void free_pump(struct pump *p)
         napi_delete_reference(env, p->stats2_ref);
     if (p->record_ref != NULL)
         napi_delete_reference(env, p->record_ref);
-    if (p->async_ok)
-        napi_async_destroy(env, p->async_context);
     if (p->ref != NULL)
         p->ref->pump = NULL; /* the JS handle now finds nothing instead of freed memory */
     p->st->live_pumps--;
@@ -242,7 +239,10 @@ static void on_handle_closed(uv_handle_t *handle)
 
 static void on_timer_closed(uv_handle_t *handle)
 {
-    pump_handle_closed(handle->data);
+    struct pump *p = handle->data;
+    free(p->linger_timer);
+    p->linger_timer = NULL;
+    pump_handle_closed(p);
 }
 
 /* Stop watching both sockets and close them; JS hears about it once every handle is closed. */
@@ -256,9 +256,9 @@ static void finish(struct pump *p, const char *reason)
         uv_poll_stop(&p->ep[i].poll);
         uv_close((uv_handle_t *)&p->ep[i].poll, on_handle_closed);
     }
-    if (p->linger_timer_used) {
-        uv_timer_stop(&p->linger_timer);
-        uv_close((uv_handle_t *)&p->linger_timer, on_timer_closed);
+    if (p->linger_timer != NULL) {
+        uv_timer_stop(p->linger_timer);
+        uv_close((uv_handle_t *)p->linger_timer, on_timer_closed);
     }
 }
 
@@ -272,14 +272,17 @@ static void on_linger_timeout(uv_timer_t *timer)
 static bool start_linger(struct pump *p)
 {
     struct endpoint *client = &p->ep[CLIENT];
-    if (uv_timer_init(client->poll.loop, &p->linger_timer) != 0)
+    uv_timer_t *timer = malloc(sizeof(*timer));
+    if (timer == NULL || uv_timer_init(client->poll.loop, timer) != 0) {
+        free(timer);
         return false;
-    p->linger_timer.data = p;
-    p->linger_timer_used = true;
+    }
+    timer->data = p;
+    p->linger_timer = timer;
     p->open_handles++;
     shutdown(client->fd, SHUT_WR);
     p->lingering = true;
-    uv_timer_start(&p->linger_timer, on_linger_timeout, LINGER_MS, 0);
+    uv_timer_start(timer, on_linger_timeout, LINGER_MS, 0);
     return true;
 }
 
@@ -928,7 +931,7 @@ static bool get_pump(napi_env env, napi_value v, struct pump **out)
  */
 static napi_value js_pump_start(napi_env env, napi_callback_info info)
 {
-    napi_value argv[9], handle, name, resource;
+    napi_value argv[9], handle;
     const uint8_t *first[2], *cfg;
     size_t first_len[2], cfg_len;
     double *stats, *stats2, *record;
@@ -1009,16 +1012,6 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
     }
     p->open_handles = 2;
     p->fds_owned = true;
-    if (napi_create_object(env, &resource) != napi_ok ||
-        napi_create_string_utf8(env, "myproxy.pump", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-        napi_async_init(env, resource, name, &p->async_context) != napi_ok) {
-        p->fds_owned = false;
-        finish(p, "internal-error");
-        free(ref);
-        throw_coded(env, "ERR_PUMP", NULL, "cannot set up the pump callback");
-        return NULL;
-    }
-    p->async_ok = true;
     if (napi_create_reference(env, argv[8], 1, &p->on_event) != napi_ok ||
         (stats != NULL && napi_create_reference(env, argv[5], 1, &p->stats_ref) != napi_ok) ||
         (stats2 != NULL && napi_create_reference(env, argv[6], 1, &p->stats2_ref) != napi_ok) ||

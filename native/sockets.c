@@ -11,6 +11,10 @@
  *      a connected, non-blocking datagram (or seqpacket) socket: family 'unix' (address = path or
  *      '\0'-led abstract name bytes), 'inet' (numeric IPv4/IPv6). Node cannot send AF_UNIX datagrams.
  *  - sendOn(fd, bytes) -> bytes sent (one send(), MSG_NOSIGNAL | MSG_DONTWAIT)
+ *  - streamWatch(fd, onData) -> handle, streamWatchRead(handle, on), streamUnwatch(handle)
+ *      reads a stream socket on Node's loop (uv_poll) without a net.Socket, while `on`: onData(bytes) for what
+ *      arrived, onData(null, null) at its end, onData(null, code) after an error; the fd stays the
+ *      caller's (a backend's login socket, handed to the byte pump afterwards).
  *  - loopMetrics() -> [iterations, events]: uv_metrics_info of Node's loop
  */
 
@@ -320,6 +324,194 @@ static napi_value js_datagram_close(napi_env env, napi_callback_info info)
 }
 
 /* ------------------------------------------------------------------ */
+/* reading a stream socket                                             */
+
+/*
+ * A backend's login is three or four small packets; a net.Socket for them costs more than
+ * everything else the login does in JavaScript (its construction, the stream machinery per read,
+ * and tearing it down for the pump). This reads the socket directly. The watch never owns the fd.
+ */
+struct stream_watch {
+    uv_poll_t poll;
+    napi_env env;
+    napi_ref callback;
+    struct stream_watch **slot; /* the JS handle's pointer to us, cleared when we are freed */
+    int fd;
+    bool reading;  /* the poll is started */
+    bool finished; /* the end or an error was reported: nothing more is read */
+    bool closing;
+};
+
+static void stream_watch_closed(uv_handle_t *handle)
+{
+    struct stream_watch *w = handle->data;
+    if (w->slot != NULL)
+        *w->slot = NULL;
+    free(w);
+}
+
+static void stream_watch_close(struct stream_watch *w)
+{
+    if (w->closing)
+        return;
+    w->closing = true;
+    if (w->callback != NULL)
+        napi_delete_reference(w->env, w->callback);
+    w->callback = NULL;
+    /* uv_close() stops the poll at once, so a pump may watch the fd right after this. */
+    uv_close((uv_handle_t *)&w->poll, stream_watch_closed);
+}
+
+/* Calls onData(bytes | null, code | null); false when JavaScript is gone. */
+static bool stream_watch_report(struct stream_watch *w, const char *data, size_t len, const char *code)
+{
+    struct addon_env *st = addon_env_get(w->env);
+    napi_handle_scope scope;
+    bool ok = false;
+    if (st == NULL || w->callback == NULL || napi_open_handle_scope(w->env, &scope) != napi_ok)
+        return false;
+    napi_value callback, global, argv[2], result, exception;
+    void *copy;
+    if (napi_get_reference_value(w->env, w->callback, &callback) == napi_ok && callback != NULL &&
+        napi_get_global(w->env, &global) == napi_ok &&
+        (data != NULL ? napi_create_buffer_copy(w->env, len, data, &copy, &argv[0]) : napi_get_null(w->env, &argv[0])) ==
+            napi_ok &&
+        (code != NULL ? napi_create_string_utf8(w->env, code, NAPI_AUTO_LENGTH, &argv[1])
+                      : napi_get_null(w->env, &argv[1])) == napi_ok) {
+        ok = true;
+        if (napi_make_callback(w->env, addon_async_context(st), global, callback, 2, argv, &result) != napi_ok &&
+            napi_get_and_clear_last_exception(w->env, &exception) == napi_ok)
+            napi_fatal_exception(w->env, exception);
+    }
+    napi_close_handle_scope(w->env, scope);
+    return ok;
+}
+
+static void on_stream_readable(uv_poll_t *handle, int status, int events)
+{
+    struct stream_watch *w = handle->data;
+    struct addon_env *st = addon_env_get(w->env);
+    (void)events;
+    if (st == NULL)
+        return;
+    /* A few reads per wake-up at most, and none once JavaScript stopped reading. */
+    for (int i = 0; i < 8 && w->reading && !w->closing; i++) {
+        ssize_t n = status < 0 ? -1 : recv(w->fd, st->scratch, sizeof(st->scratch), MSG_DONTWAIT);
+        if (n < 0 && status >= 0 && errno == EINTR)
+            continue;
+        if (n < 0 && status >= 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            int err = status < 0 ? -status : errno;
+            w->finished = true;
+            w->reading = false;
+            uv_poll_stop(&w->poll);
+            stream_watch_report(w, NULL, 0, n == 0 ? NULL : errno_name(err));
+            return;
+        }
+        if (!stream_watch_report(w, st->scratch, (size_t)n, NULL))
+            return;
+    }
+}
+
+static void stream_watch_finalize(napi_env env, void *data, void *hint)
+{
+    (void)env;
+    (void)hint;
+    struct stream_watch **slot = data;
+    if (*slot != NULL) {
+        (*slot)->slot = NULL;
+        stream_watch_close(*slot);
+    }
+    free(slot);
+}
+
+static bool get_stream_watch(napi_env env, napi_value v, struct stream_watch ***out)
+{
+    void *data = NULL;
+    if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL)
+        return throw_type(env, "handle must be a stream watch handle");
+    *out = data;
+    return true;
+}
+
+/* streamWatch(fd, onData) -> handle; nothing is read before streamWatchRead(handle, true). */
+static napi_value js_stream_watch(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2], handle;
+    int fd;
+    uv_loop_t *loop;
+    if (!get_args(env, info, 2, 2, argv, NULL) || !get_fd(env, argv[0], &fd) || !get_function(env, argv[1], "onData"))
+        return NULL;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+        throw_coded(env, "ERR_SOCKET", NULL, "no event loop");
+        return NULL;
+    }
+    struct stream_watch *w = calloc(1, sizeof(*w));
+    struct stream_watch **slot = calloc(1, sizeof(*slot));
+    if (w == NULL || slot == NULL) {
+        free(w);
+        free(slot);
+        throw_coded(env, "ENOMEM", NULL, "out of memory");
+        return NULL;
+    }
+    w->env = env;
+    w->fd = fd;
+    w->poll.data = w;
+    if (uv_poll_init(loop, &w->poll, fd) != 0) {
+        free(w);
+        free(slot);
+        throw_coded(env, "ERR_SOCKET", NULL, "uv_poll_init failed");
+        return NULL;
+    }
+    if (napi_create_reference(env, argv[1], 1, &w->callback) != napi_ok ||
+        napi_create_external(env, slot, stream_watch_finalize, NULL, &handle) != napi_ok) {
+        free(slot);
+        stream_watch_close(w);
+        throw_coded(env, "ERR_SOCKET", NULL, "cannot start reading");
+        return NULL;
+    }
+    *slot = w;
+    w->slot = slot;
+    return handle;
+}
+
+/* streamWatchRead(handle, on): read (again) or pause; a no-op after the end, or once unwatched. */
+static napi_value js_stream_watch_read(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    struct stream_watch **slot = NULL;
+    bool on;
+    if (!get_args(env, info, 2, 2, argv, NULL) || !get_stream_watch(env, argv[0], &slot) ||
+        !get_bool(env, argv[1], "on", &on))
+        return NULL;
+    struct stream_watch *w = *slot;
+    if (w == NULL || w->closing || w->finished || w->reading == on)
+        return make_undefined(env);
+    if (on ? uv_poll_start(&w->poll, UV_READABLE, on_stream_readable) : uv_poll_stop(&w->poll)) {
+        throw_coded(env, "ERR_SOCKET", NULL, "cannot change reading");
+        return NULL;
+    }
+    w->reading = on;
+    return make_undefined(env);
+}
+
+/* streamUnwatch(handle): stop for good (the fd is left open); a no-op when done already. */
+static napi_value js_stream_unwatch(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    struct stream_watch **slot = NULL;
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_stream_watch(env, argv[0], &slot))
+        return NULL;
+    if (*slot != NULL) {
+        (*slot)->slot = NULL;
+        stream_watch_close(*slot);
+        *slot = NULL;
+    }
+    return make_undefined(env);
+}
+
+/* ------------------------------------------------------------------ */
 /* sending                                                             */
 
 /* connectDatagram(family, type, address, port) -> fd (connected, non-blocking). */
@@ -428,6 +620,9 @@ bool register_sockets(napi_env env, napi_value exports)
         { "datagramClose", NULL, js_datagram_close, NULL, NULL, NULL, napi_enumerable, NULL },
         { "connectDatagram", NULL, js_connect_datagram, NULL, NULL, NULL, napi_enumerable, NULL },
         { "sendOn", NULL, js_send_on, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "streamWatch", NULL, js_stream_watch, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "streamWatchRead", NULL, js_stream_watch_read, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "streamUnwatch", NULL, js_stream_unwatch, NULL, NULL, NULL, napi_enumerable, NULL },
         { "loopMetrics", NULL, js_loop_metrics, NULL, NULL, NULL, napi_enumerable, NULL },
     };
     return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;

@@ -1,10 +1,17 @@
 // mysql_native_password: SHA1(password) XOR SHA1(scramble ‖ SHA1(SHA1(password))).
 // https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_authentication_methods_native_password_authentication.html
 
-import { createHash, timingSafeEqual } from 'node:crypto';
+import * as crypto from 'node:crypto';
+
+/**
+ * crypto.hash() (Node 20.12 and later): a digest in one call, about half the cost of a Hash object
+ * (a login computes three). Absent in older Node 20 releases, which take the Hash object.
+ */
+const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
 
 export function sha1(...parts: Uint8Array[]): Buffer {
-  const h = createHash('sha1');
+  if (oneShot !== undefined) return oneShot('sha1', parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer');
+  const h = crypto.createHash('sha1');
   for (const p of parts) h.update(p);
   return h.digest();
 }
@@ -50,5 +57,5 @@ export function recoverNativePasswordSha1(
   const mask = sha1(scramble.subarray(0, 20), stored);
   const candidate = Buffer.allocUnsafe(20);
   for (let i = 0; i < 20; i++) candidate[i] = answer[i]! ^ mask[i]!;
-  return timingSafeEqual(sha1(candidate), stored) ? candidate : undefined;
+  return crypto.timingSafeEqual(sha1(candidate), stored) ? candidate : undefined;
 }

@@ -4,16 +4,17 @@
 // ERR) is final, and so is a failure that every node would repeat (an auth method we cannot use).
 
 import type { Socket } from 'node:net';
-import { sha1 } from '../auth/native-password.js';
 import { AuthPluginError } from '../auth/backend-auth.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
 import { formatAddress } from '../net/address.js';
-import { connectSocket } from '../net/connect.js';
-import { ChannelClosedError, PacketChannel } from '../net/packet-channel.js';
+import { connectSocket, connectUnixFd } from '../net/connect.js';
+import { ChannelClosedError, FdPacketChannel, PacketChannel } from '../net/packet-channel.js';
 import { ErrorCodes, errorMessage, MalformedPacketError, ProxyError } from '../util/errors.js';
 import { StatSlot, type ServerMetrics } from '../util/metrics.js';
 import { BackendLoginError, loginToBackend, type BackendLoginResult } from './login.js';
 import type { BackendCandidate } from './selector.js';
+
+const NO_DATABASE = Buffer.alloc(0);
 
 /** Login packets are small; anything bigger is hostile or broken. */
 export const MAX_LOGIN_PAYLOAD = 64 * 1024;
@@ -30,10 +31,18 @@ export interface BackendLogin {
   readonly characterSet: number;
 }
 
+/**
+ * The connection to a backend during its login: a net.Socket (TCP), or for a Unix socket its bare
+ * fd read by an FdPacketChannel (no net.Socket is built for the three or four packets of a login;
+ * the fd goes to the byte pump as it is). Either can be destroyed.
+ */
+export type BackendSocket = Socket | FdPacketChannel;
+
 /** A backend that answered the login (OK or ERR). */
 export interface ConnectedBackend {
-  readonly socket: Socket;
-  readonly channel: PacketChannel;
+  /** The same object as `channel` for a Unix socket. */
+  readonly socket: BackendSocket;
+  readonly channel: PacketChannel | FdPacketChannel;
   readonly result: BackendLoginResult;
   readonly candidate: BackendCandidate;
 }
@@ -46,7 +55,7 @@ export interface ConnectorHost {
   /** True once the client went away: stop, and do not blame the node. */
   readonly closed: boolean;
   /** The backend socket in flight (null when there is none), so the session can end it at once. */
-  setBackendSocket(socket: Socket | null): void;
+  setBackendSocket(socket: BackendSocket | null): void;
   onGreeting(greeting: HandshakeV10): void;
   /** Counters of the server at `label` (connects, connect errors). */
   serverMetrics(label: string): ServerMetrics;
@@ -104,9 +113,18 @@ async function loginAt(
   const timeoutMs = candidate.connectTimeoutMs ?? host.connectTimeoutMs;
   const server = host.serverMetrics(label);
   host.log(`connecting to ${label}`);
-  let socket: Socket;
+  let socket: BackendSocket;
+  let channel: PacketChannel | FdPacketChannel;
   try {
-    socket = await connectSocket(address, timeoutMs);
+    if (address.kind === 'tcp') {
+      socket = await connectSocket(address, timeoutMs);
+      // An error after the login channel is detached (a reset while on_command_phase runs) must not
+      // become an uncaught exception; whoever reads the socket next sees it.
+      socket.on('error', () => undefined);
+      channel = new PacketChannel(socket, MAX_LOGIN_PAYLOAD);
+    } else {
+      channel = socket = new FdPacketChannel(connectUnixFd(address), MAX_LOGIN_PAYLOAD);
+    }
   } catch (e) {
     server.connectErrors++;
     host.logErr(errorMessage(e));
@@ -120,11 +138,6 @@ async function loginAt(
   // Reachable from the session while the login runs: a client that goes away (or a shutdown)
   // ends the backend login at once instead of letting it complete for nobody.
   host.setBackendSocket(socket);
-  // An error after the login channel is detached (a reset while on_command_phase runs) must not
-  // become an uncaught exception; whoever reads the socket next sees it.
-  socket.on('error', () => undefined);
-  const channel = new PacketChannel(socket, MAX_LOGIN_PAYLOAD);
-  const password = login.password;
   try {
     const result = await loginToBackend(
       channel,
@@ -133,16 +146,14 @@ async function loginAt(
         maxPacketSize: login.maxPacketSize,
         characterSet: login.characterSet,
         user: login.user,
-        credentials: {
-          password,
-          passwordSha1: login.passwordSha1 ?? (password !== undefined ? sha1(password) : undefined),
-        },
-        database: login.database ?? Buffer.alloc(0),
+        // SHA1(password) is derived by the plugin that needs it (mysql_native_password), not here.
+        credentials: login,
+        database: login.database ?? NO_DATABASE,
         secureTransport: address.kind !== 'tcp',
         backendKey: label,
       },
       timeoutMs,
-      (greeting) => host.onGreeting(greeting),
+      host,
     );
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (host.closed) {

@@ -95,11 +95,19 @@ const MAX_AUTH_ROUNDS = 8;
 /** AuthMoreData (caching_sha2_password's fast/full auth status, public key). */
 const AUTH_MORE_DATA = 0x01;
 
+/** Hears the backend's greeting before the login goes on (e.g. to take its server version). */
+export interface GreetingListener {
+  onGreeting(greeting: HandshakeV10): void;
+}
+
+/** What the login reads from and writes to (a PacketChannel or an FdPacketChannel). */
+export type LoginChannel = Pick<PacketChannel, 'next' | 'send'>;
+
 export async function loginToBackend(
-  channel: PacketChannel,
+  channel: LoginChannel,
   req: BackendLoginRequest,
   timeoutMs: number,
-  onGreeting: (greeting: HandshakeV10) => void,
+  listener: ((greeting: HandshakeV10) => void) | GreetingListener,
 ): Promise<BackendLoginResult> {
   const first = await channel.next(timeoutMs);
   if (first.payload[0] === PacketHeader.ERR) {
@@ -107,7 +115,8 @@ export async function loginToBackend(
     throw new BackendLoginError(`Connection rejected by server: ${err.message}`);
   }
   const greeting = parseHandshakeV10(first.payload);
-  onGreeting(greeting);
+  if (typeof listener === 'function') listener(greeting);
+  else listener.onGreeting(greeting);
 
   const serverCaps = greeting.capabilities;
   if ((serverCaps & Capability.CLIENT_PROTOCOL_41) === 0) {

@@ -31,6 +31,7 @@ import {
 import { checkAddressArg } from './address.js';
 import { installCgroup, pushClientCgroup } from './cgroup.js';
 import { ClientErrors, GENERAL_SQLSTATE } from '../util/errors.js';
+import { sharedCopy } from '../util/bytes.js';
 import { checkForward, checkOk, checkResult, installNull, pushResultInfo } from './commands.js';
 
 export const CLIENT_CLASS = 'myproxy.client';
@@ -304,8 +305,20 @@ export const CLIENT_METHODS: Readonly<Record<string, (L: LuaState) => number>> =
   }),
 );
 
+/**
+ * The client an __index call is for. The userdata's value being a ClientRecord (which only
+ * LuaSessionHooks makes, for userdata of CLIENT_CLASS) proves the class without looking the
+ * metatable up by name; anything else gets checkClient()'s error.
+ */
+function indexedClient(L: LuaState): LuaClient {
+  const value = (lua.lua_touserdata(L, 1) as { value?: unknown } | null)?.value;
+  if (!(value instanceof ClientRecord)) return checkClient(L, 1);
+  if (value.stale || value.session.closed) return lauxlib.luaL_error(L, 'Stale object');
+  return value;
+}
+
 const clientIndex = (L: LuaState): number => {
-  const c = checkClient(L, 1);
+  const c = indexedClient(L);
   const key = keyOf(L, 2);
   const s = c.session;
   switch (key) {
@@ -457,21 +470,86 @@ export class LuaSessionHandler implements SessionHandler {
   }
 }
 
+/** What a client userdata carries (see indexedClient() for why it is a class). */
+class ClientRecord implements LuaClient {
+  readonly session: ClientSession;
+  notesRef = lauxlib.LUA_NOREF;
+  stale = false;
+  login: LoginRequest | undefined = undefined;
+  user: Buffer | undefined = undefined;
+  constructor(session: ClientSession) {
+    this.session = session;
+  }
+}
+
 /** Each session's client userdata (registry ref), so one callback can be handed another's client. */
 const clientRefs = new WeakMap<ClientSession, number>();
+
+/**
+ * What every session of a Lua state pushes or checks, as registry refs made once: pushing by ref is
+ * an integer lookup, while a name (a class, a table key) given as a JS string is converted and
+ * hashed anew on each use (Fengari interns no strings).
+ */
+interface StateRefs {
+  readonly clientMeta: number;
+  readonly actionMeta: number;
+  readonly userKey: number;
+  readonly passwordKey: number;
+  readonly databaseKey: number;
+}
+const stateRefs = new WeakMap<LuaState, StateRefs>();
+
+function refsOf(L: LuaState): StateRefs {
+  let refs = stateRefs.get(L);
+  if (refs === undefined) {
+    const ref = (push: () => void): number => {
+      push();
+      return lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
+    };
+    refs = {
+      clientMeta: ref(() => lua.lua_getfield(L, lua.LUA_REGISTRYINDEX, CLIENT_CLASS)),
+      actionMeta: ref(() => lua.lua_getfield(L, lua.LUA_REGISTRYINDEX, ACTION_CLASS)),
+      userKey: ref(() => lua.lua_pushliteral(L, 'user')),
+      passwordKey: ref(() => lua.lua_pushliteral(L, 'password')),
+      databaseKey: ref(() => lua.lua_pushliteral(L, 'database')),
+    };
+    stateRefs.set(L, refs);
+  }
+  return refs;
+}
+
+/** Fengari's lua_getmetatable, which src/types/fengari.d.ts does not declare. */
+function getMetatable(L: LuaState, idx: number): boolean {
+  return (lua as unknown as { lua_getmetatable(L: LuaState, idx: number): boolean }).lua_getmetatable(L, idx);
+}
+
+/** The action a callback returned at `idx` (what testObject(L, idx, ACTION_CLASS) finds, by ref). */
+function returnedAction(L: LuaState, idx: number, refs: StateRefs): Action | undefined {
+  if (lua.lua_type(L, idx) !== lua.LUA_TUSERDATA || !getMetatable(L, idx)) return undefined;
+  lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, refs.actionMeta);
+  const isAction = lua.lua_rawequal(L, -1, -2);
+  lua.lua_pop(L, 2);
+  return isAction ? (lua.lua_touserdata(L, idx) as { value: Action }).value : undefined;
+}
 
 /** The hooks of one connection: its client userdata and the calls into Lua. */
 class LuaSessionHooks {
   readonly #handler: LuaSessionHandler;
   readonly #client: LuaClient;
   readonly #clientRef: number;
+  readonly #refs: StateRefs;
 
   constructor(handler: LuaSessionHandler, session: ClientSession) {
+    const L = handler.L;
     this.#handler = handler;
-    this.#client = { session, notesRef: lauxlib.LUA_NOREF, stale: false, login: undefined, user: undefined };
-    // One userdata per connection, kept in the registry so every callback sees the same object.
-    pushObject(handler.L, CLIENT_CLASS, this.#client);
-    this.#clientRef = lauxlib.luaL_ref(handler.L, lua.LUA_REGISTRYINDEX);
+    this.#refs = refsOf(L);
+    this.#client = new ClientRecord(session);
+    // One userdata per connection, kept in the registry so every callback sees the same object
+    // (pushObject(L, CLIENT_CLASS, client), with the metatable taken by ref instead of by name).
+    (lua.lua_newuserdata(L, 0) as { value: LuaClient }).value = this.#client;
+    lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, this.#refs.clientMeta);
+    lua.lua_setmetatable(L, -2);
+    this.#clientRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
     clientRefs.set(session, this.#clientRef);
   }
 
@@ -515,7 +593,8 @@ class LuaSessionHooks {
 
   async onHandshakeResponse(login: LoginRequest): Promise<LoginAction> {
     this.#client.login = login;
-    this.#client.user = login.user;
+    // Kept for the session's life: a copy, not a slice that would keep the login packet alive.
+    this.#client.user = sharedCopy(login.user);
     try {
       return await this.#callHandshakeResponse(login);
     } finally {
@@ -528,11 +607,11 @@ class LuaSessionHooks {
       'on_handshake_response',
       this.#handler.refs.onHandshakeResponse,
       (co) => {
-        pushLoginTable(co, login);
+        pushLoginTable(co, login, this.#refs);
         return 1;
       },
       (co, n) => {
-        const a = n > 0 ? testObject<Action>(co, n, ACTION_CLASS) : undefined;
+        const a = n > 0 ? returnedAction(co, n, this.#refs) : undefined;
         if (a === undefined || (a.kind !== 'connect' && a.kind !== 'err' && a.kind !== 'accept')) {
           throw new CallbackFailed(
             `Bad return value (${n > 0 ? typeName(co, n) : 'nothing'}): return client:connect(...) or client:err(...)`,
@@ -697,18 +776,19 @@ function hooksClass(refs: HandlerRefs): HooksClass {
 
 /**
  * handshake_response = {user=, password=, database=} (database only when non-empty; password
- * absent under auth = 'native').
+ * absent under auth = 'native'). The keys come by ref; lua_pushstring() copies each value once
+ * (Lua never aliases the network buffers).
  */
-function pushLoginTable(L: LuaState, login: LoginRequest): void {
+function pushLoginTable(L: LuaState, login: LoginRequest, refs: StateRefs): void {
   lua.lua_createtable(L, 0, 3);
-  pushBytes(L, login.user);
-  lua.lua_setfield(L, -2, 'user');
-  if (login.password !== undefined) {
-    pushBytes(L, login.password);
-    lua.lua_setfield(L, -2, 'password');
-  }
-  if (login.database.length > 0) {
-    pushBytes(L, login.database);
-    lua.lua_setfield(L, -2, 'database');
-  }
+  setBytesField(L, refs.userKey, login.user);
+  if (login.password !== undefined) setBytesField(L, refs.passwordKey, login.password);
+  if (login.database.length > 0) setBytesField(L, refs.databaseKey, login.database);
+}
+
+/** table[key] = value for the table on top of the stack, the key a registry ref. */
+function setBytesField(L: LuaState, keyRef: number, value: Uint8Array): void {
+  lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, keyRef);
+  lua.lua_pushstring(L, value);
+  lua.lua_rawset(L, -3);
 }

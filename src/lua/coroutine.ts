@@ -4,7 +4,7 @@
 // callback may compute between yields, so a runaway loop cannot freeze the daemon.
 
 import { lua, lauxlib, type LuaState } from './fengari.js';
-import { luaLimits, withDeadline, type Deadline } from './limits.js';
+import { luaLimits, type Deadline } from './limits.js';
 import { errorToString } from './state.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
 
@@ -55,10 +55,24 @@ const HOOK_INSTRUCTIONS = 20000;
 export class CallbackRunner {
   readonly #L: LuaState;
   readonly #budgetMs: number;
+  readonly #budgetMessage: string;
+  /**
+   * The count hook of every callback thread (threads a callback creates inherit it): the compute
+   * budget is that of the Lua code running now (luaLimits().active, set around each resume), so
+   * one hook serves all callbacks.
+   */
+  readonly #hook: (L: LuaState) => void;
 
   constructor(L: LuaState, options: RunnerOptions) {
     this.#L = L;
     this.#budgetMs = options.budgetMs;
+    this.#budgetMessage = `callback ran for more than ${options.budgetMs} ms without waiting`;
+    const limits = luaLimits();
+    this.#hook = (L1) => {
+      const deadline = limits.active;
+      if (deadline !== null && performance.now() > deadline.at) lauxlib.luaL_error(L1, deadline.message);
+      limits.checkHeap(L1);
+    };
   }
 
   /**
@@ -75,63 +89,57 @@ export class CallbackRunner {
   ): Promise<T> {
     const L = this.#L;
     const co = lua.lua_newthread(L);
-    const threadRef = lauxlib.luaL_ref(L, lua.LUA_REGISTRYINDEX);
-    try {
-      const deadline: Deadline = {
-        at: Infinity,
-        message: `callback ran for more than ${this.#budgetMs} ms without waiting`,
-      };
-      const limits = luaLimits();
-      // Threads the callback creates inherit the hook (lua_newthread copies it).
-      lua.lua_sethook(
-        co,
-        (L1) => {
-          if (performance.now() > deadline.at) lauxlib.luaL_error(L1, deadline.message);
-          limits.checkHeap(L1);
-        },
-        lua.LUA_MASKCOUNT,
-        HOOK_INSTRUCTIONS,
-      );
-      lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, fnRef);
-      let nargs = pushArgs(co);
-      for (;;) {
-        deadline.at = this.#budgetMs > 0 ? performance.now() + this.#budgetMs : Infinity;
-        const status = withDeadline(deadline, () => lua.lua_resume(co, L, nargs));
-        if (status === lua.LUA_OK) return collect(co, lua.lua_gettop(co));
-        if (status !== lua.LUA_YIELD) {
-          // Convert on the main state: a dead coroutine cannot run the __tostring of the error.
-          lua.lua_xmove(co, L, 1);
-          const msg = errorToString(L, -1);
-          lua.lua_pop(L, 1);
-          lauxlib.luaL_traceback(L, co, null, 0);
-          const traceback = errorToString(L, -1);
-          lua.lua_pop(L, 1);
-          throw new CallbackFailed(msg, traceback);
-        }
-        const op = pendingOperations.get(co);
-        pendingOperations.delete(co);
-        if (op === undefined) {
-          throw new CallbackFailed(
-            'callback yielded without a pending operation (coroutine.yield outside a coroutine of its own)',
-          );
-        }
-        let resumer: Resumer;
-        try {
-          resumer = await op;
-        } catch (e) {
-          const message = e instanceof Error ? e.message : String(e);
-          resumer = (L1) => {
-            lua.lua_pushnil(L1);
-            lua.lua_pushstring(L1, message);
-            return 2;
-          };
-        }
-        if (isCancelled()) throw new CallbackCancelled();
-        lua.lua_settop(co, 0);
-        nargs = resumer(co);
+    // Fengari has no collector of its own: the JavaScript reference `co` keeps the thread alive
+    // (C Lua would need a registry ref for that), so it leaves the main stack at once.
+    lua.lua_pop(L, 1);
+    const deadline: Deadline = { at: Infinity, message: this.#budgetMessage };
+    const limits = luaLimits();
+    lua.lua_sethook(co, this.#hook, lua.LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+    lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, fnRef);
+    let nargs = pushArgs(co);
+    for (;;) {
+      deadline.at = this.#budgetMs > 0 ? performance.now() + this.#budgetMs : Infinity;
+      // What withDeadline() does, without a closure per resume.
+      const outer = limits.active;
+      limits.active = deadline;
+      let status: number;
+      try {
+        status = lua.lua_resume(co, L, nargs);
+      } finally {
+        limits.active = outer;
       }
-    } finally {
-      lauxlib.luaL_unref(L, lua.LUA_REGISTRYINDEX, threadRef);
+      if (status === lua.LUA_OK) return collect(co, lua.lua_gettop(co));
+      if (status !== lua.LUA_YIELD) {
+        // Convert on the main state: a dead coroutine cannot run the __tostring of the error.
+        lua.lua_xmove(co, L, 1);
+        const msg = errorToString(L, -1);
+        lua.lua_pop(L, 1);
+        lauxlib.luaL_traceback(L, co, null, 0);
+        const traceback = errorToString(L, -1);
+        lua.lua_pop(L, 1);
+        throw new CallbackFailed(msg, traceback);
+      }
+      const op = pendingOperations.get(co);
+      pendingOperations.delete(co);
+      if (op === undefined) {
+        throw new CallbackFailed(
+          'callback yielded without a pending operation (coroutine.yield outside a coroutine of its own)',
+        );
+      }
+      let resumer: Resumer;
+      try {
+        resumer = await op;
+      } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
+        resumer = (L1) => {
+          lua.lua_pushnil(L1);
+          lua.lua_pushstring(L1, message);
+          return 2;
+        };
+      }
+      if (isCancelled()) throw new CallbackCancelled();
+      lua.lua_settop(co, 0);
+      nargs = resumer(co);
     }
   }
 }

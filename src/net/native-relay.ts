@@ -16,6 +16,7 @@ import {
   type RelayState,
 } from './relay.js';
 import { PumpEvent, UNTRACKED_REASONS, decodeRecord, encodeTrackerConfig, newRecordArray } from './tracking.js';
+import { FdPacketChannel } from './packet-channel.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 const REASONS: Readonly<Record<string, RelayEnd>> = Object.freeze(
@@ -48,12 +49,17 @@ export class NativeRelay implements ByteRelay {
   #deadline: NodeJS.Timeout | undefined;
   readonly #onClose: (reason: RelayEnd) => void;
 
-  /** Throws RelayStartError when the pump cannot start at once (the sockets are still the caller's). */
-  constructor(client: Socket, server: Socket, options: RelayOptions) {
+  /**
+   * Throws RelayStartError when the pump cannot start at once (the sockets are still the caller's).
+   * A server given as an FdPacketChannel (detached) hands its fd to the pump as it is.
+   */
+  constructor(client: Socket, server: Socket | FdPacketChannel, options: RelayOptions) {
     this.#onClose = options.onClose;
     // Bytes Node still queues for a socket must go out before the pump takes over, or they would be
-    // lost with the handle (the login OK normally travels with the pump: serverLeftover).
-    const pending = [client, server].filter((s) => s.writableLength > 0 && !s.destroyed);
+    // lost with the handle (the login OK normally travels with the pump: serverLeftover). An
+    // FdPacketChannel queues nothing: its writes are made at once.
+    const sockets = server instanceof FdPacketChannel ? [client] : [client, server];
+    const pending = sockets.filter((s) => s.writableLength > 0 && !s.destroyed);
     if (pending.length === 0) {
       this.#start(client, server, options, true);
       return;
@@ -79,7 +85,8 @@ export class NativeRelay implements ByteRelay {
     }
   }
 
-  #start(client: Socket, server: Socket, options: RelayOptions, synchronous: boolean): void {
+  #start(client: Socket, server: Socket | FdPacketChannel, options: RelayOptions, synchronous: boolean): void {
+    const bareFd = server instanceof FdPacketChannel;
     let clientFd = -1;
     let serverFd = -1;
     const addon = addonFunctions();
@@ -90,9 +97,9 @@ export class NativeRelay implements ByteRelay {
       // Node may have read bytes from the kernel into its own buffer even while paused: they go
       // first, or they would be lost with the socket object.
       const toServer = concatDefined(options.clientLeftover, drainReadable(client));
-      const toClient = concatDefined(options.serverLeftover, drainReadable(server));
+      const toClient = bareFd ? options.serverLeftover : concatDefined(options.serverLeftover, drainReadable(server));
       clientFd = dupFd(fdOf(client));
-      serverFd = dupFd(fdOf(server));
+      serverFd = bareFd ? server.fd : dupFd(fdOf(server));
       const maxHold = Math.max(64, intercept?.maxPacket ?? DEFAULT_MAX_INTERCEPTED_PACKET);
       this.#handle = addon.pumpStart(
         clientFd,
@@ -127,7 +134,7 @@ export class NativeRelay implements ByteRelay {
       );
     } catch (e) {
       if (clientFd >= 0) closeFd(clientFd);
-      if (serverFd >= 0) closeFd(serverFd);
+      if (serverFd >= 0 && !bareFd) closeFd(serverFd);
       const error = new RelayStartError(`cannot start the relay: ${e instanceof Error ? e.message : String(e)}`, {
         cause: e,
       });
@@ -141,8 +148,10 @@ export class NativeRelay implements ByteRelay {
       return;
     }
     // The pump has its own copies of the fds; closing Node's handles releases only the originals.
+    // A bare server fd is the pump's own now.
     client.destroy();
-    server.destroy();
+    if (bareFd) server.handOver();
+    else server.destroy();
     if (this.#closeRequested !== null) this.close(this.#closeRequested);
   }
 

@@ -58,11 +58,15 @@ interface NativeAddon {
     port: number,
   ): number;
   sendOn(fd: number, bytes: Uint8Array): number;
+  streamWatch(fd: number, onData: (bytes: Buffer | null, code: string | null) => void): StreamWatchHandle;
+  streamWatchRead(handle: StreamWatchHandle, on: boolean): void;
+  streamUnwatch(handle: StreamWatchHandle): void;
   loopMetrics(): [iterations: number, events: number];
   connectUnix(name: Uint8Array, abstract: boolean): number;
   peerCredentials(fd: number): PeerCredentials | null;
   peerPidfd(fd: number): number | null;
   pidfdOpen(pid: number): number | null;
+  peerIdentity(fd: number, out: Float64Array, usePeerPidfd: boolean): 0 | 1 | 2;
   getXattr(path: string | Uint8Array, name: string | Uint8Array): Buffer | null;
   closeFd(fd: number): void;
   dupFd(fd: number): number;
@@ -107,6 +111,13 @@ interface NativeAddon {
 
 /** Opaque handle of a datagram receiver. */
 export type DatagramHandle = { readonly __datagram: unique symbol };
+
+/**
+ * Opaque handle of a stream socket read by the addon (streamWatch): onData(bytes) for what arrived,
+ * onData(null, null) at the end of the stream, onData(null, code) after a read error. Harmless
+ * after streamUnwatch().
+ */
+export type StreamWatchHandle = { readonly __streamWatch: unique symbol };
 
 /** Opaque handle of a running native byte pump (harmless after the pump is gone). */
 export type PumpHandle = { readonly __pump: unique symbol };
@@ -249,6 +260,21 @@ export function peerPidfd(fd: number): number | null {
  */
 export function pidfdOpen(pid: number): number | null {
   return load().pidfdOpen(pid);
+}
+
+/**
+ * {@link peerCredentials} and then {@link peerPidfd} (or, with `usePeerPidfd`
+ * false, {@link pidfdOpen}) in one call, as an accepted connection needs
+ * them: one `getsockname()` and no object made. Returns 0 when the fd is not
+ * an `AF_UNIX` socket or has no peer credentials; otherwise fills `out` (a
+ * Float64Array of 4) with pid, uid, gid and the pidfd (-1: none) and returns
+ * 1, or 2 when the kernel lacks `SO_PEERPIDFD` (the pidfd then comes from
+ * `pidfd_open(pid)`). The caller owns the pidfd.
+ *
+ * @throws Error with `code` (`'EMFILE'`, `'EBADF'`, ...) on other failures.
+ */
+export function peerIdentity(fd: number, out: Float64Array, usePeerPidfd: boolean): 0 | 1 | 2 {
+  return load().peerIdentity(fd, out, usePeerPidfd);
 }
 
 /**

@@ -2,12 +2,18 @@
 // (greeting, login, authentication). The socket stays paused unless a reader waits, so a peer
 // cannot make us queue packets while a policy callback runs. detach() hands the socket and any
 // unread bytes to the relay.
+//
+// FdPacketChannel: the same over a bare socket fd read through the addon, for a backend's login
+// over a Unix socket. A net.Socket costs more to build and tear down than everything else such a
+// login does in JavaScript, for three or four small packets; the fd then goes to the byte pump as
+// it is.
 
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { MAX_PACKET_PAYLOAD } from '../protocol/constants.js';
 import { PacketFramer, type Packet } from '../protocol/framer.js';
 import { framePayload } from '../protocol/writer.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
+import { addonFunctions, closeFd, type StreamWatchHandle } from './native.js';
 
 export class ChannelClosedError extends ProxyError {
   constructor(message = 'Connection closed') {
@@ -21,37 +27,28 @@ export class ChannelTimeoutError extends ProxyError {
   }
 }
 
-export class PacketChannel {
-  readonly socket: Socket;
+/** Packets from bytes that arrive in chunks, one next() at a time; input pauses while nobody waits. */
+abstract class PacketQueue {
   readonly #framer: PacketFramer;
   readonly #queue: Packet[] = [];
   #failure: Error | null = null;
   #waiter: { resolve: (p: Packet) => void; reject: (e: Error) => void; timer: NodeJS.Timeout | undefined } | null =
     null;
-  readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
-  readonly #onEnd = (): void => this.#fail(new ChannelClosedError());
-  // ECONNRESET, EPIPE and the like mean the peer went away: the same as a close for the login.
-  readonly #onError = (e: Error): void => this.#fail(new ChannelClosedError(`Connection lost: ${e.message}`));
-  readonly #onClose = (): void => this.#fail(new ChannelClosedError());
 
-  /** `initial`: bytes already read from the socket (what an earlier channel's detach() returned). */
-  constructor(socket: Socket, maxPayload: number, initial: Buffer | null = null) {
-    this.socket = socket;
+  constructor(maxPayload: number) {
     this.#framer = new PacketFramer(maxPayload);
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', this.#onError);
-    socket.on('close', this.#onClose);
-    socket.pause();
-    if (initial !== null && initial.length > 0) this.#receive(initial);
-    if (socket.destroyed) this.#fail(new ChannelClosedError());
   }
 
-  #receive(chunk: Buffer): void {
+  /** Stop reading from the peer (nobody waits for a packet). */
+  protected abstract pauseInput(): void;
+  /** Read from the peer again. */
+  protected abstract resumeInput(): void;
+
+  protected receive(chunk: Buffer): void {
     try {
       for (const p of this.#framer.push(chunk)) this.#queue.push(p);
     } catch (e) {
-      this.#fail(e as Error);
+      this.fail(e as Error);
       return;
     }
     this.#deliver();
@@ -60,14 +57,14 @@ export class PacketChannel {
   #deliver(): void {
     const w = this.#waiter;
     if (w === null) {
-      this.socket.pause();
+      this.pauseInput();
       return;
     }
     const p = this.#queue.shift();
     if (p !== undefined) {
       this.#waiter = null;
       if (w.timer !== undefined) clearTimeout(w.timer);
-      this.socket.pause();
+      this.pauseInput();
       w.resolve(p);
     } else if (this.#failure !== null) {
       this.#waiter = null;
@@ -76,7 +73,12 @@ export class PacketChannel {
     }
   }
 
-  #fail(e: Error): void {
+  /** Packets (or their beginning) arrived that nobody has asked for yet. */
+  protected get unread(): boolean {
+    return this.#queue.length > 0;
+  }
+
+  protected fail(e: Error): void {
     if (this.#failure === null) this.#failure = e;
     this.#deliver();
   }
@@ -88,10 +90,54 @@ export class PacketChannel {
     if (queued !== undefined) return Promise.resolve(queued);
     if (this.#failure !== null) return Promise.reject(this.#failure);
     return new Promise<Packet>((resolve, reject) => {
-      const timer = timeoutMs > 0 ? setTimeout(() => this.#fail(new ChannelTimeoutError()), timeoutMs) : undefined;
+      const timer = timeoutMs > 0 ? setTimeout(() => this.fail(new ChannelTimeoutError()), timeoutMs) : undefined;
       this.#waiter = { resolve, reject, timer };
-      this.socket.resume();
+      this.resumeInput();
     });
+  }
+
+  /**
+   * The bytes that arrived after the last packet returned (to be forwarded first), including whole
+   * packets queued but not yet read.
+   */
+  protected takeUnread(): Buffer | null {
+    const queued = this.#queue.splice(0);
+    const rest = this.#framer.takeBuffered();
+    if (queued.length === 0) return rest;
+    // Packets queued after login (a pipelining client) are re-framed byte-exactly.
+    const parts: Buffer[] = [];
+    for (const p of queued) parts.push(reframe(p));
+    if (rest !== null) parts.push(rest);
+    return Buffer.concat(parts);
+  }
+}
+
+export class PacketChannel extends PacketQueue {
+  readonly socket: Socket;
+  readonly #onData = (chunk: Buffer): void => this.receive(chunk);
+  readonly #onEnd = (): void => this.fail(new ChannelClosedError());
+  // ECONNRESET, EPIPE and the like mean the peer went away: the same as a close for the login.
+  readonly #onError = (e: Error): void => this.fail(new ChannelClosedError(`Connection lost: ${e.message}`));
+
+  /** `initial`: bytes already read from the socket (what an earlier channel's detach() returned). */
+  constructor(socket: Socket, maxPayload: number, initial: Buffer | null = null) {
+    super(maxPayload);
+    this.socket = socket;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onEnd);
+    socket.pause();
+    if (initial !== null && initial.length > 0) this.receive(initial);
+    if (socket.destroyed) this.fail(new ChannelClosedError());
+  }
+
+  protected pauseInput(): void {
+    this.socket.pause();
+  }
+
+  protected resumeInput(): void {
+    this.socket.resume();
   }
 
   send(data: Buffer): void {
@@ -106,15 +152,109 @@ export class PacketChannel {
     this.socket.off('data', this.#onData);
     this.socket.off('end', this.#onEnd);
     this.socket.off('error', this.#onError);
-    this.socket.off('close', this.#onClose);
-    const queued = this.#queue.splice(0);
-    const rest = this.#framer.takeBuffered();
-    if (queued.length === 0) return rest;
-    // Packets queued after login (a pipelining client) are re-framed byte-exactly.
-    const parts: Buffer[] = [];
-    for (const p of queued) parts.push(reframe(p));
-    if (rest !== null) parts.push(rest);
-    return Buffer.concat(parts);
+    this.socket.off('close', this.#onEnd);
+    return this.takeUnread();
+  }
+}
+
+/**
+ * A connected stream socket's fd read as packets (see the top of this file). The fd is the
+ * channel's until detach(), which leaves it open for the relay, or destroy(), which closes it.
+ * Writes go out at once: a login packet always fits an idle socket's send buffer, so one that does
+ * not is taken for a broken connection.
+ */
+export class FdPacketChannel extends PacketQueue {
+  readonly fd: number;
+  #watch: StreamWatchHandle | null;
+  #reading = false;
+  #fdOpen = true;
+
+  constructor(fd: number, maxPayload: number) {
+    super(maxPayload);
+    this.fd = fd;
+    // Nothing is read until the first next(), as with a PacketChannel's paused socket.
+    this.#watch = addonFunctions().streamWatch(fd, (chunk, code) => {
+      if (chunk === null) {
+        // The end of the stream, or a read error (ECONNRESET and the like): the peer went away.
+        this.fail(new ChannelClosedError(code === null ? undefined : `Connection lost: read ${code}`));
+        return;
+      }
+      this.receive(chunk);
+      // Bytes nobody asked for stop the reading, so a peer cannot make us queue more of them.
+      if (this.unread) this.#setReading(false);
+    });
+  }
+
+  /** True once destroy() closed the fd (for the relay: nothing to hand over). */
+  get destroyed(): boolean {
+    return !this.#fdOpen;
+  }
+
+  /**
+   * Reading goes on after a packet was handed out: the next one is normally asked for at once, and
+   * each stop and start of a uv_poll costs system calls. Unasked-for bytes stop it (see above).
+   */
+  protected pauseInput(): void {
+    // see resumeInput() and the watch callback
+  }
+
+  protected resumeInput(): void {
+    this.#setReading(true);
+  }
+
+  #setReading(on: boolean): void {
+    if (this.#watch === null || this.#reading === on) return;
+    this.#reading = on;
+    addonFunctions().streamWatchRead(this.#watch, on);
+  }
+
+  send(data: Buffer): void {
+    if (!this.#fdOpen) return;
+    let sent: number;
+    try {
+      sent = addonFunctions().sendOn(this.fd, data);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      this.fail(new ChannelClosedError(`Connection lost: write ${typeof code === 'string' ? code : String(e)}`));
+      return;
+    }
+    if (sent < data.length) this.fail(new ChannelClosedError('Connection lost: write EAGAIN'));
+  }
+
+  /** Stop reading; the fd stays open. Returns what arrived after the last packet returned. */
+  detach(): Buffer | null {
+    this.#unwatch();
+    return this.takeUnread();
+  }
+
+  /** The fd goes to a relay (after detach()): the channel forgets it and never closes it. */
+  handOver(): number {
+    this.#unwatch();
+    this.#fdOpen = false;
+    return this.fd;
+  }
+
+  /** A net.Socket that owns the fd from now on (for the JavaScript relay), after detach(). */
+  toSocket(): Socket {
+    const socket = new Socket({ fd: this.handOver(), readable: true, writable: true });
+    socket.pause();
+    return socket;
+  }
+
+  /** Stop reading and close the fd (once); a reader waiting for a packet gets ChannelClosedError. */
+  destroy(): void {
+    this.#unwatch();
+    if (this.#fdOpen) {
+      this.#fdOpen = false;
+      closeFd(this.fd);
+    }
+    this.fail(new ChannelClosedError());
+  }
+
+  #unwatch(): void {
+    if (this.#watch === null) return;
+    addonFunctions().streamUnwatch(this.#watch);
+    this.#watch = null;
   }
 }
 

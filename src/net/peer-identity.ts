@@ -16,7 +16,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { closeFd, getXattr, peerCredentials, peerPidfd, pidfdOpen } from './native.js';
+import { closeFd, getXattr, peerIdentity, peerPidfd, pidfdOpen } from './native.js';
 
 /** The peer of a Unix socket as seen at accept. */
 export interface PeerProcess {
@@ -42,10 +42,23 @@ let soPeerPidfdSupported = true;
  * @throws Error with `code` for a bad fd or when no fd is left (`EMFILE`).
  */
 export function readPeerIdentity(socketFd: number): PeerProcess | null {
-  const cred = peerCredentials(socketFd);
-  if (cred === null) return null;
-  return { pid: cred.pid, uid: cred.uid, gid: cred.gid, pidfd: openPeerPidfd(socketFd, cred.pid) };
+  // One native call per accepted connection (what peerCredentials() and openPeerPidfd() do).
+  const status = peerIdentity(socketFd, identityScratch, soPeerPidfdSupported);
+  if (status === 0) return null;
+  if (status === 2) soPeerPidfdSupported = false;
+  // Integers out of a Float64Array are doubles: `| 0` and `>>> 0` keep them small integers
+  // (unboxed in the objects a session keeps) where they fit, as uid and gid normally do.
+  const pidfd = identityScratch[3]! | 0;
+  return {
+    pid: identityScratch[0]! | 0,
+    uid: identityScratch[1]! >>> 0,
+    gid: identityScratch[2]! >>> 0,
+    pidfd: pidfd >= 0 ? pidfd : undefined,
+  };
 }
+
+/** Where peerIdentity() writes pid, uid, gid and pidfd (read at once: one scratch array serves all). */
+const identityScratch = new Float64Array(4);
 
 /**
  * A pidfd of the socket's peer process `pid`: `SO_PEERPIDFD` when the kernel has it (race-free:

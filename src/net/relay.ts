@@ -17,6 +17,7 @@ import {
   newRecordArray,
   type TrackingOptions,
 } from './tracking.js';
+import { FdPacketChannel } from './packet-channel.js';
 
 export interface RelayCounters {
   /** Bytes received from the client since the relay started. */
@@ -167,7 +168,9 @@ export class Relay implements ByteRelay {
    */
   #serverCopy = -1;
 
-  constructor(client: Socket, server: Socket, options: RelayOptions) {
+  /** A server given as an FdPacketChannel (detached) is made a net.Socket here. */
+  constructor(client: Socket, serverSide: Socket | FdPacketChannel, options: RelayOptions) {
+    const server = serverSide instanceof FdPacketChannel ? serverSide.toSocket() : serverSide;
     this.#client = client;
     this.#server = server;
     this.#onClose = options.onClose;

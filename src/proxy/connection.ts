@@ -8,16 +8,23 @@ import { Capability, Command, ServerStatus } from '../protocol/constants.js';
 import { framePayload } from '../protocol/writer.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
 import { formatAddress, type SocketAddress } from '../net/address.js';
-import { PacketChannel, ChannelClosedError, ChannelTimeoutError } from '../net/packet-channel.js';
+import { PacketChannel, ChannelClosedError, ChannelTimeoutError, FdPacketChannel } from '../net/packet-channel.js';
 import { NativeRelay, RelayStartError } from '../net/native-relay.js';
 import { closePidfd } from '../net/peer-identity.js';
-import { Relay, type ByteRelay, type RelayKind } from '../net/relay.js';
+import { Relay, type ByteRelay, type RelayEnd, type RelayKind } from '../net/relay.js';
 import { commandName, type ResponseRecord } from '../net/tracking.js';
-import { BackendConnectError, connectToBackend, MAX_LOGIN_PAYLOAD } from '../backend/connector.js';
+import {
+  BackendConnectError,
+  connectToBackend,
+  MAX_LOGIN_PAYLOAD,
+  type BackendSocket,
+  type ConnectorHost,
+} from '../backend/connector.js';
 import type { BackendCandidate } from '../backend/selector.js';
 import { ClientErrors, type ClientErrorSpec, errorMessage, isParseError } from '../util/errors.js';
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
+import { sharedCopy } from '../util/bytes.js';
 import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
 import { CommandFilter, filteredCommands, interceptLimit, type KillableSession } from './command-filter.js';
 import { MAX_LOCAL_COMMAND, serveLocally } from './local-session.js';
@@ -27,7 +34,6 @@ import {
   PolicyError,
   accessDeniedMessage,
   type ClientAuthMode,
-  type ConnectAction,
   type ErrAction,
   type PeerIdentity,
   type SessionHandler,
@@ -64,18 +70,59 @@ interface Backend {
   readonly label: string;
   readonly address: SocketAddress;
   readonly threadId: number;
-  readonly login: ConnectAction;
+  /**
+   * The login's credentials, for KILL (which logs in as this user). Kept as latin1 text, one
+   * character per byte: a short string costs a few bytes, while the Buffers of the login action
+   * are slices of Node's pool that would keep whole 8 KiB blocks alive for the session's life.
+   */
+  readonly user: string;
+  readonly password: string | undefined;
+  readonly passwordSha1: string | undefined;
   readonly server: ServerMetrics;
   /** Per-account counters, when they are on and the account is within the limit. */
   account?: AccountMetrics | undefined;
 }
 
-export class Connection implements KillableSession {
+/**
+ * The accepting side passes every connection an options object of its own, all alike as a rule:
+ * sessions keep one shared object instead (what an idle session holds is what it costs).
+ */
+let lastOptions: ConnectionOptions | undefined;
+function sharedOptions(options: ConnectionOptions): ConnectionOptions {
+  const last = lastOptions;
+  if (last !== undefined) {
+    const keys = Object.keys(options) as (keyof ConnectionOptions)[];
+    if (keys.length === Object.keys(last).length && keys.every((k) => last[k] === options[k])) return last;
+  }
+  lastOptions = options;
+  return options;
+}
+
+/** The TOO_MANY_CONNECTIONS ERR for each sequence id, made on first use (only a failing relay start sends it). */
+const tooManyBySeq: Buffer[] = [];
+function tooManyConnections(seq: number): Buffer {
+  return (tooManyBySeq[seq & 0xff] ??= errPacket(seq, ClientErrors.TOO_MANY_CONNECTIONS));
+}
+
+/**
+ * The commands a relay takes out of the stream depend only on which of three hooks exist: made
+ * once for each combination instead of for each session (the arrays are only read).
+ */
+const commandsByHooks: (readonly number[] | undefined)[] = [];
+function relayedCommandFilter(hooks: SessionHooks): readonly number[] {
+  const key =
+    (hooks.onInitDb !== undefined ? 1 : 0) |
+    (hooks.onQuery !== undefined ? 2 : 0) |
+    (hooks.onCommand !== undefined ? 4 : 0);
+  return (commandsByHooks[key] ??= filteredCommands(hooks));
+}
+
+/** The session is also its connector's host: no object of closures per login. */
+export class Connection implements KillableSession, ConnectorHost {
   readonly id: number;
   readonly peer: PeerIdentity;
   serverVersion: Buffer = DEFAULT_SERVER_VERSION_BYTES;
   #account: string | undefined;
-  #logName: string;
   #closed = false;
   /** The client socket until the relay takes it over (then null, so it can be collected). */
   #socket: Socket | null;
@@ -85,9 +132,13 @@ export class Connection implements KillableSession {
   readonly #auth: ClientAuthMode;
   readonly #greetingCapabilities: number;
   /** The backend socket during its login (reachable from #finish), until the relay owns it. */
-  #backendSocket: Socket | null = null;
+  #backendSocket: BackendSocket | null = null;
   #backend: Backend | undefined;
   #relay: ByteRelay | null = null;
+  /** The intercepted commands' handler, made when the first one arrives (most sessions see none). */
+  #filter: CommandFilter | null = null;
+  /** Status flags for replies the daemon makes itself: the server's latest, once responses tell. */
+  #serverStatus: number = ServerStatus.SERVER_STATUS_AUTOCOMMIT;
   /** Sequence id of the client's last login packet; our reply uses the next one. */
   #clientSeq = 0;
   #phase: Phase = 'connect';
@@ -108,9 +159,8 @@ export class Connection implements KillableSession {
     this.id = options.registry.allocateId();
     this.peer = peer;
     this.#socket = socket;
-    this.#options = options;
+    this.#options = sharedOptions(options);
     this.#onFinished = onFinished;
-    this.#logName = this.#makeLogName();
     this.#auth = handler.clientAuth ?? 'clear';
     this.#greetingCapabilities =
       handler.localInfile === true ? GREETING_CAPABILITIES | Capability.CLIENT_LOCAL_FILES : GREETING_CAPABILITIES;
@@ -124,7 +174,6 @@ export class Connection implements KillableSession {
 
   set account(value: string | undefined) {
     this.#account = value;
-    this.#logName = this.#makeLogName();
   }
 
   get #client(): Socket {
@@ -133,7 +182,7 @@ export class Connection implements KillableSession {
   }
 
   get logName(): string {
-    return this.#logName;
+    return this.#makeLogName();
   }
 
   get closed(): boolean {
@@ -160,11 +209,38 @@ export class Connection implements KillableSession {
     if (b === undefined || this.#relay === null) return undefined;
     return {
       address: b.address,
-      user: b.login.user,
-      password: b.login.password,
-      passwordSha1: b.login.passwordSha1,
+      user: Buffer.from(b.user, 'latin1'),
+      password: b.password === undefined ? undefined : Buffer.from(b.password, 'latin1'),
+      passwordSha1: b.passwordSha1 === undefined ? undefined : Buffer.from(b.passwordSha1, 'latin1'),
       threadId: b.threadId,
     };
+  }
+
+  // ConnectorHost: what the backend connector asks of the session while it logs in.
+
+  get connectTimeoutMs(): number {
+    return this.#options.connectTimeoutMs;
+  }
+
+  log(line: string): void {
+    this.#log(line);
+  }
+
+  logErr(line: string): void {
+    this.#logErr(line);
+  }
+
+  setBackendSocket(socket: BackendSocket | null): void {
+    this.#backendSocket = socket;
+  }
+
+  onGreeting(greeting: HandshakeV10): void {
+    this.serverVersion = sharedCopy(greeting.serverVersion);
+    this.#log(`handshake server_version=${quoteBytes(greeting.serverVersion)}`);
+  }
+
+  serverMetrics(label: string): ServerMetrics {
+    return this.#options.metrics.server(label);
   }
 
   /** Where the relay is in the protocol (tests, the control protocol), or null. */
@@ -172,6 +248,10 @@ export class Connection implements KillableSession {
     return this.#relay?.state() ?? null;
   }
 
+  /**
+   * Made for each line rather than kept: a session logs a few lines at login and then mostly
+   * nothing, while a kept name would be a string (of several parts) per idle session.
+   */
   #makeLogName(): string {
     const p = this.peer;
     let name = p.pid !== undefined ? `pid=${p.pid} uid=${p.uid ?? '?'}` : (p.address ?? '?');
@@ -180,11 +260,11 @@ export class Connection implements KillableSession {
   }
 
   #log(line: string): void {
-    logInfo(`[${this.#logName}] ${line}`);
+    logInfo(`[${this.#makeLogName()}] ${line}`);
   }
 
   #logErr(line: string): void {
-    logError(`[${this.#logName}] ${line}`);
+    logError(`[${this.#makeLogName()}] ${line}`);
   }
 
   /** A line that can repeat: at most 5 a minute per session and kind, and globally limited. */
@@ -196,12 +276,12 @@ export class Connection implements KillableSession {
       this.#logLimits.set(kind, limit);
     }
     const suffix = limit.take();
-    if (suffix !== undefined) logLimited(kind, `[${this.#logName}] ${line}${suffix}`);
+    if (suffix !== undefined) logLimited(kind, `[${this.#makeLogName()}] ${line}${suffix}`);
   }
 
   #policyFailed(e: PolicyError): void {
     this.#options.metrics.luaErrors++;
-    logErrorBlock(`[${this.#logName}] `, e.message, e.detail);
+    logErrorBlock(`[${this.#makeLogName()}] `, e.message, e.detail);
   }
 
   /** Run the session; never rejects (every failure is handled and logged here). */
@@ -260,7 +340,7 @@ export class Connection implements KillableSession {
       metrics.connectionsRejected++;
       throw new AbortSession(this.#errAction(replySeq, action));
     }
-    this.#database = hr.database.length > 0 ? unpooledCopy(hr.database) : undefined;
+    this.#database = hr.database.length > 0 ? sharedCopy(hr.database) : undefined;
     if (action.kind === 'accept') {
       await this.#serveLocally(client, clientCapabilities, replySeq);
       return;
@@ -283,9 +363,6 @@ export class Connection implements KillableSession {
         : [{ address: action.target }];
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (this.#closed) return;
-    // The getter below lives in an object literal, whose `this` is not the session.
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const session = this;
     let connected;
     try {
       connected = await connectToBackend(
@@ -299,20 +376,7 @@ export class Connection implements KillableSession {
           maxPacketSize: hr.maxPacketSize,
           characterSet: hr.characterSet,
         },
-        {
-          connectTimeoutMs: this.#options.connectTimeoutMs,
-          log: (line) => this.#log(line),
-          logErr: (line) => this.#logErr(line),
-          get closed(): boolean {
-            return session.#closed;
-          },
-          setBackendSocket: (s) => (this.#backendSocket = s),
-          onGreeting: (greeting: HandshakeV10) => {
-            this.serverVersion = unpooledCopy(greeting.serverVersion);
-            this.#log(`handshake server_version=${quoteBytes(greeting.serverVersion)}`);
-          },
-          serverMetrics: (label) => metrics.server(label),
-        },
+        this,
       );
     } catch (e) {
       if (e instanceof BackendConnectError) {
@@ -328,19 +392,24 @@ export class Connection implements KillableSession {
       this.#log(`backend refused login: ${result.err.errno} ${quote(result.err.message)}`);
       throw new AbortSession(framePayload(result.packet.payload, replySeq));
     }
-    const label = formatAddress(candidate.address);
-    const server = metrics.server(label);
+    const server = metrics.server(formatAddress(candidate.address));
     this.#backend = {
-      label,
+      label: server.label,
       address: candidate.address,
       threadId: result.greeting.connectionId,
-      login: action,
+      user: action.user.toString('latin1'),
+      password: action.password?.toString('latin1'),
+      passwordSha1: action.passwordSha1?.toString('latin1'),
       server,
+      account: undefined, // set when the relay starts (declared here: fields added later cost more)
     };
-    // A backend that goes away before the relay takes over (during on_command_phase) ends the session.
-    backendSocket.once('close', () => {
-      if (this.#relay === null) this.#finish();
-    });
+    // A backend socket that closes before the relay takes over (during on_command_phase) ends the
+    // session. (A bare fd, read by nobody until the relay starts, has no such event to tell.)
+    if (!(backendSocket instanceof FdPacketChannel)) {
+      backendSocket.once('close', () => {
+        if (this.#relay === null) this.#finish();
+      });
+    }
     // The login OK goes out with the relay (first bytes to the client), so no client is told OK
     // unless its relay is running.
     const ok = framePayload(result.packet.payload, replySeq);
@@ -409,18 +478,7 @@ export class Connection implements KillableSession {
         capabilities,
       ),
     );
-    const filter = new CommandFilter({
-      capabilities,
-      serverStatus: () => ServerStatus.SERVER_STATUS_AUTOCOMMIT,
-      session: this,
-      hooks: this.#hooks,
-      metrics,
-      registry: this.#options.registry,
-      connectTimeoutMs: this.#options.connectTimeoutMs,
-      log: (line) => this.#log(line),
-      logLimited: (kind, line) => this.#logLimited(kind, line),
-      policyFailed: (e) => this.#policyFailed(e),
-    });
+    const filter = this.#commandFilter(capabilities);
     // The getter below lives in an object literal, whose `this` is not the session.
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const session = this;
@@ -448,9 +506,28 @@ export class Connection implements KillableSession {
     }
   }
 
-  /** Hand both sockets to a relay; false (the client got an ERR) when it cannot start. */
+  /** The filter for intercepted commands (made on first use: most sessions never need one). */
+  #commandFilter(capabilities: number): CommandFilter {
+    return (this.#filter ??= new CommandFilter({
+      capabilities,
+      serverStatus: () => this.#serverStatus,
+      session: this,
+      hooks: this.#hooks,
+      metrics: this.#options.metrics,
+      registry: this.#options.registry,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      log: (line) => this.#log(line),
+      logLimited: (kind, line) => this.#logLimited(kind, line),
+      policyFailed: (e) => this.#policyFailed(e),
+    }));
+  }
+
+  /**
+   * Hand both sockets to a relay; false (the client got an ERR) when it cannot start. What the
+   * relay keeps of the session is a few closures over `this`: the session stays a small record.
+   */
   #startRelay(
-    backendSocket: Socket,
+    backendSocket: BackendSocket,
     ok: Buffer,
     clientLeftover: Buffer | null,
     serverLeftover: Buffer | null,
@@ -458,82 +535,48 @@ export class Connection implements KillableSession {
     replySeq: number,
   ): boolean {
     const metrics = this.#options.metrics;
-    const server = this.#backend!.server;
+    const backend = this.#backend!;
     const account = metrics.account(this.#account);
-    this.#backend!.account = account;
-    // Status flags for replies the daemon makes itself: the server's latest, once responses tell.
-    let serverStatus: number = ServerStatus.SERVER_STATUS_AUTOCOMMIT;
-    const filter = new CommandFilter({
-      capabilities,
-      serverStatus: () => serverStatus,
-      session: this,
-      hooks: this.#hooks,
-      metrics,
-      registry: this.#options.registry,
-      connectTimeoutMs: this.#options.connectTimeoutMs,
-      log: (line) => this.#log(line),
-      logLimited: (kind, line) => this.#logLimited(kind, line),
-      policyFailed: (e) => this.#policyFailed(e),
-    });
-    const tooMany = errPacket(replySeq, ClientErrors.TOO_MANY_CONNECTIONS);
-    const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
+    backend.account = account;
     const hooks = this.#hooks;
-    const logResponses = this.#options.logResponses === true;
+    // on_result needs the filter from the first query on (it keeps each forwarded query's SQL).
+    if (hooks.onResult !== undefined) this.#commandFilter(capabilities);
+    const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
     // Responses are reported only where something uses them: each report is a call into JavaScript.
-    const commandHooks = hooks.onQuery !== undefined || hooks.onCommand !== undefined;
-    const onResponse =
-      hooks.onResponse === undefined && hooks.onResult === undefined && !logResponses && !commandHooks
-        ? undefined
-        : (r: ResponseRecord): void => {
-            if (r.outcome !== 'none') serverStatus = r.status;
-            if (logResponses) this.#log(responseLogLine(r));
-            hooks.onResponse?.(r);
-            if (hooks.onResult !== undefined) {
-              const sql = r.command === Command.COM_QUERY ? filter.takeSql() : undefined;
-              hooks.onResult({ record: r, sql }).catch((e: unknown) => {
-                if (e instanceof PolicyError) this.#policyFailed(e);
-                // A callback cancelled because the session went away needs no line.
-                else if (!this.#closed) this.#logErr(`on_result: ${errorMessage(e)}`);
-              });
-            }
-          };
+    const wantResponses =
+      hooks.onResponse !== undefined ||
+      hooks.onResult !== undefined ||
+      this.#options.logResponses === true ||
+      hooks.onQuery !== undefined ||
+      hooks.onCommand !== undefined;
     const maxPacket = interceptLimit(hooks);
     try {
       this.#relay = new RelayImpl(this.#client, backendSocket, {
         clientLeftover,
         serverLeftover: serverLeftover === null ? ok : Buffer.concat([ok, serverLeftover]),
-        onClose: (reason) => {
-          if (reason === 'out-of-memory' || reason === 'poll-error' || reason === 'internal-error') {
-            this.#logLimited('relay_failure', `relay ended: ${reason}`);
-          }
-          this.#finish();
-        },
+        onClose: (reason) => this.#relayEnded(reason),
         intercept: {
-          commands: filteredCommands(hooks),
-          onCommand: (p, t) => filter.onCommand(p, t),
+          commands: relayedCommandFilter(hooks),
+          onCommand: (p, t) => this.#commandFilter(capabilities).onCommand(p, t),
           ...(maxPacket !== undefined ? { maxPacket } : {}),
         },
         tracking: {
           capabilities,
           track: this.#options.responseTracking !== false,
           killFilter: true,
-          stats: server.stats,
-          accountStats: this.#backend!.account?.stats ?? null,
-          onUntracked: (reason) => {
-            metrics.untrackedSessions++;
-            filter.forgetSql();
-            this.#log(`response tracking stopped: ${reason} (relaying goes on unchanged)`);
-          },
-          ...(onResponse !== undefined ? { onResponse } : {}),
+          stats: backend.server.stats,
+          accountStats: account?.stats ?? null,
+          onUntracked: (reason) => this.#relayUntracked(reason),
+          ...(wantResponses ? { onResponse: (r: ResponseRecord) => this.#relayResponse(r) } : {}),
         },
-        failurePacket: tooMany,
+        failurePacket: tooManyConnections(replySeq),
       });
     } catch (e) {
       if (!(e instanceof RelayStartError)) throw e;
       metrics.refuse('fd_limit');
       this.#logLimited('relay_start', `${e.message}: refused with 1040`);
       backendSocket.destroy();
-      this.#client.end(tooMany);
+      this.#client.end(tooManyConnections(replySeq));
       this.#finish();
       return false;
     }
@@ -541,6 +584,35 @@ export class Connection implements KillableSession {
     this.#socket = null;
     this.#backendSocket = null;
     return true;
+  }
+
+  #relayEnded(reason: RelayEnd): void {
+    if (reason === 'out-of-memory' || reason === 'poll-error' || reason === 'internal-error') {
+      this.#logLimited('relay_failure', `relay ended: ${reason}`);
+    }
+    this.#finish();
+  }
+
+  #relayUntracked(reason: string): void {
+    this.#options.metrics.untrackedSessions++;
+    this.#filter?.forgetSql();
+    this.#log(`response tracking stopped: ${reason} (relaying goes on unchanged)`);
+  }
+
+  /** A finished response, reported only when a hook or --log-responses wants it. */
+  #relayResponse(r: ResponseRecord): void {
+    if (r.outcome !== 'none') this.#serverStatus = r.status;
+    if (this.#options.logResponses === true) this.#log(responseLogLine(r));
+    const hooks = this.#hooks;
+    hooks.onResponse?.(r);
+    if (hooks.onResult !== undefined) {
+      const sql = r.command === Command.COM_QUERY ? this.#filter?.takeSql() : undefined;
+      hooks.onResult({ record: r, sql }).catch((e: unknown) => {
+        if (e instanceof PolicyError) this.#policyFailed(e);
+        // A callback cancelled because the session went away needs no line.
+        else if (!this.#closed) this.#logErr(`on_result: ${errorMessage(e)}`);
+      });
+    }
   }
 
   /** Run a policy hook; map policy failures to "Lua error" for the client. */
@@ -653,14 +725,4 @@ export function responseLogLine(r: ResponseRecord): string {
     `status=0x${r.status.toString(16).padStart(4, '0')} duration_us=${Math.round(r.durationUs)} ` +
     `bytes_in=${r.bytesIn} bytes_out=${r.bytesOut}`
   );
-}
-
-/**
- * A copy for something that lives as long as the session: Buffer.from() would take a slice of a
- * shared 8 KiB pool block and keep the whole block alive for the lifetime of the connection.
- */
-function unpooledCopy(b: Uint8Array): Buffer {
-  const copy = Buffer.allocUnsafeSlow(b.length);
-  copy.set(b);
-  return copy;
 }
