@@ -42,6 +42,7 @@
  *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
  *   BENCH_TRACKING      1 = also measure a daemon with --no-response-tracking (what tracking costs) (1)
  *   BENCH_HOOKS         1 = also measure a daemon whose handler has an on_query that returns nothing (0)
+ *   BENCH_WORKERS       N ≥ 2 = also measure `myproxy --workers N` (throughput and logins) in the same rounds (0)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -113,6 +114,7 @@ const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 /** Also measure a second daemon with --no-response-tracking, in the same rounds. */
 const TRACKING = envInt('BENCH_TRACKING', 1, 0) !== 0;
 const HOOKS = envInt('BENCH_HOOKS', 0, 0) !== 0;
+const WORKERS = envInt('BENCH_WORKERS', 0, 0);
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -541,7 +543,7 @@ const ratio = (a: number | null, b: number | null): number | null =>
 // 1. sysbench
 
 type PsMode = 'auto' | 'disable';
-type Target = 'direct' | 'myproxy' | 'peer' | 'untracked' | 'hooked' | 'socat';
+type Target = 'direct' | 'myproxy' | 'peer' | 'untracked' | 'hooked' | 'workers' | 'socat';
 
 interface SysbenchRun {
   qps: number | null;
@@ -707,9 +709,35 @@ function cpuSeconds(pid: number): number {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after "(comm) ": state is field 3, utime field 14, stime field 15.
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / clockTicks;
+    // With --workers the daemon is a process tree: its live children count too.
+    let children = 0;
+    for (const child of childPids(pid)) children += cpuSeconds(child);
+    return (Number(f[11]) + Number(f[12])) / clockTicks + children;
   } catch {
     return NaN;
+  }
+}
+
+/** The live child processes of `pid` (from every thread's children list). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+      const list = fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      if (list !== '') out.push(...list.split(' ').map(Number));
+    }
+  } catch {
+    // gone, or not Linux
+  }
+  return out;
+}
+
+/** Waits until every worker of a `--workers N` daemon says it is serving. */
+async function waitForWorkers(p: Proxy, n: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while ((fs.readFileSync(p.outLog, 'utf8').match(/^worker \d+ \(pid=\d+\) is serving/gm) ?? []).length < n) {
+    if (Date.now() > deadline) throw new Error(`myproxy "${p.name}": not all ${n} workers serving after 30 s`);
+    await sleep(100);
   }
 }
 
@@ -936,6 +964,7 @@ async function main(): Promise<void> {
   if (PEER !== undefined) targets.push('peer');
   if (TRACKING) targets.push('untracked');
   if (HOOKS) targets.push('hooked');
+  if (WORKERS >= 2) targets.push('workers');
   if (SOCAT) targets.push('socat');
   console.log(
     `myproxy benchmark: ${ROUNDS} rounds, sysbench ${TIME} s × ${THREADS} threads, ` +
@@ -974,6 +1003,11 @@ async function main(): Promise<void> {
     : undefined;
   if (hooked !== undefined)
     console.log(`  pid ${hooked.pid}: the same with an on_query that returns nothing, listening on ${hooked.socket}`);
+  const multi = WORKERS >= 2 ? await startProxy('workers', db.socket, ['--workers', String(WORKERS)]) : undefined;
+  if (multi !== undefined) {
+    await waitForWorkers(multi, WORKERS);
+    console.log(`  pid ${multi.pid}: the same with --workers ${WORKERS}, listening on ${multi.socket}`);
+  }
   let peer: Proxy | undefined;
   if (PEER !== undefined) {
     console.log(`starting the peer daemon ${PEER} (same configuration) …`);
@@ -981,20 +1015,16 @@ async function main(): Promise<void> {
     console.log(`  pid ${peer.pid}, listening on ${peer.socket}`);
   }
   const relay = SOCAT ? await startSocat(db.socket) : undefined;
+  const daemons: Partial<Record<Target, Proxy | undefined>> = {
+    myproxy: proxy,
+    peer,
+    untracked,
+    hooked,
+    workers: multi,
+  };
   const socketOf = (t: Target): string =>
-    t === 'direct'
-      ? db!.socket
-      : t === 'myproxy'
-        ? proxy.socket
-        : t === 'peer'
-          ? peer!.socket
-          : t === 'untracked'
-            ? untracked!.socket
-            : t === 'hooked'
-              ? hooked!.socket
-              : relay!.socket;
-  const throughputDaemon = (t: Target): Proxy | undefined =>
-    t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'untracked' ? untracked : t === 'hooked' ? hooked : undefined;
+    t === 'direct' ? db!.socket : t === 'socat' ? relay!.socket : daemons[t]!.socket;
+  const throughputDaemon = (t: Target): Proxy | undefined => daemons[t];
 
   let clusterProxy: Proxy | undefined;
   if (CLUSTER) {
@@ -1089,19 +1119,35 @@ async function main(): Promise<void> {
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
   const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
-  type LoginTarget = 'direct' | 'myproxy' | 'peer' | 'cluster';
+  type LoginTarget = 'direct' | 'myproxy' | 'workers' | 'peer' | 'cluster';
   const loginTargets: LoginTarget[] = ['direct', 'myproxy'];
+  if (multi !== undefined) loginTargets.push('workers');
   if (peer !== undefined) loginTargets.push('peer');
   if (clusterProxy !== undefined) loginTargets.push('cluster');
   /** The daemon a login target goes through (none for direct). */
   const daemonOf = (t: LoginTarget): Proxy | undefined =>
-    t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'cluster' ? clusterProxy : undefined;
+    t === 'myproxy'
+      ? proxy
+      : t === 'peer'
+        ? peer
+        : t === 'cluster'
+          ? clusterProxy
+          : t === 'workers'
+            ? multi
+            : undefined;
   const daemonLabel = (t: LoginTarget): string =>
-    t === 'cluster' ? 'myproxy (cluster)' : t === 'peer' ? 'peer' : 'myproxy';
+    t === 'cluster'
+      ? 'myproxy (cluster)'
+      : t === 'peer'
+        ? 'peer'
+        : t === 'workers'
+          ? `myproxy --workers ${WORKERS}`
+          : 'myproxy';
   const loginSocketOf = (t: LoginTarget): string => (t === 'cluster' ? clusterProxy!.socket : socketOf(t));
   const perTarget = <T>(make: () => T): Record<LoginTarget, T> => ({
     direct: make(),
     myproxy: make(),
+    workers: make(),
     peer: make(),
     cluster: make(),
   });
@@ -1190,15 +1236,18 @@ async function main(): Promise<void> {
     }
     keepLogs(peer);
   }
-  if (clusterProxy !== undefined) {
-    const clusterExit = clusterProxy.unexpectedExit();
-    if (clusterExit !== undefined) problems.push({ what: 'myproxy (cluster)', detail: clusterExit });
-    await clusterProxy.stop();
-    for (const [msg, n] of summariseErrLog(clusterProxy.errLog)) {
-      problems.push({ what: 'myproxy (cluster) logged', detail: `${n} × ${msg}` });
-    }
-    keepLogs(clusterProxy);
-  }
+  // Stops a daemon that was only measured for throughput and logins, noting what went wrong.
+  const retire = async (p: Proxy | undefined, label: string): Promise<void> => {
+    if (p === undefined) return;
+    const exit = p.unexpectedExit();
+    if (exit !== undefined) problems.push({ what: label, detail: exit });
+    await p.stop();
+    for (const [msg, n] of summariseErrLog(p.errLog))
+      problems.push({ what: `${label} logged`, detail: `${n} × ${msg}` });
+    keepLogs(p);
+  };
+  await retire(clusterProxy, 'myproxy (cluster)');
+  await retire(multi, `myproxy --workers ${WORKERS}`);
 
   // ---- 3. memory
   console.log(`memory: ${CONNECTIONS} idle logged-in connections through a fresh daemon:`);
@@ -1298,7 +1347,9 @@ async function main(): Promise<void> {
                 ? 'myproxy --no-response-tracking'
                 : t === 'hooked'
                   ? 'myproxy with an empty on_query'
-                  : 'socat relay (fork per connection)';
+                  : t === 'workers'
+                    ? `myproxy --workers ${WORKERS}`
+                    : 'socat relay (fork per connection)';
       out.push(
         `| ${t === 'direct' ? label : ''} | ${name} | ${vals.map(fmtInt).join(' | ')} | ${fmtInt(m)} | ${t === 'direct' ? '1' : fmtRatio(r)} |`,
       );
@@ -1317,7 +1368,7 @@ async function main(): Promise<void> {
       const c = cpuQ.get(key(mode, t))!;
       out.push(
         `| ${t === 'direct' ? (mode === 'auto' ? 'prepared' : 'text') : ''} | ${t} | ${fmtUs(median(c.db))} | ` +
-          `${t === 'myproxy' || t === 'untracked' || t === 'hooked' || t === 'peer' ? fmtUs(median(c.proxy)) : ''} |`,
+          `${t !== 'direct' && t !== 'socat' ? fmtUs(median(c.proxy)) : ''} |`,
       );
     }
   }
@@ -1332,6 +1383,13 @@ async function main(): Promise<void> {
   out.push(
     `| myproxy | ${logins.myproxy.map(fmtInt).join(' | ')} | ${fmtInt(loginProxy)} | ${fmtRatio(ratio(loginProxy, loginDirect))} |`,
   );
+  if (multi !== undefined) {
+    const m = median(logins.workers);
+    out.push(
+      `| myproxy --workers ${WORKERS} | ${logins.workers.map(fmtInt).join(' | ')} | ${fmtInt(m)} | ` +
+        `${fmtRatio(ratio(m, loginDirect))} |`,
+    );
+  }
   if (clusterProxy !== undefined) {
     out.push(
       `| myproxy, \`mysql_cluster()\` of 3 nodes | ${logins.cluster.map(fmtInt).join(' | ')} | ${fmtInt(loginCluster)} | ` +
@@ -1348,6 +1406,9 @@ async function main(): Promise<void> {
   out.push(
     `CPU time per login (median): mariadbd ${fmtUs(median(loginCpu.direct.db))} µs direct, ` +
       `${fmtUs(median(loginCpu.myproxy.db))} µs proxied; myproxy ${fmtUs(median(loginCpu.myproxy.proxy))} µs` +
+      (multi !== undefined
+        ? `; myproxy --workers ${WORKERS} ${fmtUs(median(loginCpu.workers.proxy))} µs (all processes)`
+        : '') +
       (peer !== undefined
         ? `; through the peer: mariadbd ${fmtUs(median(loginCpu.peer.db))} µs, peer ${fmtUs(median(loginCpu.peer.proxy))} µs.`
         : '.'),

@@ -14,8 +14,9 @@ import { installControlClient } from './bindings/control-client.js';
 import { installSocket } from './bindings/socket.js';
 import { installLuaMetrics } from './bindings/lua-metrics.js';
 import { installNodeInterop } from './bindings/node-interop.js';
-import { buildRegistry, startExporter } from './service/prometheus.js';
-import { startControl } from './service/control.js';
+import type { Registry } from 'prom-client';
+import { buildRegistry, renderRegistry, startExporter } from './service/prometheus.js';
+import { handleControlDatagram, startControl } from './service/control.js';
 import sodium from 'libsodium-wrappers';
 import { installJson } from './bindings/json.js';
 import { installJwt } from './bindings/jwt.js';
@@ -25,7 +26,7 @@ import { installPg, pgPoolStats } from './bindings/pg.js';
 import { CallbackRunner } from './lua/coroutine.js';
 import { DEFAULT_LUA_MEMORY_BYTES, configureLuaMemory } from './lua/limits.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
-import { fdOf } from './net/native.js';
+import { closeFd, fdOf } from './net/native.js';
 import { readPeerIdentity } from './net/peer-identity.js';
 import { Connection } from './proxy/connection.js';
 import type { RelayKind } from './net/relay.js';
@@ -61,6 +62,14 @@ export interface InstanceOptions {
   readonly checkOnly?: boolean;
   /** Called whenever the number of live connections changes (e.g. for systemd's STATUS=). */
   readonly onConnectionCount?: (count: number) => void;
+  /**
+   * This process is worker `index` of a `--workers N` daemon: its listening sockets come from the
+   * supervisor (by ListenerSpec.key), and the supervisor serves prometheus_listen and
+   * control_listen (the worker answers its requests through renderMetrics() and handleControl()).
+   */
+  readonly worker?: { readonly index: number; readonly sockets: ReadonlyMap<string, number> };
+  /** The supervisor of `--workers N`: load() binds the sockets; nothing is served or monitored here. */
+  readonly supervisor?: boolean;
 }
 
 export const DEFAULT_INSTANCE_OPTIONS = {
@@ -80,7 +89,7 @@ const SHIPPED_LUA_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '..
 
 export class Instance {
   readonly metrics = new ProxyMetrics();
-  readonly registry = new SessionRegistry<KillableSession>();
+  readonly registry: SessionRegistry<KillableSession>;
   #fdBudget: FdBudget | null = null;
   readonly #options: InstanceOptions;
   #L: LuaState | null = null;
@@ -97,9 +106,13 @@ export class Instance {
   #reloadState: 'idle' | 'running' | 'again' = 'idle';
   /** The reload in progress (settles after the last coalesced run), or null. */
   #reloading: Promise<void> | null = null;
+  /** A worker's metrics registry (built at the supervisor's first scrape). */
+  #workerRegistry: Registry | null = null;
 
   constructor(options: InstanceOptions) {
     this.#options = options;
+    // Each worker hands out connection ids from a range of its own: KILL and logs stay unambiguous.
+    this.registry = new SessionRegistry<KillableSession>(options.worker?.index ?? 0);
   }
 
   get activeConnections(): number {
@@ -121,9 +134,17 @@ export class Instance {
     installPg(L, () => this.#runner);
     const address = installAddress(L);
     const check = this.#options.checkOnly === true;
-    const clusters = installCluster(L, { monitor: !check, metrics: this.metrics });
-    const listen = installListen(L, { baseDir, systemdFds: () => (check ? [] : takeSystemdFds()), bind: !check });
-    const services = installServices(L, { bind: !check });
+    const clusters = installCluster(L, { monitor: !check && this.#options.supervisor !== true, metrics: this.metrics });
+    const worker = this.#options.worker;
+    const listen = installListen(L, {
+      baseDir,
+      systemdFds: () => (check ? [] : worker !== undefined ? inheritedSystemdFds(worker.sockets) : takeSystemdFds()),
+      bind: !check,
+      ...(worker !== undefined ? { inherited: (key: string) => worker.sockets.get(key) } : {}),
+    });
+    // A worker does not bind the exporter's and the control protocol's sockets: the supervisor
+    // serves them for all workers.
+    const services = installServices(L, { bind: !check && worker === undefined });
     installControlClient(L);
     installSocket(L);
     installLuaMetrics(L, this.metrics);
@@ -361,12 +382,65 @@ export class Instance {
     this.stopServices();
   }
 
+  /** The listening sockets load() bound (the supervisor of `--workers N` passes them down). */
+  get listenerSockets(): readonly { readonly key: string; readonly fd: number }[] {
+    return this.#listeners;
+  }
+
+  /** The exporters' and control listeners' sockets load() bound (served by a supervisor itself). */
+  get serviceSockets(): ServiceBindings | null {
+    return this.#services;
+  }
+
+  /**
+   * The supervisor of `--workers N` at its end: remove the socket files load() created and close
+   * every socket (the workers, which shared them, are gone).
+   */
+  releaseSockets(): void {
+    for (const l of this.#listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
+    this.#services?.closeAll();
+    for (const l of this.#listeners.splice(0)) closeQuietly(l.fd);
+  }
+
+  /** This worker's metrics as an exposition, every sample labelled worker="N" (for the supervisor). */
+  renderMetrics(): Promise<string> {
+    if (this.#workerRegistry === null) {
+      this.#workerRegistry = buildRegistry({
+        metrics: this.metrics,
+        sessions: () => this.registry.size,
+        pgPools: () => pgPoolStats(),
+      });
+      this.#workerRegistry.setDefaultLabels({ worker: String(this.#options.worker?.index ?? 0) });
+    }
+    return renderRegistry(this.#workerRegistry);
+  }
+
+  /** A control datagram the supervisor received and passed on. */
+  handleControl(datagram: Buffer, label: string): void {
+    handleControlDatagram(datagram, { metrics: this.metrics, sessionsOf: (a) => this.registry.byAccount(a) }, label);
+  }
+
   /** After the drain: stop the exporters and control listeners, remove their socket files. */
   stopServices(): void {
     for (const stop of this.#serviceStops.splice(0)) stop();
     for (const s of [...(this.#services?.prometheus ?? []), ...(this.#services?.control ?? [])]) {
       if (s.ownedPath !== undefined) unlinkQuietly(s.ownedPath);
     }
+  }
+}
+
+/** The systemd sockets a supervisor passed down, in systemd's order. */
+function inheritedSystemdFds(sockets: ReadonlyMap<string, number>): number[] {
+  const fds: number[] = [];
+  for (let i = 0; sockets.has(`systemd:${i}`); i++) fds.push(sockets.get(`systemd:${i}`)!);
+  return fds;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeFd(fd);
+  } catch {
+    // already closed
   }
 }
 

@@ -1,9 +1,10 @@
 // Command line entry point: myproxy [--config PATH] [--check]
 
 import { Instance, DEFAULT_INSTANCE_OPTIONS } from './instance.js';
+import { runSupervisor, WorkerChannel, workerFromEnvironment } from './workers.js';
 import type { RelayKind } from './net/relay.js';
 import { ConfigError, errorMessage } from './util/errors.js';
-import { logError, logInfo } from './util/log.js';
+import { logError, logInfo, setLogSinks } from './util/log.js';
 import {
   notifyEnabled,
   notifyReady,
@@ -18,7 +19,9 @@ export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
 
 const USAGE =
   'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--write-timeout SECONDS] [--relay native|js]\n' +
-  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking] [--log-responses]';
+  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking] [--log-responses] [--workers N]';
+/** More worker processes than this is a typo, not a plan (each holds a Lua VM and a Node heap). */
+const MAX_WORKERS = 256;
 export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
 const DEFAULT_SHUTDOWN_GRACE_S = 30;
 
@@ -32,6 +35,10 @@ interface CommandLine {
   readonly luaMemoryBytes: number;
   readonly responseTracking: boolean;
   readonly logResponses: boolean;
+  /** Worker processes (1: this process serves, no supervisor). */
+  readonly workers: number;
+  /** The arguments without --workers (what each worker is started with). */
+  readonly workerArgs: readonly string[];
 }
 
 export function parseCommandLine(argv: readonly string[]): CommandLine | string {
@@ -44,9 +51,18 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
   let luaMemoryBytes: number = DEFAULT_INSTANCE_OPTIONS.luaMemoryBytes;
   let responseTracking = true;
   let logResponses = false;
+  let workers = 1;
+  const workerArgs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string | undefined => argv[++i];
+    if (arg === '--workers' || arg.startsWith('--workers=')) {
+      const v = Number(arg === '--workers' ? value() : arg.slice('--workers='.length));
+      if (!Number.isInteger(v) || v < 1 || v > MAX_WORKERS) return `--workers needs a number from 1 to ${MAX_WORKERS}`;
+      workers = v;
+      continue;
+    }
+    const first = i;
     if (arg === '--config') {
       const v = value();
       if (v === undefined || v === '') return '--config needs a path';
@@ -82,6 +98,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
     } else {
       return `unknown argument ${JSON.stringify(arg)}`;
     }
+    workerArgs.push(...argv.slice(first, i + 1));
   }
   return {
     configPath,
@@ -93,6 +110,8 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
     luaMemoryBytes,
     responseTracking,
     logResponses,
+    workers,
+    workerArgs,
   };
 }
 
@@ -107,6 +126,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     return ExitCode.USAGE;
   }
   process.on('SIGPIPE', () => undefined);
+  const worker = workerFromEnvironment();
+  if (worker !== undefined) {
+    // journald credits every line to the supervisor (the stream is inherited): say whose it is.
+    const tag = `[worker ${worker.index}] `;
+    setLogSinks(
+      (line) => process.stdout.write(tag + line + '\n'),
+      (line) => process.stderr.write(tag + line + '\n'),
+    );
+  }
+  const supervising = cmd.workers > 1 && !cmd.check && worker === undefined;
   // systemd STATUS=: the number of connections, at most once a second (only under systemd).
   let started = false;
   let stopping = false;
@@ -123,9 +152,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     responseTracking: cmd.responseTracking,
     logResponses: cmd.logResponses,
     ...(!cmd.check && notifyEnabled() ? { onConnectionCount: (n: number) => status.update(statusText(n)) } : {}),
+    ...(worker !== undefined ? { worker } : {}),
+    ...(supervising ? { supervisor: true } : {}),
   });
   // WATCHDOG=1 from the start: loading the config may take a while (host name lookups).
   if (!cmd.check) startWatchdog();
+  if (supervising) logInfo(`starting ${cmd.workers} workers (pid=${process.pid} supervises)`);
   try {
     await instance.load();
   } catch (e) {
@@ -139,6 +171,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     logInfo(`${cmd.configPath}: configuration OK`);
     return ExitCode.OK;
   }
+  if (supervising) {
+    // The script that runs main() (none under `node -e`, where `--` ends Node's own options).
+    const entry = process.argv.slice(1, process.argv.length - argv.length);
+    const workerArgs = [...(entry.length > 0 ? entry : ['--']), ...cmd.workerArgs];
+    return runSupervisor({ count: cmd.workers, workerArgs, instance });
+  }
+  const channel = worker !== undefined ? new WorkerChannel(instance) : undefined;
   // Signal handlers go in before the listeners start, so that a signal sent as soon as the
   // "listening on" line appears is never met by Node's default action (which would kill us).
   const stopped = new Promise<number>((resolve) => {
@@ -177,6 +216,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       if (notify) notifyReloading();
       const done = (): void => {
         reloading = null;
+        channel?.reloaded();
         if (!notify || stopping) return;
         const text = statusText(instance.activeConnections);
         notifyReady(text);
@@ -190,6 +230,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   });
   await instance.start();
   started = true;
+  channel?.ready();
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a stop signal may have arrived while start() ran
   if (!stopping) {
     const text = statusText(instance.activeConnections);

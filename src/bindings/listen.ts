@@ -22,6 +22,11 @@ export interface ListenerSpec {
   /** Socket file to remove at shutdown (only ones this process created). */
   readonly ownedPath: string | undefined;
   readonly refs: HandlerRefs;
+  /**
+   * What the socket is, as workers of a `--workers N` daemon find it among the sockets the
+   * supervisor passed down ("unix:/run/x.sock", "abstract:@name", "tcp:*:3306", "systemd:0").
+   */
+  readonly key: string;
 }
 
 export const HANDLER_KEYS = [
@@ -59,6 +64,11 @@ export interface ListenOptions {
    * fails because of) a daemon that is serving on the same socket.
    */
   readonly bind: boolean;
+  /**
+   * A worker of a `--workers N` daemon: the listening socket the supervisor already bound for
+   * `key` (see ListenerSpec.key), used instead of binding (and never unlinked by the worker).
+   */
+  readonly inherited?: (key: string) => number | undefined;
 }
 
 /** The options of mysql_listen (argument 3). */
@@ -178,7 +188,9 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
       if (!options.bind) return 0;
       const fds = options.systemdFds();
       if (fds.length === 0) return lauxlib.luaL_error(L1, 'No systemd socket');
-      for (const fd of fds) listeners.push({ fd, label: `systemd fd ${fd}`, ownedPath: undefined, refs });
+      fds.forEach((fd, i) =>
+        listeners.push({ fd, label: `systemd fd ${fd}`, ownedPath: undefined, refs, key: `systemd:${i}` }),
+      );
       return 0;
     }
     if (t !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 1, 'path expected');
@@ -194,13 +206,16 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     if (tcp !== null) {
       if (!options.bind) return 0;
       const label = formatAddress(tcp);
-      let fd: number;
-      try {
-        fd = addonFunctions().listenInet(tcp.host, tcp.port, false, LISTEN_BACKLOG, null, false);
-      } catch (e) {
-        return lauxlib.luaL_error(L1, `Failed to listen on ${label}: ${(e as Error).message}`);
+      const key = `tcp:${label}`;
+      let fd = options.inherited?.(key);
+      if (fd === undefined) {
+        try {
+          fd = addonFunctions().listenInet(tcp.host, tcp.port, false, LISTEN_BACKLOG, null, false);
+        } catch (e) {
+          return lauxlib.luaL_error(L1, `Failed to listen on ${label}: ${(e as Error).message}`);
+        }
       }
-      listeners.push({ fd, label, ownedPath: undefined, refs });
+      listeners.push({ fd, label, ownedPath: undefined, refs, key });
       return 0;
     }
     const abstract = text.startsWith('@');
@@ -216,13 +231,20 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
       }
       return 0;
     }
+    const key = abstract ? `abstract:${text}` : `unix:${path}`;
+    const inherited = options.inherited?.(key);
+    if (inherited !== undefined) {
+      // The supervisor bound it and removes the file when the whole daemon stops.
+      listeners.push({ fd: inherited, label: path, ownedPath: undefined, refs, key });
+      return 0;
+    }
     let fd: number;
     try {
       fd = listenUnix(name, abstract, LISTEN_BACKLOG, SOCKET_MODE);
     } catch (e) {
       return lauxlib.luaL_error(L1, `Failed to listen on ${path}: ${(e as Error).message}`);
     }
-    listeners.push({ fd, label: path, ownedPath: abstract ? undefined : path, refs });
+    listeners.push({ fd, label: path, ownedPath: abstract ? undefined : path, refs, key });
     return 0;
   });
   lua.lua_setglobal(L, 'mysql_listen');

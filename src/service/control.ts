@@ -55,6 +55,20 @@ export function handleControlDatagram(datagram: Buffer, target: ControlTarget, l
 
 /** Starts receiving on a bound datagram socket; returns a function that stops it. */
 export function startControl(listener: ControlListener, target: ControlTarget): () => void {
+  return startControlReceiver(listener, target.metrics, (bytes) =>
+    handleControlDatagram(bytes, target, listener.label),
+  );
+}
+
+/**
+ * Receives on a bound datagram socket and hands every datagram that passes the sender check to
+ * `onDatagram` (the supervisor of a `--workers N` daemon passes them on to every worker).
+ */
+export function startControlReceiver(
+  listener: ControlListener,
+  metrics: ProxyMetrics,
+  onDatagram: (bytes: Buffer) => void,
+): () => void {
   const ownUid = process.getuid?.() ?? -1;
   const handle: DatagramHandle = addonFunctions().datagramListen(listener.fd, (bytes, uid, truncated) => {
     if (
@@ -64,17 +78,17 @@ export function startControl(listener: ControlListener, target: ControlTarget): 
       uid !== ownUid &&
       !listener.allowedUids.has(uid)
     ) {
-      target.metrics.controlMalformed++;
+      metrics.controlMalformed++;
       logLimited('control_uid', `control ${listener.label}: datagram from uid ${uid} refused (not in allowed_uids)`);
       return;
     }
     if (truncated) {
-      target.metrics.controlMalformed++;
+      metrics.controlMalformed++;
       logLimited('control_malformed', `control ${listener.label}: datagram too long, ignored`);
       return;
     }
     try {
-      handleControlDatagram(bytes, target, listener.label);
+      onDatagram(bytes);
     } catch (e) {
       logError(`control ${listener.label}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     }

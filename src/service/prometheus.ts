@@ -37,7 +37,7 @@ export interface ExporterSources {
 }
 
 /** Work a registry needs done before each render (registering metrics created since the last). */
-const beforeScrape = new WeakMap<Registry, () => void>();
+const beforeScrape = new WeakMap<object, () => void>();
 
 /** A metric computed at scrape time, in the shape prom-client's Registry formats. */
 function snapshot(registry: Registry, name: string, help: string, type: MetricType, read: () => Sample[]): void {
@@ -369,14 +369,67 @@ export function buildRegistry(sources: ExporterSources): Registry {
   return registry;
 }
 
+/** What an exporter serves: a registry of this process, or the workers' merged (`--workers N`). */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+/** Renders a registry once (a worker answering its supervisor's scrape). */
+export function renderRegistry(registry: Registry): Promise<string> {
+  beforeScrape.get(registry)?.();
+  return registry.metrics();
+}
+
+/**
+ * The expositions of several workers (each sample labelled with its worker) as one: every metric
+ * family once, with its HELP and TYPE lines, followed by the samples of every worker.
+ */
+export function mergeExpositions(texts: readonly string[]): string {
+  const families = new Map<string, { meta: string[]; samples: string[] }>();
+  for (const text of texts) {
+    let family: { meta: string[]; samples: string[] } | undefined;
+    let fromThisText = false;
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      const meta = /^# (HELP|TYPE) (\S+)/.exec(line);
+      if (meta !== null) {
+        const name = meta[2]!;
+        if (family === undefined || families.get(name) !== family) {
+          family = families.get(name);
+          fromThisText = family === undefined;
+          if (family === undefined) {
+            family = { meta: [], samples: [] };
+            families.set(name, family);
+          }
+        }
+        if (fromThisText) family.meta.push(line);
+        continue;
+      }
+      if (line.startsWith('#')) continue;
+      if (family === undefined) {
+        family = { meta: [], samples: [] };
+        families.set(line.split(/[{ ]/)[0]!, family);
+      }
+      family.samples.push(line);
+    }
+  }
+  let out = '';
+  for (const { meta, samples } of families.values()) {
+    for (const line of meta) out += line + '\n';
+    for (const line of samples) out += line + '\n';
+  }
+  return out;
+}
+
 /** Renders the registry; scrapes that come while one render runs (or within 250 ms) share it. */
 class ScrapeCache {
-  readonly #registry: Registry;
+  readonly #registry: MetricsSource;
   #pending: Promise<string> | null = null;
   #body = '';
   #at = -Infinity;
 
-  constructor(registry: Registry) {
+  constructor(registry: MetricsSource) {
     this.#registry = registry;
   }
 
@@ -403,7 +456,7 @@ class ScrapeCache {
 const MAX_SCRAPE_CONNECTIONS = 256;
 
 /** Serves the metrics on an HTTP listener (any path, GET or HEAD, as myproxy answers any request). */
-export function startExporter(fd: number, label: string, registry: Registry): Promise<Server> {
+export function startExporter(fd: number, label: string, registry: MetricsSource): Promise<Server> {
   const cache = new ScrapeCache(registry);
   const server = createServer(
     { requestTimeout: 10_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 8192 },

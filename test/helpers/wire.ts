@@ -1,4 +1,5 @@
 // A raw test client and the packets it sends to the proxy, built with the project's own protocol code.
+import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { Capability } from '../../src/protocol/constants.js';
 import type { Packet } from '../../src/protocol/framer.js';
@@ -86,4 +87,16 @@ export class RawClient {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/** Sends one UDP datagram to 127.0.0.1:`port` (a control_listen socket). */
+export function sendUdp(port: number, datagram: Buffer): Promise<void> {
+  const s = dgram.createSocket('udp4');
+  return new Promise((resolve, reject) =>
+    s.send(datagram, port, '127.0.0.1', (e) => {
+      s.close();
+      if (e) reject(e);
+      else resolve();
+    }),
+  );
 }

@@ -3,13 +3,14 @@
 // daemon's reload() disconnects an account on another daemon through control_client, Unix senders
 // are checked by uid, and 100,000 fuzzed datagrams leave the daemon serving.
 import { strict as assert } from 'node:assert';
+import * as dgram from 'node:dgram';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { ControlCommand, ControlDatagramBuilder } from '../../src/protocol/control.js';
+import { sendUdp } from '../helpers/wire.js';
 import { createTestUsers, freeTcpPort, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
 
@@ -18,17 +19,6 @@ const disconnect = (...accounts: string[]): Buffer => {
   for (const a of accounts) b.add(ControlCommand.DISCONNECT_DATABASE, Buffer.from(a));
   return b.toBuffer();
 };
-
-function sendUdp(port: number, datagram: Buffer): Promise<void> {
-  const s = dgram.createSocket('udp4');
-  return new Promise((resolve, reject) =>
-    s.send(datagram, port, '127.0.0.1', (e) => {
-      s.close();
-      if (e) reject(e);
-      else resolve();
-    }),
-  );
-}
 
 /** Sends a datagram to a Unix datagram socket as `uid` (Node cannot send AF_UNIX datagrams). */
 async function sendUnix(path: string, datagram: Buffer, uid?: number): Promise<void> {

@@ -21,6 +21,7 @@ const STACK = [
   'bindings',
   'service',
   'instance',
+  'workers',
   'main',
 ];
 /** Beside the stack: what each may import besides itself. */
