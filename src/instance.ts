@@ -34,6 +34,7 @@ import { checkTrackerLayout } from './net/tracking.js';
 import { FdBudget, tooManyConnections } from './proxy/admission.js';
 import type { KillableSession } from './proxy/command-filter.js';
 import type { PeerIdentity } from './proxy/handler.js';
+import { snapshotSession, type SessionSnapshot } from './proxy/kill.js';
 import { SessionRegistry } from './proxy/registry.js';
 import { ClientErrors, ConfigError, errorMessage } from './util/errors.js';
 import { logError, logErrorBlock, logInfo, logLimited } from './util/log.js';
@@ -413,6 +414,12 @@ export class Instance {
       this.#workerRegistry.setDefaultLabels({ worker: String(this.#options.worker?.index ?? 0) });
     }
     return renderRegistry(this.#workerRegistry);
+  }
+
+  /** One of this worker's relayed sessions, described for another worker's KILL. */
+  sessionSnapshot(id: number): SessionSnapshot | undefined {
+    const session = this.registry.get(id);
+    return session === undefined ? undefined : snapshotSession(session);
   }
 
   /** A control datagram the supervisor received and passed on. */

@@ -12,6 +12,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Instance } from './instance.js';
+import { RemoteSession, type SessionSnapshot } from './proxy/kill.js';
+import { workerOfId } from './proxy/registry.js';
 import { mergeExpositions, startExporter, type MetricsSource } from './service/prometheus.js';
 import { startControlReceiver } from './service/control.js';
 import { errorMessage } from './util/errors.js';
@@ -34,13 +36,24 @@ const STABLE_RUN_MS = 30_000;
 /** Messages from the supervisor to a worker. */
 export type SupervisorMessage =
   | { readonly type: 'metrics'; readonly id: number }
-  | { readonly type: 'control'; readonly label: string; readonly datagram: Buffer };
+  | { readonly type: 'control'; readonly label: string; readonly datagram: Buffer }
+  /** Describe your session `session` (another worker's KILL names it). */
+  | { readonly type: 'session?'; readonly id: number; readonly session: number }
+  /** The answer to this worker's 'session?' number `id`. */
+  | { readonly type: 'session'; readonly id: number; readonly snapshot: SessionSnapshot | null };
 
 /** Messages from a worker to the supervisor. */
 export type WorkerMessage =
   | { readonly type: 'ready' }
   | { readonly type: 'reloaded' }
-  | { readonly type: 'metrics'; readonly id: number; readonly body: string };
+  | { readonly type: 'metrics'; readonly id: number; readonly body: string }
+  /** Which worker has session `session`, and what is it? (answered with 'session' and this `id`) */
+  | { readonly type: 'session?'; readonly id: number; readonly session: number }
+  /** This worker's answer to the supervisor's 'session?' number `id`. */
+  | { readonly type: 'session'; readonly id: number; readonly snapshot: SessionSnapshot | null };
+
+/** How long a KILL waits for another worker to describe the session it names. */
+const SESSION_LOOKUP_TIMEOUT_MS = 2_000;
 
 /** The worker this process is (from the supervisor's environment), or undefined. */
 export function workerFromEnvironment(
@@ -58,9 +71,31 @@ export function workerFromEnvironment(
 export class WorkerChannel {
   readonly #instance: Instance;
 
+  readonly #lookups = new Map<number, (snapshot: SessionSnapshot | null) => void>();
+  #nextLookup = 1;
+
   constructor(instance: Instance) {
     this.#instance = instance;
     process.on('message', (message: SupervisorMessage) => this.#receive(message));
+    // KILL <id> of a session another worker serves (the CLI's Ctrl-C lands on any worker).
+    instance.registry.setElsewhere(
+      (session) =>
+        new Promise((resolve) => {
+          if (!process.connected) {
+            resolve(undefined);
+            return;
+          }
+          const id = this.#nextLookup++;
+          const timer = setTimeout(() => done(null), SESSION_LOOKUP_TIMEOUT_MS);
+          const done = (snapshot: SessionSnapshot | null): void => {
+            clearTimeout(timer);
+            this.#lookups.delete(id);
+            resolve(snapshot === null ? undefined : new RemoteSession(snapshot));
+          };
+          this.#lookups.set(id, done);
+          this.#send({ type: 'session?', id, session });
+        }),
+    );
     // The supervisor went away (killed hard): drain as on SIGTERM rather than serve on alone.
     process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
   }
@@ -90,6 +125,16 @@ export class WorkerChannel {
         break;
       case 'control':
         this.#instance.handleControl(Buffer.from(message.datagram), message.label);
+        break;
+      case 'session?':
+        this.#send({
+          type: 'session',
+          id: message.id,
+          snapshot: this.#instance.sessionSnapshot(message.session) ?? null,
+        });
+        break;
+      case 'session':
+        this.#lookups.get(message.id)?.(message.snapshot);
         break;
     }
   }
@@ -150,6 +195,8 @@ export function runSupervisor(options: SupervisorOptions): Promise<number> {
   }));
   const scrapes = new Map<number, (body: string) => void>();
   let nextScrape = 1;
+  const lookups = new Map<number, (snapshot: SessionSnapshot | null) => void>();
+  let nextLookup = 1;
   let started = false;
   let stopping = false;
   let serviceStops: (() => void)[] = [];
@@ -195,6 +242,32 @@ export function runSupervisor(options: SupervisorOptions): Promise<number> {
           case 'metrics':
             scrapes.get(message.id)?.(message.body);
             break;
+          case 'session?': {
+            // Ask the worker whose range the id is in; answer "none" when it is not there.
+            const owner = workers[workerOfId(message.session)]?.child;
+            const answer = (snapshot: SessionSnapshot | null): void => {
+              if (child.connected)
+                child.send({ type: 'session', id: message.id, snapshot } satisfies SupervisorMessage);
+            };
+            if (owner === null || owner === undefined || !owner.connected) {
+              answer(null);
+              break;
+            }
+            const id = nextLookup++;
+            lookups.set(id, answer);
+            setTimeout(() => {
+              lookups.get(id)?.(null);
+              lookups.delete(id);
+            }, SESSION_LOOKUP_TIMEOUT_MS).unref();
+            owner.send({ type: 'session?', id, session: message.session } satisfies SupervisorMessage);
+            break;
+          }
+          case 'session': {
+            const answer = lookups.get(message.id);
+            lookups.delete(message.id);
+            answer?.(message.snapshot);
+            break;
+          }
         }
       });
       child.on('exit', (code, signal) => {

@@ -267,7 +267,7 @@ export class CommandFilter {
     const self = host.session;
     const metrics = host.metrics;
     const what = comProcessKill ? 'COM_PROCESS_KILL' : `KILL ${statement.kind.toUpperCase()}`;
-    let target = host.registry.get(statement.id);
+    let target = host.registry.get(statement.id) ?? (await host.registry.findElsewhere(statement.id));
     if (target === undefined && self.backendLabel !== undefined) {
       target = host.registry.byServerThread(self.backendLabel, statement.id);
     }

@@ -158,3 +158,67 @@ export async function runKill(target: KillTarget, sql: string, timeoutMs: number
     socket?.destroySoon();
   }
 }
+
+/** What a worker of `--workers N` tells another about one of its relayed sessions (for KILL). */
+export interface SessionSnapshot {
+  readonly id: number;
+  readonly account: string | undefined;
+  readonly logName: string;
+  readonly backendLabel: string | undefined;
+  readonly serverThreadId: number | undefined;
+  readonly killTarget: KillTarget;
+}
+
+/** The snapshot of a relayed session (undefined for one that is not relayed). */
+export function snapshotSession(s: {
+  readonly id: number;
+  readonly account: string | undefined;
+  readonly logName: string;
+  readonly closed: boolean;
+  readonly backendLabel: string | undefined;
+  readonly serverThreadId: number | undefined;
+  readonly killTarget: KillTarget | undefined;
+}): SessionSnapshot | undefined {
+  const killTarget = s.killTarget;
+  if (s.closed || killTarget === undefined) return undefined;
+  const { id, account, logName, backendLabel, serverThreadId } = s;
+  return { id, account, logName, backendLabel, serverThreadId, killTarget };
+}
+
+/**
+ * A session of another worker, as KILL sees it: where it runs and as whom. It has no Lua client
+ * object here (on_kill gets nil for it), and closing it from here is not possible.
+ */
+export class RemoteSession {
+  readonly id: number;
+  account: string | undefined;
+  readonly logName: string;
+  readonly backendLabel: string | undefined;
+  readonly serverThreadId: number | undefined;
+  readonly killTarget: KillTarget;
+  readonly peer = { pid: undefined, uid: undefined, gid: undefined, address: undefined };
+  serverVersion = Buffer.alloc(0);
+  readonly closed = false;
+
+  constructor(snapshot: SessionSnapshot) {
+    this.id = snapshot.id;
+    this.account = snapshot.account;
+    this.logName = snapshot.logName;
+    this.backendLabel = snapshot.backendLabel;
+    this.serverThreadId = snapshot.serverThreadId;
+    // Buffers come through the IPC channel as Uint8Arrays.
+    const t = snapshot.killTarget;
+    const buffer = (b: Uint8Array | undefined): Buffer | undefined => (b === undefined ? undefined : Buffer.from(b));
+    this.killTarget = {
+      address: t.address,
+      user: Buffer.from(t.user),
+      password: buffer(t.password),
+      passwordSha1: buffer(t.passwordSha1),
+      threadId: t.threadId,
+    };
+  }
+
+  close(): void {
+    // A session of another worker is killed on its server (KILL CONNECTION), not closed here.
+  }
+}

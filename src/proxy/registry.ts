@@ -18,10 +18,17 @@ export interface RegisteredSession {
 export const CONNECTION_ID_BASE = 0x40000000;
 const IDS_PER_WORKER = 1 << 24;
 
+/** The worker of a `--workers N` daemon whose range a connection id is in (-1: none). */
+export function workerOfId(id: number): number {
+  return id >= CONNECTION_ID_BASE ? Math.floor((id - CONNECTION_ID_BASE) / IDS_PER_WORKER) : -1;
+}
+
 export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
   readonly #byId = new Map<number, S>();
   readonly #first: number;
   #next: number;
+  /** Looks up a session of another worker (set in a worker of `--workers N`). */
+  #elsewhere: ((id: number) => Promise<S | undefined>) | undefined;
 
   constructor(worker = 0) {
     this.#first = CONNECTION_ID_BASE + worker * IDS_PER_WORKER;
@@ -52,6 +59,21 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
 
   get(id: number): S | undefined {
     return this.#byId.get(id);
+  }
+
+  /** How sessions of the other workers are found (a worker of `--workers N` sets it). */
+  setElsewhere(lookup: (id: number) => Promise<S | undefined>): void {
+    this.#elsewhere = lookup;
+  }
+
+  /**
+   * A session with an id from another worker's range, as that worker describes it (KILL by
+   * connection id, which may arrive on any worker); undefined when there is none.
+   */
+  async findElsewhere(id: number): Promise<S | undefined> {
+    if (this.#elsewhere === undefined || workerOfId(id) < 0) return undefined;
+    if (id >= this.#first && id < this.#first + IDS_PER_WORKER) return undefined;
+    return this.#elsewhere(id);
   }
 
   /** The session running as thread `threadId` on the server `label` (a scan: KILL is rare). */

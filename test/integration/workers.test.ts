@@ -118,6 +118,31 @@ describe('--workers 2', () => {
     }
   });
 
+  test('KILL QUERY reaches a session that another worker serves', async () => {
+    const conns: mysql.Connection[] = [];
+    try {
+      while (new Set(conns.map((c) => workerOf(c.threadId))).size < 2 && conns.length < 60) conns.push(await connect());
+      const victim = conns.find((c) => workerOf(c.threadId) === 0)!;
+      const killer = conns.find((c) => workerOf(c.threadId) === 1)!;
+      const started = Date.now();
+      const sleeping = victim.query('SELECT SLEEP(30) AS s').then(
+        () => 'finished',
+        (e: unknown) => (e as Error).message,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      await killer.query(`KILL QUERY ${victim.threadId}`);
+      assert.equal(await guard(sleeping, 'the killed query', 10_000), 'Query execution was interrupted');
+      assert.ok(Date.now() - started < 20_000);
+      // An id no worker has is still unknown.
+      await assert.rejects(
+        killer.query(`KILL QUERY ${CONNECTION_ID_BASE + (1 << 24) * 1 + 999_999}`),
+        /Unknown thread id/,
+      );
+    } finally {
+      await Promise.all(conns.map((c) => c.end()));
+    }
+  });
+
   test('SIGHUP runs reload() in every worker', async () => {
     const from = proxy!.logs().length;
     process.kill(proxy!.pid, 'SIGHUP');
