@@ -64,6 +64,7 @@
  * Everything (daemon, MariaDB, temp dirs) is cleaned up on normal exit, on errors and on
  * SIGINT/SIGTERM/SIGHUP. The exit code is 1 if the daemon crashed, 0 otherwise.
  */
+import { BenchCleanup } from './cleanup.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import * as dgram from 'node:dgram';
@@ -149,46 +150,9 @@ const HOLDERS = 16;
 // ---------------------------------------------------------------------------
 // Child processes and cleanup
 
+const cleanup = new BenchCleanup('fuzz');
 let tmpDir: string | undefined;
 let db: MariaDB | undefined;
-const children = new Set<ChildProcess>();
-
-function killChildrenSync(): void {
-  for (const child of children) {
-    try {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-  children.clear();
-}
-
-function removeTmpSync(): void {
-  if (tmpDir === undefined) return;
-  try {
-    fs.rmSync(tmpDir, { recursive: true, force: true, maxRetries: 3 });
-  } catch {
-    /* best effort */
-  }
-  tmpDir = undefined;
-}
-
-function installCleanup(): void {
-  // MariaDB itself is killed by the helper's own 'exit' handler.
-  process.on('exit', () => {
-    killChildrenSync();
-    removeTmpSync();
-  });
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(sig, () => {
-      process.stderr.write(`\nfuzz: caught ${sig}, cleaning up\n`);
-      killChildrenSync();
-      removeTmpSync();
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -3212,7 +3176,7 @@ async function startDaemon(dir: string, config: string, generation: number): Pro
     fs.closeSync(outFd);
     fs.closeSync(errFd);
   }
-  children.add(child);
+  cleanup.track(child);
   let stopping = false;
   const d: Daemon = {
     pid: child.pid ?? -1,
@@ -3229,7 +3193,7 @@ async function startDaemon(dir: string, config: string, generation: number): Pro
           await exited;
         }
       }
-      children.delete(child);
+      cleanup.untrack(child);
     },
   };
   child.once('exit', (code, signal) => {
@@ -3430,8 +3394,8 @@ async function runWorkers(ctx: PhaseCtx, n: number, session: () => Promise<void>
 }
 
 async function main(): Promise<void> {
-  installCleanup();
-  tmpDir = fs.mkdtempSync('/tmp/myproxy-fuzz-');
+  cleanup.install();
+  cleanup.tmpDir = tmpDir = fs.mkdtempSync('/tmp/myproxy-fuzz-');
   const dir = tmpDir;
   const t0 = Date.now();
   const weightSum = SELECTED.reduce((s, p) => s + WEIGHTS[p], 0);

@@ -50,6 +50,7 @@
  * Everything (daemons, clients, MariaDB, temp dirs) is cleaned up on normal
  * exit, on errors and on SIGINT/SIGTERM/SIGHUP.
  */
+import { BenchCleanup } from './cleanup.js';
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -139,63 +140,10 @@ const PEER_LABEL = PEER === undefined ? 'peer' : `peer (${path.basename(PEER)})`
 // ---------------------------------------------------------------------------
 // Child processes and cleanup
 
-interface Tracked {
-  child: ChildProcess;
-  /** Spawned detached: kill the whole process group (socat's forks). */
-  group: boolean;
-}
-
-const tracked = new Set<Tracked>();
+const cleanup = new BenchCleanup('bench');
+const track = (child: ChildProcess, group = false): ChildProcess => cleanup.track(child, group);
 let tmpDir: string | undefined;
 let db: MariaDB | undefined;
-
-function track(child: ChildProcess, group = false): ChildProcess {
-  const entry: Tracked = { child, group };
-  tracked.add(entry);
-  child.on('error', (e) => process.stderr.write(`bench: child process ${String(child.pid)}: ${e.message}\n`));
-  child.once('exit', () => {
-    if (!group) tracked.delete(entry);
-  });
-  return child;
-}
-
-function killTrackedSync(): void {
-  for (const { child, group } of tracked) {
-    try {
-      if (group && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      else if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-  tracked.clear();
-}
-
-function removeTmpSync(): void {
-  if (tmpDir === undefined) return;
-  try {
-    fs.rmSync(tmpDir, { recursive: true, force: true, maxRetries: 3 });
-  } catch {
-    /* best effort */
-  }
-  tmpDir = undefined;
-}
-
-function installCleanup(): void {
-  // MariaDB itself is killed by the helper's own 'exit' handler.
-  process.on('exit', () => {
-    killTrackedSync();
-    removeTmpSync();
-  });
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(sig, () => {
-      process.stderr.write(`\nbench: caught ${sig}, cleaning up\n`);
-      killTrackedSync();
-      removeTmpSync();
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -225,7 +173,7 @@ async function stopChild(child: ChildProcess, group: boolean, graceMs: number): 
     }
   }
   if (group) signal('SIGKILL'); // leftover forks of a fork-per-connection relay
-  for (const t of tracked) if (t.child === child) tracked.delete(t);
+  cleanup.untrack(child);
 }
 
 interface RunResult {
@@ -955,8 +903,8 @@ interface Problem {
 }
 
 async function main(): Promise<void> {
-  installCleanup();
-  tmpDir = fs.mkdtempSync('/tmp/myproxy-bench-');
+  cleanup.install();
+  cleanup.tmpDir = tmpDir = fs.mkdtempSync('/tmp/myproxy-bench-');
   const problems: Problem[] = [];
   const t0 = Date.now();
 
@@ -1594,8 +1542,8 @@ try {
   process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   exitCode = 1;
 } finally {
-  killTrackedSync();
+  cleanup.killAllSync();
   if (db !== undefined) await db.stop();
-  removeTmpSync();
+  cleanup.removeTmpSync();
 }
 process.exit(exitCode);
