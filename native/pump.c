@@ -1232,7 +1232,10 @@ static napi_value js_pump_stalled_ms(napi_env env, napi_callback_info info)
     return make_double(env, (double)stalled);
 }
 
-/* pumpInfo(handle) -> [inFlight, untracked, atBoundary] or null when the pump is gone (tests, logs). */
+/*
+ * pumpInfo(handle) -> [inFlight, untracked, atBoundary, serverStatus] or null when the pump is gone
+ * (tests, logs, and the status flags of a local reply).
+ */
 static napi_value js_pump_info(napi_env env, napi_callback_info info)
 {
     napi_value argv[1], result;
@@ -1242,10 +1245,11 @@ static napi_value js_pump_info(napi_env env, napi_callback_info info)
         return NULL;
     if (p == NULL)
         return make_null(env);
-    if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
+    if (napi_create_array_with_length(env, 4, &result) != napi_ok ||
         napi_set_element(env, result, 0, make_double(env, trk_in_flight(&p->trk))) != napi_ok ||
         napi_set_element(env, result, 1, make_bool(env, p->trk.untracked)) != napi_ok ||
-        napi_set_element(env, result, 2, make_bool(env, trk_server_at_boundary(&p->trk))) != napi_ok)
+        napi_set_element(env, result, 2, make_bool(env, trk_server_at_boundary(&p->trk))) != napi_ok ||
+        napi_set_element(env, result, 3, make_double(env, p->trk.last_status)) != napi_ok)
         return NULL;
     return result;
 }

@@ -10,6 +10,7 @@ import {
   DEFAULT_MAX_INTERCEPTED_PACKET,
   type ByteRelay,
   type CommandInterceptor,
+  type InterceptReply,
   type RelayCounters,
   type RelayEnd,
   type RelayOptions,
@@ -165,18 +166,34 @@ export class NativeRelay implements ByteRelay {
   }
 
   #intercepted(intercept: CommandInterceptor, packet: Buffer, truncated: boolean): void {
-    // The pump defers a call that arrives while it is busy, so answering at once is safe.
-    intercept.onCommand(packet, truncated).then(
-      (reply) => {
-        if (this.#done || this.#handle === null) return;
-        if (reply.close !== undefined) this.close(reply.close);
-        else addonFunctions().pumpResume(this.#handle, reply.toServer ?? null, reply.toClient ?? null);
-      },
-      (e: unknown) => {
-        logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-        this.close();
-      },
-    );
+    let reply: InterceptReply | Promise<InterceptReply>;
+    try {
+      reply = intercept.onCommand(packet, truncated);
+    } catch (e) {
+      this.#interceptFailed(e);
+      return;
+    }
+    // A reply given at once is carried out at once: the pump defers a call that arrives while it
+    // is busy (it is, inside this event) and runs it before it returns to the loop.
+    if (reply instanceof Promise) {
+      reply.then(
+        (r) => this.#answer(r),
+        (e: unknown) => this.#interceptFailed(e),
+      );
+    } else {
+      this.#answer(reply);
+    }
+  }
+
+  #answer(reply: InterceptReply): void {
+    if (this.#done || this.#handle === null) return;
+    if (reply.close !== undefined) this.close(reply.close);
+    else addonFunctions().pumpResume(this.#handle, reply.toServer ?? null, reply.toClient ?? null);
+  }
+
+  #interceptFailed(e: unknown): void {
+    logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    this.close();
   }
 
   stalledMs(): number {
@@ -189,7 +206,7 @@ export class NativeRelay implements ByteRelay {
     if (this.#done || this.#handle === null) return null;
     const info = addonFunctions().pumpInfo(this.#handle);
     if (info === null) return null;
-    return { inFlight: info[0], untracked: info[1], atBoundary: info[2] };
+    return { inFlight: info[0], untracked: info[1], atBoundary: info[2], serverStatus: info[3] };
   }
 
   abort(): void {

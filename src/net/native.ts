@@ -90,7 +90,9 @@ interface NativeAddon {
   pumpAbort(handle: PumpHandle): void;
   pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void;
   pumpStalledMs(handle: PumpHandle): number;
-  pumpInfo(handle: PumpHandle): [inFlight: number, untracked: boolean, atBoundary: boolean] | null;
+  pumpInfo(
+    handle: PumpHandle,
+  ): [inFlight: number, untracked: boolean, atBoundary: boolean, serverStatus: number] | null;
   trackerNew(
     config: Uint8Array,
     stats: Float64Array | null,
@@ -104,7 +106,9 @@ interface NativeAddon {
   trackerPushLocal(handle: TrackerHandle): boolean;
   trackerLocalDue(handle: TrackerHandle): boolean;
   trackerPopLocal(handle: TrackerHandle): void;
-  trackerInfo(handle: TrackerHandle): [inFlight: number, untracked: boolean, atBoundary: boolean, nextSeq: number];
+  trackerInfo(
+    handle: TrackerHandle,
+  ): [inFlight: number, untracked: boolean, atBoundary: boolean, nextSeq: number, serverStatus: number];
   trackerLayout(): TrackerLayout;
   trackerMayBeKill(sql: Uint8Array, complete: boolean): boolean;
 }
