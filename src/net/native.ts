@@ -88,7 +88,10 @@ interface NativeAddon {
   ): PumpHandle;
   pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void;
   pumpAbort(handle: PumpHandle): void;
-  pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void;
+  /** `toServer` true: the held command goes on as it came. */
+  pumpResume(handle: PumpHandle, toServer: Uint8Array | true | null, toClient: Uint8Array | null): void;
+  /** Intercepted packets that fit go into `buffer` (the event gets their length), not into new Buffers. */
+  pumpInbox(buffer: Uint8Array): void;
   pumpStalledMs(handle: PumpHandle): number;
   pumpInfo(
     handle: PumpHandle,

@@ -7,6 +7,7 @@
 
 import type { Socket } from 'node:net';
 import { logError } from '../util/log.js';
+import { ownCopy } from '../util/bytes.js';
 import { addonFunctions, closeFd, dupFd, fdOf, type TrackerHandle } from './native.js';
 import {
   PumpEvent,
@@ -362,7 +363,7 @@ export class Relay implements ByteRelay {
     this.#client.pause();
     // Always answered from a microtask, as before: a reply given at once would recurse through
     // #clientInput once per pipelined command.
-    new Promise<InterceptReply>((resolve) => resolve(intercept.onCommand(Buffer.from(packet), truncated))).then(
+    new Promise<InterceptReply>((resolve) => resolve(intercept.onCommand(ownCopy(packet), truncated))).then(
       (reply) => this.#answer(reply),
       (e: unknown) => {
         logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);

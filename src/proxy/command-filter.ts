@@ -13,6 +13,7 @@ import { logicalPayload, writeOkPacket, writeResultSet } from '../protocol/packe
 import type { ProxyMetrics } from '../util/metrics.js';
 import { ClientErrors, type ClientErrorSpec, errorMessage } from '../util/errors.js';
 import { quoteBytes } from '../util/log.js';
+import { ON_HEAP_BYTES, ownCopy } from '../util/bytes.js';
 import { errPacket } from './client-login.js';
 import { PolicyError, type ClientSession, type CommandAction, type SessionHooks } from './handler.js';
 import { killSql, parseKillStatement, runKill, type KillStatement, type KillTarget } from './kill.js';
@@ -49,6 +50,18 @@ export interface FilterHost {
 /** A command packet with this payload after the command byte (split past 16 MiB). */
 function commandPacket(command: number, payload: Buffer, seq: number): Buffer {
   return new PacketWriter(1 + payload.length).int1(command).bytes(payload).finish(seq);
+}
+
+/**
+ * The payload after the command byte. Of a small command (a typical query) a copy of its own, made
+ * without moving the packet off V8's heap (see ownCopy); of a bigger one a view of the packet (the
+ * packet is the filter's own). Either way the hook may keep it.
+ */
+function commandPayload(packet: Buffer): Buffer {
+  if (packet.length > 4 && packet.length <= ON_HEAP_BYTES && packet.readUIntLE(0, 3) + 4 === packet.length) {
+    return ownCopy(packet, 5);
+  }
+  return logicalPayload(packet).subarray(1);
 }
 
 /** The command bytes a session's relay must take out of the stream for this filter. */
@@ -138,7 +151,7 @@ export class CommandFilter {
       this.#host.logLimited('too_large', `${commandName(command)} of more than ${MAX_HOOKED_COMMAND} bytes refused`);
       return { toClient: errPacket(seq + 1, ClientErrors.COMMAND_TOO_LARGE) };
     }
-    const original = logicalPayload(packet).subarray(1);
+    const original = commandPayload(packet);
     if (!hooked) return this.#pass(packet, command, seq, original, original, local);
     const decided = this.#hook(command, seq, original);
     if (decided instanceof Promise) {
