@@ -43,6 +43,9 @@
  *   BENCH_TRACKING      1 = also measure a daemon with --no-response-tracking (what tracking costs) (1)
  *   BENCH_HOOKS         1 = also measure a daemon whose handler has an on_query that returns nothing (0)
  *   BENCH_WORKERS       N ≥ 2 = also measure `myproxy --workers N` (throughput and logins) in the same rounds (0)
+ *   BENCH_QUICK         1 = only the sysbench runs (no logins, memory, cluster), then the medians
+ *                       of QPS and daemon CPU per query and, with BENCH_HOOKS, what the empty
+ *                       on_query adds per query (0); `npm run bench:hooks` runs it that way
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -116,6 +119,8 @@ const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 const TRACKING = envInt('BENCH_TRACKING', 1, 0) !== 0;
 const HOOKS = envInt('BENCH_HOOKS', 0, 0) !== 0;
 const WORKERS = envInt('BENCH_WORKERS', 0, 0);
+/** Only section 1 (sysbench), for a quick look at one change: e.g. what a hook costs per query. */
+const QUICK = envInt('BENCH_QUICK', 0, 0) !== 0;
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -975,7 +980,7 @@ async function main(): Promise<void> {
   const throughputDaemon = (t: Target): Proxy | undefined => daemons[t];
 
   let clusterProxy: Proxy | undefined;
-  if (CLUSTER) {
+  if (CLUSTER && !QUICK) {
     console.log('starting myproxy with mysql_cluster() over 3 symlinks to the MariaDB socket …');
     clusterProxy = await startClusterProxy('cluster', db.socket);
     console.log(`  pid ${clusterProxy.pid}, listening on ${clusterProxy.socket}, all 3 nodes alive`);
@@ -1063,6 +1068,18 @@ async function main(): Promise<void> {
   if (relay !== undefined) await relay.stop();
   if (untracked !== undefined) await untracked.stop();
   if (hooked !== undefined) await hooked.stop();
+  if (QUICK) {
+    quickSummary(
+      modes.map(({ mode }) => mode),
+      targets,
+      (mode, t) => ({ qps: median(qps.get(key(mode, t))!), cpu: median(cpuQ.get(key(mode, t))!.proxy) }),
+    );
+    for (const p of problems) console.log(`  problem: ${p.what}: ${p.detail.replace(/\n/g, ' ')}`);
+    await proxy.stop();
+    if (peer !== undefined) await peer.stop();
+    if (multi !== undefined) await multi.stop();
+    return;
+  }
 
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
@@ -1533,6 +1550,41 @@ async function main(): Promise<void> {
   console.log('\n===== Markdown summary (paste into docs/benchmarks.md) =====\n');
   console.log(out.join('\n'));
   console.log('\n===== end of summary =====');
+}
+
+/**
+ * BENCH_QUICK's summary: per protocol and path the median QPS, its ratio to direct, the daemon's
+ * median CPU µs per query; with BENCH_HOOKS, the empty on_query against the plain relay (issue
+ * 12's bounds: ratio ≥ 0.8 × the plain relay's, CPU per query up by ≤ 15 µs).
+ */
+function quickSummary(
+  modes: readonly PsMode[],
+  targets: readonly Target[],
+  medians: (mode: PsMode, t: Target) => { qps: number | null; cpu: number | null },
+): void {
+  console.log('\n| protocol | path | QPS | × direct | daemon CPU µs/query |');
+  console.log('|---|---|---:|---:|---:|');
+  for (const mode of modes) {
+    const direct = medians(mode, 'direct').qps;
+    for (const t of targets) {
+      const m = medians(mode, t);
+      console.log(
+        `| ${mode === 'auto' ? 'prepared' : 'text'} | ${t} | ${fmtInt(m.qps)} | ` +
+          `${t === 'direct' ? '1' : fmtRatio(ratio(m.qps, direct))} | ${t === 'direct' ? '' : fmtUs(m.cpu)} |`,
+      );
+    }
+  }
+  if (!targets.includes('hooked')) return;
+  console.log('');
+  for (const mode of modes) {
+    const plain = medians(mode, 'myproxy');
+    const hooked = medians(mode, 'hooked');
+    const delta = plain.cpu === null || hooked.cpu === null ? null : hooked.cpu - plain.cpu;
+    console.log(
+      `empty on_query, ${mode === 'auto' ? 'prepared' : 'text'}: QPS ${fmtRatio(ratio(hooked.qps, plain.qps))} × the plain relay's ` +
+        `(bound ≥ 0.8), daemon CPU ${delta === null ? 'n/a' : `${delta >= 0 ? '+' : ''}${delta.toFixed(1)}`} µs/query (bound ≤ +15)`,
+    );
+  }
 }
 
 let exitCode = 0;

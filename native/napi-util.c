@@ -29,6 +29,11 @@ static void addon_env_cleanup(void *arg)
     if (st->async_context_made)
         napi_async_destroy(st->env, st->async_context);
     st->async_context_made = false;
+    if (st->inbox_ref != NULL)
+        napi_delete_reference(st->env, st->inbox_ref);
+    st->inbox_ref = NULL;
+    st->inbox = NULL;
+    st->inbox_len = 0;
 }
 
 bool addon_env_init(napi_env env)

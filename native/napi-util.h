@@ -36,6 +36,14 @@ struct addon_env {
     napi_async_context async_context;
     bool async_context_made;
     napi_env env;
+    /*
+     * Where pumps put an intercepted packet for JavaScript, which copies it out at once
+     * (pumpInbox(); without one, or for a bigger packet, each packet is a new Buffer, which costs
+     * more than the copy).
+     */
+    napi_ref inbox_ref;
+    uint8_t *inbox;
+    size_t inbox_len;
 };
 
 /* The environment's state; NULL (with a JS error thrown) if it cannot be had. */

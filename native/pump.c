@@ -114,6 +114,7 @@ struct pump {
      */
     bool intercepting; /* a packet is held: wait for it to complete / for pumpResume */
     bool delivered;    /* the held packet was handed to JavaScript */
+    bool delivered_truncated; /* ... only its head */
     size_t deliver_len; /* bytes of `held` the delivered packet takes */
     size_t max_hold;   /* a bigger intercepted packet is delivered truncated and its rest dropped */
     size_t discard_left;   /* bytes of a truncated packet still to drop */
@@ -137,6 +138,7 @@ struct pump {
     char *close_bytes;
     size_t close_len;
     bool resume_requested;
+    bool resume_held; /* the held packet goes to the server as it is */
     char *resume_server, *resume_client;
     size_t resume_server_len, resume_client_len;
 };
@@ -588,13 +590,19 @@ static void deliver_intercepted(struct pump *p)
         return; /* wait for more */
     }
     p->delivered = true;
+    p->delivered_truncated = truncated;
     if (napi_open_handle_scope(p->env, &scope) != napi_ok) {
         finish(p, "internal-error");
         return;
     }
     napi_value argv[3];
+    /* Through the inbox (JavaScript gets the length), or as a Buffer of its own. */
+    bool inbox = p->st->inbox != NULL && len <= p->st->inbox_len;
+    if (inbox)
+        memcpy(p->st->inbox, p->held, len);
     if (napi_create_int32(p->env, EV_INTERCEPT, &argv[0]) == napi_ok &&
-        napi_create_buffer_copy(p->env, len, p->held, &copy, &argv[1]) == napi_ok &&
+        (inbox ? napi_create_uint32(p->env, (uint32_t)len, &argv[1])
+               : napi_create_buffer_copy(p->env, len, p->held, &copy, &argv[1])) == napi_ok &&
         napi_get_boolean(p->env, truncated, &argv[2]) == napi_ok)
         call_js(p, 3, argv);
     else
@@ -707,7 +715,7 @@ static void salvage(struct pump *p, struct endpoint *src)
 }
 
 static void do_close(struct pump *p, const char *bytes, size_t len);
-static void do_resume(struct pump *p, const char *to_server, size_t to_server_len, const char *to_client,
+static void do_resume(struct pump *p, bool held, const char *to_server, size_t to_server_len, const char *to_client,
                       size_t to_client_len);
 
 /* Carry out one call that arrived while the pump was busy; false when none is left. */
@@ -731,10 +739,12 @@ static bool run_deferred(struct pump *p)
     if (p->resume_requested) {
         char *ts = p->resume_server, *tc = p->resume_client;
         size_t ts_len = p->resume_server_len, tc_len = p->resume_client_len;
+        bool held = p->resume_held;
         p->resume_requested = false;
+        p->resume_held = false;
         p->resume_server = p->resume_client = NULL;
         p->resume_server_len = p->resume_client_len = 0;
-        do_resume(p, ts, ts_len, tc, tc_len);
+        do_resume(p, held, ts, ts_len, tc, tc_len);
         free(ts);
         free(tc);
         return true;
@@ -1130,11 +1140,16 @@ static napi_value js_pump_abort(napi_env env, napi_callback_info info)
     return make_undefined(env);
 }
 
-static void do_resume(struct pump *p, const char *to_server, size_t to_server_len, const char *to_client,
+static void do_resume(struct pump *p, bool held, const char *to_server, size_t to_server_len, const char *to_client,
                       size_t to_client_len)
 {
     if (p->finishing || !p->intercepting || !p->delivered)
         return;
+    if (held) {
+        /* The packet as it came: it stays where it is until it has been forwarded (below). */
+        to_server = p->held;
+        to_server_len = p->deliver_len;
+    }
     size_t rest_len = p->held_len - p->deliver_len;
     char *rest = NULL;
     if (rest_len > 0) {
@@ -1164,9 +1179,10 @@ static void do_resume(struct pump *p, const char *to_server, size_t to_server_le
 
 /*
  * pumpResume(handle, toServer?, toClient?) — JavaScript has dealt with the held command packet:
- * send `toServer` (e.g. the command, possibly rewritten: tracked as a command) and `toClient` (a
- * local reply, delivered in the order of responses), drop the held packet and go on with whatever
- * the client sent after it. A no-op once the pair is gone.
+ * send `toServer` (e.g. the command, possibly rewritten: tracked as a command; `true`: the held
+ * packet as it came, without handing its bytes back) and `toClient` (a local reply, delivered in the
+ * order of responses), drop the held packet and go on with whatever the client sent after it. A
+ * no-op once the pair is gone.
  */
 static napi_value js_pump_resume(napi_env env, napi_callback_info info)
 {
@@ -1174,10 +1190,17 @@ static napi_value js_pump_resume(napi_env env, napi_callback_info info)
     const uint8_t *to_server = NULL, *to_client = NULL;
     size_t to_server_len = 0, to_client_len = 0, argc;
     struct pump *p = NULL;
+    napi_valuetype server_type = napi_undefined;
+    bool held = false;
 
-    if (!get_args(env, info, 1, 3, argv, &argc) || !get_pump(env, argv[0], &p) ||
-        (argc > 1 && !get_optional_bytes(env, argv[1], "toServer", &to_server, &to_server_len)) ||
-        (argc > 2 && !get_optional_bytes(env, argv[2], "toClient", &to_client, &to_client_len)))
+    if (!get_args(env, info, 1, 3, argv, &argc) || !get_pump(env, argv[0], &p))
+        return NULL;
+    if (argc > 1 && napi_typeof(env, argv[1], &server_type) != napi_ok)
+        return NULL;
+    if (server_type == napi_boolean ? !get_bool(env, argv[1], "toServer", &held)
+                                    : argc > 1 && !get_optional_bytes(env, argv[1], "toServer", &to_server, &to_server_len))
+        return NULL;
+    if (argc > 2 && !get_optional_bytes(env, argv[2], "toClient", &to_client, &to_client_len))
         return NULL;
     if (p == NULL || p->finishing)
         return make_undefined(env);
@@ -1185,8 +1208,13 @@ static napi_value js_pump_resume(napi_env env, napi_callback_info info)
         throw_coded(env, "ERR_PUMP", NULL, "pumpResume() without a held command");
         return NULL;
     }
+    if (held && p->delivered_truncated) {
+        throw_coded(env, "ERR_PUMP", NULL, "pumpResume(): a truncated command cannot go on as it came");
+        return NULL;
+    }
     if (p->depth > 0) {
         p->resume_requested = true;
+        p->resume_held = held;
         if (!copy_bytes(to_server, to_server_len, &p->resume_server) ||
             !copy_bytes(to_client, to_client_len, &p->resume_client)) {
             p->abort_requested = true;
@@ -1197,7 +1225,7 @@ static napi_value js_pump_resume(napi_env env, napi_callback_info info)
         return make_undefined(env);
     }
     p->depth++;
-    do_resume(p, (const char *)to_server, to_server_len, (const char *)to_client, to_client_len);
+    do_resume(p, held, (const char *)to_server, to_server_len, (const char *)to_client, to_client_len);
     settle(p);
     p->depth--;
     return make_undefined(env);
@@ -1232,7 +1260,10 @@ static napi_value js_pump_stalled_ms(napi_env env, napi_callback_info info)
     return make_double(env, (double)stalled);
 }
 
-/* pumpInfo(handle) -> [inFlight, untracked, atBoundary] or null when the pump is gone (tests, logs). */
+/*
+ * pumpInfo(handle) -> [inFlight, untracked, atBoundary, serverStatus] or null when the pump is gone
+ * (tests, logs, and the status flags of a local reply).
+ */
 static napi_value js_pump_info(napi_env env, napi_callback_info info)
 {
     napi_value argv[1], result;
@@ -1242,12 +1273,43 @@ static napi_value js_pump_info(napi_env env, napi_callback_info info)
         return NULL;
     if (p == NULL)
         return make_null(env);
-    if (napi_create_array_with_length(env, 3, &result) != napi_ok ||
+    if (napi_create_array_with_length(env, 4, &result) != napi_ok ||
         napi_set_element(env, result, 0, make_double(env, trk_in_flight(&p->trk))) != napi_ok ||
         napi_set_element(env, result, 1, make_bool(env, p->trk.untracked)) != napi_ok ||
-        napi_set_element(env, result, 2, make_bool(env, trk_server_at_boundary(&p->trk))) != napi_ok)
+        napi_set_element(env, result, 2, make_bool(env, trk_server_at_boundary(&p->trk))) != napi_ok ||
+        napi_set_element(env, result, 3, make_double(env, p->trk.last_status)) != napi_ok)
         return NULL;
     return result;
+}
+
+/*
+ * pumpInbox(buffer) — from now on, an intercepted packet that fits is copied into `buffer` and
+ * JavaScript gets its length instead of a Buffer of its own (it must copy the bytes out before it
+ * returns from the event). Kept alive by the addon for the environment's life.
+ */
+static napi_value js_pump_inbox(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    napi_ref ref;
+    struct addon_env *st = addon_env_get(env);
+
+    if (st == NULL || !get_args(env, info, 1, 1, argv, NULL) ||
+        !get_optional_bytes(env, argv[0], "buffer", &data, &len))
+        return NULL;
+    if (data == NULL || len == 0) {
+        throw_type(env, "buffer must be a non-empty Uint8Array");
+        return NULL;
+    }
+    if (napi_create_reference(env, argv[0], 1, &ref) != napi_ok)
+        return NULL;
+    if (st->inbox_ref != NULL)
+        napi_delete_reference(env, st->inbox_ref);
+    st->inbox_ref = ref;
+    st->inbox = (uint8_t *)data;
+    st->inbox_len = len;
+    return make_undefined(env);
 }
 
 bool register_pump(napi_env env, napi_value exports)
@@ -1259,6 +1321,7 @@ bool register_pump(napi_env env, napi_value exports)
         { "pumpResume", NULL, js_pump_resume, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpStalledMs", NULL, js_pump_stalled_ms, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpInfo", NULL, js_pump_info, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "pumpInbox", NULL, js_pump_inbox, NULL, NULL, NULL, napi_enumerable, NULL },
     };
     return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;
 }

@@ -19,6 +19,7 @@ const double trk_duration_bounds[TRK_DURATION_BOUNDS] = {
 #define COM_QUERY 0x03
 #define COM_STMT_EXECUTE 0x17
 
+#define SERVER_STATUS_AUTOCOMMIT 0x0002
 #define SERVER_MORE_RESULTS_EXISTS 0x0008
 #define SERVER_QUERY_NO_GOOD_INDEX_USED 0x0010
 #define SERVER_QUERY_NO_INDEX_USED 0x0020
@@ -234,6 +235,7 @@ void trk_init(struct tracker *t, const struct trk_config *cfg)
     t->fifo = t->inline_fifo;
     t->cap = TRK_INLINE_FIFO;
     t->next_serial = 1;
+    t->last_status = SERVER_STATUS_AUTOCOMMIT; /* what a session starts with */
 }
 
 void trk_free(struct tracker *t)
@@ -309,6 +311,8 @@ static void finish_response(struct tracker *t)
     r->duration_us = seconds * 1e6;
     r->bytes_in = h->bytes_in;
     bool err = r->outcome == TRK_ERR;
+    if (r->outcome != TRK_NO_RESPONSE)
+        t->last_status = r->status;
 
     stat_add(t, TS_COMMANDS, 1);
     if (err)

@@ -145,6 +145,9 @@ struct tracker {
     uint64_t left;        /* column/parameter definitions still to come */
     uint64_t prep_cols;
     struct trk_record cur;
+    /* Status flags of the last finished response that had any (an OK, EOF or ERR), for the
+     * relay's own replies: read on demand, so no response needs to be reported for it. */
+    uint16_t last_status;
     /* commands in flight, oldest first */
     struct trk_inflight inline_fifo[TRK_INLINE_FIFO];
     struct trk_inflight *fifo;

@@ -32,4 +32,4 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 echo "# native tests under AddressSanitizer + UBSan ($MYPROXY_NATIVE_ADDON)"
 node --import tsx --test --test-concurrency=1 \
   test/unit/native.test.ts test/unit/net/pump-safety.test.ts test/unit/net/relay.test.ts \
-  test/unit/net/tracker.test.ts
+  test/unit/net/tracker.test.ts test/unit/net/intercept.test.ts

@@ -4,7 +4,7 @@
 import type { ProxyMetrics } from '../util/metrics.js';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { defineClass, pushObject, testObject, checkObject } from '../lua/class.js';
-import { pushBytes, pushNumber, toBuffer, toText, typeName } from '../lua/convert.js';
+import { pushBytes, pushNumber, pushOwnedBytes, toBuffer, toText, typeName } from '../lua/convert.js';
 import { CallbackFailed, type CallbackRunner } from '../lua/coroutine.js';
 import { parseStoredNativeHash, recoverNativePasswordSha1, sha1 } from '../auth/native-password.js';
 import {} from '../protocol/constants.js';
@@ -560,11 +560,25 @@ class LuaSessionHooks {
     pushExtra: ((co: LuaState) => number) | null,
     collect: (co: LuaState, n: number) => T,
   ): Promise<T> {
+    return this.run(name, fnRef, pushExtra, collect);
+  }
+
+  /**
+   * call() without a promise when the callback returns without waiting: the result, or a thrown
+   * PolicyError, at once (the hooks on every command use this: see CallbackRunner.run()).
+   */
+  protected run<T>(
+    name: string,
+    fnRef: number,
+    pushExtra: ((co: LuaState) => number) | null,
+    collect: (co: LuaState, n: number) => T,
+  ): T | Promise<T> {
     const client = this.#client;
     const clientRef = this.#clientRef;
     const started = performance.now();
+    let result: T | Promise<T>;
     try {
-      return await this.#handler.runner.call(
+      result = this.#handler.runner.run(
         fnRef,
         (co) => {
           lua.lua_rawgeti(co, lua.LUA_REGISTRYINDEX, clientRef);
@@ -574,11 +588,37 @@ class LuaSessionHooks {
         () => client.stale,
       );
     } catch (e) {
-      if (e instanceof CallbackFailed) throw new PolicyError(`${name}: ${e.message}`, e.traceback);
-      throw e;
-    } finally {
-      this.#handler.metrics?.callbackDuration(name).observe((performance.now() - started) / 1000);
+      this.#observe(name, started);
+      throw policyError(name, e);
     }
+    if (!(result instanceof Promise)) {
+      this.#observe(name, started);
+      return result;
+    }
+    return result.then(
+      (value) => {
+        this.#observe(name, started);
+        return value;
+      },
+      (e: unknown) => {
+        this.#observe(name, started);
+        throw policyError(name, e);
+      },
+    );
+  }
+
+  #observe(name: string, started: number): void {
+    this.#handler.metrics?.callbackDuration(name).observe((performance.now() - started) / 1000);
+  }
+
+  /** run() with the function ref taken from the handler (for hooks defined outside this class). */
+  runWith<T>(
+    name: string,
+    fnRef: (handler: LuaSessionHandler) => number,
+    pushExtra: ((co: LuaState) => number) | null,
+    collect: (co: LuaState, n: number) => T,
+  ): T | Promise<T> {
+    return this.run(name, fnRef(this.#handler), pushExtra, collect);
   }
 
   /** call() with the function ref taken from the handler (for hooks defined outside this class). */
@@ -672,6 +712,11 @@ class LuaSessionHooks {
   }
 }
 
+/** A failed Lua callback as the core sees it (other errors, e.g. a cancelled callback, pass as they are). */
+function policyError(name: string, e: unknown): unknown {
+  return e instanceof CallbackFailed ? new PolicyError(`${name}: ${e.message}`, e.traceback) : e;
+}
+
 /** What on_query and on_command may return: nothing (forward as it is) or one of the command actions. */
 function collectCommandAction(hook: string) {
   return (co: LuaState, n: number): CommandAction | undefined => {
@@ -687,30 +732,43 @@ function collectCommandAction(hook: string) {
   };
 }
 
-/** on_query(client, sql). */
-function callOnQuery(this: LuaSessionHooks, sql: Buffer): Promise<CommandAction | undefined> {
-  return this.callWith(
+const collectQueryAction = collectCommandAction('on_query');
+const collectOtherAction = collectCommandAction('on_command');
+
+/**
+ * on_query(client, sql). `sql` is the hook's own copy (see SessionHooks.onQuery), so the Lua string
+ * takes it as it is. Without a promise when the hook returns without waiting.
+ */
+function callOnQuery(
+  this: LuaSessionHooks,
+  sql: Buffer,
+): CommandAction | undefined | Promise<CommandAction | undefined> {
+  return this.runWith(
     'on_query',
     (handler) => handler.refs.onQuery!,
     (co) => {
-      pushBytes(co, sql);
+      pushOwnedBytes(co, sql);
       return 1;
     },
-    collectCommandAction('on_query'),
+    collectQueryAction,
   );
 }
 
-/** on_command(client, name, payload). */
-function callOnCommand(this: LuaSessionHooks, name: string, payload: Buffer): Promise<CommandAction | undefined> {
-  return this.callWith(
+/** on_command(client, name, payload), like on_query. */
+function callOnCommand(
+  this: LuaSessionHooks,
+  name: string,
+  payload: Buffer,
+): CommandAction | undefined | Promise<CommandAction | undefined> {
+  return this.runWith(
     'on_command',
     (handler) => handler.refs.onCommand!,
     (co) => {
       lua.lua_pushstring(co, name);
-      pushBytes(co, payload);
+      pushOwnedBytes(co, payload);
       return 2;
     },
-    collectCommandAction('on_command'),
+    collectOtherAction,
   );
 }
 

@@ -1,7 +1,15 @@
 // Moving values between JS and Lua. Lua strings are bytes (Uint8Array) and stay bytes;
 // Fengari integers are 32-bit, so larger integers are pushed as floats.
 
-import { lua, lauxlib, to_jsstring, type LuaState } from './fengari.js';
+import { lua, lauxlib, pushOwnedString, to_jsstring, type LuaState } from './fengari.js';
+
+/**
+ * Push bytes that belong to nobody else as a Lua string, without a copy: the caller hands them
+ * over and never writes to them again (a command's SQL, made for its hook).
+ */
+export function pushOwnedBytes(L: LuaState, b: Uint8Array): void {
+  pushOwnedString(L, b);
+}
 
 /** Push bytes as a Lua string (copied: Lua must not alias network buffers). */
 export function pushBytes(L: LuaState, b: Uint8Array): void {

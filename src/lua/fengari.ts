@@ -94,6 +94,18 @@ installLimits().bindRaise(
   (L) => ldo.luaD_throw(L, fengari.lua.LUA_ERRMEM),
 );
 
+const lstring = require('fengari/src/lstring.js') as { luaS_bless(L: unknown, str: Uint8Array): unknown };
+const lobject = require('fengari/src/lobject.js') as { pushsvalue2s(L: unknown, ts: unknown): void };
+
+/**
+ * lua_pushstring() without its copy (Fengari copies every pushed string, element by element):
+ * `bytes` becomes the Lua string itself, so nothing may ever write to them afterwards. The string
+ * is made where every Lua string is made (luaS_bless), so the memory limit still sees it.
+ */
+export function pushOwnedString(L: Fengari.LuaState, bytes: Uint8Array): void {
+  lobject.pushsvalue2s(L, lstring.luaS_bless(L, bytes));
+}
+
 export const lua: typeof Fengari.lua = fengari.lua;
 export const lauxlib: typeof Fengari.lauxlib = fengari.lauxlib;
 export const lualib: typeof Fengari.lualib = fengari.lualib;

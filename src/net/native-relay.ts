@@ -5,11 +5,13 @@
 import type { Socket } from 'node:net';
 import { addonFunctions, closeFd, dupFd, fdOf, type PumpHandle } from './native.js';
 import { logError } from '../util/log.js';
+import { ownCopy } from '../util/bytes.js';
 import {
   CLOSE_DEADLINE_MS,
   DEFAULT_MAX_INTERCEPTED_PACKET,
   type ByteRelay,
   type CommandInterceptor,
+  type InterceptReply,
   type RelayCounters,
   type RelayEnd,
   type RelayOptions,
@@ -39,6 +41,14 @@ export class RelayStartError extends ProxyError {
     super(ErrorCodes.RELAY_START, message, options);
   }
 }
+
+/**
+ * Where the pump puts an intercepted packet for JavaScript (one for every pump of this Node
+ * environment: the packet is copied out at once), made when the first relay that intercepts
+ * starts. A bigger packet comes as a Buffer of its own.
+ */
+const INBOX_BYTES = 16 * 1024;
+let inbox: Buffer | null = null;
 
 export class NativeRelay implements ByteRelay {
   readonly counters: RelayCounters = { clientBytes: 0, serverBytes: 0 };
@@ -93,6 +103,10 @@ export class NativeRelay implements ByteRelay {
     const tracking = options.tracking ?? { capabilities: 0, track: true, stats: null };
     const intercept = options.intercept;
     const record = tracking.onResponse !== undefined ? newRecordArray() : null;
+    if (intercept !== undefined && inbox === null) {
+      inbox = Buffer.allocUnsafeSlow(INBOX_BYTES);
+      addon.pumpInbox(inbox);
+    }
     try {
       // Node may have read bytes from the kernel into its own buffer even while paused: they go
       // first, or they would be lost with the socket object.
@@ -118,7 +132,14 @@ export class NativeRelay implements ByteRelay {
                 this.#closed(a as string, b as number, c as number);
                 break;
               case PumpEvent.INTERCEPT:
-                if (intercept !== undefined) this.#intercepted(intercept, a as Buffer, b as boolean);
+                // A packet in the inbox (its length) is copied out before anything else runs.
+                if (intercept !== undefined) {
+                  this.#intercepted(
+                    intercept,
+                    typeof a === 'number' ? ownCopy(inbox!, 0, a) : (a as Buffer),
+                    b as boolean,
+                  );
+                }
                 break;
               case PumpEvent.UNTRACKED:
                 tracking.onUntracked?.(UNTRACKED_REASONS[a as number] ?? `reason ${String(a)}`);
@@ -165,18 +186,39 @@ export class NativeRelay implements ByteRelay {
   }
 
   #intercepted(intercept: CommandInterceptor, packet: Buffer, truncated: boolean): void {
-    // The pump defers a call that arrives while it is busy, so answering at once is safe.
-    intercept.onCommand(packet, truncated).then(
-      (reply) => {
-        if (this.#done || this.#handle === null) return;
-        if (reply.close !== undefined) this.close(reply.close);
-        else addonFunctions().pumpResume(this.#handle, reply.toServer ?? null, reply.toClient ?? null);
-      },
-      (e: unknown) => {
-        logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-        this.close();
-      },
-    );
+    let reply: InterceptReply | Promise<InterceptReply>;
+    try {
+      reply = intercept.onCommand(packet, truncated);
+    } catch (e) {
+      this.#interceptFailed(e);
+      return;
+    }
+    // A reply given at once is carried out at once: the pump defers a call that arrives while it
+    // is busy (it is, inside this event) and runs it before it returns to the loop.
+    if (reply instanceof Promise) {
+      reply.then(
+        (r) => this.#answer(r, packet, truncated),
+        (e: unknown) => this.#interceptFailed(e),
+      );
+    } else {
+      this.#answer(reply, packet, truncated);
+    }
+  }
+
+  #answer(reply: InterceptReply, packet: Buffer, truncated: boolean): void {
+    if (this.#done || this.#handle === null) return;
+    if (reply.close !== undefined) {
+      this.close(reply.close);
+      return;
+    }
+    // The command going on as it came: the pump still holds it, no bytes need to go back.
+    const toServer = reply.toServer === packet && !truncated ? true : (reply.toServer ?? null);
+    addonFunctions().pumpResume(this.#handle, toServer, reply.toClient ?? null);
+  }
+
+  #interceptFailed(e: unknown): void {
+    logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    this.close();
   }
 
   stalledMs(): number {
@@ -189,7 +231,7 @@ export class NativeRelay implements ByteRelay {
     if (this.#done || this.#handle === null) return null;
     const info = addonFunctions().pumpInfo(this.#handle);
     if (info === null) return null;
-    return { inFlight: info[0], untracked: info[1], atBoundary: info[2] };
+    return { inFlight: info[0], untracked: info[1], atBoundary: info[2], serverStatus: info[3] };
   }
 
   abort(): void {

@@ -88,9 +88,14 @@ interface NativeAddon {
   ): PumpHandle;
   pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void;
   pumpAbort(handle: PumpHandle): void;
-  pumpResume(handle: PumpHandle, toServer: Uint8Array | null, toClient: Uint8Array | null): void;
+  /** `toServer` true: the held command goes on as it came. */
+  pumpResume(handle: PumpHandle, toServer: Uint8Array | true | null, toClient: Uint8Array | null): void;
+  /** Intercepted packets that fit go into `buffer` (the event gets their length), not into new Buffers. */
+  pumpInbox(buffer: Uint8Array): void;
   pumpStalledMs(handle: PumpHandle): number;
-  pumpInfo(handle: PumpHandle): [inFlight: number, untracked: boolean, atBoundary: boolean] | null;
+  pumpInfo(
+    handle: PumpHandle,
+  ): [inFlight: number, untracked: boolean, atBoundary: boolean, serverStatus: number] | null;
   trackerNew(
     config: Uint8Array,
     stats: Float64Array | null,
@@ -104,7 +109,9 @@ interface NativeAddon {
   trackerPushLocal(handle: TrackerHandle): boolean;
   trackerLocalDue(handle: TrackerHandle): boolean;
   trackerPopLocal(handle: TrackerHandle): void;
-  trackerInfo(handle: TrackerHandle): [inFlight: number, untracked: boolean, atBoundary: boolean, nextSeq: number];
+  trackerInfo(
+    handle: TrackerHandle,
+  ): [inFlight: number, untracked: boolean, atBoundary: boolean, nextSeq: number, serverStatus: number];
   trackerLayout(): TrackerLayout;
   trackerMayBeKill(sql: Uint8Array, complete: boolean): boolean;
 }

@@ -7,6 +7,7 @@
 
 import type { Socket } from 'node:net';
 import { logError } from '../util/log.js';
+import { ownCopy } from '../util/bytes.js';
 import { addonFunctions, closeFd, dupFd, fdOf, type TrackerHandle } from './native.js';
 import {
   PumpEvent,
@@ -51,8 +52,11 @@ export interface CommandInterceptor {
   readonly commands: readonly number[];
   /** A longer packet is handed over truncated to this size (`truncated`), its rest dropped. Default 64 KiB. */
   readonly maxPacket?: number;
-  /** `packet` is the whole logical packet (headers included). */
-  onCommand(packet: Buffer, truncated: boolean): Promise<InterceptReply>;
+  /**
+   * `packet` is the whole logical packet (headers included). A reply given at once (not a promise)
+   * lets the native relay go on without waiting for a microtask.
+   */
+  onCommand(packet: Buffer, truncated: boolean): InterceptReply | Promise<InterceptReply>;
 }
 
 /** What to do with an intercepted command: send bytes either way, or end the session with `close`. */
@@ -99,6 +103,11 @@ export interface RelayState {
   readonly untracked: boolean;
   /** The server stream is between packets. */
   readonly atBoundary: boolean;
+  /**
+   * Status flags of the last finished response (autocommit, in transaction), for a reply the
+   * daemon makes itself; SERVER_STATUS_AUTOCOMMIT until a response tells.
+   */
+  readonly serverStatus: number;
 }
 
 /** What the session engine needs from a relay implementation (this one, or the native pump). */
@@ -352,7 +361,9 @@ export class Relay implements ByteRelay {
     }
     this.#delivered = true;
     this.#client.pause();
-    intercept.onCommand(Buffer.from(packet), truncated).then(
+    // Always answered from a microtask, as before: a reply given at once would recurse through
+    // #clientInput once per pipelined command.
+    new Promise<InterceptReply>((resolve) => resolve(intercept.onCommand(ownCopy(packet), truncated))).then(
       (reply) => this.#answer(reply),
       (e: unknown) => {
         logError(`command interception failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
@@ -467,8 +478,8 @@ export class Relay implements ByteRelay {
   }
 
   state(): RelayState | null {
-    const [inFlight, untracked, atBoundary] = addonFunctions().trackerInfo(this.#tracker);
-    return { inFlight, untracked, atBoundary };
+    const [inFlight, untracked, atBoundary, , serverStatus] = addonFunctions().trackerInfo(this.#tracker);
+    return { inFlight, untracked, atBoundary, serverStatus };
   }
 
   abort(): void {

@@ -13,6 +13,7 @@ import { logicalPayload, writeOkPacket, writeResultSet } from '../protocol/packe
 import type { ProxyMetrics } from '../util/metrics.js';
 import { ClientErrors, type ClientErrorSpec, errorMessage } from '../util/errors.js';
 import { quoteBytes } from '../util/log.js';
+import { ON_HEAP_BYTES, ownCopy } from '../util/bytes.js';
 import { errPacket } from './client-login.js';
 import { PolicyError, type ClientSession, type CommandAction, type SessionHooks } from './handler.js';
 import { killSql, parseKillStatement, runKill, type KillStatement, type KillTarget } from './kill.js';
@@ -49,6 +50,18 @@ export interface FilterHost {
 /** A command packet with this payload after the command byte (split past 16 MiB). */
 function commandPacket(command: number, payload: Buffer, seq: number): Buffer {
   return new PacketWriter(1 + payload.length).int1(command).bytes(payload).finish(seq);
+}
+
+/**
+ * The payload after the command byte. Of a small command (a typical query) a copy of its own, made
+ * without moving the packet off V8's heap (see ownCopy); of a bigger one a view of the packet (the
+ * packet is the filter's own). Either way the hook may keep it.
+ */
+function commandPayload(packet: Buffer): Buffer {
+  if (packet.length > 4 && packet.length <= ON_HEAP_BYTES && packet.readUIntLE(0, 3) + 4 === packet.length) {
+    return ownCopy(packet, 5);
+  }
+  return logicalPayload(packet).subarray(1);
 }
 
 /** The command bytes a session's relay must take out of the stream for this filter. */
@@ -88,6 +101,13 @@ const ERR_ONLY = new Set<number>([
   Command.COM_STMT_BULK_EXECUTE,
 ]);
 
+/** A command going on (its packet, as it was or rewritten) or answered here. */
+type Decision = Buffer | InterceptReply;
+
+function asReply(decided: Decision): InterceptReply {
+  return Buffer.isBuffer(decided) ? { toServer: decided } : decided;
+}
+
 export class CommandFilter {
   readonly #host: FilterHost;
   /** SQL of the forwarded COM_QUERYs whose responses are still to come (for on_result), oldest first. */
@@ -99,18 +119,22 @@ export class CommandFilter {
     this.#host = host;
   }
 
-  /** An intercepted command (the whole logical packet, or its head when `truncated`). */
-  async onCommand(packet: Buffer, truncated: boolean): Promise<InterceptReply> {
-    const decided = await this.decide(packet, truncated, false);
-    return Buffer.isBuffer(decided) ? { toServer: decided } : decided;
+  /**
+   * An intercepted command (the whole logical packet, or its head when `truncated`). The reply
+   * comes at once when no hook had to wait (the relay resumes without a promise), else as a promise.
+   */
+  onCommand(packet: Buffer, truncated: boolean): InterceptReply | Promise<InterceptReply> {
+    const decided = this.decide(packet, truncated, false);
+    return decided instanceof Promise ? decided.then(asReply) : asReply(decided);
   }
 
   /**
    * What becomes of a command: the command packet to send on (as it was, or rewritten), or the
-   * reply that answers it. `local`: there is no server behind the session (client:accept()), so no
-   * KILL is translated and no SQL is kept for on_result.
+   * reply that answers it; a promise only when a hook waits or the command needs I/O (KILL).
+   * `local`: there is no server behind the session (client:accept()), so no KILL is translated and
+   * no SQL is kept for on_result.
    */
-  async decide(packet: Buffer, truncated: boolean, local: boolean): Promise<Buffer | InterceptReply> {
+  decide(packet: Buffer, truncated: boolean, local: boolean): Decision | Promise<Decision> {
     const seq = packet[3]!;
     const command = packet[4]!;
     const hooks = this.#host.hooks;
@@ -119,29 +143,32 @@ export class CommandFilter {
       return { toClient: errPacket(seq + 1, ClientErrors.CHANGE_USER_REFUSED) };
     }
     if (command === Command.COM_INIT_DB && hooks.onInitDb !== undefined) {
-      const reply = await this.#initDb(packet, seq, truncated);
-      return reply.toServer ?? reply;
+      return this.#initDb(packet, seq, truncated).then((reply) => reply.toServer ?? reply);
     }
-    const hook =
-      command === Command.COM_QUERY
-        ? hooks.onQuery !== undefined
-          ? (payload: Buffer) => hooks.onQuery!(payload)
-          : undefined
-        : hooks.onCommand !== undefined
-          ? (payload: Buffer) => hooks.onCommand!(commandName(command), payload)
-          : undefined;
+    const hooked = command === Command.COM_QUERY ? hooks.onQuery !== undefined : hooks.onCommand !== undefined;
     if (truncated) {
       // The rest of the packet is gone: the server must not get the head alone.
       this.#host.logLimited('too_large', `${commandName(command)} of more than ${MAX_HOOKED_COMMAND} bytes refused`);
       return { toClient: errPacket(seq + 1, ClientErrors.COMMAND_TOO_LARGE) };
     }
-    const original = logicalPayload(packet).subarray(1);
-    let payload = original;
-    if (hook !== undefined) {
-      const decided = await this.#hook(command, seq, original, hook);
-      if (!Buffer.isBuffer(decided)) return decided;
-      payload = decided;
+    const original = commandPayload(packet);
+    if (!hooked) return this.#pass(packet, command, seq, original, original, local);
+    const decided = this.#hook(command, seq, original);
+    if (decided instanceof Promise) {
+      return decided.then((d) => (Buffer.isBuffer(d) ? this.#pass(packet, command, seq, original, d, local) : d));
     }
+    return Buffer.isBuffer(decided) ? this.#pass(packet, command, seq, original, decided, local) : decided;
+  }
+
+  /** A command going on to the server with `payload` (the original, or a hook's rewrite). */
+  #pass(
+    packet: Buffer,
+    command: number,
+    seq: number,
+    original: Buffer,
+    payload: Buffer,
+    local: boolean,
+  ): Decision | Promise<Decision> {
     if (local) return payload === original ? packet : commandPacket(command, payload, seq);
     if (command === Command.COM_PROCESS_KILL && payload.length >= 4) {
       return this.#kill(seq, { kind: 'connection', modifier: '', id: payload.readUInt32LE(0) }, true);
@@ -149,7 +176,7 @@ export class CommandFilter {
     if (command === Command.COM_QUERY) {
       const statement = parseKillStatement(payload);
       if (statement !== null) return this.#kill(seq, statement, false);
-      if (hooks.onResult !== undefined && !this.#untracked) this.#pendingSql.push(payload);
+      if (this.#host.hooks.onResult !== undefined && !this.#untracked) this.#pendingSql.push(payload);
     }
     return { toServer: payload === original ? packet : commandPacket(command, payload, seq) };
   }
@@ -174,24 +201,37 @@ export class CommandFilter {
 
   /**
    * Runs on_query or on_command: the payload to forward (unchanged or rewritten), or the reply that
-   * answers the command in the server's place. A failing hook answers 1105 "Lua error"; the session goes on.
+   * answers the command in the server's place. A failing hook answers 1105 "Lua error"; the session
+   * goes on. The hook gets `payload` itself: the packet is this filter's own, and nothing writes it.
    */
-  async #hook(
-    command: number,
-    seq: number,
-    payload: Buffer,
-    call: (payload: Buffer) => Promise<CommandAction | undefined>,
-  ): Promise<Buffer | InterceptReply> {
-    const host = this.#host;
-    let action: CommandAction | undefined;
+  #hook(command: number, seq: number, payload: Buffer): Decision | Promise<Decision> {
+    const hooks = this.#host.hooks;
+    let action: CommandAction | undefined | Promise<CommandAction | undefined>;
     try {
-      action = await call(Buffer.from(payload));
+      action =
+        command === Command.COM_QUERY ? hooks.onQuery!(payload) : hooks.onCommand!(commandName(command), payload);
     } catch (e) {
-      if (!(e instanceof PolicyError)) throw e;
-      host.policyFailed(e);
-      // A command without a response cannot be answered: it goes to the server as it was.
-      return NO_RESPONSE.has(command) ? payload : { toClient: errPacket(seq + 1, ClientErrors.HOOK_LUA_ERROR) };
+      return this.#hookFailed(e, command, seq, payload);
     }
+    if (action instanceof Promise) {
+      return action.then(
+        (a) => this.#act(command, seq, payload, a),
+        (e: unknown) => this.#hookFailed(e, command, seq, payload),
+      );
+    }
+    return this.#act(command, seq, payload, action);
+  }
+
+  #hookFailed(e: unknown, command: number, seq: number, payload: Buffer): Decision {
+    if (!(e instanceof PolicyError)) throw e;
+    this.#host.policyFailed(e);
+    // A command without a response cannot be answered: it goes to the server as it was.
+    return NO_RESPONSE.has(command) ? payload : { toClient: errPacket(seq + 1, ClientErrors.HOOK_LUA_ERROR) };
+  }
+
+  /** What a hook's action makes of the command (see #hook). */
+  #act(command: number, seq: number, payload: Buffer, action: CommandAction | undefined): Decision {
+    const host = this.#host;
     if (action === undefined) return payload;
     if (action.kind === 'forward') return action.payload;
     const name = commandName(command);

@@ -137,8 +137,6 @@ export class Connection implements KillableSession, ConnectorHost {
   #relay: ByteRelay | null = null;
   /** The intercepted commands' handler, made when the first one arrives (most sessions see none). */
   #filter: CommandFilter | null = null;
-  /** Status flags for replies the daemon makes itself: the server's latest, once responses tell. */
-  #serverStatus: number = ServerStatus.SERVER_STATUS_AUTOCOMMIT;
   /** Sequence id of the client's last login packet; our reply uses the next one. */
   #clientSeq = 0;
   #phase: Phase = 'connect';
@@ -510,7 +508,9 @@ export class Connection implements KillableSession, ConnectorHost {
   #commandFilter(capabilities: number): CommandFilter {
     return (this.#filter ??= new CommandFilter({
       capabilities,
-      serverStatus: () => this.#serverStatus,
+      // The server's latest status flags, asked of the relay's tracker only when a hook answers a
+      // command itself: no response has to be reported to JavaScript for them.
+      serverStatus: () => this.#relay?.state()?.serverStatus ?? ServerStatus.SERVER_STATUS_AUTOCOMMIT,
       session: this,
       hooks: this.#hooks,
       metrics: this.#options.metrics,
@@ -544,11 +544,7 @@ export class Connection implements KillableSession, ConnectorHost {
     const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
     // Responses are reported only where something uses them: each report is a call into JavaScript.
     const wantResponses =
-      hooks.onResponse !== undefined ||
-      hooks.onResult !== undefined ||
-      this.#options.logResponses === true ||
-      hooks.onQuery !== undefined ||
-      hooks.onCommand !== undefined;
+      hooks.onResponse !== undefined || hooks.onResult !== undefined || this.#options.logResponses === true;
     const maxPacket = interceptLimit(hooks);
     try {
       this.#relay = new RelayImpl(this.#client, backendSocket, {
@@ -601,7 +597,6 @@ export class Connection implements KillableSession, ConnectorHost {
 
   /** A finished response, reported only when a hook or --log-responses wants it. */
   #relayResponse(r: ResponseRecord): void {
-    if (r.outcome !== 'none') this.#serverStatus = r.status;
     if (this.#options.logResponses === true) this.#log(responseLogLine(r));
     const hooks = this.#hooks;
     hooks.onResponse?.(r);

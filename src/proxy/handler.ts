@@ -162,10 +162,17 @@ export interface SessionHooks {
    * otherwise only a client logged in to the server as the same user may.
    */
   onKill?(target: ClientSession, query: boolean): Promise<boolean>;
-  /** COM_QUERY with its SQL; present only when policy wants every query (the relay hands each one over). */
-  onQuery?(sql: Buffer): Promise<CommandAction | undefined>;
-  /** Any other command (by its name, e.g. 'ping', 'stmt_prepare') with its payload after the command byte. */
-  onCommand?(name: string, payload: Buffer): Promise<CommandAction | undefined>;
+  /**
+   * COM_QUERY with its SQL; present only when policy wants every query (the relay hands each one
+   * over). `sql` is the hook's to keep: nothing writes to it afterwards. The answer comes without a
+   * promise when policy has it at once (no microtask per query), or as a promise when it must wait.
+   */
+  onQuery?(sql: Buffer): CommandAction | undefined | Promise<CommandAction | undefined>;
+  /**
+   * Any other command (by its name, e.g. 'ping', 'stmt_prepare') with its payload after the
+   * command byte; like onQuery.
+   */
+  onCommand?(name: string, payload: Buffer): CommandAction | undefined | Promise<CommandAction | undefined>;
   /** The response to a forwarded command ended (the relay does not wait for the promise). */
   onResult?(result: CommandResult): Promise<void>;
   /**

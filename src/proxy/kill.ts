@@ -38,6 +38,18 @@ function isIdent(c: number): boolean {
   );
 }
 
+/** `KILL` (any case) as a whole word at `i`. */
+function startsKill(sql: Uint8Array, i: number): boolean {
+  return (
+    i + 4 <= sql.length &&
+    (sql[i]! | 0x20) === 0x6b &&
+    (sql[i + 1]! | 0x20) === 0x69 &&
+    (sql[i + 2]! | 0x20) === 0x6c &&
+    (sql[i + 3]! | 0x20) === 0x6c &&
+    (i + 4 === sql.length || !isIdent(sql[i + 4]!))
+  );
+}
+
 /**
  * Parses `KILL [HARD|SOFT] [CONNECTION|QUERY] <number>` (comments and whitespace allowed between
  * the words, a trailing `;`). Null for anything else: other statements, KILL USER, KILL QUERY ID
@@ -70,7 +82,10 @@ export function parseKillStatement(sql: Uint8Array): KillStatement | null {
     while (i < n && isIdent(sql[i]!)) i++;
     return i > start ? Buffer.from(sql.subarray(start, i)).toString('latin1').toUpperCase() : null;
   };
-  if (word() !== 'KILL') return null;
+  // Every forwarded query of a hooked session comes here: anything but KILL is turned away
+  // without making a string of its first word.
+  if (!skip() || !startsKill(sql, i)) return null;
+  i += 4;
   let w = word();
   let modifier: KillStatement['modifier'] = '';
   if (w === 'HARD' || w === 'SOFT') {

@@ -23,3 +23,20 @@ export function sharedCopy(bytes: Uint8Array): Buffer {
   }
   return copy;
 }
+
+/** Typed arrays up to this size live on V8's heap: no backing store to allocate, sweep and free. */
+export const ON_HEAP_BYTES = 64;
+
+/**
+ * Bytes [start, end) of `src` in a Buffer of their own (exact size, no pool block, no shared
+ * backing store), for bytes that are kept or handed to Lua. A small copy stays on V8's heap and is
+ * made element by element: a view (subarray) of a small on-heap Buffer, or Buffer.copy() from it,
+ * would first move it off the heap, which costs more than the copy (hooks run per query).
+ */
+export function ownCopy(src: Uint8Array, start = 0, end = src.length): Buffer {
+  const n = end - start;
+  const copy = Buffer.allocUnsafeSlow(n);
+  if (n <= ON_HEAP_BYTES) for (let i = 0; i < n; i++) copy[i] = src[start + i]!;
+  else copy.set(src.subarray(start, end));
+  return copy;
+}

@@ -105,6 +105,24 @@ for (const relayKind of ['native', 'js'] as const) {
       }
     });
 
+    test("a local OK carries the server's latest status flags (in a transaction, after it)", async () => {
+      const c = await connect();
+      try {
+        const IN_TRANS = 0x0001;
+        const AUTOCOMMIT = 0x0002;
+        const status = async (): Promise<number> =>
+          (await c.query<mysql.ResultSetHeader>('SELECT local_ok'))[0].serverStatus;
+        assert.equal((await status()) & (IN_TRANS | AUTOCOMMIT), AUTOCOMMIT);
+        await c.query('BEGIN');
+        assert.equal((await status()) & (IN_TRANS | AUTOCOMMIT), IN_TRANS | AUTOCOMMIT);
+        await c.query('SET autocommit = 0');
+        await c.query('COMMIT');
+        assert.equal((await status()) & (IN_TRANS | AUTOCOMMIT), 0);
+      } finally {
+        await c.end();
+      }
+    });
+
     test('client:result{} is a text result set the mariadb CLI and mysql2 read, NULL by sentinel and by nil', async () => {
       const r = await mariadbCli(proxy!.socket, USERS.native.user, USERS.native.password, 'SELECT local_rows', [
         '--column-names',

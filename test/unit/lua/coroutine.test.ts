@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { lua, lauxlib, type LuaState } from '../../../src/lua/fengari.js';
 import { newLuaState } from '../../../src/lua/state.js';
 import { CallbackRunner, CallbackFailed, CallbackCancelled, yieldOn } from '../../../src/lua/coroutine.js';
-import { pushNumber, toText } from '../../../src/lua/convert.js';
+import { pushNumber, pushOwnedBytes, toText } from '../../../src/lua/convert.js';
 
 /** Compile `src` as a function and return its registry ref. */
 function compile(L: LuaState, src: string): number {
@@ -287,4 +287,88 @@ test('an error object whose __tostring fails or that needs Lua to print still gi
     ),
     (e: unknown) => e instanceof CallbackFailed && /error object is a table value/.test(e.message),
   );
+});
+
+/** runner.run() of `src` (no arguments, never cancelled). */
+function runSource<T>(runner: CallbackRunner, L: LuaState, src: string, collect: (co: LuaState, n: number) => T) {
+  return runner.run(
+    compile(L, src),
+    () => 0,
+    collect,
+    () => false,
+  );
+}
+
+test('run() answers at once without a promise when the callback does not wait, and a promise when it does', async () => {
+  const L = newLuaState();
+  installWait(L);
+  const runner = new CallbackRunner(L, { budgetMs: 1000 });
+  const direct = runner.run(
+    compile(L, 'return ... * 2'),
+    (co) => (lua.lua_pushinteger(co, 21), 1),
+    collectNumber,
+    () => false,
+  );
+  assert.equal(direct, 42);
+  const waiting = runSource(runner, L, 'return wait(5, 7)', collectNumber);
+  assert.ok(waiting instanceof Promise);
+  assert.equal(await waiting, 7);
+  // A Lua error is thrown at once, not as a rejected promise.
+  assert.throws(
+    () => runSource(runner, L, "error('boom')", collectNumber),
+    (e: unknown) => e instanceof CallbackFailed && /boom/.test(e.message),
+  );
+});
+
+test('threads of finished callbacks are reused with an empty stack; failed ones are not', async () => {
+  const L = newLuaState();
+  installWait(L);
+  const runner = new CallbackRunner(L, { budgetMs: 1000 });
+  const text = (co: LuaState, n: number): string => toText(co, n)!;
+  const count = (_co: LuaState, n: number): number => n;
+  const thread = 'return tostring(coroutine.running())';
+  const first = runSource(runner, L, thread, text);
+  assert.equal(runSource(runner, L, thread, text), first);
+  // Many results, then one: the second call sees only its own.
+  assert.equal(runSource(runner, L, 'return 1, 2, 3', count), 3);
+  assert.equal(runSource(runner, L, 'return 9', count), 1);
+  // A thread that waited and then returned serves the next call as well.
+  assert.equal(await runSource(runner, L, `wait(1, 0); ${thread}`, text), first);
+  assert.equal(runSource(runner, L, thread, text), first);
+  // A thread whose callback failed is dropped: the next call gets a working one.
+  assert.throws(() => runSource(runner, L, "error('x')", text), CallbackFailed);
+  assert.notEqual(runSource(runner, L, thread, text), first);
+  assert.equal(runSource(runner, L, 'return 5', collectNumber), 5);
+});
+
+test('a callback run from inside another keeps its own compute deadline', () => {
+  const L = newLuaState();
+  const runner = new CallbackRunner(L, { budgetMs: 50 });
+  lua.lua_pushjsfunction(L, (L1) => {
+    const n = runSource(runner, L, 'return 1', collectNumber);
+    lua.lua_pushinteger(L1, typeof n === 'number' ? n : -1);
+    return 1;
+  });
+  lua.lua_setglobal(L, 'nested');
+  // The outer callback goes on computing after the nested one returned: its budget still holds.
+  assert.throws(
+    () => runSource(runner, L, 'local n = nested(); while true do n = n + 1 end', collectNumber),
+    (e: unknown) => e instanceof CallbackFailed && /more than 50 ms/.test(e.message),
+  );
+  assert.equal(runSource(runner, L, 'return nested() + 1', collectNumber), 2);
+});
+
+test('pushOwnedBytes() hands bytes to Lua as a string without copying them', () => {
+  const L = newLuaState();
+  const bytes = Buffer.from([0x00, 0xff, 0x41, 0x0a]);
+  pushOwnedBytes(L, bytes);
+  lua.lua_setglobal(L, 's');
+  lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, compile(L, 'return #s, s:byte(1, -1)'));
+  assert.equal(lua.lua_pcall(L, 0, 5, 0), lua.LUA_OK);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5].map((i) => lua.lua_tonumber(L, i)),
+    [4, 0x00, 0xff, 0x41, 0x0a],
+  );
+  lua.lua_getglobal(L, 's');
+  assert.equal(lua.lua_tolstring(L, -1), bytes, 'the Lua string is the array it was given');
 });
