@@ -170,7 +170,7 @@ describe('examples against MariaDB', () => {
     assert.match(wrong.stderr, /^ERROR 1045 \(28000\): Access denied for user 'native'@/);
   });
 
-  test('pooling.lua: a second login reuses the first one\'s server connection; a wrong password is refused', async () => {
+  test("pooling.lua: a second login reuses the first one's server connection; a wrong password is refused", async () => {
     const { proxy, socket } = await startExample('examples/pooling.lua');
     const { user, password } = USERS.native;
     const first = await cli(socket, user, password, 'SELECT CONNECTION_ID()');
