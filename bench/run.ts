@@ -42,6 +42,8 @@
  *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
  *   BENCH_TRACKING      1 = also measure a daemon with --no-response-tracking (what tracking costs) (1)
  *   BENCH_HOOKS         1 = also measure a daemon whose handler has an on_query that returns nothing (0)
+ *   BENCH_POOL          1 = also measure logins through a daemon whose backend has a warm connection
+ *                       pool (mysql_resolve(socket, {pool = ...}); every login still runs Lua) (0)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -113,6 +115,8 @@ const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 /** Also measure a second daemon with --no-response-tracking, in the same rounds. */
 const TRACKING = envInt('BENCH_TRACKING', 1, 0) !== 0;
 const HOOKS = envInt('BENCH_HOOKS', 0, 0) !== 0;
+/** Measure logins through a daemon with a backend connection pool as well (issue 14: ≥ 1.5 × direct). */
+const POOL = envInt('BENCH_POOL', 0, 0) !== 0;
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -996,6 +1000,22 @@ async function main(): Promise<void> {
   const throughputDaemon = (t: Target): Proxy | undefined =>
     t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'untracked' ? untracked : t === 'hooked' ? hooked : undefined;
 
+  // Logins only: the pool's max_per_key covers every login client, so the pool stays warm.
+  const pooledProxy = POOL
+    ? await startProxy('pooled', {
+        prelude: [
+          `local b = mysql_resolve(${JSON.stringify(db.socket)}, {pool = {max_idle = ${Math.max(64, LOGIN_CLIENTS * 2)}, ` +
+            `max_per_key = ${Math.max(16, LOGIN_CLIENTS * 2)}}})`,
+        ],
+        beforeConnect: [],
+        targetLua: 'b',
+      })
+    : undefined;
+  if (pooledProxy !== undefined)
+    console.log(
+      `  pid ${pooledProxy.pid}: the same with a backend connection pool, listening on ${pooledProxy.socket}`,
+    );
+
   let clusterProxy: Proxy | undefined;
   if (CLUSTER) {
     console.log('starting myproxy with mysql_cluster() over 3 symlinks to the MariaDB socket …');
@@ -1089,21 +1109,32 @@ async function main(): Promise<void> {
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
   const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
-  type LoginTarget = 'direct' | 'myproxy' | 'peer' | 'cluster';
+  type LoginTarget = 'direct' | 'myproxy' | 'peer' | 'cluster' | 'pooled';
   const loginTargets: LoginTarget[] = ['direct', 'myproxy'];
   if (peer !== undefined) loginTargets.push('peer');
   if (clusterProxy !== undefined) loginTargets.push('cluster');
+  if (pooledProxy !== undefined) loginTargets.push('pooled');
   /** The daemon a login target goes through (none for direct). */
   const daemonOf = (t: LoginTarget): Proxy | undefined =>
-    t === 'myproxy' ? proxy : t === 'peer' ? peer : t === 'cluster' ? clusterProxy : undefined;
+    t === 'myproxy'
+      ? proxy
+      : t === 'peer'
+        ? peer
+        : t === 'cluster'
+          ? clusterProxy
+          : t === 'pooled'
+            ? pooledProxy
+            : undefined;
   const daemonLabel = (t: LoginTarget): string =>
-    t === 'cluster' ? 'myproxy (cluster)' : t === 'peer' ? 'peer' : 'myproxy';
-  const loginSocketOf = (t: LoginTarget): string => (t === 'cluster' ? clusterProxy!.socket : socketOf(t));
+    t === 'cluster' ? 'myproxy (cluster)' : t === 'peer' ? 'peer' : t === 'pooled' ? 'myproxy (pooled)' : 'myproxy';
+  const loginSocketOf = (t: LoginTarget): string =>
+    t === 'cluster' ? clusterProxy!.socket : t === 'pooled' ? pooledProxy!.socket : socketOf(t);
   const perTarget = <T>(make: () => T): Record<LoginTarget, T> => ({
     direct: make(),
     myproxy: make(),
     peer: make(),
     cluster: make(),
+    pooled: make(),
   });
   const logins = perTarget(() => [] as (number | null)[]);
   const loginFailures = perTarget(() => 0);
@@ -1163,6 +1194,22 @@ async function main(): Promise<void> {
         `vs myproxy ${fmtRatio(ratio(loginCluster, loginProxy))}; CPU µs/login (median): ` +
         `myproxy ${fmtUs(median(loginCpu.myproxy.proxy))}, myproxy (cluster) ${fmtUs(median(loginCpu.cluster.proxy))}`,
     );
+  }
+
+  if (pooledProxy !== undefined) {
+    const loginPooled = median(logins.pooled);
+    console.log(
+      `  median pooled ${fmtInt(loginPooled)}/s, ratio vs direct ${fmtRatio(ratio(loginPooled, loginDirect))} ` +
+        `(goal ≥ 1.5), vs myproxy ${fmtRatio(ratio(loginPooled, loginProxy))}; CPU µs/login (median): ` +
+        `mariadbd ${fmtUs(median(loginCpu.pooled.db))}, myproxy (pooled) ${fmtUs(median(loginCpu.pooled.proxy))}`,
+    );
+    const pooledExit = pooledProxy.unexpectedExit();
+    if (pooledExit !== undefined) problems.push({ what: 'myproxy (pooled)', detail: pooledExit });
+    await pooledProxy.stop();
+    for (const [msg, n] of summariseErrLog(pooledProxy.errLog)) {
+      problems.push({ what: 'myproxy (pooled) logged', detail: `${n} × ${msg}` });
+    }
+    keepLogs(pooledProxy);
   }
 
   const mainRssKiB = proxy.unexpectedExit() === undefined ? readStatusKiB(proxy.pid, 'VmRSS') : NaN;
