@@ -269,7 +269,9 @@ export class Relay implements ByteRelay {
    */
   #keptServer(): boolean {
     if (this.#keptFd >= 0) return true;
-    if (!this.#keepServer || this.#closed || this.#undecided !== null || this.#discardLeft > 0) return false;
+    // An end already under way (#end set) has sent the server bytes the tracker never saw, or closed it.
+    if (!this.#keepServer || this.#closed || this.#end !== null) return false;
+    if (this.#undecided !== null || this.#discardLeft > 0) return false;
     if (this.#discardContinued || this.#replies.length > 0) return false;
     // Only an answered-for COM_QUIT may be held, with nothing after it.
     if (this.#held !== null && !(this.#delivered && this.#held.length === this.#deliverLen)) return false;
