@@ -18,7 +18,7 @@ import { errorMessage } from '../util/errors.js';
 import { logInfo } from '../util/log.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { MAX_LOGIN_PAYLOAD } from './connector.js';
-import { PASS_THROUGH_CAPABILITIES } from './login.js';
+import { PASS_THROUGH_CAPABILITIES, changeUser, type ChangeUserRequest } from './login.js';
 
 /** `pool = { max_idle, idle_timeout, max_per_key }` of mysql_resolve() and mysql_cluster(). */
 export interface PoolOptions {
@@ -79,6 +79,8 @@ export interface PooledServer {
   readonly serverVersion: Buffer;
   /** Capabilities in effect between the proxy and the server. */
   readonly capabilities: number;
+  /** For COM_CHANGE_USER, where the server lacks COM_RESET_CONNECTION. */
+  readonly relogin?: ChangeUserRequest | undefined;
 }
 
 interface Parked {
@@ -108,16 +110,27 @@ export function closeAllPools(): void {
   for (const pool of livePools) pool.close();
 }
 
-/** Reset a connection with COM_RESET_CONNECTION; the error text when it cannot be reused. */
-async function resetConnection(channel: FdPacketChannel, timeoutMs: number): Promise<string | undefined> {
+/** ER_UNKNOWN_COM_ERROR: a server without COM_RESET_CONNECTION (MySQL before 5.7.3). */
+const UNKNOWN_COMMAND = 1047;
+
+/**
+ * Reset a connection with COM_RESET_CONNECTION, or where the server does not know that command,
+ * with COM_CHANGE_USER to the same user and credentials. The error text when it cannot be reused.
+ */
+async function resetConnection(
+  channel: FdPacketChannel,
+  server: PooledServer,
+  timeoutMs: number,
+): Promise<string | undefined> {
   channel.send(framePayload(Buffer.of(Command.COM_RESET_CONNECTION), 0));
   const reply = await channel.next(timeoutMs);
   if (reply.payload[0] === PacketHeader.OK) return undefined;
-  if (reply.payload[0] === PacketHeader.ERR) {
-    const err = parseErr(reply.payload);
-    return `COM_RESET_CONNECTION failed: ${err.errno} ${err.message}`;
+  if (reply.payload[0] !== PacketHeader.ERR) return 'unexpected reply to COM_RESET_CONNECTION';
+  const err = parseErr(reply.payload);
+  if (err.errno === UNKNOWN_COMMAND && server.relogin !== undefined) {
+    return changeUser(channel, server.relogin, timeoutMs);
   }
-  return 'unexpected reply to COM_RESET_CONNECTION';
+  return `COM_RESET_CONNECTION failed: ${err.errno} ${err.message}`;
 }
 
 /** One `pool` option: parked connections of one address (or of every node of one cluster). */
@@ -183,7 +196,7 @@ export class BackendPool {
     const channel = new FdPacketChannel(server.fd, MAX_LOGIN_PAYLOAD);
     let failure: string | undefined;
     try {
-      failure = await resetConnection(channel, timeoutMs);
+      failure = await resetConnection(channel, server, timeoutMs);
     } catch (e) {
       failure =
         e instanceof ChannelTimeoutError

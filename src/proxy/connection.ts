@@ -22,6 +22,7 @@ import {
 } from '../backend/connector.js';
 import type { BackendCandidate } from '../backend/selector.js';
 import { addressPool, poolKey, type BackendPool, type PooledServer } from '../backend/pool.js';
+import type { ChangeUserRequest } from '../backend/login.js';
 import { closeFd } from '../net/native.js';
 import { ClientErrors, type ClientErrorSpec, errorMessage, isParseError } from '../util/errors.js';
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
@@ -92,6 +93,8 @@ interface PoolSlot {
   /** What the connection's login established (kept with it in the pool). */
   serverVersion: Buffer;
   capabilities: number;
+  /** The same login again (COM_CHANGE_USER), for servers without COM_RESET_CONNECTION. */
+  relogin?: ChangeUserRequest | undefined;
 }
 
 /**
@@ -449,6 +452,21 @@ export class Connection implements KillableSession, ConnectorHost {
       else {
         slot.serverVersion = this.serverVersion;
         slot.capabilities = result.capabilities;
+        // Copies: the action's Buffers are slices of Node's pool, which would stay alive with them.
+        slot.relogin = {
+          user: Buffer.from(action.user),
+          credentials: {
+            password: action.password && Buffer.from(action.password),
+            passwordSha1: action.passwordSha1 && Buffer.from(action.passwordSha1),
+          },
+          database: Buffer.from(action.database ?? Buffer.alloc(0)),
+          characterSet: hr.characterSet,
+          scramble: Buffer.from(result.greeting.authPluginData),
+          authPluginName: result.greeting.authPluginName,
+          capabilities: result.capabilities,
+          secureTransport: candidate.address.kind !== 'tcp',
+          backendKey: formatAddress(candidate.address),
+        };
       }
     }
     // A backend socket that closes before the relay takes over (during on_command_phase) ends the
@@ -495,6 +513,7 @@ export class Connection implements KillableSession, ConnectorHost {
     const slot = this.#poolSlot!;
     slot.serverVersion = pooled.serverVersion;
     slot.capabilities = pooled.capabilities;
+    slot.relogin = pooled.relogin;
     this.#log(`pooled server connection ${formatAddress(candidate.address)} thread ${pooled.threadId}`);
     const ok = writeOkPacket(
       login.replySeq,
@@ -731,6 +750,7 @@ export class Connection implements KillableSession, ConnectorHost {
       threadId: backend.threadId,
       serverVersion: slot.serverVersion,
       capabilities: slot.capabilities,
+      relogin: slot.relogin,
     };
     slot.pool.park(slot.key, server, this.#options.connectTimeoutMs, this.#options.metrics).catch((e: unknown) => {
       this.#logErr(`pool: ${errorMessage(e)}`);

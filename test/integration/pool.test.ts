@@ -4,7 +4,11 @@
 // a server that closed the parked connection keeps it out, and a drain closes parked connections.
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
+import * as net from 'node:net';
 import mysql from 'mysql2/promise';
+
+import { Command, PacketHeader } from '../../src/protocol/constants.js';
+import { framePayload } from '../../src/protocol/writer.js';
 
 import { createTestUsers, freeTcpPort, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
@@ -201,3 +205,100 @@ mysql_listen('${dir}/proxy.sock', {
     });
   });
 }
+
+/**
+ * A server without COM_RESET_CONNECTION (MySQL before 5.7.3; MariaDB has it): a TCP stand-in in
+ * front of MariaDB that answers that command with ER_UNKNOWN_COM_ERROR and relays everything else.
+ */
+async function withoutReset(backendSocket: string): Promise<{ port: number; refused: () => number; close(): void }> {
+  const reset = framePayload(Buffer.of(Command.COM_RESET_CONNECTION), 0);
+  const unknown = framePayload(
+    Buffer.concat([Buffer.of(PacketHeader.ERR, 1047 & 0xff, 1047 >> 8), Buffer.from('#08S01Unknown command')]),
+    1,
+  );
+  let refused = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(backendSocket);
+    sockets.add(client).add(upstream);
+    upstream.on('data', (d: Buffer) => client.write(d));
+    client.on('data', (d: Buffer) => {
+      if (d.equals(reset)) {
+        refused++;
+        client.write(unknown);
+      } else upstream.write(d);
+    });
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    refused: () => refused,
+    close() {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+describe('backend connection pool: a server without COM_RESET_CONNECTION', () => {
+  let db: MariaDB | undefined;
+  let proxy: Proxy | undefined;
+  let standIn: Awaited<ReturnType<typeof withoutReset>> | undefined;
+
+  before(async () => {
+    db = await startMariaDB({ name: 'pool-noreset' });
+    await createTestUsers(db);
+    standIn = await withoutReset(db.socket);
+    proxy = await startProxy({
+      name: 'pool-noreset',
+      config: (dir) => `
+local backend = mysql_resolve('127.0.0.1:${standIn!.port}', {pool = true})
+mysql_listen('${dir}/proxy.sock', {
+  on_handshake_response = function(client, hr) return client:connect(backend, hr) end,
+})
+`,
+    });
+  });
+
+  after(async () => {
+    await proxy?.stop();
+    standIn?.close();
+    await db?.stop();
+  });
+
+  test('the connection is reset with COM_CHANGE_USER to the same user and reused', async () => {
+    const connect = (): Promise<mysql.Connection> =>
+      mysql.createConnection({
+        socketPath: proxy!.socket,
+        user: USERS.native.user,
+        password: USERS.native.password,
+        database: 'test',
+        enableCleartextPlugin: true,
+      });
+    const a = await connect();
+    const [ids] = await a.query<mysql.RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
+    await a.query('SET @marker = 42');
+    await a.end();
+    await settle(300);
+    assert.equal(standIn!.refused(), 1, 'the proxy tried COM_RESET_CONNECTION first');
+    const b = await connect();
+    try {
+      const [rows] = await b.query<mysql.RowDataPacket[]>(
+        'SELECT CONNECTION_ID() AS id, @marker AS m, CURRENT_USER() AS u, DATABASE() AS d',
+      );
+      assert.equal(rows[0]!['id'], ids[0]!['id'], 'the parked connection was reused');
+      assert.equal(rows[0]!['m'], null, 'COM_CHANGE_USER reset the session');
+      assert.equal(rows[0]!['u'], 'native@%');
+      assert.equal(rows[0]!['d'], 'test');
+    } finally {
+      await b.end();
+    }
+    assert.match(proxy!.logs(), /pooled server connection/);
+  });
+});
