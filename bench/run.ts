@@ -46,6 +46,8 @@
  *   BENCH_QUICK         1 = only the sysbench runs (no logins, memory, cluster), then the medians
  *                       of QPS and daemon CPU per query and, with BENCH_HOOKS, what the empty
  *                       on_query adds per query (0); `npm run bench:hooks` runs it that way
+ *   BENCH_POOL          1 = also measure logins through a daemon whose backend has a warm connection
+ *                       pool (mysql_resolve(socket, {pool = ...}); every login still runs Lua) (0)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -121,6 +123,8 @@ const HOOKS = envInt('BENCH_HOOKS', 0, 0) !== 0;
 const WORKERS = envInt('BENCH_WORKERS', 0, 0);
 /** Only section 1 (sysbench), for a quick look at one change: e.g. what a hook costs per query. */
 const QUICK = envInt('BENCH_QUICK', 0, 0) !== 0;
+/** Measure logins through a daemon with a backend connection pool as well (issue 14: ≥ 1.5 × direct). */
+const POOL = envInt('BENCH_POOL', 0, 0) !== 0;
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -979,6 +983,22 @@ async function main(): Promise<void> {
     t === 'direct' ? db!.socket : t === 'socat' ? relay!.socket : daemons[t]!.socket;
   const throughputDaemon = (t: Target): Proxy | undefined => daemons[t];
 
+  // Logins only: the pool's max_per_key covers every login client, so the pool stays warm.
+  const pooledProxy = POOL
+    ? await startProxy('pooled', {
+        prelude: [
+          `local b = mysql_resolve(${JSON.stringify(db.socket)}, {pool = {max_idle = ${Math.max(64, LOGIN_CLIENTS * 2)}, ` +
+            `max_per_key = ${Math.max(16, LOGIN_CLIENTS * 2)}}})`,
+        ],
+        beforeConnect: [],
+        targetLua: 'b',
+      })
+    : undefined;
+  if (pooledProxy !== undefined)
+    console.log(
+      `  pid ${pooledProxy.pid}: the same with a backend connection pool, listening on ${pooledProxy.socket}`,
+    );
+
   let clusterProxy: Proxy | undefined;
   if (CLUSTER && !QUICK) {
     console.log('starting myproxy with mysql_cluster() over 3 symlinks to the MariaDB socket …');
@@ -1078,17 +1098,19 @@ async function main(): Promise<void> {
     await proxy.stop();
     if (peer !== undefined) await peer.stop();
     if (multi !== undefined) await multi.stop();
+    if (pooledProxy !== undefined) await pooledProxy.stop();
     return;
   }
 
   // ---- 2. logins
   console.log(`logins: ${LOGIN_CLIENTS} client processes × ${LOGIN_TIME} s (connect → SELECT 1 → quit):`);
   const workers = Array.from({ length: LOGIN_CLIENTS }, () => forkClient(LOGIN_WORKER, false));
-  type LoginTarget = 'direct' | 'myproxy' | 'workers' | 'peer' | 'cluster';
+  type LoginTarget = 'direct' | 'myproxy' | 'workers' | 'peer' | 'cluster' | 'pooled';
   const loginTargets: LoginTarget[] = ['direct', 'myproxy'];
   if (multi !== undefined) loginTargets.push('workers');
   if (peer !== undefined) loginTargets.push('peer');
   if (clusterProxy !== undefined) loginTargets.push('cluster');
+  if (pooledProxy !== undefined) loginTargets.push('pooled');
   /** The daemon a login target goes through (none for direct). */
   const daemonOf = (t: LoginTarget): Proxy | undefined =>
     t === 'myproxy'
@@ -1099,7 +1121,9 @@ async function main(): Promise<void> {
           ? clusterProxy
           : t === 'workers'
             ? multi
-            : undefined;
+            : t === 'pooled'
+              ? pooledProxy
+              : undefined;
   const daemonLabel = (t: LoginTarget): string =>
     t === 'cluster'
       ? 'myproxy (cluster)'
@@ -1107,14 +1131,18 @@ async function main(): Promise<void> {
         ? 'peer'
         : t === 'workers'
           ? `myproxy --workers ${WORKERS}`
-          : 'myproxy';
-  const loginSocketOf = (t: LoginTarget): string => (t === 'cluster' ? clusterProxy!.socket : socketOf(t));
+          : t === 'pooled'
+            ? 'myproxy (pooled)'
+            : 'myproxy';
+  const loginSocketOf = (t: LoginTarget): string =>
+    t === 'cluster' ? clusterProxy!.socket : t === 'pooled' ? pooledProxy!.socket : socketOf(t);
   const perTarget = <T>(make: () => T): Record<LoginTarget, T> => ({
     direct: make(),
     myproxy: make(),
     workers: make(),
     peer: make(),
     cluster: make(),
+    pooled: make(),
   });
   const logins = perTarget(() => [] as (number | null)[]);
   const loginFailures = perTarget(() => 0);
@@ -1176,6 +1204,26 @@ async function main(): Promise<void> {
     );
   }
 
+  // Stops a daemon that was only measured for throughput and logins, noting what went wrong.
+  const retire = async (p: Proxy | undefined, label: string): Promise<void> => {
+    if (p === undefined) return;
+    const exit = p.unexpectedExit();
+    if (exit !== undefined) problems.push({ what: label, detail: exit });
+    await p.stop();
+    for (const [msg, n] of summariseErrLog(p.errLog))
+      problems.push({ what: `${label} logged`, detail: `${n} × ${msg}` });
+    keepLogs(p);
+  };
+  if (pooledProxy !== undefined) {
+    const loginPooled = median(logins.pooled);
+    console.log(
+      `  median pooled ${fmtInt(loginPooled)}/s, ratio vs direct ${fmtRatio(ratio(loginPooled, loginDirect))} ` +
+        `(goal ≥ 1.5), vs myproxy ${fmtRatio(ratio(loginPooled, loginProxy))}; CPU µs/login (median): ` +
+        `mariadbd ${fmtUs(median(loginCpu.pooled.db))}, myproxy (pooled) ${fmtUs(median(loginCpu.pooled.proxy))}`,
+    );
+  }
+  await retire(pooledProxy, 'myproxy (pooled)');
+
   const mainRssKiB = proxy.unexpectedExit() === undefined ? readStatusKiB(proxy.pid, 'VmRSS') : NaN;
   const mainHwmKiB = proxy.unexpectedExit() === undefined ? readStatusKiB(proxy.pid, 'VmHWM') : NaN;
   const exitInfo = proxy.unexpectedExit();
@@ -1201,16 +1249,6 @@ async function main(): Promise<void> {
     }
     keepLogs(peer);
   }
-  // Stops a daemon that was only measured for throughput and logins, noting what went wrong.
-  const retire = async (p: Proxy | undefined, label: string): Promise<void> => {
-    if (p === undefined) return;
-    const exit = p.unexpectedExit();
-    if (exit !== undefined) problems.push({ what: label, detail: exit });
-    await p.stop();
-    for (const [msg, n] of summariseErrLog(p.errLog))
-      problems.push({ what: `${label} logged`, detail: `${n} × ${msg}` });
-    keepLogs(p);
-  };
   await retire(clusterProxy, 'myproxy (cluster)');
   await retire(multi, `myproxy --workers ${WORKERS}`);
 

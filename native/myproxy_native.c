@@ -19,7 +19,7 @@
  *      the three above in one call, as an accepted connection needs them.
  *  - getXattr(path, name) -> Buffer | null
  *      lgetxattr(2) with a 4096-byte value buffer.
- *  - closeFd(fd), dupFd(fd) -> fd, recvAvailable(fd, max) -> Buffer | null
+ *  - closeFd(fd), dupFd(fd) -> fd, recvAvailable(fd, max) -> Buffer | null, fdQuiet(fd) -> boolean
  *  - fdLimit() -> the soft RLIMIT_NOFILE; openFdCount() -> open fds of the process
  *  - addonTestFail(point), addonLivePumps(): failure injection and leak checks for tests
  * The byte pump (pump.c): pumpStart, pumpResume, pumpClose, pumpAbort, pumpStalledMs, pumpInfo.
@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -748,6 +749,26 @@ static napi_value js_close_fd(napi_env env, napi_callback_info info)
     return make_undefined(env);
 }
 
+/*
+ * fdQuiet(fd) -> true when the socket has nothing to read and its peer has not closed or failed:
+ * a parked server connection is handed out only then (a server that closed it, or sent anything
+ * while nobody asked, must not be given to a client).
+ */
+static napi_value js_fd_quiet(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    int fd;
+
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_fd(env, argv[0], &fd))
+        return NULL;
+    struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLRDHUP, .revents = 0 };
+    int n;
+    do
+        n = poll(&pfd, 1, 0);
+    while (n < 0 && errno == EINTR);
+    return make_bool(env, n == 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* dupFd                                                               */
 
@@ -877,6 +898,7 @@ NAPI_MODULE_INIT()
         { "peerIdentity", NULL, js_peer_identity, NULL, NULL, NULL, napi_enumerable, NULL },
         { "getXattr", NULL, js_get_xattr, NULL, NULL, NULL, napi_enumerable, NULL },
         { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "fdQuiet", NULL, js_fd_quiet, NULL, NULL, NULL, napi_enumerable, NULL },
         { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
         { "fdLimit", NULL, js_fd_limit, NULL, NULL, NULL, napi_enumerable, NULL },
         { "recvAvailable", NULL, js_recv_available, NULL, NULL, NULL, napi_enumerable, NULL },

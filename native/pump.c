@@ -106,6 +106,14 @@ struct pump {
     bool finishing; /* handles are being closed */
     bool fds_owned; /* close the fds when done (false only when setup failed: the caller closes) */
     bool untracked_reported;
+    /*
+     * Pooling: when the client leaves (its end, an error, or pumpRelease() after an intercepted
+     * COM_QUIT) while the server owes nothing and no transaction is open, the server fd is not
+     * closed but handed back to JavaScript with the close event.
+     */
+    bool keep_server;
+    bool release_unsafe; /* bytes the tracker never saw went to the server: it cannot be reused */
+    bool released;       /* finishing with the server fd kept for JavaScript */
 
     /*
      * Interception (client -> server). The tracker stops at a command JavaScript wants to see; the
@@ -139,6 +147,7 @@ struct pump {
     size_t close_len;
     bool resume_requested;
     bool resume_held; /* the held packet goes to the server as it is */
+    bool release_requested;
     char *resume_server, *resume_client;
     size_t resume_server_len, resume_client_len;
 };
@@ -215,20 +224,33 @@ static void pump_handle_closed(struct pump *p)
     if (--p->open_handles > 0)
         return;
 
-    /* The fds are closed before JavaScript hears of it, so a count of open fds is right then. */
-    for (int i = 0; i < 2 && p->fds_owned; i++)
-        close(p->ep[i].fd);
+    /* The fds are closed before JavaScript hears of it, so a count of open fds is right then. A
+     * released server fd is JavaScript's from here on. */
+    int kept = -1;
+    for (int i = 0; i < 2 && p->fds_owned; i++) {
+        if (i == SERVER && p->released)
+            kept = p->ep[i].fd;
+        else
+            close(p->ep[i].fd);
+    }
     p->fds_owned = false;
 
     bool fail = addon_env_should_fail(p->st, FAIL_CLOSE_HANDLE_SCOPE);
     if (!fail && napi_open_handle_scope(env, &scope) == napi_ok) {
-        napi_value argv[4];
+        napi_value argv[5];
         if (napi_create_int32(env, EV_CLOSE, &argv[0]) == napi_ok &&
             napi_create_string_utf8(env, p->reason, NAPI_AUTO_LENGTH, &argv[1]) == napi_ok &&
             napi_create_double(env, p->ep[CLIENT].bytes_read, &argv[2]) == napi_ok &&
-            napi_create_double(env, p->ep[SERVER].bytes_read, &argv[3]) == napi_ok)
-            call_js(p, 4, argv);
+            napi_create_double(env, p->ep[SERVER].bytes_read, &argv[3]) == napi_ok &&
+            napi_create_int32(env, kept, &argv[4]) == napi_ok) {
+            if (!call_js(p, 5, argv) && kept >= 0)
+                close(kept);
+        } else if (kept >= 0) {
+            close(kept);
+        }
         napi_close_handle_scope(env, scope);
+    } else if (kept >= 0) {
+        close(kept);
     }
     free_pump(p);
 }
@@ -262,6 +284,26 @@ static void finish(struct pump *p, const char *reason)
         uv_timer_stop(p->linger_timer);
         uv_close((uv_handle_t *)p->linger_timer, on_timer_closed);
     }
+}
+
+/*
+ * The server connection can outlive this session: pooling is on, the server owes nothing, no
+ * transaction is open, and every byte that went to it passed the tracker. A held packet is allowed
+ * only when it is the delivered one (an intercepted COM_QUIT) and nothing came after it.
+ */
+static bool can_release(const struct pump *p)
+{
+    const struct endpoint *server = &p->ep[SERVER];
+    return p->keep_server && !p->release_unsafe && !p->server_cut && !server->dead && server->pending == NULL &&
+           p->replies_head == NULL && p->discard_left == 0 && !p->discard_continued && trk_reusable(&p->trk) &&
+           (p->held_len == 0 || (p->intercepting && p->delivered && p->deliver_len == p->held_len));
+}
+
+/* Finish the pair keeping the server fd for JavaScript (the client side is closed). */
+static void release_server(struct pump *p, const char *reason)
+{
+    p->released = true;
+    finish(p, reason);
 }
 
 static void on_linger_timeout(uv_timer_t *timer)
@@ -719,6 +761,8 @@ static void do_resume(struct pump *p, bool held, const char *to_server, size_t t
                       size_t to_client_len);
 
 /* Carry out one call that arrived while the pump was busy; false when none is left. */
+static void do_release(struct pump *p);
+
 static bool run_deferred(struct pump *p)
 {
     if (p->abort_requested) {
@@ -734,6 +778,11 @@ static bool run_deferred(struct pump *p)
         p->close_len = 0;
         do_close(p, bytes, len);
         free(bytes);
+        return true;
+    }
+    if (p->release_requested) {
+        p->release_requested = false;
+        do_release(p);
         return true;
     }
     if (p->resume_requested) {
@@ -814,6 +863,7 @@ static void pump_from(struct pump *p, struct endpoint *src)
             if (from_client && !p->intercepting && p->held_len > 0) {
                 forward(p, dst, p->held, p->held_len);
                 p->held_len = 0;
+                p->release_unsafe = true;
             }
             /* An orderly close: what is owed to this side no longer matters. */
             if (!p->draining) {
@@ -868,6 +918,10 @@ static void update_polls(struct pump *p)
         for (int i = 0; i < 2; i++)
             owed |= !p->ep[i].dead && p->ep[i].pending != NULL;
         if (!owed && !p->lingering) {
+            if (p->ep[CLIENT].dead && can_release(p)) {
+                release_server(p, p->reason);
+                return;
+            }
             bool server_gone = p->ep[SERVER].dead && !p->ep[CLIENT].dead && strcmp(p->reason, "shutdown") != 0;
             if (!server_gone || !start_linger(p)) {
                 finish(p, p->reason);
@@ -931,7 +985,10 @@ static bool get_pump(napi_env env, napi_value v, struct pump **out)
 }
 
 /*
- * pumpStart(clientFd, serverFd, toServerFirst, toClientFirst, config, stats, accountStats, record, onEvent)
+ * pumpStart(clientFd, serverFd, toServerFirst, toClientFirst, config, stats, accountStats, record, onEvent
+ *           [, keepServer])
+ * keepServer: when the client leaves and the server can be reused, the close event carries the
+ * server fd (now JavaScript's) instead of it being closed (pooling; see can_release()).
  * `toServerFirst` (client bytes that arrived during login) and `toClientFirst` (e.g. the login
  * OK) are processed before anything else. `config` is a Uint8Array of TRK_CONFIG_BYTES (see tracker.h)
  * `stats` and `accountStats` the counters of the server and of the client's account
@@ -941,7 +998,7 @@ static bool get_pump(napi_env env, napi_value v, struct pump **out)
  */
 static napi_value js_pump_start(napi_env env, napi_callback_info info)
 {
-    napi_value argv[9], handle;
+    napi_value argv[10], handle;
     const uint8_t *first[2], *cfg;
     size_t first_len[2], cfg_len;
     double *stats, *stats2, *record;
@@ -951,7 +1008,9 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
     struct pump_ref *ref;
     struct addon_env *st = addon_env_get(env);
 
-    if (st == NULL || !get_args(env, info, 9, 9, argv, NULL) || !get_fd(env, argv[0], &fds[CLIENT]) ||
+    size_t argc = 0;
+    bool keep_server = false;
+    if (st == NULL || !get_args(env, info, 9, 10, argv, &argc) || !get_fd(env, argv[0], &fds[CLIENT]) ||
         !get_fd(env, argv[1], &fds[SERVER]) ||
         !get_optional_bytes(env, argv[2], "toServerFirst", &first[SERVER], &first_len[SERVER]) ||
         !get_optional_bytes(env, argv[3], "toClientFirst", &first[CLIENT], &first_len[CLIENT]) ||
@@ -960,6 +1019,12 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
         !get_optional_f64(env, argv[6], "accountStats", TS_LEN, &stats2) ||
         !get_optional_f64(env, argv[7], "record", TRK_RECORD_LEN, &record) || !get_function(env, argv[8], "onEvent"))
         return NULL;
+    napi_valuetype keep_type = napi_undefined;
+    if (argc > 9 && napi_typeof(env, argv[9], &keep_type) == napi_ok && keep_type != napi_undefined &&
+        napi_get_value_bool(env, argv[9], &keep_server) != napi_ok) {
+        throw_type(env, "keepServer must be a boolean");
+        return NULL;
+    }
     if (cfg_len != 0 && cfg_len != TRK_CONFIG_BYTES) {
         throw_type(env, "config must be 48 bytes");
         return NULL;
@@ -981,6 +1046,7 @@ static napi_value js_pump_start(napi_env env, napi_callback_info info)
     p->st = st;
     p->reason = "closed";
     p->record = record;
+    p->keep_server = keep_server;
     struct trk_config tc;
     memset(&tc, 0, sizeof(tc));
     uint32_t max_hold = trk_config_decode(&tc, cfg, cfg_len);
@@ -1118,6 +1184,47 @@ static napi_value js_pump_close(napi_env env, napi_callback_info info)
     }
     p->depth++;
     do_close(p, (const char *)bytes, len);
+    settle(p);
+    p->depth--;
+    return make_undefined(env);
+}
+
+/* The client quit (an intercepted COM_QUIT): keep the server if it can be reused, else close both. */
+static void do_release(struct pump *p)
+{
+    if (p->finishing)
+        return;
+    if (can_release(p)) {
+        release_server(p, "client");
+        return;
+    }
+    if (!p->draining) {
+        p->draining = true;
+        p->reason = "client";
+    }
+    do_close(p, NULL, 0);
+}
+
+/*
+ * pumpRelease(handle) — the client has quit: finish the pair, handing the server fd back with the
+ * close event when it can be reused (see can_release()), otherwise closing both sides. A no-op
+ * once the pair is gone.
+ */
+static napi_value js_pump_release(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    struct pump *p = NULL;
+
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_pump(env, argv[0], &p))
+        return NULL;
+    if (p == NULL || p->finishing)
+        return make_undefined(env);
+    if (p->depth > 0) {
+        p->release_requested = true;
+        return make_undefined(env);
+    }
+    p->depth++;
+    do_release(p);
     settle(p);
     p->depth--;
     return make_undefined(env);
@@ -1318,6 +1425,7 @@ bool register_pump(napi_env env, napi_value exports)
         { "pumpStart", NULL, js_pump_start, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpClose", NULL, js_pump_close, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpAbort", NULL, js_pump_abort, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "pumpRelease", NULL, js_pump_release, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpResume", NULL, js_pump_resume, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpStalledMs", NULL, js_pump_stalled_ms, NULL, NULL, NULL, napi_enumerable, NULL },
         { "pumpInfo", NULL, js_pump_info, NULL, NULL, NULL, napi_enumerable, NULL },

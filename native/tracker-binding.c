@@ -209,12 +209,13 @@ static napi_value js_tracker_info(napi_env env, napi_callback_info info)
     napi_value result;
     if (!one_tracker(env, info, &jt))
         return NULL;
-    if (napi_create_array_with_length(env, 5, &result) != napi_ok ||
+    if (napi_create_array_with_length(env, 6, &result) != napi_ok ||
         napi_set_element(env, result, 0, make_double(env, trk_in_flight(&jt->t))) != napi_ok ||
         napi_set_element(env, result, 1, make_bool(env, jt->t.untracked)) != napi_ok ||
         napi_set_element(env, result, 2, make_bool(env, trk_server_at_boundary(&jt->t))) != napi_ok ||
         napi_set_element(env, result, 3, make_int(env, trk_next_server_seq(&jt->t))) != napi_ok ||
-        napi_set_element(env, result, 4, make_int(env, jt->t.last_status)) != napi_ok)
+        napi_set_element(env, result, 4, make_int(env, jt->t.last_status)) != napi_ok ||
+        napi_set_element(env, result, 5, make_bool(env, trk_reusable(&jt->t))) != napi_ok)
         return NULL;
     return result;
 }

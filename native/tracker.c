@@ -20,6 +20,7 @@ const double trk_duration_bounds[TRK_DURATION_BOUNDS] = {
 #define COM_STMT_EXECUTE 0x17
 
 #define SERVER_STATUS_AUTOCOMMIT 0x0002
+#define SERVER_STATUS_IN_TRANS 0x0001
 #define SERVER_MORE_RESULTS_EXISTS 0x0008
 #define SERVER_QUERY_NO_GOOD_INDEX_USED 0x0010
 #define SERVER_QUERY_NO_INDEX_USED 0x0020
@@ -311,8 +312,6 @@ static void finish_response(struct tracker *t)
     r->duration_us = seconds * 1e6;
     r->bytes_in = h->bytes_in;
     bool err = r->outcome == TRK_ERR;
-    if (r->outcome != TRK_NO_RESPONSE)
-        t->last_status = r->status;
 
     stat_add(t, TS_COMMANDS, 1);
     if (err)
@@ -581,6 +580,7 @@ static bool parse_eof(struct tracker *t, const uint8_t *p, size_t n)
         return false;
     }
     note_status(t, read2(p + 3), read2(p + 1));
+    t->last_status = read2(p + 3);
     return true;
 }
 
@@ -597,6 +597,7 @@ static bool parse_ok(struct tracker *t, const uint8_t *p, size_t n)
     if (insert_id != 0)
         t->cur.insert_id = (double)insert_id;
     note_status(t, read2(p + pos), read2(p + pos + 2));
+    t->last_status = read2(p + pos);
     return true;
 }
 
@@ -994,6 +995,12 @@ uint32_t trk_in_flight(const struct tracker *t)
 bool trk_server_at_boundary(const struct tracker *t)
 {
     return t->s_left == 0 && t->s_hdr_have == 0 && !t->s_continued;
+}
+
+bool trk_reusable(const struct tracker *t)
+{
+    return !t->untracked && t->count == 0 && trk_server_at_boundary(t) && t->c_left == 0 && !t->c_continued &&
+           !t->c_infile && (t->last_status & SERVER_STATUS_IN_TRANS) == 0;
 }
 
 uint8_t trk_next_server_seq(const struct tracker *t)

@@ -145,14 +145,15 @@ struct tracker {
     uint64_t left;        /* column/parameter definitions still to come */
     uint64_t prep_cols;
     struct trk_record cur;
-    /* Status flags of the last finished response that had any (an OK, EOF or ERR), for the
-     * relay's own replies: read on demand, so no response needs to be reported for it. */
-    uint16_t last_status;
     /* commands in flight, oldest first */
     struct trk_inflight inline_fifo[TRK_INLINE_FIFO];
     struct trk_inflight *fifo;
     uint32_t head, count, cap;
     uint32_t next_serial;
+    /* Status flags of the last OK or EOF the server sent: the session's state (in a transaction?)
+     * for the pool, and the flags of the relay's own replies (read on demand, so no response
+     * needs to be reported for it). An ERR leaves them as they were. */
+    uint16_t last_status;
 };
 
 /* trk_client() stop reasons */
@@ -201,6 +202,11 @@ void trk_pop_local(struct tracker *t);
 uint32_t trk_in_flight(const struct tracker *t);
 /* The server stream is between packets (an extra packet may be inserted for the client). */
 bool trk_server_at_boundary(const struct tracker *t);
+/*
+ * Nothing is owed either way and the session is outside a transaction (by the last status flags):
+ * the server connection could be handed to another session (after a reset).
+ */
+bool trk_reusable(const struct tracker *t);
 /* Sequence id the next server packet of the response in flight would have. */
 uint8_t trk_next_server_seq(const struct tracker *t);
 

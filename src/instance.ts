@@ -39,6 +39,7 @@ import { SessionRegistry } from './proxy/registry.js';
 import { ClientErrors, ConfigError, errorMessage } from './util/errors.js';
 import { logError, logErrorBlock, logInfo, logLimited } from './util/log.js';
 import { ProxyMetrics } from './util/metrics.js';
+import { closeAllPools } from './backend/pool.js';
 import { CallbackFailed } from './lua/coroutine.js';
 
 export interface InstanceOptions {
@@ -369,6 +370,9 @@ export class Instance {
   async shutdown(graceMs: number): Promise<void> {
     this.#stopping = true;
     this.#clusters?.stopAll();
+    // Parked server connections are closed now, and sessions that end during the drain close
+    // theirs instead of parking them.
+    closeAllPools();
     for (const server of this.#servers.splice(0)) server.close();
     for (const l of this.#listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
     // Metrics and the control protocol keep working while sessions drain.
@@ -380,6 +384,7 @@ export class Instance {
       }
       for (const c of [...this.#connections]) c.close(ClientErrors.SHUTDOWN);
     }
+    closeAllPools();
     this.stopServices();
   }
 

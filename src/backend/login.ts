@@ -8,12 +8,12 @@ import {
   type BackendAuthPlugin,
   type BackendCredentials,
 } from '../auth/backend-auth.js';
-import { Capability, DEFAULT_CHARSET, PacketHeader } from '../protocol/constants.js';
+import { Capability, Command, DEFAULT_CHARSET, PacketHeader } from '../protocol/constants.js';
 import type { Packet } from '../protocol/framer.js';
 import { parseErr, parseAuthSwitchRequest, type ErrPacket } from '../protocol/packets/generic.js';
 import { parseHandshakeV10, type HandshakeV10 } from '../protocol/packets/handshake.js';
 import { writeHandshakeResponse41 } from '../protocol/packets/handshake-response.js';
-import { framePayload } from '../protocol/writer.js';
+import { framePayload, PacketWriter } from '../protocol/writer.js';
 import type { PacketChannel } from '../net/packet-channel.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
 
@@ -143,8 +143,8 @@ export async function loginToBackend(
     secureTransport: req.secureTransport ?? false,
     backendKey: req.backendKey ?? '',
   };
-  let plugin: BackendAuthPlugin = backendAuthPlugin(greeting.authPluginName, false)!;
-  let scramble = greeting.authPluginData;
+  const plugin: BackendAuthPlugin = backendAuthPlugin(greeting.authPluginName, false)!;
+  const scramble = greeting.authPluginData;
   const authResponse = plugin.initialResponse(greeting.authPluginData, req.credentials);
   channel.send(
     writeHandshakeResponse41(
@@ -161,13 +161,33 @@ export async function loginToBackend(
     ),
   );
 
+  const end = await authRounds(channel, plugin, scramble, req.credentials, ctx, timeoutMs);
+  if (end.payload[0] === PacketHeader.OK) {
+    return { kind: 'ok', greeting, packet: end, capabilities: (caps & serverCaps) >>> 0 };
+  }
+  return { kind: 'err', greeting, err: parseErr(end.payload), packet: end };
+}
+
+/**
+ * The authentication exchange after the first auth response (of a HandshakeResponse or a
+ * COM_CHANGE_USER): AuthSwitchRequests and AuthMoreData until the server's OK or ERR packet.
+ */
+async function authRounds(
+  channel: LoginChannel,
+  first: BackendAuthPlugin,
+  firstScramble: Buffer,
+  credentials: BackendCredentials,
+  ctx: BackendAuthContext,
+  timeoutMs: number,
+): Promise<Packet> {
+  let plugin = first;
+  let scramble = firstScramble;
   for (let round = 0; round < MAX_AUTH_ROUNDS; round++) {
     const p = await channel.next(timeoutMs);
     switch (p.payload[0]) {
       case PacketHeader.OK:
-        return { kind: 'ok', greeting, packet: p, capabilities: (caps & serverCaps) >>> 0 };
       case PacketHeader.ERR:
-        return { kind: 'err', greeting, err: parseErr(p.payload), packet: p };
+        return p;
       case PacketHeader.EOF: {
         const sw = parseAuthSwitchRequest(p.payload);
         const next = backendAuthPlugin(sw.pluginName, true);
@@ -180,12 +200,12 @@ export async function loginToBackend(
         }
         plugin = next;
         scramble = sw.pluginData;
-        channel.send(framePayload(next.initialResponse(sw.pluginData, req.credentials), p.seq + 1));
+        channel.send(framePayload(next.initialResponse(sw.pluginData, credentials), p.seq + 1));
         break;
       }
       case AUTH_MORE_DATA: {
         if (plugin.moreData === undefined) throw new BackendLoginError('Unexpected server reply to HandshakeResponse');
-        const reply = plugin.moreData(p.payload.subarray(1), scramble, req.credentials, ctx);
+        const reply = plugin.moreData(p.payload.subarray(1), scramble, credentials, ctx);
         if (reply !== null) channel.send(framePayload(reply, p.seq + 1));
         break;
       }
@@ -194,6 +214,49 @@ export async function loginToBackend(
     }
   }
   throw new BackendLoginError('Too many authentication rounds');
+}
+
+/** What COM_CHANGE_USER needs to log a connection in again as the same user. */
+export interface ChangeUserRequest {
+  readonly user: Buffer;
+  readonly credentials: BackendCredentials;
+  readonly database: Buffer;
+  readonly characterSet: number;
+  /** The scramble of the connection's greeting (the server checks the first answer against it). */
+  readonly scramble: Buffer;
+  readonly authPluginName: string;
+  /** Capabilities in effect on the connection. */
+  readonly capabilities: number;
+  readonly secureTransport: boolean;
+  readonly backendKey: string;
+}
+
+/**
+ * COM_CHANGE_USER with the same credentials: the session is reset as by a new login (for servers
+ * without COM_RESET_CONNECTION). Resolves with the ERR text, or undefined after the server's OK.
+ * @see https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_com_change_user.html
+ */
+export async function changeUser(
+  channel: LoginChannel,
+  req: ChangeUserRequest,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  const plugin = backendAuthPlugin(req.authPluginName, false)!;
+  const authResponse = plugin.initialResponse(req.scramble, req.credentials);
+  const w = new PacketWriter(64 + req.user.length + req.database.length + authResponse.length)
+    .int1(Command.COM_CHANGE_USER)
+    .nulString(req.user)
+    .int1(authResponse.length)
+    .bytes(authResponse)
+    .nulString(req.database)
+    .int2(req.characterSet || DEFAULT_CHARSET);
+  if ((req.capabilities & Capability.CLIENT_PLUGIN_AUTH) !== 0) w.nulString(plugin.name);
+  channel.send(w.finish(0));
+  const ctx: BackendAuthContext = { secureTransport: req.secureTransport, backendKey: req.backendKey };
+  const end = await authRounds(channel, plugin, req.scramble, req.credentials, ctx, timeoutMs);
+  if (end.payload[0] === PacketHeader.OK) return undefined;
+  const err = parseErr(end.payload);
+  return `COM_CHANGE_USER failed: ${err.errno} ${err.message}`;
 }
 
 export { AuthPluginError };

@@ -3,12 +3,15 @@
 // knows the other's internals (the engine knows no nodes, the cluster knows no sessions).
 
 import type { SocketAddress } from '../net/address.js';
+import type { BackendPool } from './pool.js';
 
 /** One backend a session may connect to, with what its selector wants to hear about it. */
 export interface BackendCandidate {
   readonly address: SocketAddress;
   /** Connect (and login) timeout for this backend instead of the daemon's default. */
   readonly connectTimeoutMs?: number;
+  /** Logged-in connections to this backend are kept here between sessions (the `pool` option). */
+  readonly pool?: BackendPool;
   /** Connecting or logging in failed before the backend answered the login; the next candidate is tried. */
   failed?(reason: string): void;
   /**

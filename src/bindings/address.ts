@@ -14,6 +14,81 @@ import {
 } from '../net/address.js';
 import { CONTROL_DEFAULT_PORT } from '../protocol/control.js';
 import { errnoOrMessage } from '../util/errors.js';
+import { BackendPool, DEFAULT_POOL_OPTIONS, addressPool, setAddressPool, type PoolOptions } from '../backend/pool.js';
+import { toText, typeName } from '../lua/convert.js';
+
+/** Options of mysql_resolve(address, options). */
+export const RESOLVE_OPTIONS = ['pool'] as const;
+/** Keys of the `pool` table (mysql_resolve() and mysql_cluster()). */
+export const POOL_OPTIONS = ['max_idle', 'idle_timeout', 'max_per_key'] as const;
+
+/** Upper bounds of the pool's numbers (a config typo should not open a million connections). */
+const MAX_POOL_CONNECTIONS = 100_000;
+const MAX_POOL_IDLE_SECONDS = 86_400;
+
+/**
+ * The `pool` option at stack index `idx` (a table, or `true` for the defaults), or undefined for
+ * nil/false. Raises a Lua error naming the bad key.
+ */
+export function checkPoolOption(L: LuaState, idx: number): PoolOptions | undefined {
+  const t = lua.lua_type(L, idx);
+  if (t === lua.LUA_TNIL || t === lua.LUA_TNONE) return undefined;
+  if (t === lua.LUA_TBOOLEAN) return lua.lua_toboolean(L, idx) ? DEFAULT_POOL_OPTIONS : undefined;
+  if (t !== lua.LUA_TTABLE) return lauxlib.luaL_error(L, `Option 'pool' must be a table, got ${typeName(L, idx)}`);
+  const values: Record<string, number> = {};
+  const table = lua.lua_absindex(L, idx);
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, table) !== 0) {
+    const key = toText(L, -2);
+    if (key === undefined || !(POOL_OPTIONS as readonly string[]).includes(key)) {
+      return lauxlib.luaL_error(
+        L,
+        `Unknown option '${key ?? typeName(L, -2)}' in 'pool' (options: ${POOL_OPTIONS.join(', ')})`,
+      );
+    }
+    const value = lua.lua_type(L, -1) === lua.LUA_TNUMBER ? lua.lua_tonumber(L, -1) : NaN;
+    const max = key === 'idle_timeout' ? MAX_POOL_IDLE_SECONDS : MAX_POOL_CONNECTIONS;
+    const min = key === 'idle_timeout' ? 0.1 : 0;
+    const whole = key !== 'idle_timeout';
+    if (!(value >= min && value <= max) || (whole && !Number.isInteger(value))) {
+      return lauxlib.luaL_error(
+        L,
+        `Pool option '${key}' must be ${whole ? 'a whole number' : 'a number of seconds'} from ${min} to ${max}`,
+      );
+    }
+    values[key] = value;
+    lua.lua_pop(L, 1);
+  }
+  return {
+    maxIdle: values['max_idle'] ?? DEFAULT_POOL_OPTIONS.maxIdle,
+    idleTimeoutMs:
+      values['idle_timeout'] === undefined
+        ? DEFAULT_POOL_OPTIONS.idleTimeoutMs
+        : Math.round(values['idle_timeout'] * 1000),
+    maxPerKey: values['max_per_key'] ?? DEFAULT_POOL_OPTIONS.maxPerKey,
+  };
+}
+
+/** mysql_resolve()'s options table at `idx`: the pool, if one is asked for. */
+function checkResolveOptions(L: LuaState, idx: number): PoolOptions | undefined {
+  const t = lua.lua_type(L, idx);
+  if (t === lua.LUA_TNIL || t === lua.LUA_TNONE) return undefined;
+  if (t !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'table expected');
+  let pool: PoolOptions | undefined;
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, idx) !== 0) {
+    const key = toText(L, -2);
+    if (key !== 'pool') {
+      return lauxlib.luaL_error(
+        L,
+        `Unknown option '${key ?? typeName(L, -2)}' (options: ${RESOLVE_OPTIONS.join(', ')})`,
+      );
+    }
+    pool = checkPoolOption(L, -1);
+    lua.lua_pop(L, 1);
+  }
+  return pool;
+}
 
 export const ADDRESS_CLASS = 'myproxy.address';
 
@@ -57,12 +132,24 @@ export function installAddress(L: LuaState): AddressBindings {
   });
   const pending: PendingResolve[] = [];
   let runtime = false;
+  /**
+   * One pool per address text and options: a callback that calls mysql_resolve(addr, {pool=...})
+   * for every login must find the connections the previous logins parked.
+   */
+  const pools = new Map<string, BackendPool>();
+  const poolFor = (text: string, o: PoolOptions): BackendPool => {
+    const key = `${text}\0${o.maxIdle}\0${o.idleTimeoutMs}\0${o.maxPerKey}`;
+    let pool = pools.get(key);
+    if (pool === undefined) pools.set(key, (pool = new BackendPool(o)));
+    return pool;
+  };
 
   /** mysql_resolve (default port 3306) and control_resolve (5478, myproxy's control port). */
   const resolver =
     (name: string, defaultPort: number) =>
     (L1: LuaState): number => {
       const text = to_jsstring(lauxlib.luaL_checkstring(L1, 1), undefined, undefined, true);
+      const poolOptions = name === 'mysql_resolve' ? checkResolveOptions(L1, 2) : undefined;
       let address: SocketAddress;
       try {
         address = parseAddress(text, defaultPort);
@@ -74,6 +161,8 @@ export function installAddress(L: LuaState): AddressBindings {
         }
         return lauxlib.luaL_error(L1, (e as AddressError).message);
       }
+      const pool = poolOptions === undefined ? undefined : poolFor(text, poolOptions);
+      if (pool !== undefined) setAddressPool(address, pool);
       const box: AddressBox = { address, text };
       if (isNumericAddress(address) || address.kind !== 'tcp') {
         pushObject(L1, ADDRESS_CLASS, box);
@@ -92,7 +181,9 @@ export function installAddress(L: LuaState): AddressBindings {
         L1,
         lookup(host).then(
           (r) => (L2: LuaState) => {
-            pushObject(L2, ADDRESS_CLASS, { address: { kind: 'tcp', host: r.address, port }, text });
+            const resolved: SocketAddress = { kind: 'tcp', host: r.address, port };
+            if (pool !== undefined) setAddressPool(resolved, pool);
+            pushObject(L2, ADDRESS_CLASS, { address: resolved, text });
             return 1;
           },
           (e: unknown) => (L2: LuaState) => {
@@ -125,7 +216,10 @@ export async function resolvePending(pending: readonly PendingResolve[]): Promis
       if (a.kind !== 'tcp') return;
       try {
         const r = await lookup(a.host);
-        box.address = { kind: 'tcp', host: r.address, port: a.port };
+        const resolved: SocketAddress = { kind: 'tcp', host: r.address, port: a.port };
+        const pool = addressPool(a);
+        if (pool !== undefined) setAddressPool(resolved, pool);
+        box.address = resolved;
       } catch (e) {
         throw new AddressError(
           `${where}cannot resolve ${JSON.stringify(a.host)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,

@@ -10,7 +10,9 @@ import { formatAddress, isNumericAddress, parseAddress, type SocketAddress } fro
 import { Cluster, DEFAULT_CLUSTER_OPTIONS, type ClusterOptions } from '../cluster/cluster.js';
 import { nodeIdentity } from '../cluster/rendezvous.js';
 import { ConfigError } from '../util/errors.js';
-import { ADDRESS_CLASS, type AddressBox } from './address.js';
+import { ADDRESS_CLASS, checkPoolOption, type AddressBox } from './address.js';
+import { BackendPool } from '../backend/pool.js';
+import type { PoolOptions } from '../backend/pool.js';
 import { registerConnectTarget } from './client.js';
 
 export const CLUSTER_CLASS = 'myproxy.cluster';
@@ -200,11 +202,14 @@ function checkNode(L: LuaState, idx: number): AddressBox {
 export const BOOLEAN_OPTIONS = ['monitoring', 'no_read_only', 'disconnect_unavailable'] as const;
 export const STRING_OPTIONS = ['user', 'password'] as const;
 export const SECONDS_OPTIONS = ['check_interval', 'connect_timeout'] as const;
+/** The `pool` table (as mysql_resolve()'s), for every node of the cluster. */
+export const TABLE_OPTIONS = ['pool'] as const;
 
 function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
   const flags: Record<string, boolean> = {};
   const strings: Record<string, Buffer> = {};
   const seconds: Record<string, number> = {};
+  let pool: PoolOptions | undefined;
   if (lua.lua_gettop(L) >= idx && lua.lua_type(L, idx) !== lua.LUA_TNIL) {
     if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'table expected');
     lua.lua_pushnil(L);
@@ -227,6 +232,8 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
           );
         }
         seconds[key] = value;
+      } else if (key === 'pool') {
+        pool = checkPoolOption(L, -1);
       } else {
         // myproxy's own text, word for word.
         return lauxlib.luaL_error(L, `Unknown option '${key}'`);
@@ -259,6 +266,7 @@ function checkClusterOptions(L: LuaState, idx: number): ClusterOptions {
       seconds['connect_timeout'] === undefined
         ? DEFAULT_CLUSTER_OPTIONS.connectTimeoutMs
         : Math.round(seconds['connect_timeout'] * 1000),
+    pool: pool === undefined ? undefined : new BackendPool(pool),
   };
 }
 

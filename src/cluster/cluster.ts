@@ -4,6 +4,7 @@
 
 import { formatAddress, type SocketAddress } from '../net/address.js';
 import type { BackendCandidate, BackendSelector, SelectingClient } from '../backend/selector.js';
+import type { BackendPool } from '../backend/pool.js';
 import { logError, logInfo } from '../util/log.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { checkServer, NODE_STATES, type CheckResult, type NodeState } from './check.js';
@@ -19,6 +20,8 @@ export interface ClusterOptions {
   readonly checkIntervalMs: number;
   /** Bounds a check, and connecting a session to a node. */
   readonly connectTimeoutMs: number;
+  /** The `pool` option: logged-in connections to every node are kept here between sessions. */
+  readonly pool?: BackendPool | undefined;
 }
 
 /** myproxy's behaviour: no monitoring, check every 20 s and 10 s connect timeout once it is on. */
@@ -185,6 +188,7 @@ export class Cluster implements BackendSelector {
         address: node.address,
         connectTimeoutMs: this.options.connectTimeoutMs,
         failed: (reason) => this.#connectFailed(node, reason),
+        ...(this.options.pool !== undefined ? { pool: this.options.pool } : {}),
       };
       if (!observe) return candidate;
       return {

@@ -57,7 +57,9 @@ export class NativeRelay implements ByteRelay {
   #closeRequested: Buffer | undefined | null = null;
   #done = false;
   #deadline: NodeJS.Timeout | undefined;
-  readonly #onClose: (reason: RelayEnd) => void;
+  readonly #onClose: (reason: RelayEnd, keptServerFd?: number) => void;
+  /** release() came before the pump started. */
+  #releaseRequested = false;
 
   /**
    * Throws RelayStartError when the pump cannot start at once (the sockets are still the caller's).
@@ -124,12 +126,12 @@ export class NativeRelay implements ByteRelay {
         tracking.stats,
         tracking.accountStats ?? null,
         record,
-        (type, a, b, c) => {
+        (type, a, b, c, d) => {
           // An exception thrown into the native callback would be fatal for the whole daemon.
           try {
             switch (type) {
               case PumpEvent.CLOSE:
-                this.#closed(a as string, b as number, c as number);
+                this.#closed(a as string, b as number, c as number, d as number | undefined);
                 break;
               case PumpEvent.INTERCEPT:
                 // A packet in the inbox (its length) is copied out before anything else runs.
@@ -152,6 +154,7 @@ export class NativeRelay implements ByteRelay {
             logError(`relay event handler failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
           }
         },
+        options.keepServer === true,
       );
     } catch (e) {
       if (clientFd >= 0) closeFd(clientFd);
@@ -174,15 +177,25 @@ export class NativeRelay implements ByteRelay {
     if (bareFd) server.handOver();
     else server.destroy();
     if (this.#closeRequested !== null) this.close(this.#closeRequested);
+    else if (this.#releaseRequested) this.release();
   }
 
-  #closed(reason: string, clientBytes: number, serverBytes: number): void {
+  #closed(reason: string, clientBytes: number, serverBytes: number, keptFd: number | undefined): void {
     this.counters.clientBytes = clientBytes;
     this.counters.serverBytes = serverBytes;
     this.#done = true;
     this.#handle = null;
     clearTimeout(this.#deadline);
-    this.#onClose(REASONS[reason] ?? 'internal-error');
+    this.#onClose(REASONS[reason] ?? 'internal-error', keptFd !== undefined && keptFd >= 0 ? keptFd : undefined);
+  }
+
+  release(): void {
+    if (this.#done) return;
+    if (this.#handle === null) {
+      this.#releaseRequested = true;
+      return;
+    }
+    addonFunctions().pumpRelease(this.#handle);
   }
 
   #intercepted(intercept: CommandInterceptor, packet: Buffer, truncated: boolean): void {

@@ -72,6 +72,7 @@ interface NativeAddon {
   dupFd(fd: number): number;
   fdLimit(): number;
   recvAvailable(fd: number, max: number): Buffer | null;
+  fdQuiet(fd: number): boolean;
   openFdCount(): number;
   addonTestFail(point: number): void;
   addonLivePumps(): number;
@@ -85,7 +86,9 @@ interface NativeAddon {
     accountStats: Float64Array | null,
     record: Float64Array | null,
     onEvent: PumpEventHandler,
+    keepServer?: boolean,
   ): PumpHandle;
+  pumpRelease(handle: PumpHandle): void;
   pumpClose(handle: PumpHandle, lastClientBytes?: Uint8Array): void;
   pumpAbort(handle: PumpHandle): void;
   /** `toServer` true: the held command goes on as it came. */
@@ -111,7 +114,14 @@ interface NativeAddon {
   trackerPopLocal(handle: TrackerHandle): void;
   trackerInfo(
     handle: TrackerHandle,
-  ): [inFlight: number, untracked: boolean, atBoundary: boolean, nextSeq: number, serverStatus: number];
+  ): [
+    inFlight: number,
+    untracked: boolean,
+    atBoundary: boolean,
+    nextSeq: number,
+    serverStatus: number,
+    reusable: boolean,
+  ];
   trackerLayout(): TrackerLayout;
   trackerMayBeKill(sql: Uint8Array, complete: boolean): boolean;
 }
@@ -132,11 +142,12 @@ export type PumpHandle = { readonly __pump: unique symbol };
 export type TrackerHandle = { readonly __tracker: unique symbol };
 
 /**
- * What the pump tells JavaScript: (0, reason, clientBytes, serverBytes) when the pair is closed;
+ * What the pump tells JavaScript: (0, reason, clientBytes, serverBytes, serverFd) when the pair is
+ * closed (serverFd >= 0: the server connection was kept for the pool and is the caller's now);
  * (1, packet, truncated) for an intercepted command; (2, reason) when the session became
  * untracked; (3) when a response finished (event mode: the record array holds it).
  */
-export type PumpEventHandler = (type: number, a?: unknown, b?: unknown, c?: unknown) => void;
+export type PumpEventHandler = (type: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown) => void;
 
 /** Sizes of the arrays shared with the tracker (checked against the TypeScript constants). */
 export interface TrackerLayout {

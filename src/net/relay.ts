@@ -32,8 +32,17 @@ export interface RelayOptions {
   readonly clientLeftover: Buffer | null;
   /** Bytes owed to the client before anything else: the login OK and what the server sent after it. */
   readonly serverLeftover: Buffer | null;
-  /** Called once when both sockets are finished (closed or destroyed). */
-  readonly onClose: (reason: RelayEnd) => void;
+  /**
+   * Called once when both sockets are finished (closed or destroyed). With `keepServer`, a client
+   * that left while the server connection could be reused leaves it open: `keptServerFd` is then
+   * its fd, the caller's from now on.
+   */
+  readonly onClose: (reason: RelayEnd, keptServerFd?: number) => void;
+  /**
+   * Pooling: when the client leaves (its end, or release() after a COM_QUIT) while the server owes
+   * nothing, every byte sent to it was tracked and no transaction is open, keep the server open.
+   */
+  readonly keepServer?: boolean;
   /** Client commands to take out of the stream and hand to `intercept.onCommand`. */
   readonly intercept?: CommandInterceptor;
   /** What the tracker is told (default: follow responses, count nowhere). */
@@ -126,6 +135,11 @@ export interface ByteRelay {
   stalledMs(): number;
   /** Close both sides now without writing anything more (a peer that stopped reading). */
   abort(): void;
+  /**
+   * The client quit (an intercepted COM_QUIT, nothing after it): close the client side and, with
+   * `keepServer`, hand the server back through onClose when it can be reused; otherwise close it.
+   */
+  release(): void;
   state(): RelayState | null;
 }
 
@@ -150,7 +164,10 @@ export class Relay implements ByteRelay {
   readonly counters: RelayCounters = { clientBytes: 0, serverBytes: 0 };
   readonly #client: Socket;
   readonly #server: Socket;
-  readonly #onClose: (reason: RelayEnd) => void;
+  readonly #onClose: (reason: RelayEnd, keptServerFd?: number) => void;
+  readonly #keepServer: boolean;
+  /** The server's fd kept for the pool (a duplicate: the socket itself is destroyed). */
+  #keptFd = -1;
   readonly #tracker: TrackerHandle;
   readonly #intercept: CommandInterceptor | undefined;
   readonly #maxHold: number;
@@ -183,6 +200,7 @@ export class Relay implements ByteRelay {
     this.#client = client;
     this.#server = server;
     this.#onClose = options.onClose;
+    this.#keepServer = options.keepServer === true;
     this.#intercept = options.intercept;
     this.#maxHold = Math.max(64, options.intercept?.maxPacket ?? DEFAULT_MAX_INTERCEPTED_PACKET);
     const tracking: TrackingOptions = options.tracking ?? { capabilities: 0, track: true, stats: null };
@@ -221,6 +239,7 @@ export class Relay implements ByteRelay {
       if (!this.#closed) other.resume();
     });
     socket.on('end', () => {
+      if (side === 'client' && this.#keptServer()) return;
       // An orderly close: what is owed to the other side is delivered, then it is closed too.
       // Undecided client bytes (a header cut short) still go to the server as they are.
       if (side === 'client' && this.#undecided !== null) {
@@ -232,22 +251,58 @@ export class Relay implements ByteRelay {
       else endOnce(other);
     });
     socket.on('error', () => {
+      if (side === 'client' && this.#keptServer()) return;
       this.#finish(side === 'client' ? 'client-error' : 'server-error');
       socket.destroy();
       if (side === 'server') this.#serverGone();
       else endOnce(other);
     });
     socket.on('close', () => {
-      this.#finish(side);
-      if (side === 'server') this.#serverGone();
-      else endOnce(other);
+      if (side !== 'client' || !this.#keptServer()) {
+        this.#finish(side);
+        if (side === 'server') this.#serverGone();
+        else endOnce(other);
+      }
       if (--this.#open === 0) {
         clearTimeout(this.#deadline);
         if (this.#serverCopy >= 0) closeFd(this.#serverCopy);
         this.#serverCopy = -1;
-        this.#onClose(this.#end ?? side);
+        this.#onClose(this.#end ?? side, this.#keptFd >= 0 ? this.#keptFd : undefined);
       }
     });
+  }
+
+  /**
+   * The client is leaving: with keepServer and a server connection that can be reused, keep a
+   * duplicate of its fd and let both sockets go. True when the server was kept (or already was).
+   */
+  #keptServer(): boolean {
+    if (this.#keptFd >= 0) return true;
+    // An end already under way (#end set) has sent the server bytes the tracker never saw, or closed it.
+    if (!this.#keepServer || this.#closed || this.#end !== null) return false;
+    if (this.#undecided !== null || this.#discardLeft > 0) return false;
+    if (this.#discardContinued || this.#replies.length > 0) return false;
+    // Only an answered-for COM_QUIT may be held, with nothing after it.
+    if (this.#held !== null && !(this.#delivered && this.#held.length === this.#deliverLen)) return false;
+    const server = this.#server;
+    if (server.destroyed || server.writableLength > 0 || server.readableLength > 0) return false;
+    if (!addonFunctions().trackerInfo(this.#tracker)[5]) return false;
+    let fd: number;
+    try {
+      fd = dupFd(fdOf(server));
+    } catch {
+      return false;
+    }
+    this.#keptFd = fd;
+    this.#finish('client');
+    this.#closed = true;
+    server.removeAllListeners('data');
+    server.removeAllListeners('end');
+    server.removeAllListeners('error');
+    server.on('error', () => undefined);
+    server.destroy();
+    if (!this.#client.destroyed) this.#client.destroy();
+    return true;
   }
 
   #waitingForAnswer(): boolean {
@@ -487,6 +542,13 @@ export class Relay implements ByteRelay {
     this.#closed = true;
     this.#client.destroy();
     this.#server.destroy();
+  }
+
+  release(): void {
+    if (this.#closed) return;
+    if (this.#keptServer()) return;
+    this.#finish('client');
+    this.close();
   }
 
   close(lastClientPacket?: Buffer): void {

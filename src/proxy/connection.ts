@@ -11,7 +11,7 @@ import { formatAddress, type SocketAddress } from '../net/address.js';
 import { PacketChannel, ChannelClosedError, ChannelTimeoutError, FdPacketChannel } from '../net/packet-channel.js';
 import { NativeRelay, RelayStartError } from '../net/native-relay.js';
 import { closePidfd } from '../net/peer-identity.js';
-import { Relay, type ByteRelay, type RelayEnd, type RelayKind } from '../net/relay.js';
+import { Relay, type ByteRelay, type InterceptReply, type RelayEnd, type RelayKind } from '../net/relay.js';
 import { commandName, type ResponseRecord } from '../net/tracking.js';
 import {
   BackendConnectError,
@@ -21,6 +21,9 @@ import {
   type ConnectorHost,
 } from '../backend/connector.js';
 import type { BackendCandidate } from '../backend/selector.js';
+import { addressPool, poolKey, type BackendPool, type PooledServer } from '../backend/pool.js';
+import type { ChangeUserRequest } from '../backend/login.js';
+import { closeFd } from '../net/native.js';
 import { ClientErrors, type ClientErrorSpec, errorMessage, isParseError } from '../util/errors.js';
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
@@ -83,6 +86,17 @@ interface Backend {
   account?: AccountMetrics | undefined;
 }
 
+/** Where a session's server connection goes back to when the session ends (pooling is on). */
+interface PoolSlot {
+  readonly pool: BackendPool;
+  readonly key: string;
+  /** What the connection's login established (kept with it in the pool). */
+  serverVersion: Buffer;
+  capabilities: number;
+  /** The same login again (COM_CHANGE_USER), for servers without COM_RESET_CONNECTION. */
+  relogin?: ChangeUserRequest | undefined;
+}
+
 /**
  * The accepting side passes every connection an options object of its own, all alike as a rule:
  * sessions keep one shared object instead (what an idle session holds is what it costs).
@@ -109,12 +123,15 @@ function tooManyConnections(seq: number): Buffer {
  * once for each combination instead of for each session (the arrays are only read).
  */
 const commandsByHooks: (readonly number[] | undefined)[] = [];
-function relayedCommandFilter(hooks: SessionHooks): readonly number[] {
+function relayedCommandFilter(hooks: SessionHooks, pooled: boolean): readonly number[] {
   const key =
     (hooks.onInitDb !== undefined ? 1 : 0) |
     (hooks.onQuery !== undefined ? 2 : 0) |
-    (hooks.onCommand !== undefined ? 4 : 0);
-  return (commandsByHooks[key] ??= filteredCommands(hooks));
+    (hooks.onCommand !== undefined ? 4 : 0) |
+    (pooled ? 8 : 0);
+  return (commandsByHooks[key] ??= pooled
+    ? [...new Set([...filteredCommands(hooks), Command.COM_QUIT])]
+    : filteredCommands(hooks));
 }
 
 /** The session is also its connector's host: no object of closures per login. */
@@ -146,6 +163,8 @@ export class Connection implements KillableSession, ConnectorHost {
   #detachFromNode: (() => void) | undefined;
   /** Per-kind limits for lines that can repeat (created on first use). */
   #logLimits: Map<string, LogRateLimit> | undefined;
+  /** Set when the session's server connection may go back to a pool at its end. */
+  #poolSlot: PoolSlot | undefined;
 
   constructor(
     socket: Socket,
@@ -361,6 +380,29 @@ export class Connection implements KillableSession, ConnectorHost {
         : [{ address: action.target }];
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (this.#closed) return;
+    // The pool of the preferred candidate: a login with the same key takes a parked connection.
+    const first = candidates[0];
+    const pool = first === undefined ? undefined : (first.pool ?? addressPool(first.address));
+    if (pool !== undefined && first !== undefined) {
+      const key = poolKey({
+        server: formatAddress(first.address),
+        user: action.user,
+        password: action.password,
+        passwordSha1: action.passwordSha1,
+        database: action.database,
+        clientCapabilities,
+        characterSet: hr.characterSet,
+      });
+      const pooled = pool.take(key, metrics);
+      this.#poolSlot = { pool, key, serverVersion: this.serverVersion, capabilities: 0 };
+      if (pooled !== undefined) {
+        await this.#runPooled(client, pooled, first, action.user, action.password, action.passwordSha1, {
+          clientCapabilities,
+          replySeq,
+        });
+        return;
+      }
+    }
     let connected;
     try {
       connected = await connectToBackend(
@@ -401,6 +443,30 @@ export class Connection implements KillableSession, ConnectorHost {
       server,
       account: undefined, // set when the relay starts (declared here: fields added later cost more)
     };
+    const slot = this.#poolSlot;
+    if (slot !== undefined) {
+      // Only the node the key names may take the connection back (failover may have picked another).
+      if (candidate !== first) this.#poolSlot = undefined;
+      else {
+        slot.serverVersion = this.serverVersion;
+        slot.capabilities = result.capabilities;
+        // Copies: the action's Buffers are slices of Node's pool, which would stay alive with them.
+        slot.relogin = {
+          user: Buffer.from(action.user),
+          credentials: {
+            password: action.password && Buffer.from(action.password),
+            passwordSha1: action.passwordSha1 && Buffer.from(action.passwordSha1),
+          },
+          database: Buffer.from(action.database ?? Buffer.alloc(0)),
+          characterSet: hr.characterSet,
+          scramble: Buffer.from(result.greeting.authPluginData),
+          authPluginName: result.greeting.authPluginName,
+          capabilities: result.capabilities,
+          secureTransport: candidate.address.kind !== 'tcp',
+          backendKey: formatAddress(candidate.address),
+        };
+      }
+    }
     // A backend socket that closes before the relay takes over (during on_command_phase) ends the
     // session. (A bare fd, read by nobody until the relay starts, has no such event to tell.)
     if (!(backendSocket instanceof FdPacketChannel)) {
@@ -411,6 +477,68 @@ export class Connection implements KillableSession, ConnectorHost {
     // The login OK goes out with the relay (first bytes to the client), so no client is told OK
     // unless its relay is running.
     const ok = framePayload(result.packet.payload, replySeq);
+    await this.#enterCommandPhase(client, backendSocket, backend, ok, result.capabilities, replySeq, candidate);
+  }
+
+  /**
+   * A login that found a parked connection in the pool: no server login; the daemon answers the
+   * client with its own OK (policy ran as for any login).
+   */
+  async #runPooled(
+    client: PacketChannel,
+    pooled: PooledServer,
+    candidate: BackendCandidate,
+    user: Buffer,
+    password: Buffer | undefined,
+    passwordSha1: Buffer | undefined,
+    login: { clientCapabilities: number; replySeq: number },
+  ): Promise<void> {
+    const metrics = this.#options.metrics;
+    const channel = new FdPacketChannel(pooled.fd, MAX_LOGIN_PAYLOAD);
+    this.#backendSocket = channel;
+    this.serverVersion = pooled.serverVersion;
+    const server = metrics.server(formatAddress(candidate.address));
+    this.#backend = {
+      label: server.label,
+      address: candidate.address,
+      threadId: pooled.threadId,
+      user: user.toString('latin1'),
+      password: password?.toString('latin1'),
+      passwordSha1: passwordSha1?.toString('latin1'),
+      server,
+      account: undefined,
+    };
+    const slot = this.#poolSlot!;
+    slot.serverVersion = pooled.serverVersion;
+    slot.capabilities = pooled.capabilities;
+    slot.relogin = pooled.relogin;
+    this.#log(`pooled server connection ${formatAddress(candidate.address)} thread ${pooled.threadId}`);
+    const ok = writeOkPacket(
+      login.replySeq,
+      {
+        affectedRows: 0,
+        insertId: 0,
+        status: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
+        warnings: 0,
+        info: Buffer.alloc(0),
+      },
+      login.clientCapabilities,
+    );
+    await this.#enterCommandPhase(client, channel, channel, ok, pooled.capabilities, login.replySeq, candidate);
+  }
+
+  /** After the backend login (or a pooled connection): on_command_phase, then the relay. */
+  async #enterCommandPhase(
+    client: PacketChannel,
+    backendSocket: BackendSocket,
+    backend: PacketChannel | FdPacketChannel,
+    ok: Buffer,
+    capabilities: number,
+    replySeq: number,
+    candidate: BackendCandidate,
+  ): Promise<void> {
+    const metrics = this.#options.metrics;
+    const server = this.#backend!.server;
     const clientLeftover = client.detach();
     const serverLeftover = backend.detach();
     if (this.#hooks.onCommandPhase !== undefined) {
@@ -422,15 +550,14 @@ export class Connection implements KillableSession, ConnectorHost {
         // The client has not had its OK: answer the login with the Lua error.
         throw new AbortSession(errPacket(replySeq, ClientErrors.LUA_ERROR));
       }
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
       if (this.#closed) return;
     }
     this.#endLogin();
-    if (!this.#startRelay(backendSocket, ok, clientLeftover, serverLeftover, result.capabilities, replySeq)) return;
+    if (!this.#startRelay(backendSocket, ok, clientLeftover, serverLeftover, capabilities, replySeq)) return;
     this.#phase = 'command';
     metrics.clientAuthOk++;
     server.sessions++;
-    const account = this.#backend.account;
+    const account = this.#backend!.account;
     if (account !== undefined) {
       account.logins++;
       account.sessions++;
@@ -546,14 +673,19 @@ export class Connection implements KillableSession, ConnectorHost {
     const wantResponses =
       hooks.onResponse !== undefined || hooks.onResult !== undefined || this.#options.logResponses === true;
     const maxPacket = interceptLimit(hooks);
+    const pooled = this.#poolSlot !== undefined;
     try {
       this.#relay = new RelayImpl(this.#client, backendSocket, {
         clientLeftover,
         serverLeftover: serverLeftover === null ? ok : Buffer.concat([ok, serverLeftover]),
-        onClose: (reason) => this.#relayEnded(reason),
+        onClose: (reason, keptFd) => this.#relayEnded(reason, keptFd),
+        keepServer: pooled,
         intercept: {
-          commands: relayedCommandFilter(hooks),
-          onCommand: (p, t) => this.#commandFilter(capabilities).onCommand(p, t),
+          commands: relayedCommandFilter(hooks, pooled),
+          onCommand: (p, t) =>
+            pooled && p[4] === Command.COM_QUIT
+              ? this.#quit(p, t, capabilities)
+              : this.#commandFilter(capabilities).onCommand(p, t),
           ...(maxPacket !== undefined ? { maxPacket } : {}),
         },
         tracking: {
@@ -582,11 +714,43 @@ export class Connection implements KillableSession, ConnectorHost {
     return true;
   }
 
-  #relayEnded(reason: RelayEnd): void {
+  /**
+   * COM_QUIT in a pooled session: on_command still sees it (whatever it answers, the client is
+   * leaving), then the relay ends, keeping the server connection if it can be reused.
+   */
+  async #quit(packet: Buffer, truncated: boolean, capabilities: number): Promise<InterceptReply> {
+    if (this.#hooks.onCommand !== undefined) await this.#commandFilter(capabilities).onCommand(packet, truncated);
+    this.#relay?.release();
+    // The relay is ending: its answer to this command is never used.
+    return new Promise<InterceptReply>(() => undefined);
+  }
+
+  #relayEnded(reason: RelayEnd, keptFd?: number): void {
     if (reason === 'out-of-memory' || reason === 'poll-error' || reason === 'internal-error') {
       this.#logLimited('relay_failure', `relay ended: ${reason}`);
     }
+    if (keptFd !== undefined) this.#returnToPool(keptFd);
     this.#finish();
+  }
+
+  /** The session ended cleanly: its server connection is reset and parked (or closed). */
+  #returnToPool(fd: number): void {
+    const slot = this.#poolSlot;
+    const backend = this.#backend;
+    if (slot === undefined || backend === undefined) {
+      closeFd(fd);
+      return;
+    }
+    const server: PooledServer = {
+      fd,
+      threadId: backend.threadId,
+      serverVersion: slot.serverVersion,
+      capabilities: slot.capabilities,
+      relogin: slot.relogin,
+    };
+    slot.pool.park(slot.key, server, this.#options.connectTimeoutMs, this.#options.metrics).catch((e: unknown) => {
+      this.#logErr(`pool: ${errorMessage(e)}`);
+    });
   }
 
   #relayUntracked(reason: string): void {

@@ -278,6 +278,41 @@ export function buildRegistry(sources: ExporterSources): Registry {
     'gauge',
     single(() => m.localSessions),
   );
+  snapshot(
+    registry,
+    'myproxy_pool_idle_connections',
+    'Logged-in server connections parked in the pool now',
+    'gauge',
+    single(() => m.poolIdle),
+  );
+  snapshot(
+    registry,
+    'myproxy_pool_hits_total',
+    'Logins that took a pooled server connection',
+    'counter',
+    single(() => m.poolHits),
+  );
+  snapshot(
+    registry,
+    'myproxy_pool_misses_total',
+    'Logins to a pooled address that found no connection to take (a server login followed)',
+    'counter',
+    single(() => m.poolMisses),
+  );
+  snapshot(
+    registry,
+    'myproxy_pool_returns_total',
+    'Server connections reset and parked after their session ended',
+    'counter',
+    single(() => m.poolReturns),
+  );
+  snapshot(
+    registry,
+    'myproxy_pool_discarded_total',
+    'Server connections the pool closed instead of keeping or handing out, by reason',
+    'counter',
+    () => [...m.poolDiscarded].map(([reason, value]) => ({ labels: { reason }, value })),
+  );
   snapshot(registry, 'myproxy_kills_total', 'KILL statements and COM_PROCESS_KILL, by outcome', 'counter', () =>
     [...m.kills].map(([outcome, value]) => ({ labels: { outcome }, value })),
   );

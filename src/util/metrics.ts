@@ -136,6 +136,13 @@ export class ProxyMetrics {
   readonly kills = new Map<string, number>();
   /** Logins waiting for Lua or a backend now. */
   loginsInProgress = 0;
+  /** Backend connection pool: parked connections now, logins served from it or not, returns. */
+  poolIdle = 0;
+  poolHits = 0;
+  poolMisses = 0;
+  poolReturns = 0;
+  /** Server connections the pool closed instead of keeping or handing out, by reason. */
+  readonly poolDiscarded = new Map<string, number>();
   /** Lua callback durations (wall time, including waits), by callback. */
   readonly callbackDurations = new Map<string, Histogram>();
   /** Malformed control datagrams (control_listen). */

@@ -170,6 +170,22 @@ describe('examples against MariaDB', () => {
     assert.match(wrong.stderr, /^ERROR 1045 \(28000\): Access denied for user 'native'@/);
   });
 
+  test("pooling.lua: a second login reuses the first one's server connection; a wrong password is refused", async () => {
+    const { proxy, socket } = await startExample('examples/pooling.lua');
+    const { user, password } = USERS.native;
+    const first = await cli(socket, user, password, 'SELECT CONNECTION_ID()');
+    assert.equal(first.stderr, '');
+    await proxy.waitForLog(/connecting to /);
+    // The CLI's COM_QUIT parks the connection (after its reset): the next login takes it.
+    await new Promise((r) => setTimeout(r, 300));
+    assertOk(await cli(socket, user, password, 'SELECT CONNECTION_ID()'), first.stdout);
+    await proxy.waitForLog(/pooled server connection/);
+    const wrong = await cli(socket, user, 'wrong', 'SELECT 1');
+    assert.match(wrong.stderr, /^ERROR 1045 \(28000\): Access denied for user 'native'@/);
+    const root = await cli(socket, 'root', '', 'SELECT 1');
+    assert.match(root.stderr, /root may not log in through myproxy/);
+  });
+
   test('sha1.lua: the digests in the file are SHA1 of the passwords named next to them', () => {
     const text = fs.readFileSync(path.join(EXAMPLES_DIR, 'sha1.lua'), 'utf8');
     const passwords = [...text.matchAll(/SHA1\('([^']*)'\)\s*$/gm)].map((m) => m[1]!);

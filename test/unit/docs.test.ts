@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 import { HANDLER_KEYS, LISTEN_OPTIONS } from '../../src/bindings/listen.js';
 import { CLIENT_METHODS, CONNECT_OPTIONS } from '../../src/bindings/client.js';
-import { BOOLEAN_OPTIONS, SECONDS_OPTIONS, STRING_OPTIONS } from '../../src/bindings/cluster.js';
+import { BOOLEAN_OPTIONS, SECONDS_OPTIONS, STRING_OPTIONS, TABLE_OPTIONS } from '../../src/bindings/cluster.js';
+import { POOL_OPTIONS, RESOLVE_OPTIONS } from '../../src/bindings/address.js';
 import { CONTROL_OPTIONS, PROMETHEUS_OPTIONS } from '../../src/bindings/services.js';
 import { SOCKET_OPTIONS } from '../../src/bindings/socket.js';
 import { runProxy } from '../helpers/proxy.js';
@@ -117,6 +118,9 @@ test('every option the bindings accept is documented', () => {
     ...PROMETHEUS_OPTIONS,
     ...CONTROL_OPTIONS,
     ...SOCKET_OPTIONS,
+    ...RESOLVE_OPTIONS,
+    ...TABLE_OPTIONS,
+    ...POOL_OPTIONS,
   ];
   assert.deepEqual(undocumented(options, DOCS), []);
 });
@@ -130,10 +134,13 @@ test('the option lists are what the bindings accept: each listed option passes, 
     ...STRING_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {monitoring = true, user = 'u', ${o} = 'x'})`),
     ...SECONDS_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {monitoring = true, ${o} = 5})`),
     ...PROMETHEUS_OPTIONS.map((o) => `prometheus_listen('127.0.0.1:19100', {${o} = 10})`),
+    ...POOL_OPTIONS.map((o) => `mysql_resolve('127.0.0.1', {pool = {${o} = 5}})`),
+    ...POOL_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {pool = {${o} = 5}})`),
     `control_listen('127.0.0.1:19100', {interface = 'lo', allowed_uids = 'any'})`,
     `control_listen('127.0.0.1:19100', {multicast_group = '239.1.2.3'})`,
   ];
   assert.equal(CONTROL_OPTIONS.length, 3, 'a new control_listen option needs a call above');
+  assert.deepEqual([...RESOLVE_OPTIONS, ...TABLE_OPTIONS], ['pool', 'pool'], 'a new table option needs a call above');
   const config = `local h = {on_handshake_response = function() end}
 local failed = {}
 local calls = {${calls.map((c) => `function() ${c} end`).join(',\n')}}
@@ -146,6 +153,9 @@ for _, bogus in ipairs({
   function() prometheus_listen('127.0.0.1:19100', {bogus = 1}) end,
   function() control_listen('127.0.0.1:19100', {bogus = 1}) end,
   function() mysql_cluster({'127.0.0.1'}, {bogus = 1}) end,
+  function() mysql_resolve('127.0.0.1', {bogus = 1}) end,
+  function() mysql_resolve('127.0.0.1', {pool = {bogus = 1}}) end,
+  function() mysql_cluster({'127.0.0.1'}, {pool = {bogus = 1}}) end,
 }) do
   local ok, err = pcall(bogus)
   if ok or not tostring(err):find('Unknown option', 1, true) then failed[#failed + 1] = 'bogus accepted: ' .. tostring(err) end

@@ -1,0 +1,295 @@
+// The backend connection pool: a server connection whose session ended in a clean state (nothing
+// owed, no transaction open) is reset with COM_RESET_CONNECTION and parked, keyed by everything
+// its login depended on; the next login with the same key takes it instead of a server login.
+//
+// Security rule: the key holds a digest of the credential the backend login would have used (the
+// client's clear password, or the verified SHA1(password) under auth='native'), so a pooled
+// connection only goes to a login that would have logged in with the same credential. A wrong
+// password makes another key and falls through to a real server login, which rejects it.
+
+import { createHmac, randomBytes } from 'node:crypto';
+import { Command, PacketHeader } from '../protocol/constants.js';
+import { parseErr } from '../protocol/packets/generic.js';
+import { framePayload } from '../protocol/writer.js';
+import { ChannelClosedError, ChannelTimeoutError, FdPacketChannel } from '../net/packet-channel.js';
+import type { SocketAddress } from '../net/address.js';
+import { addonFunctions, closeFd } from '../net/native.js';
+import { errorMessage } from '../util/errors.js';
+import { logInfo } from '../util/log.js';
+import type { ProxyMetrics } from '../util/metrics.js';
+import { MAX_LOGIN_PAYLOAD } from './connector.js';
+import { PASS_THROUGH_CAPABILITIES, changeUser, type ChangeUserRequest } from './login.js';
+
+/** `pool = { max_idle, idle_timeout, max_per_key }` of mysql_resolve() and mysql_cluster(). */
+export interface PoolOptions {
+  /** Parked connections of this pool at most (all keys together). */
+  readonly maxIdle: number;
+  /** A connection parked this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** Parked connections of one key at most. */
+  readonly maxPerKey: number;
+}
+
+export const DEFAULT_POOL_OPTIONS: PoolOptions = Object.freeze({
+  maxIdle: 64,
+  idleTimeoutMs: 60_000,
+  maxPerKey: 16,
+});
+
+/** What a pooled connection's key is made of: the server and everything its login depended on. */
+export interface PoolKeyParts {
+  /** The server's address text. */
+  readonly server: string;
+  readonly user: Buffer;
+  readonly password: Buffer | undefined;
+  readonly passwordSha1: Buffer | undefined;
+  readonly database: Buffer | undefined;
+  /** Capabilities in effect between the client and the proxy (only those passed on to the server count). */
+  readonly clientCapabilities: number;
+  readonly characterSet: number;
+}
+
+/**
+ * Keyed with a secret of this process: the key of a session is a digest of its password, and a
+ * plain SHA-256 of a password kept in memory would be a fast-to-guess hash of it.
+ */
+const KEY_SECRET = randomBytes(32);
+
+/**
+ * The pool key of a login. The credential enters as HMAC-SHA-256 (a clear password and a
+ * SHA1(password) are told apart); the user and database as hex, so no separator can be forged.
+ */
+export function poolKey(k: PoolKeyParts): string {
+  const mac = createHmac('sha256', KEY_SECRET);
+  if (k.password !== undefined) mac.update('p').update(k.password);
+  else if (k.passwordSha1 !== undefined) mac.update('s').update(k.passwordSha1);
+  else mac.update('n');
+  const caps = (k.clientCapabilities & PASS_THROUGH_CAPABILITIES) >>> 0;
+  return (
+    `${k.server}\0${k.user.toString('hex')}\0${k.database?.toString('hex') ?? ''}\0` +
+    `${caps.toString(16)}\0${k.characterSet}\0${mac.digest('base64')}`
+  );
+}
+
+/** A logged-in server connection without a session: a bare fd and what its login established. */
+export interface PooledServer {
+  readonly fd: number;
+  /** Its thread id on the server (CONNECTION_ID() there). */
+  readonly threadId: number;
+  readonly serverVersion: Buffer;
+  /** Capabilities in effect between the proxy and the server. */
+  readonly capabilities: number;
+  /** For COM_CHANGE_USER, where the server lacks COM_RESET_CONNECTION. */
+  readonly relogin?: ChangeUserRequest | undefined;
+}
+
+interface Parked {
+  readonly server: PooledServer;
+  readonly since: number;
+}
+
+/**
+ * The pool of an address made by mysql_resolve(addr, { pool = ... }). Kept beside the address (a
+ * plain value that travels through policy as the connect target) rather than in it.
+ */
+const poolsByAddress = new WeakMap<SocketAddress, BackendPool>();
+
+export function setAddressPool(address: SocketAddress, pool: BackendPool): void {
+  poolsByAddress.set(address, pool);
+}
+
+export function addressPool(address: SocketAddress): BackendPool | undefined {
+  return poolsByAddress.get(address);
+}
+
+/** Every pool of the process, so a drain or shutdown closes all parked connections. */
+const livePools = new Set<BackendPool>();
+
+/** Close every parked connection, and park none from now on (SIGTERM's drain, shutdown). */
+export function closeAllPools(): void {
+  for (const pool of livePools) pool.close();
+}
+
+/** ER_UNKNOWN_COM_ERROR: a server without COM_RESET_CONNECTION (MySQL before 5.7.3). */
+const UNKNOWN_COMMAND = 1047;
+
+/**
+ * Reset a connection with COM_RESET_CONNECTION, or where the server does not know that command,
+ * with COM_CHANGE_USER to the same user and credentials. The error text when it cannot be reused.
+ */
+async function resetConnection(
+  channel: FdPacketChannel,
+  server: PooledServer,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  channel.send(framePayload(Buffer.of(Command.COM_RESET_CONNECTION), 0));
+  const reply = await channel.next(timeoutMs);
+  if (reply.payload[0] === PacketHeader.OK) return undefined;
+  if (reply.payload[0] !== PacketHeader.ERR) return 'unexpected reply to COM_RESET_CONNECTION';
+  const err = parseErr(reply.payload);
+  if (err.errno === UNKNOWN_COMMAND && server.relogin !== undefined) {
+    return changeUser(channel, server.relogin, timeoutMs);
+  }
+  return `COM_RESET_CONNECTION failed: ${err.errno} ${err.message}`;
+}
+
+/** One `pool` option: parked connections of one address (or of every node of one cluster). */
+export class BackendPool {
+  readonly options: PoolOptions;
+  readonly #idle = new Map<string, Parked[]>();
+  #count = 0;
+  #closed = false;
+  #sweeper: NodeJS.Timeout | undefined;
+  /** Set by the first session that uses the pool: the daemon's counters. */
+  #metrics: ProxyMetrics | undefined;
+
+  constructor(options: PoolOptions) {
+    this.options = options;
+    livePools.add(this);
+  }
+
+  /** Parked connections now (all keys). */
+  get idle(): number {
+    return this.#count;
+  }
+
+  /**
+   * A parked connection for `key`, or undefined (a miss). The newest goes first (the most likely
+   * to be alive); one the server closed or wrote to while parked, or one too old, is closed.
+   */
+  take(key: string, metrics: ProxyMetrics): PooledServer | undefined {
+    this.#metrics = metrics;
+    const list = this.#idle.get(key);
+    const now = Date.now();
+    while (list !== undefined && list.length > 0) {
+      const parked = list.pop()!;
+      this.#forget(key, list);
+      if (now - parked.since >= this.options.idleTimeoutMs) {
+        this.#discard(parked.server, 'timeout');
+        continue;
+      }
+      if (!addonFunctions().fdQuiet(parked.server.fd)) {
+        this.#discard(parked.server, 'stale');
+        continue;
+      }
+      metrics.poolHits++;
+      return parked.server;
+    }
+    metrics.poolMisses++;
+    return undefined;
+  }
+
+  /**
+   * A session ended with its server connection reusable: reset it and park it under `key`, or
+   * close it (the pool is full or closed, the reset failed). The fd is the pool's from now on.
+   */
+  async park(key: string, server: PooledServer, timeoutMs: number, metrics: ProxyMetrics): Promise<void> {
+    this.#metrics = metrics;
+    if (this.#closed) {
+      this.#discard(server, 'shutdown');
+      return;
+    }
+    if (this.#count >= this.options.maxIdle || (this.#idle.get(key)?.length ?? 0) >= this.options.maxPerKey) {
+      this.#discard(server, 'full');
+      return;
+    }
+    const channel = new FdPacketChannel(server.fd, MAX_LOGIN_PAYLOAD);
+    let failure: string | undefined;
+    try {
+      failure = await resetConnection(channel, server, timeoutMs);
+    } catch (e) {
+      failure =
+        e instanceof ChannelTimeoutError
+          ? 'no answer to COM_RESET_CONNECTION'
+          : e instanceof ChannelClosedError
+            ? 'server closed the connection'
+            : errorMessage(e);
+    }
+    const extra = channel.destroyed ? null : channel.detach();
+    if (failure === undefined && extra !== null) failure = 'unexpected bytes after the reset';
+    if (failure !== undefined || channel.destroyed) {
+      if (!channel.destroyed) channel.destroy();
+      metrics.poolDiscarded.set('reset_failed', (metrics.poolDiscarded.get('reset_failed') ?? 0) + 1);
+      logInfo(`pool: not kept (thread ${server.threadId}): ${failure ?? 'closed'}`);
+      return;
+    }
+    channel.handOver();
+    // Checked again: the pool may have filled up or closed while the reset ran.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while we awaited
+    if (this.#closed || this.#count >= this.options.maxIdle) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- as above
+      this.#discard(server, this.#closed ? 'shutdown' : 'full');
+      return;
+    }
+    let list = this.#idle.get(key);
+    if (list === undefined) this.#idle.set(key, (list = []));
+    if (list.length >= this.options.maxPerKey) {
+      this.#discard(server, 'full');
+      return;
+    }
+    list.push({ server, since: Date.now() });
+    this.#count++;
+    metrics.poolIdle++;
+    metrics.poolReturns++;
+    this.#startSweeper();
+  }
+
+  /** Close every parked connection; park none from now on. */
+  close(): void {
+    this.#closed = true;
+    for (const [key, list] of this.#idle) {
+      for (const parked of list.splice(0)) this.#discard(parked.server, 'shutdown');
+      this.#idle.delete(key);
+    }
+    if (this.#metrics !== undefined) this.#metrics.poolIdle -= this.#count;
+    this.#count = 0;
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    livePools.delete(this);
+  }
+
+  /** One connection left `list` (taken or discarded): counts and an empty list go. */
+  #forget(key: string, list: Parked[]): void {
+    this.#count--;
+    if (this.#metrics !== undefined) this.#metrics.poolIdle--;
+    if (list.length === 0) this.#idle.delete(key);
+  }
+
+  #discard(server: PooledServer, reason: string): void {
+    closeFd(server.fd);
+    const m = this.#metrics;
+    if (m !== undefined) m.poolDiscarded.set(reason, (m.poolDiscarded.get(reason) ?? 0) + 1);
+  }
+
+  /** Ages parked connections out while there are any (no timer runs for an empty pool). */
+  #startSweeper(): void {
+    if (this.#sweeper !== undefined) return;
+    const every = Math.max(100, Math.min(5_000, Math.floor(this.options.idleTimeoutMs / 2)));
+    this.#sweeper = setInterval(() => this.#sweep(), every);
+    this.#sweeper.unref();
+  }
+
+  #sweep(): void {
+    const limit = Date.now() - this.options.idleTimeoutMs;
+    for (const [key, list] of this.#idle) {
+      // Oldest first: stop at the first one young enough.
+      while (list.length > 0 && list[0]!.since <= limit) {
+        const parked = list.shift()!;
+        this.#forget(key, list);
+        this.#discard(parked.server, 'timeout');
+      }
+      // A connection the server closed while parked is let go at once, not at its timeout.
+      for (let i = list.length - 1; i >= 0; i--) {
+        const parked = list[i]!;
+        if (addonFunctions().fdQuiet(parked.server.fd)) continue;
+        list.splice(i, 1);
+        this.#forget(key, list);
+        this.#discard(parked.server, 'stale');
+      }
+    }
+    if (this.#count === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+}
