@@ -115,6 +115,9 @@ for (const relayKind of ['native', 'js'] as const) {
         assert.equal((await status()) & (IN_TRANS | AUTOCOMMIT), AUTOCOMMIT);
         await c.query('BEGIN');
         assert.equal((await status()) & (IN_TRANS | AUTOCOMMIT), IN_TRANS | AUTOCOMMIT);
+        // An ERR carries no status flags: the transaction is still open after it.
+        await assert.rejects(c.query('SELECT * FROM no_such_table_here'), /doesn't exist/);
+        assert.equal((await status()) & (IN_TRANS | AUTOCOMMIT), IN_TRANS | AUTOCOMMIT);
         await c.query('SET autocommit = 0');
         await c.query('COMMIT');
         assert.equal((await status()) & (IN_TRANS | AUTOCOMMIT), 0);
