@@ -18,7 +18,8 @@ export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
 
 const USAGE =
   'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--write-timeout SECONDS] [--relay native|js]\n' +
-  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking] [--log-responses]';
+  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking] [--log-responses]\n' +
+  '               [--max-connections N]';
 export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
 const DEFAULT_SHUTDOWN_GRACE_S = 30;
 
@@ -32,6 +33,7 @@ interface CommandLine {
   readonly luaMemoryBytes: number;
   readonly responseTracking: boolean;
   readonly logResponses: boolean;
+  readonly maxConnections: number;
 }
 
 export function parseCommandLine(argv: readonly string[]): CommandLine | string {
@@ -44,6 +46,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
   let luaMemoryBytes: number = DEFAULT_INSTANCE_OPTIONS.luaMemoryBytes;
   let responseTracking = true;
   let logResponses = false;
+  let maxConnections = 0;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string | undefined => argv[++i];
@@ -79,6 +82,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
       responseTracking = false;
     } else if (arg === '--log-responses') {
       logResponses = true;
+    } else if (arg === '--max-connections') {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 0) return '--max-connections needs a number of sessions (0 = no limit)';
+      maxConnections = v;
     } else {
       return `unknown argument ${JSON.stringify(arg)}`;
     }
@@ -93,6 +100,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
     luaMemoryBytes,
     responseTracking,
     logResponses,
+    maxConnections,
   };
 }
 
@@ -122,6 +130,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     luaMemoryBytes: cmd.luaMemoryBytes,
     responseTracking: cmd.responseTracking,
     logResponses: cmd.logResponses,
+    maxConnections: cmd.maxConnections,
     ...(!cmd.check && notifyEnabled() ? { onConnectionCount: (n: number) => status.update(statusText(n)) } : {}),
   });
   // WATCHDOG=1 from the start: loading the config may take a while (host name lookups).
