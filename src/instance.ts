@@ -28,10 +28,10 @@ import { DEFAULT_LUA_MEMORY_BYTES, configureLuaMemory } from './lua/limits.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
 import { closeFd, fdOf } from './net/native.js';
 import { readPeerIdentity } from './net/peer-identity.js';
-import { Connection } from './proxy/connection.js';
+import { Connection, type ConnectionOptions } from './proxy/connection.js';
 import type { RelayKind } from './net/relay.js';
 import { checkTrackerLayout } from './net/tracking.js';
-import { FdBudget, tooManyConnections } from './proxy/admission.js';
+import { ConnectErrorBudget, FdBudget, hostBlocked, hostOfAddress, tooManyConnections } from './proxy/admission.js';
 import type { KillableSession } from './proxy/command-filter.js';
 import type { PeerIdentity } from './proxy/handler.js';
 import { snapshotSession, type SessionSnapshot } from './proxy/kill.js';
@@ -62,6 +62,8 @@ export interface InstanceOptions {
   readonly logResponses?: boolean;
   /** `--check`: run the config without binding sockets. */
   readonly checkOnly?: boolean;
+  /** Sessions the whole daemon serves at once (--max-connections; 0 or absent: only the fd budget). */
+  readonly maxConnections?: number;
   /** Called whenever the number of live connections changes (e.g. for systemd's STATUS=). */
   readonly onConnectionCount?: (count: number) => void;
   /**
@@ -93,6 +95,8 @@ export class Instance {
   readonly metrics = new ProxyMetrics();
   readonly registry: SessionRegistry<KillableSession>;
   #fdBudget: FdBudget | null = null;
+  /** Failed handshakes by client address (max_connect_errors). */
+  readonly connectErrors = new ConnectErrorBudget();
   readonly #options: InstanceOptions;
   #L: LuaState | null = null;
   #listeners: ListenerSpec[] = [];
@@ -195,9 +199,9 @@ export class Instance {
     this.#startWriteTimeoutSweep();
     for (const spec of this.#listeners) {
       if (this.#stopping) return; // a signal arrived while we were starting
-      const handler = new LuaSessionHandler(L, runner, spec.refs, this.metrics);
-      const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket, handler));
-      server.on('error', (e) => logError(`listener ${spec.label}: ${e.message}`));
+      const listener = this.#listenerState(spec, new LuaSessionHandler(L, runner, spec.refs, this.metrics));
+      const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket, listener));
+      server.on('error', (e) => this.#listenerError(spec, e));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ fd: spec.fd }, () => {
@@ -220,6 +224,7 @@ export class Instance {
         metrics: this.metrics,
         sessions: () => this.registry.size,
         pgPools: () => pgPoolStats(),
+        blockedHosts: () => this.connectErrors.blockedCount(),
       });
       for (const spec of services.prometheus) {
         const server = await startExporter(spec.fd, spec.label, registry);
@@ -253,13 +258,73 @@ export class Instance {
     }, everyMs).unref();
   }
 
-  #accept(socket: Socket, handler: LuaSessionHandler): void {
+  /** What accepting on one listener needs, made once (sessions share its options object). */
+  #listenerState(spec: ListenerSpec, handler: LuaSessionHandler): ListenerState {
+    const limits = spec.limits;
+    const budget = this.connectErrors;
+    const options: ConnectionOptions = {
+      clientTimeoutMs: this.#options.clientTimeoutMs,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      metrics: this.metrics,
+      registry: this.registry,
+      relay: this.#options.relay,
+      responseTracking: this.#options.responseTracking !== false,
+      logResponses: this.#options.logResponses === true,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      onHandshakeFailed: (peer, reason) => {
+        if (peer.address === undefined) return;
+        const host = hostOfAddress(peer.address);
+        if (budget.failed(host, limits.maxConnectErrors, limits.connectErrorBlockMs)) {
+          logInfo(
+            `blocking ${host} for ${limits.connectErrorBlockMs / 1000} s: ${limits.maxConnectErrors} failed ` +
+              `handshakes in a row (max_connect_errors; the last: ${reason})`,
+          );
+        }
+      },
+      onHandshakeDone: (peer) => {
+        if (peer.address !== undefined) budget.succeeded(hostOfAddress(peer.address));
+      },
+    };
+    return { spec, handler, options, sessions: 0 };
+  }
+
+  /** accept() failed: out of descriptors is counted and logged at most once per interval. */
+  #listenerError(spec: ListenerSpec, e: Error): void {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'EMFILE' || code === 'ENFILE') {
+      // libuv does not spin here: it closes the pending connections with a reserved descriptor
+      // and waits for the next one; FdBudget keeps the daemon below this point in normal operation.
+      this.metrics.acceptFailed(code);
+      logLimited(
+        'accept_emfile',
+        `listener ${spec.label}: accept: ${code} (out of file descriptors): connections dropped`,
+      );
+      return;
+    }
+    logError(`listener ${spec.label}: ${e.message}`);
+  }
+
+  #accept(socket: Socket, listener: ListenerState): void {
     this.metrics.connectionsAccepted++;
     if (this.#stopping) {
       socket.destroy();
       return;
     }
     socket.on('error', () => undefined); // errors are handled by whoever reads the socket
+    const limits = listener.spec.limits;
+    const maxConnections = this.#options.maxConnections ?? 0;
+    if (maxConnections > 0 && this.#connections.size >= maxConnections) {
+      this.#refuse(socket, 'max_connections', `--max-connections ${maxConnections} reached`);
+      return;
+    }
+    if (limits.maxConnections > 0 && listener.sessions >= limits.maxConnections) {
+      this.#refuse(
+        socket,
+        'listener_max_connections',
+        `max_connections ${limits.maxConnections} of ${listener.spec.label} reached`,
+      );
+      return;
+    }
     if (this.#fdBudget !== null && !this.#fdBudget.admits(this.#connections.size)) {
       this.#refuse(socket, 'fd_limit', `near the file descriptor limit (${this.#fdBudget.limit})`);
       return;
@@ -281,23 +346,21 @@ export class Instance {
       socket.destroy();
       return;
     }
-    const connection = new Connection(
-      socket,
-      peer,
-      handler,
-      {
-        clientTimeoutMs: this.#options.clientTimeoutMs,
-        connectTimeoutMs: this.#options.connectTimeoutMs,
-        metrics: this.metrics,
-        registry: this.registry,
-        relay: this.#options.relay,
-        responseTracking: this.#options.responseTracking !== false,
-        logResponses: this.#options.logResponses === true,
-      },
-      (c) => {
-        if (this.#connections.delete(c)) this.#options.onConnectionCount?.(this.#connections.size);
-      },
-    );
+    if (peer.address !== undefined) {
+      const host = hostOfAddress(peer.address);
+      if (this.connectErrors.blocked(host)) {
+        this.metrics.refuse('host_blocked');
+        logLimited('refused_host_blocked', `refusing ${peer.address} with 1129: blocked for failed handshakes`);
+        socket.end(hostBlocked(host));
+        socket.destroySoon();
+        return;
+      }
+    }
+    listener.sessions++;
+    const connection = new Connection(socket, peer, listener.handler, listener.options, (c) => {
+      listener.sessions--;
+      if (this.#connections.delete(c)) this.#options.onConnectionCount?.(this.#connections.size);
+    });
     this.#connections.add(connection);
     this.#options.onConnectionCount?.(this.#connections.size);
     void connection.run();
@@ -328,6 +391,25 @@ export class Instance {
     return p;
   }
 
+  /**
+   * SIGHUP: every TLS listener reads its certificate files again. New sessions get the new
+   * certificate, running ones keep theirs; a bad file is logged and the old certificate stays.
+   */
+  #reloadCertificates(): void {
+    const seen = new Set<unknown>();
+    for (const spec of this.#listeners) {
+      const tls = spec.refs.tls;
+      if (tls === undefined || seen.has(tls)) continue;
+      seen.add(tls);
+      try {
+        tls.reload();
+        logInfo(`listener ${spec.label}: TLS certificate reloaded from ${tls.files.cert}`);
+      } catch (e) {
+        logError(`listener ${spec.label}: TLS certificate not reloaded, keeping the old one: ${errorMessage(e)}`);
+      }
+    }
+  }
+
   /** Read through a method: the state changes while reload() awaits (TS cannot see that). */
   #reloadRequestedAgain(): boolean {
     return this.#reloadState === 'again';
@@ -339,6 +421,7 @@ export class Instance {
     if (L === null || runner === null) return;
     do {
       this.#reloadState = 'running';
+      this.#reloadCertificates();
       lua.lua_getglobal(L, 'reload');
       if (lua.lua_type(L, -1) !== lua.LUA_TFUNCTION) {
         lua.lua_pop(L, 1);
@@ -454,6 +537,15 @@ function closeQuietly(fd: number): void {
   } catch {
     // already closed
   }
+}
+
+/** One listener as the accepting side keeps it. */
+interface ListenerState {
+  readonly spec: ListenerSpec;
+  readonly handler: LuaSessionHandler;
+  readonly options: ConnectionOptions;
+  /** Its sessions now (for its max_connections). */
+  sessions: number;
 }
 
 function unlinkQuietly(path: string): void {

@@ -19,7 +19,8 @@ export const ExitCode = { OK: 0, SOFTWARE: 70, USAGE: 64, CONFIG: 78 } as const;
 
 const USAGE =
   'Usage: myproxy [--config PATH] [--check] [--shutdown-grace SECONDS] [--write-timeout SECONDS] [--relay native|js]\n' +
-  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking] [--log-responses] [--workers N]';
+  '               [--lua-budget MS] [--lua-memory MB] [--no-response-tracking] [--log-responses]\n' +
+  '               [--max-connections N] [--workers N]';
 /** More worker processes than this is a typo, not a plan (each holds a Lua VM and a Node heap). */
 const MAX_WORKERS = 256;
 export const DEFAULT_CONFIG_PATH = '/etc/myproxy/config.lua';
@@ -39,6 +40,7 @@ interface CommandLine {
   readonly workers: number;
   /** The arguments without --workers (what each worker is started with). */
   readonly workerArgs: readonly string[];
+  readonly maxConnections: number;
 }
 
 export function parseCommandLine(argv: readonly string[]): CommandLine | string {
@@ -53,6 +55,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
   let logResponses = false;
   let workers = 1;
   const workerArgs: string[] = [];
+  let maxConnections = 0;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string | undefined => argv[++i];
@@ -95,6 +98,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
       responseTracking = false;
     } else if (arg === '--log-responses') {
       logResponses = true;
+    } else if (arg === '--max-connections') {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 0) return '--max-connections needs a number of sessions (0 = no limit)';
+      maxConnections = v;
     } else {
       return `unknown argument ${JSON.stringify(arg)}`;
     }
@@ -112,6 +119,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine | string 
     logResponses,
     workers,
     workerArgs,
+    maxConnections,
   };
 }
 
@@ -151,6 +159,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     luaMemoryBytes: cmd.luaMemoryBytes,
     responseTracking: cmd.responseTracking,
     logResponses: cmd.logResponses,
+    maxConnections: cmd.maxConnections,
     ...(!cmd.check && notifyEnabled() ? { onConnectionCount: (n: number) => status.update(statusText(n)) } : {}),
     ...(worker !== undefined ? { worker } : {}),
     ...(supervising ? { supervisor: true } : {}),

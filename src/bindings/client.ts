@@ -29,6 +29,7 @@ import {
   type SessionHooks,
 } from '../proxy/handler.js';
 import { checkAddressArg } from './address.js';
+import type { ServerTls, TlsInfo } from '../net/tls.js';
 import { installCgroup, pushClientCgroup } from './cgroup.js';
 import { ClientErrors, GENERAL_SQLSTATE } from '../util/errors.js';
 import { sharedCopy } from '../util/bytes.js';
@@ -334,6 +335,12 @@ const clientIndex = (L: LuaState): number => {
     case 'address':
       pushOptionalText(L, s.peer.address);
       return 1;
+    case 'listener':
+      pushOptionalText(L, s.listener);
+      return 1;
+    case 'tls':
+      pushTlsInfo(L, s.tls);
+      return 1;
     case 'account':
       pushOptionalText(L, s.account);
       return 1;
@@ -439,6 +446,34 @@ export interface HandlerRefs {
   readonly auth?: ClientAuthMode;
   /** mysql_listen option `local_infile` (default false). */
   readonly localInfile?: boolean;
+  /** The listen address as written in mysql_listen ('systemd' for systemd's sockets): client.listener. */
+  readonly listener?: string;
+  /** mysql_listen option `tls`. */
+  readonly tls?: ServerTls | undefined;
+}
+
+/** client.tls: nil for a plain connection, else {version, cipher, peer_certificate = nil | {...}}. */
+function pushTlsInfo(L: LuaState, info: TlsInfo | undefined): void {
+  if (info === undefined) {
+    lua.lua_pushnil(L);
+    return;
+  }
+  const field = (name: string, value: string): void => {
+    lua.lua_pushstring(L, value);
+    lua.lua_setfield(L, -2, name);
+  };
+  lua.lua_createtable(L, 0, 3);
+  field('version', info.version);
+  field('cipher', info.cipher);
+  const cert = info.peerCertificate;
+  if (cert !== undefined) {
+    lua.lua_createtable(L, 0, 4);
+    field('subject', cert.subject);
+    field('issuer', cert.issuer);
+    field('fingerprint_sha256', cert.fingerprintSha256);
+    field('not_after', cert.notAfter);
+    lua.lua_setfield(L, -2, 'peer_certificate');
+  }
 }
 
 /** Implements the core's SessionHandler by calling the Lua callbacks in coroutines. */
@@ -448,6 +483,8 @@ export class LuaSessionHandler implements SessionHandler {
   readonly refs: HandlerRefs;
   readonly clientAuth: ClientAuthMode;
   readonly localInfile: boolean;
+  readonly listener: string | undefined;
+  readonly tls: ServerTls | undefined;
   readonly #Hooks: new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
   /** Where callback durations go (none in unit tests). */
@@ -460,6 +497,8 @@ export class LuaSessionHandler implements SessionHandler {
     this.metrics = metrics;
     this.clientAuth = refs.auth ?? 'clear';
     this.localInfile = refs.localInfile ?? false;
+    this.listener = refs.listener;
+    this.tls = refs.tls;
     // Absent callbacks must be absent hooks (the core skips them at no cost), so pick the class
     // whose prototype has exactly the hooks this handler table defines: no per-connection closures.
     this.#Hooks = hooksClass(refs);

@@ -1,4 +1,4 @@
-// `mysql_listen(path | systemd, handler [, options])` and the `systemd` token. Sockets are bound while the
+// `mysql_listen(path | address | systemd, handler [, options])` and the `systemd` token. Sockets are bound while the
 // config runs, so a socket that cannot be bound is a Lua error naming the config line.
 
 import { accessSync, constants as fsConstants, unlinkSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { typeName } from '../lua/convert.js';
 import { addonFunctions, closeFd, listenUnix } from '../net/native.js';
 import { AddressError, formatAddress, parseListenAddress, type SocketAddress } from '../net/address.js';
 import { errorMessage } from '../util/errors.js';
+import { ServerTls, type ServerTlsFiles } from '../net/tls.js';
 import type { HandlerRefs } from './client.js';
 import type { ClientAuthMode } from '../proxy/handler.js';
 
@@ -27,6 +28,16 @@ export interface ListenerSpec {
    * supervisor passed down ("unix:/run/x.sock", "abstract:@name", "tcp:*:3306", "systemd:0").
    */
   readonly key: string;
+  /** Admission limits of this listener (mysql_listen options). */
+  readonly limits: ListenerLimits;
+}
+
+/** What is checked at accept, before any Lua runs. */
+export interface ListenerLimits {
+  readonly maxConnections: number;
+  readonly maxConnectErrors: number;
+  readonly connectErrorBlockMs: number;
+  readonly handshakeTimeoutMs: number;
 }
 
 export const HANDLER_KEYS = [
@@ -76,28 +87,108 @@ interface ListenOptionValues {
   auth: ClientAuthMode;
   /** Offer CLIENT_LOCAL_FILES to clients that ask (LOAD DATA LOCAL INFILE); default false. */
   localInfile: boolean;
+  tls: ServerTlsFiles | undefined;
+  /** Sessions this listener serves at once (0: no limit of its own). */
+  maxConnections: number;
+  /** Failed handshakes from one TCP address before it is blocked (0: never blocked). */
+  maxConnectErrors: number;
+  /** How long a blocked address stays blocked (ms). */
+  connectErrorBlockMs: number;
+  /** Time from accept to the end of the HandshakeResponse, TLS handshake included (ms). */
+  handshakeTimeoutMs: number;
 }
 
 /** The keys of mysql_listen's options table (argument 3). */
-export const LISTEN_OPTIONS = ['auth', 'local_infile'] as const;
+export const LISTEN_OPTIONS = [
+  'auth',
+  'local_infile',
+  'tls',
+  'max_connections',
+  'max_connect_errors',
+  'connect_error_block_time',
+  'handshake_timeout',
+] as const;
 
-/** The options table of mysql_listen (argument 3): `{ auth = 'clear' | 'native', local_infile = bool }`. */
-function checkListenOptions(L: LuaState, idx: number): ListenOptionValues {
-  const options: ListenOptionValues = { auth: 'clear', localInfile: false };
+/** The keys of mysql_listen's `tls` table. */
+export const LISTEN_TLS_OPTIONS = ['cert', 'key', 'ca', 'require'] as const;
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_S = 10;
+/** MySQL Router's default for max_connect_errors. */
+export const DEFAULT_MAX_CONNECT_ERRORS = 100;
+export const DEFAULT_CONNECT_ERROR_BLOCK_S = 600;
+
+function stringAt(L: LuaState, idx: number): string | undefined {
+  return lua.lua_type(L, idx) === lua.LUA_TSTRING
+    ? to_jsstring(lua.lua_tolstring(L, idx)!, undefined, undefined, true)
+    : undefined;
+}
+
+/** A number option: a non-negative number (an integer where `integer`), else an argument error. */
+function numberOption(L: LuaState, optIdx: number, name: string, integer: boolean): number {
+  const v = lua.lua_type(L, -1) === lua.LUA_TNUMBER ? lua.lua_tonumber(L, -1) : NaN;
+  if (!Number.isFinite(v) || v < 0 || (integer && !Number.isInteger(v))) {
+    return lauxlib.luaL_argerror(
+      L,
+      optIdx,
+      `Option '${name}' must be a non-negative ${integer ? 'integer' : 'number of seconds'}`,
+    );
+  }
+  return v;
+}
+
+/** The `tls` table (on top of the stack): `{cert = PATH, key = PATH [, ca = PATH] [, require = bool]}`. */
+function checkTlsOption(L: LuaState, optIdx: number, baseDir: string): ServerTlsFiles {
+  if (lua.lua_type(L, -1) !== lua.LUA_TTABLE) {
+    return lauxlib.luaL_argerror(L, optIdx, "Option 'tls' must be a table {cert = PATH, key = PATH, ...}");
+  }
+  const t = lua.lua_gettop(L);
+  const paths: Partial<Record<'cert' | 'key' | 'ca', string>> = {};
+  let require = false;
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, t) !== 0) {
+    const key = stringAt(L, -2);
+    if (key === 'cert' || key === 'key' || key === 'ca') {
+      const v = stringAt(L, -1);
+      if (v === undefined || v === '') return lauxlib.luaL_argerror(L, optIdx, `tls.${key} must be a file path`);
+      paths[key] = resolvePath(baseDir, v);
+    } else if (key === 'require') {
+      if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN)
+        return lauxlib.luaL_argerror(L, optIdx, 'tls.require must be a boolean');
+      require = lua.lua_toboolean(L, -1);
+    } else {
+      return lauxlib.luaL_argerror(
+        L,
+        optIdx,
+        `Unknown tls option '${key ?? typeName(L, -2)}' (options: ${LISTEN_TLS_OPTIONS.join(', ')})`,
+      );
+    }
+    lua.lua_pop(L, 1);
+  }
+  if (paths.cert === undefined || paths.key === undefined) {
+    return lauxlib.luaL_argerror(L, optIdx, 'tls needs both cert and key');
+  }
+  return { cert: paths.cert, key: paths.key, ca: paths.ca, require };
+}
+
+/** The options table of mysql_listen (argument 3); see LISTEN_OPTIONS and docs/configuration.md. */
+function checkListenOptions(L: LuaState, idx: number, baseDir: string): ListenOptionValues {
+  const options: ListenOptionValues = {
+    auth: 'clear',
+    localInfile: false,
+    tls: undefined,
+    maxConnections: 0,
+    maxConnectErrors: DEFAULT_MAX_CONNECT_ERRORS,
+    connectErrorBlockMs: DEFAULT_CONNECT_ERROR_BLOCK_S * 1000,
+    handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_S * 1000,
+  };
   if (lua.lua_gettop(L) < idx || lua.lua_type(L, idx) === lua.LUA_TNIL) return options;
   if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'options table expected');
   lua.lua_pushnil(L);
   while (lua.lua_next(L, idx) !== 0) {
-    const key =
-      lua.lua_type(L, -2) === lua.LUA_TSTRING
-        ? to_jsstring(lua.lua_tolstring(L, -2)!, undefined, undefined, true)
-        : undefined;
+    const key = stringAt(L, -2);
     switch (key) {
       case 'auth': {
-        const value =
-          lua.lua_type(L, -1) === lua.LUA_TSTRING
-            ? to_jsstring(lua.lua_tolstring(L, -1)!, undefined, undefined, true)
-            : undefined;
+        const value = stringAt(L, -1);
         if (value !== 'clear' && value !== 'native') {
           return lauxlib.luaL_argerror(L, idx, "Option 'auth' must be 'clear' or 'native'");
         }
@@ -110,6 +201,24 @@ function checkListenOptions(L: LuaState, idx: number): ListenOptionValues {
         }
         options.localInfile = lua.lua_toboolean(L, -1);
         break;
+      case 'tls':
+        options.tls = checkTlsOption(L, idx, baseDir);
+        break;
+      case 'max_connections':
+        options.maxConnections = numberOption(L, idx, key, true);
+        break;
+      case 'max_connect_errors':
+        options.maxConnectErrors = numberOption(L, idx, key, true);
+        break;
+      case 'connect_error_block_time':
+        options.connectErrorBlockMs = numberOption(L, idx, key, false) * 1000;
+        break;
+      case 'handshake_timeout': {
+        const s = numberOption(L, idx, key, false);
+        if (s === 0) return lauxlib.luaL_argerror(L, idx, "Option 'handshake_timeout' must be more than 0");
+        options.handshakeTimeoutMs = s * 1000;
+        break;
+      }
       default:
         return lauxlib.luaL_argerror(
           L,
@@ -169,6 +278,14 @@ export function tcpListenAddress(text: string): TcpAddress | null {
   return a;
 }
 
+function tcpListenAddressOrNull(text: string): TcpAddress | null {
+  try {
+    return tcpListenAddress(text);
+  } catch {
+    return null;
+  }
+}
+
 type TcpAddress = Extract<SocketAddress, { kind: 'tcp' }>;
 
 export function installListen(L: LuaState, options: ListenOptions): ListenBindings {
@@ -180,23 +297,46 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
   lua.lua_pushjsfunction(L, (L1) => {
     const nargs = lua.lua_gettop(L1);
     if (nargs < 2 || nargs > 3) return lauxlib.luaL_error(L1, 'mysql_listen() takes 2 or 3 arguments');
-    const { auth, localInfile } = checkListenOptions(L1, 3);
+    const opts = checkListenOptions(L1, 3, options.baseDir);
+    const limits: ListenerLimits = {
+      maxConnections: opts.maxConnections,
+      maxConnectErrors: opts.maxConnectErrors,
+      connectErrorBlockMs: opts.connectErrorBlockMs,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs,
+    };
+    let tls: ServerTls | undefined;
+    if (opts.tls !== undefined) {
+      try {
+        // Read now (also under --check): a bad file stops the daemon here, naming it.
+        tls = new ServerTls(opts.tls);
+      } catch (e) {
+        return lauxlib.luaL_error(L1, errorMessage(e));
+      }
+    }
     const t = lua.lua_type(L1, 1);
-    if (t === lua.LUA_TLIGHTUSERDATA && lua.lua_touserdata(L1, 1) === SYSTEMD_TOKEN) {
-      const refs: HandlerRefs = { ...checkHandler(L1, 2), auth, localInfile };
-      declared++;
+    const systemd = t === lua.LUA_TLIGHTUSERDATA && lua.lua_touserdata(L1, 1) === SYSTEMD_TOKEN;
+    if (!systemd && t !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 1, 'path expected');
+    const text = systemd ? 'systemd' : to_jsstring(lua.lua_tolstring(L1, 1)!, undefined, undefined, true);
+    const refs: HandlerRefs = {
+      ...checkHandler(L1, 2),
+      auth: opts.auth,
+      localInfile: opts.localInfile,
+      listener: text,
+      tls,
+    };
+    declared++;
+    if (tls !== undefined && !systemd && tcpListenAddressOrNull(text) === null) {
+      return lauxlib.luaL_error(L1, `Option 'tls' needs a TCP listener (${text} is a socket path)`);
+    }
+    if (systemd) {
       if (!options.bind) return 0;
       const fds = options.systemdFds();
       if (fds.length === 0) return lauxlib.luaL_error(L1, 'No systemd socket');
       fds.forEach((fd, i) =>
-        listeners.push({ fd, label: `systemd fd ${fd}`, ownedPath: undefined, refs, key: `systemd:${i}` }),
+        listeners.push({ fd, label: `systemd fd ${fd}`, ownedPath: undefined, refs, limits, key: `systemd:${i}` }),
       );
       return 0;
     }
-    if (t !== lua.LUA_TSTRING) return lauxlib.luaL_argerror(L1, 1, 'path expected');
-    const text = to_jsstring(lua.lua_tolstring(L1, 1)!, undefined, undefined, true);
-    const refs: HandlerRefs = { ...checkHandler(L1, 2), auth, localInfile };
-    declared++;
     let tcp: TcpAddress | null;
     try {
       tcp = tcpListenAddress(text);
@@ -215,7 +355,7 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
           return lauxlib.luaL_error(L1, `Failed to listen on ${label}: ${(e as Error).message}`);
         }
       }
-      listeners.push({ fd, label, ownedPath: undefined, refs, key });
+      listeners.push({ fd, label, ownedPath: undefined, refs, limits, key });
       return 0;
     }
     const abstract = text.startsWith('@');
@@ -235,7 +375,7 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     const inherited = options.inherited?.(key);
     if (inherited !== undefined) {
       // The supervisor bound it and removes the file when the whole daemon stops.
-      listeners.push({ fd: inherited, label: path, ownedPath: undefined, refs, key });
+      listeners.push({ fd: inherited, label: path, ownedPath: undefined, refs, limits, key });
       return 0;
     }
     let fd: number;
@@ -244,7 +384,7 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
     } catch (e) {
       return lauxlib.luaL_error(L1, `Failed to listen on ${path}: ${(e as Error).message}`);
     }
-    listeners.push({ fd, label: path, ownedPath: abstract ? undefined : path, refs, key });
+    listeners.push({ fd, label: path, ownedPath: abstract ? undefined : path, refs, limits, key });
     return 0;
   });
   lua.lua_setglobal(L, 'mysql_listen');

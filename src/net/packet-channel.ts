@@ -12,7 +12,7 @@ import { Socket } from 'node:net';
 import { MAX_PACKET_PAYLOAD } from '../protocol/constants.js';
 import { PacketFramer, type Packet } from '../protocol/framer.js';
 import { framePayload } from '../protocol/writer.js';
-import { ErrorCodes, ProxyError } from '../util/errors.js';
+import { ErrorCodes, PacketTooLargeError, ProxyError } from '../util/errors.js';
 import { addonFunctions, closeFd, type StreamWatchHandle } from './native.js';
 
 export class ChannelClosedError extends ProxyError {
@@ -35,8 +35,18 @@ abstract class PacketQueue {
   #waiter: { resolve: (p: Packet) => void; reject: (e: Error) => void; timer: NodeJS.Timeout | undefined } | null =
     null;
 
-  constructor(maxPayload: number) {
+  /**
+   * Bytes after the first packet, kept unframed until the next next() (see holdAfterFirst), or
+   * null. [] while the first packet has not come yet.
+   */
+  #held: Buffer[] | null;
+  #firstTaken = false;
+  readonly #maxPayload: number;
+
+  constructor(maxPayload: number, holdAfterFirst = false) {
     this.#framer = new PacketFramer(maxPayload);
+    this.#maxPayload = maxPayload;
+    this.#held = holdAfterFirst ? [] : null;
   }
 
   /** Stop reading from the peer (nobody waits for a packet). */
@@ -45,6 +55,10 @@ abstract class PacketQueue {
   protected abstract resumeInput(): void;
 
   protected receive(chunk: Buffer): void {
+    if (this.#held !== null) {
+      this.#holdFirst(chunk);
+      return;
+    }
     try {
       for (const p of this.#framer.push(chunk)) this.#queue.push(p);
     } catch (e) {
@@ -52,6 +66,40 @@ abstract class PacketQueue {
       return;
     }
     this.#deliver();
+  }
+
+  /**
+   * holdAfterFirst: the first packet is cut out by hand and what follows it is not framed until
+   * asked for. After an SSLRequest the client sends its TLS ClientHello at once, which framed as
+   * a packet would be garbage (and fail the channel before the SSLRequest is even read).
+   */
+  #holdFirst(chunk: Buffer): void {
+    const held = this.#held!;
+    held.push(chunk);
+    if (this.#firstTaken || this.#failure !== null) return; // the first packet is out: keep the rest
+    const bytes = held.length === 1 ? held[0]! : Buffer.concat(held);
+    held.length = 0;
+    held.push(bytes);
+    if (bytes.length < 4) return;
+    const len = bytes.readUIntLE(0, 3);
+    if (len > this.#maxPayload) {
+      this.fail(new PacketTooLargeError(this.#maxPayload));
+      return;
+    }
+    if (bytes.length < 4 + len) return;
+    this.#queue.push({ seq: bytes[3]!, payload: bytes.subarray(4, 4 + len) });
+    this.#firstTaken = true;
+    held.length = 0;
+    if (bytes.length > 4 + len) held.push(bytes.subarray(4 + len));
+    this.#deliver();
+  }
+
+  /** Once the first packet was taken: the held bytes go to the framer (normal reading from now on). */
+  #releaseHeld(): void {
+    const held = this.#held;
+    if (held === null || !this.#firstTaken || this.#queue.length > 0 || this.#failure !== null) return;
+    this.#held = null;
+    for (const b of held) this.receive(b);
   }
 
   #deliver(): void {
@@ -86,6 +134,7 @@ abstract class PacketQueue {
   /** The next packet; rejects when the peer closes, errs, sends garbage framing or times out. */
   next(timeoutMs: number): Promise<Packet> {
     if (this.#waiter !== null) throw new Error('PacketChannel.next() while already waiting');
+    this.#releaseHeld();
     const queued = this.#queue.shift();
     if (queued !== undefined) return Promise.resolve(queued);
     if (this.#failure !== null) return Promise.reject(this.#failure);
@@ -102,6 +151,12 @@ abstract class PacketQueue {
    */
   protected takeUnread(): Buffer | null {
     const queued = this.#queue.splice(0);
+    const held = this.#held;
+    this.#held = null;
+    if (held !== null && held.length > 0) {
+      // Not framed: the bytes after the first packet as they came (nothing is in the framer).
+      return Buffer.concat([...queued.map(reframe), ...held]);
+    }
     const rest = this.#framer.takeBuffered();
     if (queued.length === 0) return rest;
     // Packets queued after login (a pipelining client) are re-framed byte-exactly.
@@ -119,9 +174,13 @@ export class PacketChannel extends PacketQueue {
   // ECONNRESET, EPIPE and the like mean the peer went away: the same as a close for the login.
   readonly #onError = (e: Error): void => this.fail(new ChannelClosedError(`Connection lost: ${e.message}`));
 
-  /** `initial`: bytes already read from the socket (what an earlier channel's detach() returned). */
-  constructor(socket: Socket, maxPayload: number, initial: Buffer | null = null) {
-    super(maxPayload);
+  /**
+   * `initial`: bytes already read from the socket (what an earlier channel's detach() returned).
+   * `holdAfterFirst`: frame nothing after the first packet until the next next() (a client that
+   * may switch to TLS right after it).
+   */
+  constructor(socket: Socket, maxPayload: number, initial: Buffer | null = null, holdAfterFirst = false) {
+    super(maxPayload, holdAfterFirst);
     this.socket = socket;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);

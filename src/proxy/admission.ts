@@ -60,3 +60,78 @@ export class FdBudget {
 export function tooManyConnections(): Buffer {
   return errPacket(0, ClientErrors.TOO_MANY_CONNECTIONS);
 }
+
+/**
+ * Failed handshakes per client address (MySQL's and Router's max_connect_errors): an address with
+ * `limit` failures in a row (timeouts, garbage, failed TLS handshakes) is refused for `blockMs`. A
+ * complete HandshakeResponse forgives the address. Entries go when their address is forgiven or
+ * its block ends, and the table is capped, so a scan from many addresses cannot grow it without
+ * bound.
+ */
+export class ConnectErrorBudget {
+  readonly #entries = new Map<string, { failures: number; blockedUntil: number }>();
+  readonly #maxEntries: number;
+
+  constructor(maxEntries = 100_000) {
+    this.#maxEntries = maxEntries;
+  }
+
+  /** Addresses blocked now. */
+  blockedCount(now = Date.now()): number {
+    let n = 0;
+    for (const e of this.#entries.values()) if (e.blockedUntil > now) n++;
+    return n;
+  }
+
+  /** Whether `host` is blocked now (an expired block is lifted here). */
+  blocked(host: string, now = Date.now()): boolean {
+    const e = this.#entries.get(host);
+    if (e === undefined || e.blockedUntil === 0) return false;
+    if (e.blockedUntil > now) return true;
+    this.#entries.delete(host);
+    return false;
+  }
+
+  /** One more failure; true when it makes the address blocked. */
+  failed(host: string, limit: number, blockMs: number, now = Date.now()): boolean {
+    if (limit <= 0) return false;
+    let e = this.#entries.get(host);
+    if (e === undefined) {
+      if (this.#entries.size >= this.#maxEntries) this.#evict(now);
+      e = { failures: 0, blockedUntil: 0 };
+      this.#entries.set(host, e);
+    }
+    if (e.blockedUntil > now) return false;
+    e.failures++;
+    if (e.failures < limit) return false;
+    e.blockedUntil = now + blockMs;
+    e.failures = 0;
+    return true;
+  }
+
+  /** The address completed a handshake: its failures are forgotten. */
+  succeeded(host: string): void {
+    const e = this.#entries.get(host);
+    if (e !== undefined && e.blockedUntil === 0) this.#entries.delete(host);
+  }
+
+  /** Make room: expired blocks first, then the oldest entries that are not blocked. */
+  #evict(now: number): void {
+    for (const [host, e] of this.#entries) {
+      if (this.#entries.size < this.#maxEntries) return;
+      if (e.blockedUntil <= now) this.#entries.delete(host);
+    }
+  }
+}
+
+/** The host part of a peer's "ip:port" / "[ip6]:port" text (the key of the connect-error budget). */
+export function hostOfAddress(address: string): string {
+  if (address.startsWith('[')) return address.slice(1, address.indexOf(']'));
+  const colon = address.lastIndexOf(':');
+  return colon < 0 ? address : address.slice(0, colon);
+}
+
+/** The refusal of a blocked address (MySQL's text, without its mysqladmin advice: a restart or the block time lifts it). */
+export function hostBlocked(host: string): Buffer {
+  return errPacket(0, ClientErrors.HOST_BLOCKED, `Host '${host}' is blocked because of many connection errors`);
+}

@@ -69,13 +69,33 @@ export interface ClientLoginOptions {
   readonly greetingCapabilities: number;
   /** How long the client may take for each login packet. */
   readonly timeoutMs: number;
+  /**
+   * The client is on a network socket (TCP): it is never asked for a clear-text password outside
+   * TLS. Such a connection is greeted with mysql_native_password and, without TLS, stays in the
+   * auth = 'native' mode whatever the listener says.
+   */
+  readonly network: boolean;
+  /** The listener's TLS; the greeting offers CLIENT_SSL only with it. */
+  readonly tls?: ClientTlsSwitch | undefined;
+}
+
+/** What the login needs of the connection to switch to TLS. */
+export interface ClientTlsSwitch {
+  /** Refuse clients that do not ask for TLS (3159). */
+  readonly require: boolean;
+  /** TLS over the client's socket after its SSLRequest; the channel to read the rest of the login from. */
+  start(plain: PacketChannel): Promise<PacketChannel>;
 }
 
 export interface ClientLoginResult {
   readonly hr: HandshakeResponse;
-  /** Capabilities in effect between the client and the proxy. */
+  /** Capabilities in effect between the client and the proxy (CLIENT_SSL is the daemon's alone: not among them). */
   readonly clientCapabilities: number;
   readonly request: LoginRequest;
+  /** The channel the login ended on (a TLS one after an SSLRequest). */
+  readonly channel: PacketChannel;
+  /** How the password was taken: the listener's mode, or 'native' for a plain network client. */
+  readonly auth: ClientAuthMode;
 }
 
 /**
@@ -91,7 +111,12 @@ export async function clientLogin(
   onSeq: (seq: number) => void,
 ): Promise<ClientLoginResult> {
   const scramble = makeScramble();
-  const caps = options.greetingCapabilities;
+  const tls = options.tls;
+  const caps =
+    tls !== undefined ? (options.greetingCapabilities | Capability.CLIENT_SSL) >>> 0 : options.greetingCapabilities;
+  // A clear password asked for in the greeting could come back before the client says whether it
+  // wants TLS: network clients are greeted with mysql_native_password (switched after TLS).
+  const greetNative = options.auth === 'native' || options.network;
   client.send(
     writeHandshakeV10({
       serverVersion: greeting.serverVersion,
@@ -100,19 +125,31 @@ export async function clientLogin(
       capabilities: caps,
       characterSet: DEFAULT_CHARSET,
       statusFlags: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
-      authPluginName: options.auth === 'native' ? AuthPluginName.NATIVE_PASSWORD : AuthPluginName.CLEAR_PASSWORD,
+      authPluginName: greetNative ? AuthPluginName.NATIVE_PASSWORD : AuthPluginName.CLEAR_PASSWORD,
     }),
   );
-  const hrPacket = await client.next(options.timeoutMs);
+  let hrPacket = await client.next(options.timeoutMs);
   metrics.clientLoginPackets++;
   onSeq(hrPacket.seq);
+  let secure = false;
   if (isSslRequest(hrPacket.payload)) {
-    throw new AbortSession(errPacket(hrPacket.seq + 1, ClientErrors.TLS_NOT_SUPPORTED));
+    if (tls === undefined) throw new AbortSession(errPacket(hrPacket.seq + 1, ClientErrors.TLS_NOT_SUPPORTED));
+    // The SSLRequest (seq 1) has no answer: the TLS handshake follows, then the HandshakeResponse
+    // with the next sequence id, read from the TLS channel from here on.
+    client = await tls.start(client);
+    secure = true;
+    hrPacket = await client.next(options.timeoutMs);
+    metrics.clientLoginPackets++;
+    onSeq(hrPacket.seq);
+    if (isSslRequest(hrPacket.payload)) throw new AbortSession(errPacket(hrPacket.seq + 1, ClientErrors.BAD_HANDSHAKE));
+  } else if (tls?.require === true) {
+    throw new AbortSession(errPacket(hrPacket.seq + 1, ClientErrors.INSECURE_TRANSPORT));
   }
   metrics.clientHandshakeResponses++;
   const hr = parseHandshakeResponse(hrPacket.payload, caps);
   checkFieldSizes(hr, hrPacket.seq + 1);
-  const clientCapabilities = (hr.capabilities & caps) >>> 0;
+  const clientCapabilities = (hr.capabilities & caps & ~Capability.CLIENT_SSL) >>> 0;
+  const auth: ClientAuthMode = options.auth === 'native' || (options.network && !secure) ? 'native' : 'clear';
   const next = async (): Promise<Packet> => {
     const p = await client.next(options.timeoutMs);
     metrics.clientLoginPackets++;
@@ -123,14 +160,14 @@ export async function clientLogin(
     return p;
   };
   let request: LoginRequest;
-  if (options.auth === 'native') {
+  if (auth === 'native') {
     const native = await nativeAnswer(client, hr, clientCapabilities, hrPacket, scramble, next);
     request = { user: hr.user, password: undefined, native, database: hr.database };
   } else {
     const password = await clearPassword(client, hr, clientCapabilities, hrPacket, next);
     request = { user: hr.user, password, database: hr.database };
   }
-  return { hr, clientCapabilities, request };
+  return { hr, clientCapabilities, request, channel: client, auth };
 }
 
 /** Refuse what no server would accept, before any Lua sees it, with the server's own errors. */

@@ -4,6 +4,7 @@
 // and backend login), command-filter.ts (the commands the relay takes out of the stream).
 
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { Capability, Command, ServerStatus } from '../protocol/constants.js';
 import { framePayload } from '../protocol/writer.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
@@ -13,6 +14,7 @@ import { NativeRelay, RelayStartError } from '../net/native-relay.js';
 import { closePidfd } from '../net/peer-identity.js';
 import { Relay, type ByteRelay, type InterceptReply, type RelayEnd, type RelayKind } from '../net/relay.js';
 import { commandName, type ResponseRecord } from '../net/tracking.js';
+import { tlsInfo, TlsHandshakeError, type ServerTls, type TlsInfo } from '../net/tls.js';
 import {
   BackendConnectError,
   connectToBackend,
@@ -63,7 +65,19 @@ export interface ConnectionOptions {
   readonly responseTracking?: boolean;
   /** Log a line for every finished response (--log-responses). */
   readonly logResponses?: boolean;
+  /**
+   * From accept to the end of the HandshakeResponse, TLS handshake included (the listener's
+   * handshake_timeout); 0 or absent: only the per-packet clientTimeoutMs.
+   */
+  readonly handshakeTimeoutMs?: number;
+  /** A failed handshake (timeout, garbage, TLS failure): for max_connect_errors. */
+  readonly onHandshakeFailed?: (peer: PeerIdentity, reason: HandshakeFailure) => void;
+  /** A complete HandshakeResponse arrived (the address's failures are forgiven). */
+  readonly onHandshakeDone?: (peer: PeerIdentity) => void;
 }
+
+/** Why a client's handshake failed (the label of myproxy_handshake_failures_total). */
+export type HandshakeFailure = 'timeout' | 'malformed' | 'tls';
 
 /** Where the session is, for an ERR sent from outside the normal flow (shutdown). */
 type Phase = 'connect' | 'login' | 'command';
@@ -146,8 +160,13 @@ export class Connection implements KillableSession, ConnectorHost {
   #database: Buffer | undefined;
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
-  readonly #auth: ClientAuthMode;
+  #auth: ClientAuthMode;
   readonly #greetingCapabilities: number;
+  readonly #listener: string | undefined;
+  readonly #serverTls: ServerTls | undefined;
+  #tls: TlsInfo | undefined;
+  /** The handshake deadline (accept to HandshakeResponse), until it is met. */
+  #handshakeTimer: NodeJS.Timeout | undefined;
   /** The backend socket during its login (reachable from #finish), until the relay owns it. */
   #backendSocket: BackendSocket | null = null;
   #backend: Backend | undefined;
@@ -179,6 +198,8 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#options = sharedOptions(options);
     this.#onFinished = onFinished;
     this.#auth = handler.clientAuth ?? 'clear';
+    this.#listener = handler.listener;
+    this.#serverTls = handler.tls;
     this.#greetingCapabilities =
       handler.localInfile === true ? GREETING_CAPABILITIES | Capability.CLIENT_LOCAL_FILES : GREETING_CAPABILITIES;
     options.registry.add(this);
@@ -204,6 +225,14 @@ export class Connection implements KillableSession, ConnectorHost {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  get listener(): string | undefined {
+    return this.#listener;
+  }
+
+  get tls(): TlsInfo | undefined {
+    return this.#tls;
   }
 
   /** The server this session is relayed to (its address text), once logged in. */
@@ -303,7 +332,10 @@ export class Connection implements KillableSession, ConnectorHost {
 
   /** Run the session; never rejects (every failure is handled and logged here). */
   async run(): Promise<void> {
-    const client = new PacketChannel(this.#client, MAX_LOGIN_PAYLOAD);
+    // A client that may switch to TLS sends its ClientHello right after the SSLRequest: nothing
+    // after the first packet is framed until the login asks for it.
+    const mayTls = this.#serverTls !== undefined && this.peer.address !== undefined;
+    const client = new PacketChannel(this.#client, MAX_LOGIN_PAYLOAD, null, mayTls);
     // A client that goes away while a callback or the backend login is pending ends the session
     // at once; the steps in flight notice `closed` and stop.
     this.#client.once('close', () => {
@@ -311,6 +343,8 @@ export class Connection implements KillableSession, ConnectorHost {
     });
     this.#inLogin = true;
     this.#options.metrics.loginsInProgress++;
+    const limitMs = this.#options.handshakeTimeoutMs ?? 0;
+    if (limitMs > 0) this.#handshakeTimer = setTimeout(() => this.#handshakeExpired(), limitMs);
     try {
       await this.#login(client);
     } catch (e) {
@@ -321,13 +355,49 @@ export class Connection implements KillableSession, ConnectorHost {
     }
   }
 
+  /** The client has not finished its handshake in time: closed, counted, held against its address. */
+  #handshakeExpired(): void {
+    this.#handshakeTimer = undefined;
+    if (this.#closed) return;
+    this.#handshakeFailed('timeout');
+    logLimited('handshake_timeout', `[${this.#makeLogName()}] handshake timed out: closing`);
+    const client = this.#socket;
+    // In the middle of a TLS handshake there is no channel to say anything on.
+    if (client !== null && this.#phase === 'login' && (this.#serverTls === undefined || this.#tls !== undefined)) {
+      client.end(errPacket(this.#clientSeq + 1, ClientErrors.BAD_HANDSHAKE));
+    } else client?.destroy();
+    this.#finish();
+  }
+
+  #handshakeDone(): void {
+    if (this.#handshakeTimer !== undefined) {
+      clearTimeout(this.#handshakeTimer);
+      this.#handshakeTimer = undefined;
+    }
+    this.#options.onHandshakeDone?.(this.peer);
+  }
+
+  /** After the SSLRequest: TLS over the client socket, and a channel over it for the rest of the login. */
+  async #startTls(plain: PacketChannel): Promise<PacketChannel> {
+    const raw = this.#client;
+    const tlsSocket = await this.#serverTls!.upgrade(raw, plain.detach());
+    this.#socket = tlsSocket;
+    // Errors after the handshake are the login's (the channel's) or the relay's to handle.
+    tlsSocket.on('error', () => undefined);
+    this.#tls = tlsInfo(tlsSocket);
+    this.#options.metrics.tlsHandshakes++;
+    this.#log(`TLS ${this.#tls.version} ${this.#tls.cipher}`);
+    return new PacketChannel(tlsSocket, MAX_LOGIN_PAYLOAD);
+  }
+
   #endLogin(): void {
     if (!this.#inLogin) return;
     this.#inLogin = false;
     this.#options.metrics.loginsInProgress--;
   }
 
-  async #login(client: PacketChannel): Promise<void> {
+  async #login(plain: PacketChannel): Promise<void> {
+    let client = plain;
     const metrics = this.#options.metrics;
     const hooks = this.#hooks;
     if (hooks.onConnect !== undefined) {
@@ -340,13 +410,27 @@ export class Connection implements KillableSession, ConnectorHost {
     if (this.#closed) return;
 
     this.#phase = 'login';
-    const { hr, clientCapabilities, request } = await clientLogin(
+    // TLS is for network clients: a Unix socket (also one passed by systemd) is offered none.
+    const network = this.peer.address !== undefined;
+    const serverTls = network ? this.#serverTls : undefined;
+    const login = await clientLogin(
       client,
       { serverVersion: this.serverVersion, connectionId: this.id },
-      { auth: this.#auth, greetingCapabilities: this.#greetingCapabilities, timeoutMs: this.#options.clientTimeoutMs },
+      {
+        auth: this.#auth,
+        greetingCapabilities: this.#greetingCapabilities,
+        timeoutMs: this.#options.clientTimeoutMs,
+        network,
+        tls:
+          serverTls === undefined ? undefined : { require: serverTls.require, start: (plain) => this.#startTls(plain) },
+      },
       metrics,
       (seq) => (this.#clientSeq = seq),
     );
+    const { hr, clientCapabilities, request } = login;
+    client = login.channel;
+    this.#auth = login.auth;
+    this.#handshakeDone();
 
     this.#log(`login user=${quoteBytes(hr.user)} database=${quoteBytes(hr.database)}`);
     const action = await this.#callPolicy(() => hooks.onHandshakeResponse(request), this.#clientSeq + 1);
@@ -668,7 +752,8 @@ export class Connection implements KillableSession, ConnectorHost {
     const hooks = this.#hooks;
     // on_result needs the filter from the first query on (it keeps each forwarded query's SQL).
     if (hooks.onResult !== undefined) this.#commandFilter(capabilities);
-    const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
+    // The pump moves bytes between fds: a TLS session needs Node's TLS, so the JavaScript relay.
+    const RelayImpl = this.#options.relay === 'native' && !(this.#client instanceof TLSSocket) ? NativeRelay : Relay;
     // Responses are reported only where something uses them: each report is a call into JavaScript.
     const wantResponses =
       hooks.onResponse !== undefined || hooks.onResult !== undefined || this.#options.logResponses === true;
@@ -804,12 +889,20 @@ export class Connection implements KillableSession, ConnectorHost {
       client.destroy();
       return;
     }
+    if (e instanceof TlsHandshakeError) {
+      this.#handshakeFailed('tls');
+      this.#logLimited('tls', e.message);
+      client.destroy();
+      return;
+    }
     if (e instanceof ChannelTimeoutError) {
+      if (this.#handshakeTimer !== undefined) this.#handshakeFailed('timeout');
       this.#log('client login timed out');
       client.end(errPacket(this.#clientSeq + 1, ClientErrors.BAD_HANDSHAKE));
       return;
     }
     if (isParseError(e)) {
+      if (this.#handshakeTimer !== undefined) this.#handshakeFailed('malformed');
       this.#options.metrics.clientMalformedPackets++;
       this.#logLimited('malformed', `Malformed packet from client: ${e.message}`);
       client.end(errPacket(this.#clientSeq + 1, ClientErrors.BAD_HANDSHAKE));
@@ -817,6 +910,11 @@ export class Connection implements KillableSession, ConnectorHost {
     }
     this.#logErr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     client.destroy();
+  }
+
+  #handshakeFailed(reason: HandshakeFailure): void {
+    this.#options.metrics.handshakeFailed(reason);
+    this.#options.onHandshakeFailed?.(this.peer, reason);
   }
 
   /**
@@ -854,6 +952,7 @@ export class Connection implements KillableSession, ConnectorHost {
     if (this.#closed) return;
     this.#closed = true;
     this.#endLogin();
+    if (this.#handshakeTimer !== undefined) clearTimeout(this.#handshakeTimer);
     if (this.#relay === null) {
       this.#backendSocket?.destroy();
       const client = this.#socket;

@@ -4,6 +4,7 @@
 import type { SocketAddress } from '../net/address.js';
 import type { ResponseRecord } from '../net/tracking.js';
 import type { BackendSelector } from '../backend/selector.js';
+import type { ServerTls, TlsInfo } from '../net/tls.js';
 import { type ClientErrorSpec, ErrorCodes, ProxyError } from '../util/errors.js';
 
 export type { BackendCandidate, BackendSelector, SelectingClient } from '../backend/selector.js';
@@ -37,6 +38,10 @@ export interface ClientSession {
   readonly closed: boolean;
   /** The database named at login (or by COM_INIT_DB in a backend-less session); undefined for none. */
   readonly database?: Buffer | undefined;
+  /** The listen address the client came through, as the config wrote it ('systemd' for systemd's). */
+  readonly listener?: string | undefined;
+  /** The client's TLS (after its SSLRequest); undefined on a plain connection. */
+  readonly tls?: TlsInfo | undefined;
 }
 
 /**
@@ -190,5 +195,9 @@ export interface SessionHandler {
   readonly clientAuth?: ClientAuthMode;
   /** Offer CLIENT_LOCAL_FILES (LOAD DATA LOCAL INFILE) to clients that ask; default false. */
   readonly localInfile?: boolean;
+  /** The listen address as the config wrote it (client.listener). */
+  readonly listener?: string | undefined;
+  /** TLS for clients that ask (SSLRequest); undefined: the greeting offers none. */
+  readonly tls?: ServerTls | undefined;
   open(client: ClientSession): SessionHooks;
 }

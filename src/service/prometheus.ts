@@ -34,6 +34,8 @@ export interface ExporterSources {
   sessions(): number;
   /** The pg binding's connections, by state ("total", "idle", "waiting"). */
   pgPools?(): Record<string, number>;
+  /** Client addresses blocked now (max_connect_errors). */
+  blockedHosts?(): number;
 }
 
 /** Work a registry needs done before each render (registering metrics created since the last). */
@@ -256,6 +258,34 @@ export function buildRegistry(sources: ExporterSources): Registry {
     'Connections refused before any Lua ran, by reason',
     'counter',
     () => [...m.refused].map(([reason, value]) => ({ labels: { reason }, value })),
+  );
+  snapshot(
+    registry,
+    'myproxy_handshake_failures_total',
+    'Client handshakes that failed before the HandshakeResponse, by reason (timeout, malformed, tls)',
+    'counter',
+    () => [...m.handshakeFailures].map(([reason, value]) => ({ labels: { reason }, value })),
+  );
+  snapshot(
+    registry,
+    'myproxy_tls_handshakes_total',
+    'Clients that completed a TLS handshake',
+    'counter',
+    single(() => m.tlsHandshakes),
+  );
+  snapshot(
+    registry,
+    'myproxy_blocked_hosts',
+    'Client addresses refused now for too many failed handshakes (max_connect_errors)',
+    'gauge',
+    single(() => sources.blockedHosts?.() ?? 0),
+  );
+  snapshot(
+    registry,
+    'myproxy_accept_errors_total',
+    'accept() failures, by error code (EMFILE: out of file descriptors)',
+    'counter',
+    () => [...m.acceptErrors].map(([code, value]) => ({ labels: { code }, value })),
   );
   snapshot(
     registry,

@@ -49,6 +49,8 @@ export const ClientErrors = {
   KILL_FAILED: spec('MYP_KILL_FAILED', 1105, 'HY000'),
   /** on_query or on_command raised an error, returned what it may not, or ran out of budget. */
   HOOK_LUA_ERROR: spec('MYP_HOOK_LUA_ERROR', 1105, 'HY000', 'Lua error'),
+  /** Too many failed handshakes from one address (max_connect_errors): MySQL's ER_HOST_IS_BLOCKED. */
+  HOST_BLOCKED: spec('MYP_HOST_BLOCKED', 1129, 'HY000'),
   /** client:err(message) in on_query or on_command without a code of its own (ProxySQL's choice for a blocked query). */
   QUERY_REFUSED: spec('MYP_QUERY_REFUSED', 1148, '42000'),
   /** A command for on_query or on_command larger than the daemon holds (64 MiB). */
@@ -74,6 +76,13 @@ export const ClientErrors = {
   ),
   /** A DISCONNECT_DATABASE control datagram named the session's account. */
   CONNECTION_KILLED: spec('MYP_CONNECTION_KILLED', 1927, '70100', 'Connection was killed'),
+  /** A plain (non-TLS) client on a listener with `tls = {require = true}`: MySQL's ER_SECURE_TRANSPORT_REQUIRED. */
+  INSECURE_TRANSPORT: spec(
+    'MYP_INSECURE_TRANSPORT',
+    3159,
+    'HY000',
+    'Connections using insecure transport are prohibited while --require_secure_transport=ON.',
+  ),
 } as const satisfies Record<string, ClientErrorSpec>;
 
 /** Stable error codes carried by every ProxyError (grep-able in logs and tests). */
@@ -100,6 +109,10 @@ export const ErrorCodes = {
   /** The session ends with a prepared ERR (or none) to the client: not a fault of its own. */
   SESSION_ABORTED: 'MYP_SESSION_ABORTED',
   JSON: 'MYP_JSON',
+  /** A listener's TLS certificate, key or CA file cannot be read or used. */
+  TLS_CONFIG: 'MYP_TLS_CONFIG',
+  /** A client's TLS handshake failed (or its certificate did not verify). */
+  TLS_HANDSHAKE: 'MYP_TLS_HANDSHAKE',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -124,6 +124,12 @@ export class ProxyMetrics {
   // beyond myproxy
   /** Sessions closed because a peer stopped taking data (--write-timeout). */
   writeTimeouts = 0;
+  /** Client handshakes that failed before the HandshakeResponse, by reason ("timeout", "malformed", "tls"). */
+  readonly handshakeFailures = new Map<string, number>();
+  /** Clients that completed a TLS handshake. */
+  tlsHandshakes = 0;
+  /** accept() failures (EMFILE, ENFILE...), by error code. */
+  readonly acceptErrors = new Map<string, number>();
   /** Connections refused before Lua ran, by reason ("fd_limit", "max_connections", ...). */
   readonly refused = new Map<string, number>();
   /** Sessions whose tracker lost the grammar. */
@@ -188,6 +194,14 @@ export class ProxyMetrics {
 
   refuse(reason: string): void {
     this.refused.set(reason, (this.refused.get(reason) ?? 0) + 1);
+  }
+
+  handshakeFailed(reason: string): void {
+    this.handshakeFailures.set(reason, (this.handshakeFailures.get(reason) ?? 0) + 1);
+  }
+
+  acceptFailed(code: string): void {
+    this.acceptErrors.set(code, (this.acceptErrors.get(code) ?? 0) + 1);
   }
 
   kill(outcome: string): void {

@@ -8,11 +8,21 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { makeTestCertificates } from '../helpers/tls-certs.js';
 import sodium from 'libsodium-wrappers';
 import mysql from 'mysql2/promise';
 
 import { createTestUsers, freeTcpPort, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { guard, mariadbCli, REPO_ROOT, runProxy, startProxy, type CliResult, type Proxy } from '../helpers/proxy.js';
+import {
+  guard,
+  mariadbCli,
+  REPO_ROOT,
+  runCommand,
+  runProxy,
+  startProxy,
+  type CliResult,
+  type Proxy,
+} from '../helpers/proxy.js';
 
 const EXAMPLES_DIR = path.join(REPO_ROOT, 'examples');
 const CONFIG_FILES = [
@@ -26,6 +36,11 @@ const CONFIG_FILES = [
 
 /** Credentials of sha1.lua's "report" entry (the comment next to its digest names the password). */
 const REPORT = { user: 'report', password: 'report-secret' };
+
+/** tls.lua reads its certificates from MYPROXY_TLS_DIR (server.pem, server.key, ca.pem). */
+const TLS_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'myproxy-ex-certs-'));
+const CERTS = makeTestCertificates(TLS_DIR);
+process.on('exit', () => fs.rmSync(TLS_DIR, { recursive: true, force: true }));
 
 /** sealed-credentials.lua reads its key pair (hex) from the environment at startup. */
 await sodium.ready;
@@ -78,6 +93,8 @@ describe('shipped configurations pass --check', () => {
             MYPROXY_SEAL_PK: sodium.to_hex(SEAL_KEYS.publicKey),
             MYPROXY_SEAL_SK: sodium.to_hex(SEAL_KEYS.privateKey),
             MYPROXY_CONTROL: path.join(dir, 'control.sock'),
+            MYPROXY_TLS_DIR: TLS_DIR,
+            MYPROXY_ADDRESS: '127.0.0.1:1',
           },
         });
         assert.equal(r.code, 0, `--check failed:\n${r.stdout}${r.stderr}`);
@@ -127,6 +144,57 @@ describe('examples against MariaDB', () => {
     });
     return { proxy, socket };
   }
+
+  test('tls.lua: a client certificate names the application; without one, or as another user, access denied', async () => {
+    const port = await freeTcpPort();
+    const { proxy } = await startExample('examples/tls.lua', {
+      MYPROXY_TLS_DIR: TLS_DIR,
+      MYPROXY_ADDRESS: `127.0.0.1:${port}`,
+    });
+    const tlsCli = (user: string, password: string, extra: string[]) =>
+      runCommand('mariadb', [
+        '--no-defaults',
+        '--protocol=tcp',
+        '-h',
+        '127.0.0.1',
+        '-P',
+        String(port),
+        '-u',
+        user,
+        `-p${password}`,
+        '--batch',
+        '--skip-column-names',
+        '--ssl',
+        `--ssl-ca=${CERTS.caCert}`,
+        ...extra,
+        '-e',
+        'SELECT 1',
+      ]);
+    const cert = [`--ssl-cert=${CERTS.clientCert}`, `--ssl-key=${CERTS.clientKey}`];
+    const ok = await tlsCli('native', 'nativepw', cert);
+    assert.equal(ok.stdout, '1\n', ok.stderr);
+    const other = await tlsCli(REPORT.user, REPORT.password, cert);
+    assert.match(other.stderr, /ERROR 1045/);
+    await proxy.waitForLog(/refused: O=Example,CN=app1 may not log in as report/);
+    const none = await tlsCli('native', 'nativepw', []);
+    assert.match(none.stderr, /ERROR 1045/);
+    await proxy.waitForLog(/refused: no client certificate/);
+    const plain = await runCommand('mariadb', [
+      '--no-defaults',
+      '--protocol=tcp',
+      '-h',
+      '127.0.0.1',
+      '-P',
+      String(port),
+      '-u',
+      'native',
+      '-pnativepw',
+      '--skip-ssl',
+      '-e',
+      'SELECT 1',
+    ]);
+    assert.match(plain.stderr, /ERROR 3159/);
+  });
 
   test('observability.lua: per-account metrics, and reload() disconnecting moved accounts through control_client', async () => {
     const port = await freeTcpPort();

@@ -16,12 +16,14 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 
-import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
+import { createTestUsers, freeTcpPort, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
+import { makeTestCertificates } from '../helpers/tls-certs.js';
 import {
   daemonArgv,
   guard,
   mariadbCli,
   REPO_ROOT,
+  runCommand,
   runProxy,
   startProxy,
   type CliResult,
@@ -411,6 +413,53 @@ ${extra}`,
     d.kill('SIGTERM');
     assert.deepEqual(await d.exited, { code: 0, signal: null }, d.logs());
     assert.ok(fs.statSync(sock).isSocket(), 'socket file still there');
+  });
+
+  test('a TCP socket from systemd: client.address and client.listener, TLS for TCP clients, none for the Unix socket', async () => {
+    const dir = tempDir('tcp');
+    const certs = makeTestCertificates(dir);
+    const sock = path.join(dir, 'a.sock');
+    const port = await freeTcpPort();
+    const file = path.join(dir, 'config.lua');
+    fs.writeFileSync(
+      file,
+      `mysql_listen(systemd, {
+  on_handshake_response = function(client, hr)
+    print(string.format('PEER address=%s listener=%s tls=%s', tostring(client.address), client.listener,
+      client.tls and client.tls.version or 'nil'))
+    return client:connect(${JSON.stringify(db!.socket)}, hr)
+  end,
+}, {tls = {cert = ${JSON.stringify(certs.serverCert)}, key = ${JSON.stringify(certs.serverKey)}}})
+`,
+    );
+    const d = await startActivated({ listen: [`127.0.0.1:${port}`, sock], configPath: file });
+    const tcp = await guard(
+      runCommand('mariadb', [
+        '--no-defaults',
+        '--protocol=tcp',
+        '-h',
+        '127.0.0.1',
+        '-P',
+        String(port),
+        '-u',
+        USERS.native.user,
+        `-p${USERS.native.password}`,
+        '--ssl',
+        `--ssl-ca=${certs.caCert}`,
+        '--batch',
+        '--skip-column-names',
+        '-e',
+        'SELECT 5',
+      ]),
+      'TCP login',
+    );
+    assert.equal(tcp.stdout, '5\n', tcp.stderr + d.logs());
+    await d.waitForLog(/PEER address=127\.0\.0\.1:\d+ listener=systemd tls=TLSv1\.[23]/);
+    const unix = await login(sock, 'SELECT 6');
+    assert.equal(unix.stdout, '6\n', unix.stderr);
+    await d.waitForLog(/PEER address=nil listener=systemd tls=nil/);
+    d.kill('SIGTERM');
+    assert.deepEqual(await d.exited, { code: 0, signal: null }, d.logs());
   });
 
   test('examples/systemd/config.lua: --check passes, and it serves the activated socket', async () => {

@@ -32,17 +32,26 @@ describe('mysql_listen() on TCP', () => {
   let v4 = 0;
   let v6 = 0;
   let any = 0;
+  let storedHash = '';
 
   before(async () => {
     db = await startMariaDB({ name: 'tcp-listen' });
     await createTestUsers(db);
+    storedHash = (await db.query(`SELECT authentication_string FROM mysql.user WHERE user = 'native'`)).trim();
     [v4, v6, any] = [await freeTcpPort(), await freeTcpPort(), await freeTcpPort()];
     proxy = await startProxy({
       name: 'tcp-listen',
       config: (dir) => `
 local handler = {
   on_handshake_response = function(client, hr)
-    print(string.format('PEER address=%s pid=%s uid=%s', tostring(client.address), tostring(client.pid), tostring(client.uid)))
+    print(string.format('PEER address=%s pid=%s uid=%s listener=%s password=%s', tostring(client.address),
+      tostring(client.pid), tostring(client.uid), client.listener, hr.password and 'clear' or 'nil'))
+    if hr.password == nil then
+      -- Plain TCP: the daemon asked for no clear-text password, only a mysql_native_password answer.
+      local verified = client:verify_native_password(${JSON.stringify(storedHash)})
+      if not verified then return client:deny() end
+      return client:connect(${JSON.stringify(db!.socket)}, {user = hr.user, password_sha1 = verified})
+    end
     return client:connect(${JSON.stringify(db!.socket)}, hr)
   end,
 }
@@ -62,18 +71,38 @@ mysql_listen('${dir}/proxy.sock', handler)`,
     const r = await cliTcp('127.0.0.1', v4, 'SELECT 1 + 1');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '2\n');
-    await proxy!.waitForLog(/PEER address=127\.0\.0\.1:\d+ pid=nil uid=nil/);
+    await proxy!.waitForLog(
+      new RegExp(`PEER address=127\\.0\\.0\\.1:\\d+ pid=nil uid=nil listener=127\\.0\\.0\\.1:${v4} password=nil`),
+    );
     assert.match(proxy!.logs(), new RegExp(`listening on 127\\.0\\.0\\.1:${v4}`));
   });
 
-  test('over IPv6 loopback, and on the wildcard through both families', async () => {
+  test('over IPv6 loopback, and on the wildcard through both families; client.listener as written', async () => {
     const r6 = await cliTcp('::1', v6, 'SELECT 6');
     assert.equal(r6.stdout, '6\n', r6.stderr);
-    await proxy!.waitForLog(/PEER address=\[::1\]:\d+ pid=nil/);
+    await proxy!.waitForLog(new RegExp(`PEER address=\\[::1\\]:\\d+ pid=nil uid=nil listener=\\[::1\\]:${v6} `));
     const a4 = await cliTcp('127.0.0.1', any, 'SELECT 4');
     assert.equal(a4.stdout, '4\n', a4.stderr);
     const a6 = await cliTcp('::1', any, 'SELECT 16');
     assert.equal(a6.stdout, '16\n', a6.stderr);
+    await proxy!.waitForLog(new RegExp(`listener=\\*:${any} `));
+  });
+
+  test('plain TCP never asks for a clear-text password: a wrong one is refused by the native check', async () => {
+    const r = await runCommand('mariadb', [
+      '--no-defaults',
+      '--protocol=tcp',
+      '-h',
+      '127.0.0.1',
+      '-P',
+      String(v4),
+      '-u',
+      'native',
+      '-pwrong',
+      '-e',
+      'SELECT 1',
+    ]);
+    assert.match(r.stderr, /ERROR 1045/);
   });
 
   test('the rule: HOST:PORT with * or a numeric address is TCP, anything else a path', () => {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { HANDLER_KEYS, LISTEN_OPTIONS } from '../../src/bindings/listen.js';
+import { HANDLER_KEYS, LISTEN_OPTIONS, LISTEN_TLS_OPTIONS } from '../../src/bindings/listen.js';
 import { CLIENT_METHODS, CONNECT_OPTIONS } from '../../src/bindings/client.js';
 import { BOOLEAN_OPTIONS, SECONDS_OPTIONS, STRING_OPTIONS, TABLE_OPTIONS } from '../../src/bindings/cluster.js';
 import { POOL_OPTIONS, RESOLVE_OPTIONS } from '../../src/bindings/address.js';
@@ -111,6 +111,7 @@ test('every handler key and client method is in docs/configuration.md', () => {
 test('every option the bindings accept is documented', () => {
   const options = [
     ...LISTEN_OPTIONS,
+    ...LISTEN_TLS_OPTIONS,
     ...CONNECT_OPTIONS,
     ...BOOLEAN_OPTIONS,
     ...STRING_OPTIONS,
@@ -125,10 +126,20 @@ test('every option the bindings accept is documented', () => {
   assert.deepEqual(undocumented(options, DOCS), []);
 });
 
+/** A value each mysql_listen option accepts (true where none is given). */
+const LISTEN_SAMPLES: Partial<Record<string, string>> = {
+  auth: "'native'",
+  max_connections: '10',
+  max_connect_errors: '5',
+  connect_error_block_time: '60',
+  handshake_timeout: '2.5',
+};
+
 test('the option lists are what the bindings accept: each listed option passes, another does not', async () => {
   const calls = [
-    ...LISTEN_OPTIONS.map(
-      (o) => `mysql_listen('\${dir}/${o}.sock', h, {${o} = ${o === 'auth' ? "'native'" : 'true'}})`,
+    // tls needs certificate files and a TCP address: test/integration/tls.test.ts has its calls.
+    ...LISTEN_OPTIONS.filter((o) => o !== 'tls').map(
+      (o) => `mysql_listen('\${dir}/${o}.sock', h, {${o} = ${LISTEN_SAMPLES[o] ?? 'true'}})`,
     ),
     ...BOOLEAN_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {monitoring = true, user = 'u', ${o} = true})`),
     ...STRING_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {monitoring = true, user = 'u', ${o} = 'x'})`),
