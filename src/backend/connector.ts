@@ -13,6 +13,7 @@ import { ErrorCodes, errorMessage, MalformedPacketError, ProxyError } from '../u
 import { StatSlot, type ServerMetrics } from '../util/metrics.js';
 import { BackendLoginError, loginToBackend, type BackendLoginResult } from './login.js';
 import type { BackendCandidate } from './selector.js';
+import { serverProfiles } from './capabilities.js';
 
 const NO_DATABASE = Buffer.alloc(0);
 
@@ -27,6 +28,10 @@ export interface BackendLogin {
   readonly database: Buffer | undefined;
   /** Capabilities in effect between the client and the proxy. */
   readonly clientCapabilities: number;
+  /** MariaDB extended capabilities in effect between the client and the proxy. */
+  readonly clientExtendedCapabilities: number;
+  /** The client's connect attributes (forwarded to the server). */
+  readonly connectAttributes: Buffer;
   readonly maxPacketSize: number;
   readonly characterSet: number;
 }
@@ -143,6 +148,8 @@ async function loginAt(
       channel,
       {
         clientCapabilities: login.clientCapabilities,
+        clientExtendedCapabilities: login.clientExtendedCapabilities,
+        connectAttributes: login.connectAttributes,
         maxPacketSize: login.maxPacketSize,
         characterSet: login.characterSet,
         user: login.user,
@@ -153,7 +160,13 @@ async function loginAt(
         backendKey: label,
       },
       timeoutMs,
-      host,
+      {
+        onGreeting(greeting) {
+          // Every login teaches the greeting the proxy offers its next clients.
+          serverProfiles.note(label, greeting);
+          host.onGreeting(greeting);
+        },
+      },
     );
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (host.closed) {

@@ -8,7 +8,7 @@ import {
   type BackendAuthPlugin,
   type BackendCredentials,
 } from '../auth/backend-auth.js';
-import { Capability, DEFAULT_CHARSET, PacketHeader } from '../protocol/constants.js';
+import { Capability, DEFAULT_CHARSET, MariaDbCapability, PacketHeader } from '../protocol/constants.js';
 import type { Packet } from '../protocol/framer.js';
 import { parseErr, parseAuthSwitchRequest, type ErrPacket } from '../protocol/packets/generic.js';
 import { parseHandshakeV10, type HandshakeV10 } from '../protocol/packets/handshake.js';
@@ -16,45 +16,20 @@ import { writeHandshakeResponse41 } from '../protocol/packets/handshake-response
 import { framePayload } from '../protocol/writer.js';
 import type { PacketChannel } from '../net/packet-channel.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
-
-/**
- * Capabilities passed from the client to the backend when both have them. CLIENT_LOCAL_FILES is
- * in the client's set only when its listener allows LOCAL INFILE (mysql_listen option local_infile).
- */
-export const PASS_THROUGH_CAPABILITIES =
-  Capability.CLIENT_LONG_PASSWORD |
-  Capability.CLIENT_LOCAL_FILES |
-  Capability.CLIENT_FOUND_ROWS |
-  Capability.CLIENT_LONG_FLAG |
-  Capability.CLIENT_NO_SCHEMA |
-  Capability.CLIENT_ODBC |
-  Capability.CLIENT_IGNORE_SPACE |
-  Capability.CLIENT_INTERACTIVE |
-  Capability.CLIENT_IGNORE_SIGPIPE |
-  Capability.CLIENT_TRANSACTIONS |
-  Capability.CLIENT_MULTI_STATEMENTS |
-  Capability.CLIENT_MULTI_RESULTS |
-  Capability.CLIENT_PS_MULTI_RESULTS |
-  Capability.CLIENT_SESSION_TRACK |
-  Capability.CLIENT_DEPRECATE_EOF |
-  Capability.CLIENT_REMEMBER_OPTIONS;
-
-/**
- * Capabilities that change the wire format of command-phase traffic. The relay forwards bytes
- * unchanged, so client and backend must agree on each of these exactly; a backend lacking one the
- * client negotiated fails the login with a clear error instead of corrupting result sets later.
- */
-export const WIRE_FORMAT_CAPABILITIES =
-  Capability.CLIENT_LONG_FLAG |
-  Capability.CLIENT_TRANSACTIONS |
-  Capability.CLIENT_MULTI_RESULTS |
-  Capability.CLIENT_PS_MULTI_RESULTS |
-  Capability.CLIENT_SESSION_TRACK |
-  Capability.CLIENT_DEPRECATE_EOF;
+import {
+  PASS_THROUGH_CAPABILITIES,
+  PASS_THROUGH_EXTENDED,
+  WIRE_FORMAT_CAPABILITIES,
+  WIRE_FORMAT_EXTENDED,
+} from './capabilities.js';
 
 export interface BackendLoginRequest {
   /** The capabilities in effect between the client and the proxy. */
   readonly clientCapabilities: number;
+  /** MariaDB extended capabilities in effect between the client and the proxy (default 0). */
+  readonly clientExtendedCapabilities?: number;
+  /** The client's connect attributes, forwarded as they are (with CLIENT_CONNECT_ATTRS). */
+  readonly connectAttributes?: Buffer;
   readonly maxPacketSize: number;
   readonly characterSet: number;
   readonly user: Buffer;
@@ -73,6 +48,8 @@ export type BackendLoginResult =
       readonly packet: Packet;
       /** Capabilities in effect between the proxy (for the client) and the backend. */
       readonly capabilities: number;
+      /** MariaDB extended capabilities in effect (0 with a MySQL server or client). */
+      readonly extendedCapabilities: number;
     }
   | { readonly kind: 'err'; readonly greeting: HandshakeV10; readonly err: ErrPacket; readonly packet: Packet };
 
@@ -122,10 +99,15 @@ export async function loginToBackend(
   if ((serverCaps & Capability.CLIENT_PROTOCOL_41) === 0) {
     throw new BackendLoginError('Server does not support protocol 4.1');
   }
+  const clientExt = req.clientExtendedCapabilities ?? 0;
+  // A MariaDB server clears CLIENT_LONG_PASSWORD ("CLIENT_MYSQL"); a MySQL one has no extended set.
+  const serverExt = (serverCaps & Capability.CLIENT_LONG_PASSWORD) === 0 ? greeting.extendedCapabilities : 0;
   const missing = req.clientCapabilities & WIRE_FORMAT_CAPABILITIES & ~serverCaps;
-  if (missing !== 0) {
+  const missingExt = clientExt & WIRE_FORMAT_EXTENDED & ~serverExt;
+  if (missing !== 0 || missingExt !== 0) {
     throw new BackendLoginError(
-      `Server lacks capabilities the client negotiated (0x${(missing >>> 0).toString(16)})`,
+      `Server lacks capabilities the client negotiated (${missingNames(missing, missingExt)}); ` +
+        'the greeting offered them because no greeting of this server was known yet',
       'Server lacks capabilities the client requires',
     );
   }
@@ -133,11 +115,14 @@ export async function loginToBackend(
     (req.clientCapabilities & PASS_THROUGH_CAPABILITIES & serverCaps) |
     Capability.CLIENT_PROTOCOL_41 |
     Capability.CLIENT_SECURE_CONNECTION;
-  // MariaDB reads CLIENT_LONG_PASSWORD as "CLIENT_MYSQL": keep it set so no extended
-  // MariaDB capabilities come into play (the client was offered none).
-  caps |= Capability.CLIENT_LONG_PASSWORD;
+  const ext = (clientExt & serverExt & PASS_THROUGH_EXTENDED) >>> 0;
+  // MariaDB reads CLIENT_LONG_PASSWORD as "CLIENT_MYSQL": clear it only to send extended
+  // capabilities, i.e. when client and server are both MariaDB and share some.
+  if (ext === 0) caps |= Capability.CLIENT_LONG_PASSWORD;
+  else caps &= ~Capability.CLIENT_LONG_PASSWORD;
   if (req.database.length > 0) caps |= Capability.CLIENT_CONNECT_WITH_DB;
   caps |= serverCaps & (Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA);
+  caps >>>= 0;
 
   const ctx: BackendAuthContext = {
     secureTransport: req.secureTransport ?? false,
@@ -156,6 +141,10 @@ export async function loginToBackend(
         authResponse,
         database: req.database,
         authPluginName: plugin.name,
+        extendedCapabilities: ext,
+        ...(caps & Capability.CLIENT_CONNECT_ATTRS
+          ? { connectAttributes: req.connectAttributes ?? NO_ATTRIBUTES }
+          : {}),
       },
       (first.seq + 1) & 0xff,
     ),
@@ -165,7 +154,13 @@ export async function loginToBackend(
     const p = await channel.next(timeoutMs);
     switch (p.payload[0]) {
       case PacketHeader.OK:
-        return { kind: 'ok', greeting, packet: p, capabilities: (caps & serverCaps) >>> 0 };
+        return {
+          kind: 'ok',
+          greeting,
+          packet: p,
+          capabilities: (caps & serverCaps) >>> 0,
+          extendedCapabilities: ext,
+        };
       case PacketHeader.ERR:
         return { kind: 'err', greeting, err: parseErr(p.payload), packet: p };
       case PacketHeader.EOF: {
@@ -194,6 +189,16 @@ export async function loginToBackend(
     }
   }
   throw new BackendLoginError('Too many authentication rounds');
+}
+
+const NO_ATTRIBUTES = Buffer.alloc(0);
+
+/** Capability names for the log ("CLIENT_SESSION_TRACK, MARIADB_CLIENT_CACHE_METADATA"). */
+function missingNames(caps: number, ext: number): string {
+  const names: string[] = [];
+  for (const [name, bit] of Object.entries(Capability)) if ((caps & bit) !== 0) names.push(name);
+  for (const [name, bit] of Object.entries(MariaDbCapability)) if ((ext & bit) !== 0) names.push(name);
+  return names.join(', ');
 }
 
 export { AuthPluginError };

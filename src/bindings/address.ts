@@ -34,6 +34,8 @@ export interface PendingResolve {
 export interface AddressBindings {
   /** Host names to resolve before serving (startup phase only). */
   readonly pending: PendingResolve[];
+  /** Every mysql_resolve() address made while the config ran (probed for its greeting at startup). */
+  readonly configured: AddressBox[];
   /** Switch mysql_resolve to runtime behaviour (yield on host names). */
   enterRuntime(): void;
 }
@@ -56,6 +58,7 @@ export function installAddress(L: LuaState): AddressBindings {
     },
   });
   const pending: PendingResolve[] = [];
+  const configured: AddressBox[] = [];
   let runtime = false;
 
   /** mysql_resolve (default port 3306) and control_resolve (5478, myproxy's control port). */
@@ -75,6 +78,7 @@ export function installAddress(L: LuaState): AddressBindings {
         return lauxlib.luaL_error(L1, (e as AddressError).message);
       }
       const box: AddressBox = { address, text };
+      if (!runtime && defaultPort === DEFAULT_MYSQL_PORT) configured.push(box);
       if (isNumericAddress(address) || address.kind !== 'tcp') {
         pushObject(L1, ADDRESS_CLASS, box);
         return 1;
@@ -111,6 +115,7 @@ export function installAddress(L: LuaState): AddressBindings {
 
   return {
     pending,
+    configured,
     enterRuntime() {
       runtime = true;
     },

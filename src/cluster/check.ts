@@ -17,6 +17,7 @@ import { formatAddress, type SocketAddress } from '../net/address.js';
 import { connectSocket } from '../net/connect.js';
 import { PacketChannel } from '../net/packet-channel.js';
 import { loginToBackend } from '../backend/login.js';
+import { serverProfiles } from '../backend/capabilities.js';
 import { errorMessage } from '../util/errors.js';
 
 /** Health states, worst first (the order is the preference order: see docs/cluster.md). */
@@ -72,7 +73,7 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
       const first = await channel.next(left());
       if (first.payload[0] === PacketHeader.ERR)
         return dead(`greeting is an error: ${parseErr(first.payload).message}`);
-      parseHandshakeV10(first.payload);
+      serverProfiles.note(formatAddress(address), parseHandshakeV10(first.payload));
       return { state: 'alive', detail: 'ok' };
     }
     const password = options.password ?? Buffer.alloc(0);
@@ -89,7 +90,8 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
         backendKey: formatAddress(address),
       },
       left(),
-      () => undefined,
+      // Monitoring keeps the greeting the proxy offers clients current (a server upgraded in place).
+      (greeting) => serverProfiles.note(formatAddress(address), greeting),
     );
     if (login.kind === 'err') {
       return { state: 'auth_failed', detail: `login refused: ${login.err.errno} ${login.err.message}` };

@@ -25,7 +25,8 @@ import { ClientErrors, type ClientErrorSpec, errorMessage, isParseError } from '
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { sharedCopy } from '../util/bytes.js';
-import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
+import { AbortSession, clientLogin, errPacket } from './client-login.js';
+import { greetingCapabilities, serverProfiles, type GreetingProfile } from '../backend/capabilities.js';
 import { CommandFilter, filteredCommands, interceptLimit, type KillableSession } from './command-filter.js';
 import { MAX_LOCAL_COMMAND, serveLocally } from './local-session.js';
 import { writeOkPacket } from '../protocol/packets/local-reply.js';
@@ -40,8 +41,6 @@ import {
   type SessionHooks,
 } from './handler.js';
 import type { SessionRegistry } from './registry.js';
-
-export { GREETING_CAPABILITIES } from './client-login.js';
 
 export const DEFAULT_SERVER_VERSION = '5.7.30';
 /** Shared by all connections (never written to: a new version replaces the Buffer). */
@@ -117,11 +116,37 @@ function relayedCommandFilter(hooks: SessionHooks): readonly number[] {
   return (commandsByHooks[key] ??= filteredCommands(hooks));
 }
 
+interface GreetingOffer {
+  readonly capabilities: number;
+  readonly extendedCapabilities: number;
+  readonly characterSet: number;
+}
+
+/** The greeting for each listener kind, remade only when what the servers share changed. */
+const offers: { shared: GreetingProfile | undefined; byExtra: Map<number, GreetingOffer> } = {
+  shared: undefined,
+  byExtra: new Map(),
+};
+function greetingOffer(listenerCapabilities: number): GreetingOffer {
+  const shared = serverProfiles.shared();
+  if (offers.shared !== shared) {
+    offers.shared = shared;
+    offers.byExtra.clear();
+  }
+  let offer = offers.byExtra.get(listenerCapabilities);
+  if (offer === undefined) {
+    offer = { ...greetingCapabilities(shared, listenerCapabilities), characterSet: shared.characterSet };
+    offers.byExtra.set(listenerCapabilities, offer);
+  }
+  return offer;
+}
+
 /** The session is also its connector's host: no object of closures per login. */
 export class Connection implements KillableSession, ConnectorHost {
   readonly id: number;
   readonly peer: PeerIdentity;
-  serverVersion: Buffer = DEFAULT_SERVER_VERSION_BYTES;
+  /** What the greeting announces: the known servers' version (see backend/capabilities.ts), else 5.7.30. */
+  serverVersion: Buffer = serverProfiles.shared().serverVersion ?? DEFAULT_SERVER_VERSION_BYTES;
   #account: string | undefined;
   #closed = false;
   /** The client socket until the relay takes it over (then null, so it can be collected). */
@@ -130,7 +155,8 @@ export class Connection implements KillableSession, ConnectorHost {
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
   readonly #auth: ClientAuthMode;
-  readonly #greetingCapabilities: number;
+  /** Capabilities a listener adds to what the servers share (CLIENT_LOCAL_FILES with local_infile). */
+  readonly #listenerCapabilities: number;
   /** The backend socket during its login (reachable from #finish), until the relay owns it. */
   #backendSocket: BackendSocket | null = null;
   #backend: Backend | undefined;
@@ -162,8 +188,7 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#options = sharedOptions(options);
     this.#onFinished = onFinished;
     this.#auth = handler.clientAuth ?? 'clear';
-    this.#greetingCapabilities =
-      handler.localInfile === true ? GREETING_CAPABILITIES | Capability.CLIENT_LOCAL_FILES : GREETING_CAPABILITIES;
+    this.#listenerCapabilities = handler.localInfile === true ? Capability.CLIENT_LOCAL_FILES : 0;
     options.registry.add(this);
     this.#hooks = handler.open(this);
   }
@@ -323,10 +348,17 @@ export class Connection implements KillableSession, ConnectorHost {
     if (this.#closed) return;
 
     this.#phase = 'login';
-    const { hr, clientCapabilities, request } = await clientLogin(
+    const offer = greetingOffer(this.#listenerCapabilities);
+    const { hr, clientCapabilities, clientExtendedCapabilities, request } = await clientLogin(
       client,
       { serverVersion: this.serverVersion, connectionId: this.id },
-      { auth: this.#auth, greetingCapabilities: this.#greetingCapabilities, timeoutMs: this.#options.clientTimeoutMs },
+      {
+        auth: this.#auth,
+        greetingCapabilities: offer.capabilities,
+        greetingExtendedCapabilities: offer.extendedCapabilities,
+        characterSet: offer.characterSet,
+        timeoutMs: this.#options.clientTimeoutMs,
+      },
       metrics,
       (seq) => (this.#clientSeq = seq),
     );
@@ -342,7 +374,7 @@ export class Connection implements KillableSession, ConnectorHost {
     }
     this.#database = hr.database.length > 0 ? sharedCopy(hr.database) : undefined;
     if (action.kind === 'accept') {
-      await this.#serveLocally(client, clientCapabilities, replySeq);
+      await this.#serveLocally(client, clientCapabilities, clientExtendedCapabilities, replySeq);
       return;
     }
     if (this.#auth === 'native' && action.password === undefined && action.passwordSha1 === undefined) {
@@ -373,6 +405,8 @@ export class Connection implements KillableSession, ConnectorHost {
           passwordSha1: action.passwordSha1,
           database: action.database,
           clientCapabilities,
+          clientExtendedCapabilities,
+          connectAttributes: hr.connectAttributes,
           maxPacketSize: hr.maxPacketSize,
           characterSet: hr.characterSet,
         },
@@ -428,7 +462,18 @@ export class Connection implements KillableSession, ConnectorHost {
       if (this.#closed) return;
     }
     this.#endLogin();
-    if (!this.#startRelay(backendSocket, ok, clientLeftover, serverLeftover, result.capabilities, replySeq)) return;
+    if (
+      !this.#startRelay(
+        backendSocket,
+        ok,
+        clientLeftover,
+        serverLeftover,
+        result.capabilities,
+        result.extendedCapabilities,
+        replySeq,
+      )
+    )
+      return;
     this.#phase = 'command';
     metrics.clientAuthOk++;
     server.sessions++;
@@ -447,7 +492,12 @@ export class Connection implements KillableSession, ConnectorHost {
    * client:accept(): the login succeeds with no server behind it, and the session's commands are
    * answered here (by on_query / on_command, or the defaults of serveLocally) until the client quits.
    */
-  async #serveLocally(login: PacketChannel, capabilities: number, replySeq: number): Promise<void> {
+  async #serveLocally(
+    login: PacketChannel,
+    capabilities: number,
+    extendedCapabilities: number,
+    replySeq: number,
+  ): Promise<void> {
     const metrics = this.#options.metrics;
     if (this.#hooks.onCommandPhase !== undefined) {
       try {
@@ -478,7 +528,7 @@ export class Connection implements KillableSession, ConnectorHost {
         capabilities,
       ),
     );
-    const filter = this.#commandFilter(capabilities);
+    const filter = this.#commandFilter(capabilities, extendedCapabilities);
     // The getter below lives in an object literal, whose `this` is not the session.
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const session = this;
@@ -507,9 +557,10 @@ export class Connection implements KillableSession, ConnectorHost {
   }
 
   /** The filter for intercepted commands (made on first use: most sessions never need one). */
-  #commandFilter(capabilities: number): CommandFilter {
+  #commandFilter(capabilities: number, extendedCapabilities: number): CommandFilter {
     return (this.#filter ??= new CommandFilter({
       capabilities,
+      extendedCapabilities,
       serverStatus: () => this.#serverStatus,
       session: this,
       hooks: this.#hooks,
@@ -532,6 +583,7 @@ export class Connection implements KillableSession, ConnectorHost {
     clientLeftover: Buffer | null,
     serverLeftover: Buffer | null,
     capabilities: number,
+    extendedCapabilities: number,
     replySeq: number,
   ): boolean {
     const metrics = this.#options.metrics;
@@ -540,7 +592,7 @@ export class Connection implements KillableSession, ConnectorHost {
     backend.account = account;
     const hooks = this.#hooks;
     // on_result needs the filter from the first query on (it keeps each forwarded query's SQL).
-    if (hooks.onResult !== undefined) this.#commandFilter(capabilities);
+    if (hooks.onResult !== undefined) this.#commandFilter(capabilities, extendedCapabilities);
     const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
     // Responses are reported only where something uses them: each report is a call into JavaScript.
     const wantResponses =
@@ -557,11 +609,12 @@ export class Connection implements KillableSession, ConnectorHost {
         onClose: (reason) => this.#relayEnded(reason),
         intercept: {
           commands: relayedCommandFilter(hooks),
-          onCommand: (p, t) => this.#commandFilter(capabilities).onCommand(p, t),
+          onCommand: (p, t) => this.#commandFilter(capabilities, extendedCapabilities).onCommand(p, t),
           ...(maxPacket !== undefined ? { maxPacket } : {}),
         },
         tracking: {
           capabilities,
+          extendedCapabilities,
           track: this.#options.responseTracking !== false,
           killFilter: true,
           stats: backend.server.stats,

@@ -19,7 +19,7 @@ import { writeErr, writeOk } from '../../src/protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../../src/protocol/packets/handshake.js';
 import { parseHandshakeResponse } from '../../src/protocol/packets/handshake-response.js';
 import { framePayload } from '../../src/protocol/writer.js';
-import { GREETING_CAPABILITIES } from '../../src/proxy/connection.js';
+import { PASS_THROUGH_CAPABILITIES, PROXY_OWN_CAPABILITIES } from '../../src/backend/capabilities.js';
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { guard, mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
 
@@ -78,7 +78,12 @@ interface Sha2Double {
   close(): Promise<void>;
 }
 
-const DOUBLE_CAPS = (GREETING_CAPABILITIES | Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_SECURE_CONNECTION) >>> 0;
+const DOUBLE_CAPS =
+  (PASS_THROUGH_CAPABILITIES |
+    PROXY_OWN_CAPABILITIES |
+    Capability.CLIENT_PLUGIN_AUTH |
+    Capability.CLIENT_SECURE_CONNECTION) >>>
+  0;
 
 async function startSha2Double(users: ReadonlyMap<string, string>, dir: string): Promise<Sha2Double> {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
