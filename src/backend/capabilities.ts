@@ -122,6 +122,8 @@ function sameProfile(a: ServerProfile, b: ServerProfile): boolean {
 export class ServerProfiles {
   readonly #byLabel = new Map<string, ServerProfile>();
   #shared: GreetingProfile | undefined;
+  /** Bumped whenever a profile changes (listeners' cached greetings check it). */
+  generation = 0;
 
   /** Note a server's greeting (startup probe, cluster check, backend login). */
   note(label: string, greeting: HandshakeV10): void {
@@ -135,6 +137,7 @@ export class ServerProfiles {
     if (old !== undefined && sameProfile(old, profile)) return;
     this.#byLabel.set(label, profile);
     this.#shared = undefined;
+    this.generation++;
   }
 
   get(label: string): ServerProfile | undefined {
@@ -149,15 +152,27 @@ export class ServerProfiles {
   clear(): void {
     this.#byLabel.clear();
     this.#shared = undefined;
+    this.generation++;
   }
 
   /** What every known server has (the proxy's defaults while none is known). Cached until a greeting changes. */
   shared(): GreetingProfile {
-    return (this.#shared ??= this.#computeShared());
+    return (this.#shared ??= this.#computeShared(this.#byLabel.values()));
   }
 
-  #computeShared(): GreetingProfile {
-    if (this.#byLabel.size === 0) {
+  /** What the servers at `labels` share (those known; all known servers when none of them is). */
+  sharedOf(labels: Iterable<string>): GreetingProfile {
+    const known: ServerProfile[] = [];
+    for (const l of labels) {
+      const p = this.#byLabel.get(l);
+      if (p !== undefined) known.push(p);
+    }
+    return known.length === 0 ? this.shared() : this.#computeShared(known.values());
+  }
+
+  #computeShared(profiles: Iterable<ServerProfile>): GreetingProfile {
+    const list = [...profiles];
+    if (list.length === 0) {
       return {
         capabilities: ASSUMED_SERVER_CAPABILITIES,
         extendedCapabilities: 0,
@@ -170,7 +185,7 @@ export class ServerProfiles {
     let version: Buffer | undefined;
     let charset: number | undefined;
     let first = true;
-    for (const p of this.#byLabel.values()) {
+    for (const p of list) {
       caps &= p.capabilities;
       // A MySQL server (CLIENT_LONG_PASSWORD set) has no extended capabilities.
       ext &= p.extendedCapabilities;
@@ -206,8 +221,41 @@ function olderMariaDb(a: Buffer, b: Buffer): Buffer | undefined {
   return a;
 }
 
-/** The process's servers (one registry: every listener may reach every configured server). */
+/** A listener's greeting before it knows its servers: the common set, no MariaDB extensions. */
+function unrouted(shared: GreetingProfile): GreetingProfile {
+  if (shared.extendedCapabilities === 0 && shared.serverVersion === undefined) return shared;
+  return { ...shared, extendedCapabilities: 0, serverVersion: undefined };
+}
+
+/** The process's servers, by address label. */
 export const serverProfiles = new ServerProfiles();
+
+/**
+ * The servers one listener's sessions went to. Its greeting offers what those share. Until its
+ * first session reached a server, which servers it routes to is Lua's secret: it offers what every
+ * server the proxy knows shares (configured addresses and cluster nodes, probed at startup), but
+ * none of MariaDB's extended capabilities, which a MySQL server reached first would lack.
+ */
+export class ListenerServers {
+  readonly #labels = new Set<string>();
+  #generation = -1;
+  #profile: GreetingProfile | undefined;
+
+  add(label: string): void {
+    if (this.#labels.has(label)) return;
+    this.#labels.add(label);
+    this.#profile = undefined;
+  }
+
+  profile(): GreetingProfile {
+    if (this.#profile === undefined || this.#generation !== serverProfiles.generation) {
+      this.#generation = serverProfiles.generation;
+      this.#profile =
+        this.#labels.size === 0 ? unrouted(serverProfiles.shared()) : serverProfiles.sharedOf(this.#labels);
+    }
+    return this.#profile;
+  }
+}
 
 /**
  * The capabilities of a greeting to clients: the proxy's own, plus what the known servers share of

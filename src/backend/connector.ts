@@ -61,7 +61,8 @@ export interface ConnectorHost {
   readonly closed: boolean;
   /** The backend socket in flight (null when there is none), so the session can end it at once. */
   setBackendSocket(socket: BackendSocket | null): void;
-  onGreeting(greeting: HandshakeV10): void;
+  /** A server's greeting arrived (`label`: its address text). */
+  onGreeting(greeting: HandshakeV10, label: string): void;
   /** Counters of the server at `label` (connects, connect errors). */
   serverMetrics(label: string): ServerMetrics;
 }
@@ -164,7 +165,7 @@ async function loginAt(
         onGreeting(greeting) {
           // Every login teaches the greeting the proxy offers its next clients.
           serverProfiles.note(label, greeting);
-          host.onGreeting(greeting);
+          host.onGreeting(greeting, label);
         },
       },
     );

@@ -26,7 +26,7 @@ import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quot
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { sharedCopy } from '../util/bytes.js';
 import { AbortSession, clientLogin, errPacket } from './client-login.js';
-import { greetingCapabilities, serverProfiles, type GreetingProfile } from '../backend/capabilities.js';
+import { greetingCapabilities, ListenerServers, type GreetingProfile } from '../backend/capabilities.js';
 import { CommandFilter, filteredCommands, interceptLimit, type KillableSession } from './command-filter.js';
 import { MAX_LOCAL_COMMAND, serveLocally } from './local-session.js';
 import { writeOkPacket } from '../protocol/packets/local-reply.js';
@@ -122,21 +122,24 @@ interface GreetingOffer {
   readonly characterSet: number;
 }
 
-/** The greeting for each listener kind, remade only when what the servers share changed. */
-const offers: { shared: GreetingProfile | undefined; byExtra: Map<number, GreetingOffer> } = {
-  shared: undefined,
-  byExtra: new Map(),
-};
-function greetingOffer(listenerCapabilities: number): GreetingOffer {
-  const shared = serverProfiles.shared();
-  if (offers.shared !== shared) {
-    offers.shared = shared;
-    offers.byExtra.clear();
-  }
-  let offer = offers.byExtra.get(listenerCapabilities);
+/** Each listener's servers (by its handler: one per mysql_listen()). */
+const serversByListener = new WeakMap<SessionHandler, ListenerServers>();
+function listenerServers(handler: SessionHandler): ListenerServers {
+  let s = serversByListener.get(handler);
+  if (s === undefined) serversByListener.set(handler, (s = new ListenerServers()));
+  return s;
+}
+
+/** The greeting for each profile and listener option, remade only when the profile changed. */
+const offers = new WeakMap<GreetingProfile, Map<number, GreetingOffer>>();
+function greetingOffer(servers: ListenerServers, listenerCapabilities: number): GreetingOffer {
+  const shared = servers.profile();
+  let byExtra = offers.get(shared);
+  if (byExtra === undefined) offers.set(shared, (byExtra = new Map()));
+  let offer = byExtra.get(listenerCapabilities);
   if (offer === undefined) {
     offer = { ...greetingCapabilities(shared, listenerCapabilities), characterSet: shared.characterSet };
-    offers.byExtra.set(listenerCapabilities, offer);
+    byExtra.set(listenerCapabilities, offer);
   }
   return offer;
 }
@@ -146,7 +149,7 @@ export class Connection implements KillableSession, ConnectorHost {
   readonly id: number;
   readonly peer: PeerIdentity;
   /** What the greeting announces: the known servers' version (see backend/capabilities.ts), else 5.7.30. */
-  serverVersion: Buffer = serverProfiles.shared().serverVersion ?? DEFAULT_SERVER_VERSION_BYTES;
+  serverVersion: Buffer;
   #account: string | undefined;
   #closed = false;
   /** The client socket until the relay takes it over (then null, so it can be collected). */
@@ -157,6 +160,7 @@ export class Connection implements KillableSession, ConnectorHost {
   readonly #auth: ClientAuthMode;
   /** Capabilities a listener adds to what the servers share (CLIENT_LOCAL_FILES with local_infile). */
   readonly #listenerCapabilities: number;
+  readonly #listenerServers: ListenerServers;
   /** The backend socket during its login (reachable from #finish), until the relay owns it. */
   #backendSocket: BackendSocket | null = null;
   #backend: Backend | undefined;
@@ -189,6 +193,8 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#onFinished = onFinished;
     this.#auth = handler.clientAuth ?? 'clear';
     this.#listenerCapabilities = handler.localInfile === true ? Capability.CLIENT_LOCAL_FILES : 0;
+    this.#listenerServers = listenerServers(handler);
+    this.serverVersion = this.#listenerServers.profile().serverVersion ?? DEFAULT_SERVER_VERSION_BYTES;
     options.registry.add(this);
     this.#hooks = handler.open(this);
   }
@@ -259,7 +265,9 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#backendSocket = socket;
   }
 
-  onGreeting(greeting: HandshakeV10): void {
+  onGreeting(greeting: HandshakeV10, label: string): void {
+    // The listener's next greetings offer what the servers its sessions reach share.
+    this.#listenerServers.add(label);
     this.serverVersion = sharedCopy(greeting.serverVersion);
     this.#log(`handshake server_version=${quoteBytes(greeting.serverVersion)}`);
   }
@@ -348,7 +356,7 @@ export class Connection implements KillableSession, ConnectorHost {
     if (this.#closed) return;
 
     this.#phase = 'login';
-    const offer = greetingOffer(this.#listenerCapabilities);
+    const offer = greetingOffer(this.#listenerServers, this.#listenerCapabilities);
     const { hr, clientCapabilities, clientExtendedCapabilities, request } = await clientLogin(
       client,
       { serverVersion: this.serverVersion, connectionId: this.id },

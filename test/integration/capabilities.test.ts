@@ -6,6 +6,53 @@ import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PASS_THROUGH_CAPABILITIES, PROXY_OWN_CAPABILITIES } from '../../src/backend/capabilities.js';
+import { Capability } from '../../src/protocol/constants.js';
+import { PacketFramer } from '../../src/protocol/framer.js';
+import { writeOk } from '../../src/protocol/packets/generic.js';
+import { writeHandshakeV10 } from '../../src/protocol/packets/handshake.js';
+import { parseHandshakeResponse } from '../../src/protocol/packets/handshake-response.js';
+
+/**
+ * A server without CLIENT_SESSION_TRACK (a MySQL 5.6-like one, or one where it is masked): any
+ * login is OK, every command gets OK. Records the capabilities of each HandshakeResponse.
+ */
+async function startNoTrackServer(socketPath: string): Promise<{ logins: number[]; server: net.Server }> {
+  const caps = (PASS_THROUGH_CAPABILITIES | PROXY_OWN_CAPABILITIES) & ~Capability.CLIENT_SESSION_TRACK;
+  const logins: number[] = [];
+  const server = net.createServer((sock) => {
+    sock.on('error', () => undefined);
+    const framer = new PacketFramer(1 << 20);
+    let loggedIn = false;
+    sock.write(
+      writeHandshakeV10({
+        serverVersion: Buffer.from('5.6.51-notrack'),
+        connectionId: 7,
+        scramble: Buffer.alloc(20, 0x61),
+        capabilities: caps >>> 0,
+        characterSet: 0x21,
+        statusFlags: 2,
+        authPluginName: 'mysql_native_password',
+      }),
+    );
+    sock.on('data', (chunk: Buffer) => {
+      for (const p of framer.push(chunk)) {
+        if (!loggedIn) {
+          logins.push(parseHandshakeResponse(p.payload, caps >>> 0).capabilities);
+          loggedIn = true;
+          sock.write(writeOk(p.seq + 1, 2));
+        } else if (p.payload[0] === 0x01) sock.end();
+        else sock.write(writeOk(p.seq + 1, 2));
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(socketPath, r));
+  return { logins, server };
+}
 
 const { user, password } = USERS.native;
 
@@ -69,6 +116,11 @@ mysql_listen('${dir}/proxy.sock', {
   test('mariadb --column-type-info: the same metadata through the proxy as directly (JSON, INET6, UUID)', async () => {
     const sql = 'SELECT j, a, u, n FROM t';
     const direct = await typeInfo(db!.socket, sql);
+    // The listener's first client: which server Lua routes it to is not known yet, so the greeting
+    // has none of MariaDB's extended capabilities (a MySQL server reached first would lack them).
+    const first = await typeInfo(proxy!.socket, sql);
+    assert.doesNotMatch(first, /format=json/);
+    // From then on the listener greets with what its server has.
     const proxied = await typeInfo(proxy!.socket, sql);
     // The extended type metadata is there (MARIADB_CLIENT_EXTENDED_METADATA passed through) ...
     assert.match(direct, /Type: +BLOB \(format=json\)/);
@@ -107,5 +159,63 @@ mysql_listen('${dir}/proxy.sock', {
     } finally {
       await c.end();
     }
+  });
+});
+
+describe('a server without CLIENT_SESSION_TRACK', () => {
+  let proxy: Proxy | undefined;
+  let lateProxy: Proxy | undefined;
+  let fake: Awaited<ReturnType<typeof startNoTrackServer>> | undefined;
+  let late: Awaited<ReturnType<typeof startNoTrackServer>> | undefined;
+  let tmp = '';
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'notrack-'));
+    fake = await startNoTrackServer(path.join(tmp, 'probed.sock'));
+    late = await startNoTrackServer(path.join(tmp, 'late.sock'));
+    proxy = await startProxy({
+      name: 'notrack',
+      config: (dir) => `
+local probed = mysql_resolve('${tmp}/probed.sock') -- probed at startup
+mysql_listen('${dir}/proxy.sock', {
+  on_handshake_response = function(client, hr) return client:connect(probed, hr) end,
+})`,
+    });
+    // A proxy of its own: it knows no server at startup.
+    lateProxy = await startProxy({
+      name: 'notrack-late',
+      config: (dir) => `
+-- a plain string: the proxy meets this server only when a session goes there
+mysql_listen('${dir}/proxy.sock', {
+  on_handshake_response = function(client, hr) return client:connect('${tmp}/late.sock', hr) end,
+})`,
+    });
+  });
+
+  after(async () => {
+    await proxy?.stop();
+    await lateProxy?.stop();
+    await new Promise<void>((r) => (fake ? fake.server.close(() => r()) : r()));
+    await new Promise<void>((r) => (late ? late.server.close(() => r()) : r()));
+    if (tmp !== '') fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('a configured server: the greeting leaves the capability out, the client logs in', async () => {
+    const r = await mariadbCli(proxy!.socket, 'u', 'pw', 'DO 1');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(fake!.logins.length, 1);
+    assert.equal(fake!.logins[0]! & Capability.CLIENT_SESSION_TRACK, 0);
+  });
+
+  test('a server met only at login: that login fails clearly, the listener greets without it from then on', async () => {
+    const sock = lateProxy!.socket;
+    // The proxy knows no server without session tracking yet: the client took it.
+    const first = await mariadbCli(sock, 'u', 'pw', 'DO 1');
+    assert.notEqual(first.code, 0);
+    assert.match(first.stderr, /ERROR 1043 \(08S01\).*Server lacks capabilities the client requires/);
+    await lateProxy!.waitForLog(/Server lacks capabilities the client negotiated \(CLIENT_SESSION_TRACK\)/, 5000);
+    const second = await mariadbCli(sock, 'u', 'pw', 'DO 1');
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(late!.logins.at(-1)! & Capability.CLIENT_SESSION_TRACK, 0);
   });
 });
