@@ -135,7 +135,7 @@ const offers = new WeakMap<GreetingProfile, Map<number, GreetingOffer>>();
 function greetingOffer(servers: ListenerServers, listenerCapabilities: number): GreetingOffer {
   const shared = servers.profile();
   let byExtra = offers.get(shared);
-  if (byExtra === undefined) offers.set(shared, (byExtra = new Map()));
+  if (byExtra === undefined) offers.set(shared, (byExtra = new Map<number, GreetingOffer>()));
   let offer = byExtra.get(listenerCapabilities);
   if (offer === undefined) {
     offer = { ...greetingCapabilities(shared, listenerCapabilities), characterSet: shared.characterSet };
