@@ -22,10 +22,11 @@ export const PROXY_OWN_CAPABILITIES =
  * metadata-follows byte: the response tracker does not follow it), CLIENT_QUERY_ATTRIBUTES (puts
  * parameters before the SQL of COM_QUERY, which on_query, the KILL filter and the command scanner
  * read as text), CLIENT_MULTI_FACTOR_AUTHENTICATION (the proxy logs in itself). CLIENT_LOCAL_FILES
- * is added per listener (mysql_listen option local_infile).
+ * is offered only by listeners with local_infile (so it is in a client's set only there).
  */
 export const PASS_THROUGH_CAPABILITIES =
   Capability.CLIENT_LONG_PASSWORD |
+  Capability.CLIENT_LOCAL_FILES |
   Capability.CLIENT_FOUND_ROWS |
   Capability.CLIENT_LONG_FLAG |
   Capability.CLIENT_NO_SCHEMA |
@@ -270,7 +271,8 @@ export function greetingCapabilities(
   capabilities: number;
   extendedCapabilities: number;
 } {
-  let caps = (PROXY_OWN_CAPABILITIES | (shared.capabilities & (PASS_THROUGH_CAPABILITIES | listenerExtra))) >>> 0;
+  const offered = (PASS_THROUGH_CAPABILITIES & ~Capability.CLIENT_LOCAL_FILES) | listenerExtra;
+  let caps = (PROXY_OWN_CAPABILITIES | (shared.capabilities & offered)) >>> 0;
   const ext = (shared.extendedCapabilities & PASS_THROUGH_EXTENDED) >>> 0;
   if (ext !== 0) caps = (caps & ~Capability.CLIENT_LONG_PASSWORD) >>> 0;
   else caps = (caps | Capability.CLIENT_LONG_PASSWORD) >>> 0;

@@ -14,6 +14,7 @@ import { StatSlot, type ServerMetrics } from '../util/metrics.js';
 import { BackendLoginError, loginToBackend, type BackendLoginResult } from './login.js';
 import type { BackendCandidate } from './selector.js';
 import { serverProfiles } from './capabilities.js';
+import { rsaLoginOptions, startBackendTls } from './tls.js';
 
 const NO_DATABASE = Buffer.alloc(0);
 
@@ -159,6 +160,22 @@ async function loginAt(
         database: login.database ?? NO_DATABASE,
         secureTransport: address.kind !== 'tcp',
         backendKey: label,
+        ...(address.kind === 'tcp' && address.tls !== undefined
+          ? {
+              startTls: async () => {
+                const tlsOptions = address.tls!;
+                const plain = channel as PacketChannel;
+                plain.detach();
+                const secured = await startBackendTls(plain.socket, tlsOptions, timeoutMs);
+                host.log(`TLS to ${label}: ${secured.getProtocol() ?? '?'} ${secured.getCipher().name}`);
+                socket = secured;
+                channel = new PacketChannel(secured, MAX_LOGIN_PAYLOAD);
+                host.setBackendSocket(secured);
+                return channel;
+              },
+            }
+          : {}),
+        ...rsaLoginOptions(address),
       },
       timeoutMs,
       {

@@ -12,7 +12,7 @@ import { Capability, DEFAULT_CHARSET, MariaDbCapability, PacketHeader } from '..
 import type { Packet } from '../protocol/framer.js';
 import { parseErr, parseAuthSwitchRequest, type ErrPacket } from '../protocol/packets/generic.js';
 import { parseHandshakeV10, type HandshakeV10 } from '../protocol/packets/handshake.js';
-import { writeHandshakeResponse41 } from '../protocol/packets/handshake-response.js';
+import { writeHandshakeResponse41, writeSslRequest } from '../protocol/packets/handshake-response.js';
 import { framePayload } from '../protocol/writer.js';
 import type { PacketChannel } from '../net/packet-channel.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
@@ -37,6 +37,14 @@ export interface BackendLoginRequest {
   readonly database: Buffer;
   /** True when the backend socket may carry a clear password (Unix socket). Default false. */
   readonly secureTransport?: boolean;
+  /**
+   * TLS to this backend: called after the SSLRequest went out; resolves with the channel inside
+   * TLS (rejects with a BackendLoginError naming the cause).
+   */
+  readonly startTls?: () => Promise<LoginChannel>;
+  /** caching_sha2_password over plain TCP: a pinned key, or permission to ask the server for one. */
+  readonly serverPublicKey?: Buffer;
+  readonly getServerPublicKey?: boolean;
   /** The backend's address text (keys the caching_sha2_password public-key cache). */
   readonly backendKey?: string;
 }
@@ -81,11 +89,12 @@ export interface GreetingListener {
 export type LoginChannel = Pick<PacketChannel, 'next' | 'send'>;
 
 export async function loginToBackend(
-  channel: LoginChannel,
+  loginChannel: LoginChannel,
   req: BackendLoginRequest,
   timeoutMs: number,
   listener: ((greeting: HandshakeV10) => void) | GreetingListener,
 ): Promise<BackendLoginResult> {
+  let channel = loginChannel;
   const first = await channel.next(timeoutMs);
   if (first.payload[0] === PacketHeader.ERR) {
     const err = parseErr(first.payload);
@@ -124,9 +133,25 @@ export async function loginToBackend(
   caps |= serverCaps & (Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA);
   caps >>>= 0;
 
+  const maxPacketSize = req.maxPacketSize || 0x1000000;
+  const characterSet = req.characterSet || DEFAULT_CHARSET;
+  let seq = (first.seq + 1) & 0xff;
+  let secureTransport = req.secureTransport ?? false;
+  if (req.startTls !== undefined) {
+    if ((serverCaps & Capability.CLIENT_SSL) === 0) {
+      throw new BackendLoginError('TLS is configured but the server does not offer it (no CLIENT_SSL)');
+    }
+    channel.send(writeSslRequest(caps, maxPacketSize, characterSet, seq));
+    channel = await req.startTls();
+    caps |= Capability.CLIENT_SSL;
+    seq = (seq + 1) & 0xff;
+    secureTransport = true;
+  }
   const ctx: BackendAuthContext = {
-    secureTransport: req.secureTransport ?? false,
+    secureTransport,
     backendKey: req.backendKey ?? '',
+    ...(req.serverPublicKey !== undefined ? { serverPublicKey: req.serverPublicKey } : {}),
+    ...(req.getServerPublicKey === true ? { getServerPublicKey: true } : {}),
   };
   let plugin: BackendAuthPlugin = backendAuthPlugin(greeting.authPluginName, false)!;
   let scramble = greeting.authPluginData;
@@ -135,8 +160,8 @@ export async function loginToBackend(
     writeHandshakeResponse41(
       {
         capabilities: caps,
-        maxPacketSize: req.maxPacketSize || 0x1000000,
-        characterSet: req.characterSet || DEFAULT_CHARSET,
+        maxPacketSize,
+        characterSet,
         user: req.user,
         authResponse,
         database: req.database,
@@ -146,7 +171,7 @@ export async function loginToBackend(
           ? { connectAttributes: req.connectAttributes ?? NO_ATTRIBUTES }
           : {}),
       },
-      (first.seq + 1) & 0xff,
+      seq,
     ),
   );
 
@@ -158,7 +183,8 @@ export async function loginToBackend(
           kind: 'ok',
           greeting,
           packet: p,
-          capabilities: (caps & serverCaps) >>> 0,
+          // CLIENT_SSL belongs to this hop only (the client's transport is its own matter).
+          capabilities: (caps & serverCaps & ~Capability.CLIENT_SSL) >>> 0,
           extendedCapabilities: ext,
         };
       case PacketHeader.ERR:

@@ -18,6 +18,7 @@ import { connectSocket } from '../net/connect.js';
 import { PacketChannel } from '../net/packet-channel.js';
 import { loginToBackend } from '../backend/login.js';
 import { serverProfiles } from '../backend/capabilities.js';
+import { rsaLoginOptions, startBackendTls } from '../backend/tls.js';
 import { errorMessage } from '../util/errors.js';
 
 /** Health states, worst first (the order is the preference order: see docs/cluster.md). */
@@ -68,7 +69,7 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
       timedOut = true;
       connected.destroy();
     }, left());
-    const channel = new PacketChannel(socket, MAX_CHECK_PAYLOAD);
+    let channel = new PacketChannel(socket, MAX_CHECK_PAYLOAD);
     if (options.user === undefined) {
       const first = await channel.next(left());
       if (first.payload[0] === PacketHeader.ERR)
@@ -88,6 +89,19 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
         database: Buffer.alloc(0),
         secureTransport: address.kind !== 'tcp',
         backendKey: formatAddress(address),
+        // The check logs in the way sessions do: inside TLS where the address says so.
+        ...(address.kind === 'tcp' && address.tls !== undefined
+          ? {
+              startTls: async () => {
+                channel.detach();
+                const secured = await startBackendTls(channel.socket, address.tls!, left());
+                socket = secured;
+                channel = new PacketChannel(secured, MAX_CHECK_PAYLOAD);
+                return channel;
+              },
+            }
+          : {}),
+        ...rsaLoginOptions(address),
       },
       left(),
       // Monitoring keeps the greeting the proxy offers clients current (a server upgraded in place).

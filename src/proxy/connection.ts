@@ -4,6 +4,7 @@
 // and backend login), command-filter.ts (the commands the relay takes out of the stream).
 
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { Capability, Command, ServerStatus } from '../protocol/constants.js';
 import { framePayload } from '../protocol/writer.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
@@ -601,7 +602,9 @@ export class Connection implements KillableSession, ConnectorHost {
     const hooks = this.#hooks;
     // on_result needs the filter from the first query on (it keeps each forwarded query's SQL).
     if (hooks.onResult !== undefined) this.#commandFilter(capabilities, extendedCapabilities);
-    const RelayImpl = this.#options.relay === 'native' ? NativeRelay : Relay;
+    // Chosen per session: the native pump moves plain bytes between fds, so a session whose backend
+    // is inside TLS (mysql_resolve's tls) is relayed by the JS relay whatever the process default.
+    const RelayImpl = this.#options.relay === 'native' && !(backendSocket instanceof TLSSocket) ? NativeRelay : Relay;
     // Responses are reported only where something uses them: each report is a call into JavaScript.
     const wantResponses =
       hooks.onResponse !== undefined ||

@@ -32,6 +32,21 @@ export function isSslRequest(payload: Buffer): boolean {
   return (caps & Capability.CLIENT_PROTOCOL_41) !== 0 && (caps & Capability.CLIENT_SSL) !== 0;
 }
 
+/** An SSLRequest (what a client sends before its TLS handshake): a HandshakeResponse41 cut after the filler. */
+export function writeSslRequest(
+  capabilities: number,
+  maxPacketSize: number,
+  characterSet: number,
+  seq: number,
+): Buffer {
+  return new PacketWriter(32)
+    .int4((capabilities | Capability.CLIENT_SSL) >>> 0)
+    .int4(maxPacketSize)
+    .int1(characterSet)
+    .zeros(23)
+    .finish(seq);
+}
+
 /**
  * Parse a client's HandshakeResponse. `serverCapabilities` are what our greeting offered: fields
  * are only present when both sides have the capability.
