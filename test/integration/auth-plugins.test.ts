@@ -277,7 +277,9 @@ local function pass(backend)
 end
 mysql_listen('${dir}/proxy.sock', pass(${JSON.stringify(dbSock)}))
 mysql_listen('${dir}/sha2unix.sock', pass(${JSON.stringify(double.socket)}))
-mysql_listen('${dir}/sha2tcp.sock', pass('127.0.0.1:${double.port}'))
+mysql_listen('${dir}/sha2tcp.sock', pass(mysql_resolve('127.0.0.1:${double.port}', { get_server_public_key = true })))
+-- no key option: a full authentication over plain TCP is refused, never sent to a key from the network
+mysql_listen('${dir}/sha2nokey.sock', pass('127.0.0.1:${double.port}'))
 -- password_sha1 only: caching_sha2_password cannot use it.
 mysql_listen('${dir}/sha1.sock', {
   on_handshake_response = function(client, hr)
@@ -366,6 +368,15 @@ mysql_listen('${dir}/sha1.sock', {
       await loginOk(viaProxy('sha2unix.sock', 'sockuser', 'sockpw'));
       assert.equal(dbl!.counts.fastAuth, c0.fastAuth + 1);
       assert.equal(dbl!.counts.fullAuth, c0.fullAuth + 1);
+    });
+
+    test('TCP without TLS or a key option: the full authentication is refused with a clear error', async () => {
+      dbl!.cache.delete('tcpuser');
+      const c0 = { ...dbl!.counts };
+      const e = await loginError(viaProxy('sha2nokey.sock', 'tcpuser', SHA2_USERS.get('tcpuser')!));
+      assert.equal(e.errno, 1043, e.message);
+      assert.match(e.message, /needs TLS, server_public_key or get_server_public_key/);
+      assert.equal(dbl!.counts.keyRequests, c0.keyRequests);
     });
 
     test('TCP: RSA key requested once, the cached key is used on the next full auth, then fast auth', async () => {
