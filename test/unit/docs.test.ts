@@ -12,6 +12,7 @@ import { CLIENT_METHODS, CONNECT_OPTIONS } from '../../src/bindings/client.js';
 import { BOOLEAN_OPTIONS, SECONDS_OPTIONS, STRING_OPTIONS } from '../../src/bindings/cluster.js';
 import { CONTROL_OPTIONS, PROMETHEUS_OPTIONS } from '../../src/bindings/services.js';
 import { SOCKET_OPTIONS } from '../../src/bindings/socket.js';
+import { BACKEND_TLS_OPTIONS, RESOLVE_OPTIONS } from '../../src/bindings/address.js';
 import { runProxy } from '../helpers/proxy.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -117,6 +118,8 @@ test('every option the bindings accept is documented', () => {
     ...PROMETHEUS_OPTIONS,
     ...CONTROL_OPTIONS,
     ...SOCKET_OPTIONS,
+    ...RESOLVE_OPTIONS,
+    ...BACKEND_TLS_OPTIONS,
   ];
   assert.deepEqual(undocumented(options, DOCS), []);
 });
