@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { mariadbCli, startProxy, type Proxy } from '../helpers/proxy.js';
+import { mariadbCli, runProxy, startProxy, type Proxy } from '../helpers/proxy.js';
 import { makeTestCertificates, type TestCertificates } from '../helpers/tls-certs.js';
 
 const { user, password } = USERS.native;
@@ -116,4 +116,27 @@ mysql_listen('${dir}/cluster.sock', via(cluster))
     await proxy!.waitForLog(/node 127\.0\.0\.1:\d+: unknown -> alive \(ok\)/, 5000);
     assert.doesNotMatch(proxy!.logs(), /auth_failed/);
   });
+});
+
+describe('mysql_resolve options are checked at startup', () => {
+  const bad: [string, RegExp][] = [
+    [
+      `mysql_resolve('10.0.0.1', { tls = { ca = '/nonexistent/ca.pem' } })`,
+      /cannot read tls\.ca "\/nonexistent\/ca\.pem": ENOENT/,
+    ],
+    [`mysql_resolve('10.0.0.1', { tls = { verify = 'maybe' } })`, /tls\.verify must be 'full', 'ca' or 'none'/],
+    [`mysql_resolve('10.0.0.1', { tls = { cert = '/etc/hostname' } })`, /tls\.cert and tls\.key go together/],
+    [`mysql_resolve('/run/x.sock', { tls = {} })`, /tls is for TCP addresses/],
+    [`mysql_resolve('10.0.0.1', { tsl = {} })`, /unknown option tsl/],
+    [`mysql_resolve('10.0.0.1', { get_server_public_key = 'yes' })`, /get_server_public_key must be a boolean/],
+  ];
+  for (const [call, re] of bad) {
+    test(call, async () => {
+      const config = `\n${call} -- MARK\nmysql_listen('\${dir}/p.sock', { on_handshake_response = function() end })\n`;
+      const r = await runProxy(['--check'], { config, name: 'resolveopt' });
+      assert.equal(r.code, 78, r.stderr);
+      assert.match(r.stderr, /config\.lua:2:/);
+      assert.match(r.stderr, re);
+    });
+  }
 });
