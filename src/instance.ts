@@ -37,6 +37,7 @@ import type { PeerIdentity } from './proxy/handler.js';
 import { snapshotSession, type SessionSnapshot } from './proxy/kill.js';
 import { SessionRegistry } from './proxy/registry.js';
 import { ClientErrors, ConfigError, errorMessage } from './util/errors.js';
+import { probeServers } from './backend/probe.js';
 import { logError, logErrorBlock, logInfo, logLimited } from './util/log.js';
 import { ProxyMetrics } from './util/metrics.js';
 import { closeAllPools } from './backend/pool.js';
@@ -87,6 +88,8 @@ export const DEFAULT_INSTANCE_OPTIONS = {
 
 /** reload() may compute this many times the callback budget (it typically rebuilds tables). */
 const RELOAD_BUDGET_FACTOR = 10;
+/** The startup probe of the servers' greetings waits at most this long (a server down is learned later). */
+const PROBE_TIMEOUT_MS = 2000;
 
 /** The daemon's Lua library (lua/ at the package root): `require('myproxy.rules')` and the like. */
 const SHIPPED_LUA_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '..', 'lua');
@@ -168,6 +171,14 @@ export class Instance {
       throw new ConfigError(errorMessage(e), { cause: e });
     }
     address.enterRuntime();
+    if (!check) {
+      // Learn the servers' greetings before the first client is greeted (docs/protocol.md).
+      await probeServers(
+        [...address.configured.map((b) => b.address), ...clusters.nodeAddresses()],
+        Math.min(this.#options.connectTimeoutMs, PROBE_TIMEOUT_MS),
+        logInfo,
+      );
+    }
     listen.enterRuntime(L);
     services.enterRuntime(L);
     lua.lua_getglobal(L, 'populate_io_buffers');

@@ -31,6 +31,10 @@ export interface BackendAuthContext {
   readonly secureTransport: boolean;
   /** Identifies the backend (its address text), e.g. for caching its RSA public key. */
   readonly backendKey: string;
+  /** caching_sha2_password over plain TCP: the server's pinned RSA public key (PEM). */
+  readonly serverPublicKey?: Buffer;
+  /** caching_sha2_password over plain TCP: may ask the server for its key (trusting the network). */
+  readonly getServerPublicKey?: boolean;
 }
 
 /** A backend auth plugin: one response per server challenge. */
@@ -136,12 +140,29 @@ const cachingSha2: BackendAuthPlugin = {
     if (data.length === 1 && data[0] === CACHING_SHA2_FAST_AUTH_OK) return null;
     if (data.length === 1 && data[0] === CACHING_SHA2_FULL_AUTH) {
       const pw = needClearPassword(name, creds);
+      // Inside TLS or over a Unix socket the protocol sends the password as it is.
       if (ctx.secureTransport) return Buffer.concat([pw, Buffer.of(0)]);
+      if (ctx.serverPublicKey !== undefined) {
+        try {
+          return cachingSha2EncryptPassword(pw, nonce(scramble, 20), ctx.serverPublicKey);
+        } catch {
+          throw new AuthPluginError(name, 'The pinned server_public_key is not a usable RSA public key');
+        }
+      }
+      // A key handed over by the network would let a man in the middle read the password: only
+      // with the operator's explicit get_server_public_key.
+      if (ctx.getServerPublicKey !== true) {
+        throw new AuthPluginError(
+          name,
+          'caching_sha2_password full authentication over plain TCP needs TLS, server_public_key or get_server_public_key',
+        );
+      }
       const pem = serverPublicKeys.get(ctx.backendKey);
       if (pem !== undefined) return cachingSha2EncryptPassword(pw, nonce(scramble, 20), pem);
       return Buffer.of(CACHING_SHA2_REQUEST_PUBLIC_KEY);
     }
     if (data.length > 1 && data.subarray(0, 10).toString('latin1') === '-----BEGIN') {
+      if (ctx.getServerPublicKey !== true) throw new AuthPluginError(name, 'Unrequested public key from server');
       const pw = needClearPassword(name, creds);
       const pem = Buffer.from(data);
       let response: Buffer;

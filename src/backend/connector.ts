@@ -13,6 +13,8 @@ import { ErrorCodes, errorMessage, MalformedPacketError, ProxyError } from '../u
 import { StatSlot, type ServerMetrics } from '../util/metrics.js';
 import { BackendLoginError, loginToBackend, type BackendLoginResult } from './login.js';
 import type { BackendCandidate } from './selector.js';
+import { serverProfiles } from './capabilities.js';
+import { rsaLoginOptions, startBackendTls } from './tls.js';
 
 const NO_DATABASE = Buffer.alloc(0);
 
@@ -27,6 +29,10 @@ export interface BackendLogin {
   readonly database: Buffer | undefined;
   /** Capabilities in effect between the client and the proxy. */
   readonly clientCapabilities: number;
+  /** MariaDB extended capabilities in effect between the client and the proxy. */
+  readonly clientExtendedCapabilities: number;
+  /** The client's connect attributes (forwarded to the server). */
+  readonly connectAttributes: Buffer;
   readonly maxPacketSize: number;
   readonly characterSet: number;
 }
@@ -56,7 +62,8 @@ export interface ConnectorHost {
   readonly closed: boolean;
   /** The backend socket in flight (null when there is none), so the session can end it at once. */
   setBackendSocket(socket: BackendSocket | null): void;
-  onGreeting(greeting: HandshakeV10): void;
+  /** A server's greeting arrived (`label`: its address text). */
+  onGreeting(greeting: HandshakeV10, label: string): void;
   /** Counters of the server at `label` (connects, connect errors). */
   serverMetrics(label: string): ServerMetrics;
 }
@@ -143,6 +150,8 @@ async function loginAt(
       channel,
       {
         clientCapabilities: login.clientCapabilities,
+        clientExtendedCapabilities: login.clientExtendedCapabilities,
+        connectAttributes: login.connectAttributes,
         maxPacketSize: login.maxPacketSize,
         characterSet: login.characterSet,
         user: login.user,
@@ -151,9 +160,31 @@ async function loginAt(
         database: login.database ?? NO_DATABASE,
         secureTransport: address.kind !== 'tcp',
         backendKey: label,
+        ...(address.kind === 'tcp' && address.tls !== undefined
+          ? {
+              startTls: async () => {
+                const tlsOptions = address.tls!;
+                const plain = channel as PacketChannel;
+                plain.detach();
+                const secured = await startBackendTls(plain.socket, tlsOptions, timeoutMs);
+                host.log(`TLS to ${label}: ${secured.getProtocol() ?? '?'} ${secured.getCipher().name}`);
+                socket = secured;
+                channel = new PacketChannel(secured, MAX_LOGIN_PAYLOAD);
+                host.setBackendSocket(secured);
+                return channel;
+              },
+            }
+          : {}),
+        ...rsaLoginOptions(address),
       },
       timeoutMs,
-      host,
+      {
+        onGreeting(greeting) {
+          // Every login teaches the greeting the proxy offers its next clients.
+          serverProfiles.note(label, greeting);
+          host.onGreeting(greeting, label);
+        },
+      },
     );
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (host.closed) {

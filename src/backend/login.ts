@@ -8,53 +8,28 @@ import {
   type BackendAuthPlugin,
   type BackendCredentials,
 } from '../auth/backend-auth.js';
-import { Capability, Command, DEFAULT_CHARSET, PacketHeader } from '../protocol/constants.js';
+import { Capability, Command, DEFAULT_CHARSET, MariaDbCapability, PacketHeader } from '../protocol/constants.js';
 import type { Packet } from '../protocol/framer.js';
 import { parseErr, parseAuthSwitchRequest, type ErrPacket } from '../protocol/packets/generic.js';
 import { parseHandshakeV10, type HandshakeV10 } from '../protocol/packets/handshake.js';
-import { writeHandshakeResponse41 } from '../protocol/packets/handshake-response.js';
+import { writeHandshakeResponse41, writeSslRequest } from '../protocol/packets/handshake-response.js';
 import { framePayload, PacketWriter } from '../protocol/writer.js';
 import type { PacketChannel } from '../net/packet-channel.js';
 import { ErrorCodes, ProxyError } from '../util/errors.js';
-
-/**
- * Capabilities passed from the client to the backend when both have them. CLIENT_LOCAL_FILES is
- * in the client's set only when its listener allows LOCAL INFILE (mysql_listen option local_infile).
- */
-export const PASS_THROUGH_CAPABILITIES =
-  Capability.CLIENT_LONG_PASSWORD |
-  Capability.CLIENT_LOCAL_FILES |
-  Capability.CLIENT_FOUND_ROWS |
-  Capability.CLIENT_LONG_FLAG |
-  Capability.CLIENT_NO_SCHEMA |
-  Capability.CLIENT_ODBC |
-  Capability.CLIENT_IGNORE_SPACE |
-  Capability.CLIENT_INTERACTIVE |
-  Capability.CLIENT_IGNORE_SIGPIPE |
-  Capability.CLIENT_TRANSACTIONS |
-  Capability.CLIENT_MULTI_STATEMENTS |
-  Capability.CLIENT_MULTI_RESULTS |
-  Capability.CLIENT_PS_MULTI_RESULTS |
-  Capability.CLIENT_SESSION_TRACK |
-  Capability.CLIENT_DEPRECATE_EOF |
-  Capability.CLIENT_REMEMBER_OPTIONS;
-
-/**
- * Capabilities that change the wire format of command-phase traffic. The relay forwards bytes
- * unchanged, so client and backend must agree on each of these exactly; a backend lacking one the
- * client negotiated fails the login with a clear error instead of corrupting result sets later.
- */
-export const WIRE_FORMAT_CAPABILITIES =
-  Capability.CLIENT_LONG_FLAG |
-  Capability.CLIENT_TRANSACTIONS |
-  Capability.CLIENT_MULTI_RESULTS |
-  Capability.CLIENT_PS_MULTI_RESULTS |
-  Capability.CLIENT_SESSION_TRACK |
-  Capability.CLIENT_DEPRECATE_EOF;
+import {
+  PASS_THROUGH_CAPABILITIES,
+  PASS_THROUGH_EXTENDED,
+  WIRE_FORMAT_CAPABILITIES,
+  WIRE_FORMAT_EXTENDED,
+} from './capabilities.js';
 
 export interface BackendLoginRequest {
   /** The capabilities in effect between the client and the proxy. */
   readonly clientCapabilities: number;
+  /** MariaDB extended capabilities in effect between the client and the proxy (default 0). */
+  readonly clientExtendedCapabilities?: number;
+  /** The client's connect attributes, forwarded as they are (with CLIENT_CONNECT_ATTRS). */
+  readonly connectAttributes?: Buffer;
   readonly maxPacketSize: number;
   readonly characterSet: number;
   readonly user: Buffer;
@@ -62,6 +37,14 @@ export interface BackendLoginRequest {
   readonly database: Buffer;
   /** True when the backend socket may carry a clear password (Unix socket). Default false. */
   readonly secureTransport?: boolean;
+  /**
+   * TLS to this backend: called after the SSLRequest went out; resolves with the channel inside
+   * TLS (rejects with a BackendLoginError naming the cause).
+   */
+  readonly startTls?: () => Promise<LoginChannel>;
+  /** caching_sha2_password over plain TCP: a pinned key, or permission to ask the server for one. */
+  readonly serverPublicKey?: Buffer;
+  readonly getServerPublicKey?: boolean;
   /** The backend's address text (keys the caching_sha2_password public-key cache). */
   readonly backendKey?: string;
 }
@@ -73,6 +56,8 @@ export type BackendLoginResult =
       readonly packet: Packet;
       /** Capabilities in effect between the proxy (for the client) and the backend. */
       readonly capabilities: number;
+      /** MariaDB extended capabilities in effect (0 with a MySQL server or client). */
+      readonly extendedCapabilities: number;
     }
   | { readonly kind: 'err'; readonly greeting: HandshakeV10; readonly err: ErrPacket; readonly packet: Packet };
 
@@ -104,11 +89,12 @@ export interface GreetingListener {
 export type LoginChannel = Pick<PacketChannel, 'next' | 'send'>;
 
 export async function loginToBackend(
-  channel: LoginChannel,
+  loginChannel: LoginChannel,
   req: BackendLoginRequest,
   timeoutMs: number,
   listener: ((greeting: HandshakeV10) => void) | GreetingListener,
 ): Promise<BackendLoginResult> {
+  let channel = loginChannel;
   const first = await channel.next(timeoutMs);
   if (first.payload[0] === PacketHeader.ERR) {
     const err = parseErr(first.payload);
@@ -122,10 +108,15 @@ export async function loginToBackend(
   if ((serverCaps & Capability.CLIENT_PROTOCOL_41) === 0) {
     throw new BackendLoginError('Server does not support protocol 4.1');
   }
+  const clientExt = req.clientExtendedCapabilities ?? 0;
+  // A MariaDB server clears CLIENT_LONG_PASSWORD ("CLIENT_MYSQL"); a MySQL one has no extended set.
+  const serverExt = (serverCaps & Capability.CLIENT_LONG_PASSWORD) === 0 ? greeting.extendedCapabilities : 0;
   const missing = req.clientCapabilities & WIRE_FORMAT_CAPABILITIES & ~serverCaps;
-  if (missing !== 0) {
+  const missingExt = clientExt & WIRE_FORMAT_EXTENDED & ~serverExt;
+  if (missing !== 0 || missingExt !== 0) {
     throw new BackendLoginError(
-      `Server lacks capabilities the client negotiated (0x${(missing >>> 0).toString(16)})`,
+      `Server lacks capabilities the client negotiated (${missingNames(missing, missingExt)}); ` +
+        'the greeting offered them because no greeting of this server was known yet',
       'Server lacks capabilities the client requires',
     );
   }
@@ -133,15 +124,34 @@ export async function loginToBackend(
     (req.clientCapabilities & PASS_THROUGH_CAPABILITIES & serverCaps) |
     Capability.CLIENT_PROTOCOL_41 |
     Capability.CLIENT_SECURE_CONNECTION;
-  // MariaDB reads CLIENT_LONG_PASSWORD as "CLIENT_MYSQL": keep it set so no extended
-  // MariaDB capabilities come into play (the client was offered none).
-  caps |= Capability.CLIENT_LONG_PASSWORD;
+  const ext = (clientExt & serverExt & PASS_THROUGH_EXTENDED) >>> 0;
+  // MariaDB reads CLIENT_LONG_PASSWORD as "CLIENT_MYSQL": clear it only to send extended
+  // capabilities, i.e. when client and server are both MariaDB and share some.
+  if (ext === 0) caps |= Capability.CLIENT_LONG_PASSWORD;
+  else caps &= ~Capability.CLIENT_LONG_PASSWORD;
   if (req.database.length > 0) caps |= Capability.CLIENT_CONNECT_WITH_DB;
   caps |= serverCaps & (Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA);
+  caps >>>= 0;
 
+  const maxPacketSize = req.maxPacketSize || 0x1000000;
+  const characterSet = req.characterSet || DEFAULT_CHARSET;
+  let seq = (first.seq + 1) & 0xff;
+  let secureTransport = req.secureTransport ?? false;
+  if (req.startTls !== undefined) {
+    if ((serverCaps & Capability.CLIENT_SSL) === 0) {
+      throw new BackendLoginError('TLS is configured but the server does not offer it (no CLIENT_SSL)');
+    }
+    channel.send(writeSslRequest(caps, maxPacketSize, characterSet, seq));
+    channel = await req.startTls();
+    caps |= Capability.CLIENT_SSL;
+    seq = (seq + 1) & 0xff;
+    secureTransport = true;
+  }
   const ctx: BackendAuthContext = {
-    secureTransport: req.secureTransport ?? false,
+    secureTransport,
     backendKey: req.backendKey ?? '',
+    ...(req.serverPublicKey !== undefined ? { serverPublicKey: req.serverPublicKey } : {}),
+    ...(req.getServerPublicKey === true ? { getServerPublicKey: true } : {}),
   };
   const plugin: BackendAuthPlugin = backendAuthPlugin(greeting.authPluginName, false)!;
   const scramble = greeting.authPluginData;
@@ -150,20 +160,31 @@ export async function loginToBackend(
     writeHandshakeResponse41(
       {
         capabilities: caps,
-        maxPacketSize: req.maxPacketSize || 0x1000000,
-        characterSet: req.characterSet || DEFAULT_CHARSET,
+        maxPacketSize,
+        characterSet,
         user: req.user,
         authResponse,
         database: req.database,
         authPluginName: plugin.name,
+        extendedCapabilities: ext,
+        ...(caps & Capability.CLIENT_CONNECT_ATTRS
+          ? { connectAttributes: req.connectAttributes ?? NO_ATTRIBUTES }
+          : {}),
       },
-      (first.seq + 1) & 0xff,
+      seq,
     ),
   );
 
   const end = await authRounds(channel, plugin, scramble, req.credentials, ctx, timeoutMs);
   if (end.payload[0] === PacketHeader.OK) {
-    return { kind: 'ok', greeting, packet: end, capabilities: (caps & serverCaps) >>> 0 };
+    return {
+      kind: 'ok',
+      greeting,
+      packet: end,
+      // CLIENT_SSL belongs to this hop only (the client's transport is its own matter).
+      capabilities: (caps & serverCaps & ~Capability.CLIENT_SSL) >>> 0,
+      extendedCapabilities: ext,
+    };
   }
   return { kind: 'err', greeting, err: parseErr(end.payload), packet: end };
 }
@@ -251,12 +272,24 @@ export async function changeUser(
     .nulString(req.database)
     .int2(req.characterSet || DEFAULT_CHARSET);
   if ((req.capabilities & Capability.CLIENT_PLUGIN_AUTH) !== 0) w.nulString(plugin.name);
+  // With CLIENT_CONNECT_ATTRS in effect the server reads an attribute block here: an empty one.
+  if ((req.capabilities & Capability.CLIENT_CONNECT_ATTRS) !== 0) w.int1(0);
   channel.send(w.finish(0));
   const ctx: BackendAuthContext = { secureTransport: req.secureTransport, backendKey: req.backendKey };
   const end = await authRounds(channel, plugin, req.scramble, req.credentials, ctx, timeoutMs);
   if (end.payload[0] === PacketHeader.OK) return undefined;
   const err = parseErr(end.payload);
   return `COM_CHANGE_USER failed: ${err.errno} ${err.message}`;
+}
+
+const NO_ATTRIBUTES = Buffer.alloc(0);
+
+/** Capability names for the log ("CLIENT_SESSION_TRACK, MARIADB_CLIENT_CACHE_METADATA"). */
+function missingNames(caps: number, ext: number): string {
+  const names: string[] = [];
+  for (const [name, bit] of Object.entries(Capability)) if ((caps & bit) !== 0) names.push(name);
+  for (const [name, bit] of Object.entries(MariaDbCapability)) if ((ext & bit) !== 0) names.push(name);
+  return names.join(', ');
 }
 
 export { AuthPluginError };

@@ -18,7 +18,8 @@ import { errorMessage } from '../util/errors.js';
 import { logInfo } from '../util/log.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { MAX_LOGIN_PAYLOAD } from './connector.js';
-import { PASS_THROUGH_CAPABILITIES, changeUser, type ChangeUserRequest } from './login.js';
+import { PASS_THROUGH_CAPABILITIES, PASS_THROUGH_EXTENDED } from './capabilities.js';
+import { changeUser, type ChangeUserRequest } from './login.js';
 
 /** `pool = { max_idle, idle_timeout, max_per_key }` of mysql_resolve() and mysql_cluster(). */
 export interface PoolOptions {
@@ -46,6 +47,8 @@ export interface PoolKeyParts {
   readonly database: Buffer | undefined;
   /** Capabilities in effect between the client and the proxy (only those passed on to the server count). */
   readonly clientCapabilities: number;
+  /** MariaDB extended capabilities in effect between the client and the proxy (they change the wire format too). */
+  readonly clientExtendedCapabilities: number;
   readonly characterSet: number;
 }
 
@@ -65,9 +68,10 @@ export function poolKey(k: PoolKeyParts): string {
   else if (k.passwordSha1 !== undefined) mac.update('s').update(k.passwordSha1);
   else mac.update('n');
   const caps = (k.clientCapabilities & PASS_THROUGH_CAPABILITIES) >>> 0;
+  const ext = (k.clientExtendedCapabilities & PASS_THROUGH_EXTENDED) >>> 0;
   return (
     `${k.server}\0${k.user.toString('hex')}\0${k.database?.toString('hex') ?? ''}\0` +
-    `${caps.toString(16)}\0${k.characterSet}\0${mac.digest('base64')}`
+    `${caps.toString(16)}\0${ext.toString(16)}\0${k.characterSet}\0${mac.digest('base64')}`
   );
 }
 
@@ -79,6 +83,7 @@ export interface PooledServer {
   readonly serverVersion: Buffer;
   /** Capabilities in effect between the proxy and the server. */
   readonly capabilities: number;
+  readonly extendedCapabilities: number;
   /** For COM_CHANGE_USER, where the server lacks COM_RESET_CONNECTION. */
   readonly relogin?: ChangeUserRequest | undefined;
 }

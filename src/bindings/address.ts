@@ -12,13 +12,13 @@ import {
   parseAddress,
   type SocketAddress,
 } from '../net/address.js';
+import { readFileSync } from 'node:fs';
 import { CONTROL_DEFAULT_PORT } from '../protocol/control.js';
 import { errnoOrMessage } from '../util/errors.js';
 import { BackendPool, DEFAULT_POOL_OPTIONS, addressPool, setAddressPool, type PoolOptions } from '../backend/pool.js';
 import { toText, typeName } from '../lua/convert.js';
+import type { BackendRsaOptions, BackendTlsOptions } from '../net/address.js';
 
-/** Options of mysql_resolve(address, options). */
-export const RESOLVE_OPTIONS = ['pool'] as const;
 /** Keys of the `pool` table (mysql_resolve() and mysql_cluster()). */
 export const POOL_OPTIONS = ['max_idle', 'idle_timeout', 'max_per_key'] as const;
 
@@ -69,28 +69,107 @@ export function checkPoolOption(L: LuaState, idx: number): PoolOptions | undefin
   };
 }
 
-/** mysql_resolve()'s options table at `idx`: the pool, if one is asked for. */
-function checkResolveOptions(L: LuaState, idx: number): PoolOptions | undefined {
-  const t = lua.lua_type(L, idx);
-  if (t === lua.LUA_TNIL || t === lua.LUA_TNONE) return undefined;
-  if (t !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'table expected');
-  let pool: PoolOptions | undefined;
-  lua.lua_pushnil(L);
-  while (lua.lua_next(L, idx) !== 0) {
-    const key = toText(L, -2);
-    if (key !== 'pool') {
-      return lauxlib.luaL_error(
-        L,
-        `Unknown option '${key ?? typeName(L, -2)}' (options: ${RESOLVE_OPTIONS.join(', ')})`,
-      );
-    }
-    pool = checkPoolOption(L, -1);
-    lua.lua_pop(L, 1);
-  }
-  return pool;
+export const ADDRESS_CLASS = 'myproxy.address';
+
+/** The keys of mysql_resolve's options table (argument 2). */
+export const RESOLVE_OPTIONS = ['tls', 'server_public_key', 'get_server_public_key', 'pool'] as const;
+/** The keys of its `tls` table. */
+export const BACKEND_TLS_OPTIONS = ['ca', 'cert', 'key', 'verify'] as const;
+const VERIFY_MODES = ['full', 'ca', 'none'] as const;
+
+interface ResolveOptions {
+  tls?: BackendTlsOptions;
+  rsa?: BackendRsaOptions;
+  pool?: PoolOptions;
 }
 
-export const ADDRESS_CLASS = 'myproxy.address';
+/** A PEM file named in the options, read now (a bad path is the config's error, with its line). */
+function readPem(L: LuaState, what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    return lauxlib.luaL_error(L, `mysql_resolve: cannot read ${what} ${JSON.stringify(path)}: ${errnoOrMessage(e)}`);
+  }
+}
+
+function stringField(L: LuaState, idx: number, key: string, where: string): string | undefined {
+  lua.lua_getfield(L, idx, key);
+  const t = lua.lua_type(L, -1);
+  const v = t === lua.LUA_TSTRING ? toText(L, -1) : undefined;
+  lua.lua_pop(L, 1);
+  if (t !== lua.LUA_TNIL && v === undefined) {
+    return lauxlib.luaL_error(L, `mysql_resolve: ${where}${key} must be a string`);
+  }
+  return v;
+}
+
+/** Every key of the table at `idx` must be one of `allowed`. */
+function checkKeys(L: LuaState, idx: number, allowed: readonly string[], where: string): void {
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, idx) !== 0) {
+    const key = lua.lua_type(L, -2) === lua.LUA_TSTRING ? toText(L, -2) : undefined;
+    lua.lua_pop(L, 1);
+    if (key === undefined || !allowed.includes(key)) {
+      lua.lua_pop(L, 1);
+      return lauxlib.luaL_error(
+        L,
+        `mysql_resolve: Unknown option '${where}${key ?? typeName(L, -1)}' (options: ${allowed.join(', ')})`,
+      );
+    }
+  }
+}
+
+/** mysql_resolve's options: `{ tls = {...}, server_public_key = PATH, get_server_public_key = bool }`. */
+function checkResolveOptions(L: LuaState, idx: number, host: string | undefined): ResolveOptions {
+  if (lua.lua_type(L, idx) === lua.LUA_TNONE || lua.lua_type(L, idx) === lua.LUA_TNIL) return {};
+  if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'options table expected');
+  checkKeys(L, idx, RESOLVE_OPTIONS, '');
+  const out: ResolveOptions = {};
+  lua.lua_getfield(L, idx, 'tls');
+  const tlsIdx = lua.lua_gettop(L);
+  if (lua.lua_type(L, tlsIdx) !== lua.LUA_TNIL) {
+    if (lua.lua_type(L, tlsIdx) !== lua.LUA_TTABLE) return lauxlib.luaL_error(L, 'mysql_resolve: tls must be a table');
+    if (host === undefined) return lauxlib.luaL_error(L, 'mysql_resolve: tls is for TCP addresses');
+    checkKeys(L, tlsIdx, BACKEND_TLS_OPTIONS, 'tls.');
+    const verify = stringField(L, tlsIdx, 'verify', 'tls.') ?? 'full';
+    if (!(VERIFY_MODES as readonly string[]).includes(verify)) {
+      return lauxlib.luaL_error(L, "mysql_resolve: tls.verify must be 'full', 'ca' or 'none'");
+    }
+    const ca = stringField(L, tlsIdx, 'ca', 'tls.');
+    const cert = stringField(L, tlsIdx, 'cert', 'tls.');
+    const key = stringField(L, tlsIdx, 'key', 'tls.');
+    if ((cert === undefined) !== (key === undefined)) {
+      return lauxlib.luaL_error(L, 'mysql_resolve: tls.cert and tls.key go together');
+    }
+    out.tls = {
+      verify: verify as BackendTlsOptions['verify'],
+      servername: host,
+      ...(ca !== undefined ? { ca: readPem(L, 'tls.ca', ca) } : {}),
+      ...(cert !== undefined ? { cert: readPem(L, 'tls.cert', cert) } : {}),
+      ...(key !== undefined ? { key: readPem(L, 'tls.key', key) } : {}),
+    };
+  }
+  lua.lua_pop(L, 1);
+  lua.lua_getfield(L, idx, 'pool');
+  const pool = checkPoolOption(L, -1);
+  lua.lua_pop(L, 1);
+  if (pool !== undefined) out.pool = pool;
+  const pinned = stringField(L, idx, 'server_public_key', '');
+  lua.lua_getfield(L, idx, 'get_server_public_key');
+  const fetchType = lua.lua_type(L, -1);
+  const fetch = lua.lua_toboolean(L, -1);
+  lua.lua_pop(L, 1);
+  if (fetchType !== lua.LUA_TNIL && fetchType !== lua.LUA_TBOOLEAN) {
+    return lauxlib.luaL_error(L, 'mysql_resolve: get_server_public_key must be a boolean');
+  }
+  if (pinned !== undefined || fetch) {
+    out.rsa = {
+      ...(pinned !== undefined ? { serverPublicKey: readPem(L, 'server_public_key', pinned) } : {}),
+      ...(fetch ? { getServerPublicKey: true } : {}),
+    };
+  }
+  return out;
+}
 
 /** The value behind an address userdata. Host names given at startup are resolved after the config ran. */
 export interface AddressBox {
@@ -109,6 +188,8 @@ export interface PendingResolve {
 export interface AddressBindings {
   /** Host names to resolve before serving (startup phase only). */
   readonly pending: PendingResolve[];
+  /** Every mysql_resolve() address made while the config ran (probed for its greeting at startup). */
+  readonly configured: AddressBox[];
   /** Switch mysql_resolve to runtime behaviour (yield on host names). */
   enterRuntime(): void;
 }
@@ -131,6 +212,7 @@ export function installAddress(L: LuaState): AddressBindings {
     },
   });
   const pending: PendingResolve[] = [];
+  const configured: AddressBox[] = [];
   let runtime = false;
   /**
    * One pool per address text and options: a callback that calls mysql_resolve(addr, {pool=...})
@@ -149,7 +231,6 @@ export function installAddress(L: LuaState): AddressBindings {
     (name: string, defaultPort: number) =>
     (L1: LuaState): number => {
       const text = to_jsstring(lauxlib.luaL_checkstring(L1, 1), undefined, undefined, true);
-      const poolOptions = name === 'mysql_resolve' ? checkResolveOptions(L1, 2) : undefined;
       let address: SocketAddress;
       try {
         address = parseAddress(text, defaultPort);
@@ -161,9 +242,21 @@ export function installAddress(L: LuaState): AddressBindings {
         }
         return lauxlib.luaL_error(L1, (e as AddressError).message);
       }
-      const pool = poolOptions === undefined ? undefined : poolFor(text, poolOptions);
-      if (pool !== undefined) setAddressPool(address, pool);
+      let pool: BackendPool | undefined;
+      if (defaultPort === DEFAULT_MYSQL_PORT) {
+        const { pool: poolOptions, ...transport } = checkResolveOptions(
+          L1,
+          2,
+          address.kind === 'tcp' ? address.host : undefined,
+        );
+        if (address.kind === 'tcp' && (transport.tls !== undefined || transport.rsa !== undefined)) {
+          address = { ...address, ...transport };
+        }
+        pool = poolOptions === undefined ? undefined : poolFor(text, poolOptions);
+        if (pool !== undefined) setAddressPool(address, pool);
+      }
       const box: AddressBox = { address, text };
+      if (!runtime && defaultPort === DEFAULT_MYSQL_PORT) configured.push(box);
       if (isNumericAddress(address) || address.kind !== 'tcp') {
         pushObject(L1, ADDRESS_CLASS, box);
         return 1;
@@ -176,19 +269,19 @@ export function installAddress(L: LuaState): AddressBindings {
         pushObject(L1, ADDRESS_CLASS, box);
         return 1;
       }
-      const { host, port } = address;
+      const tcp = address;
       return yieldOn(
         L1,
-        lookup(host).then(
+        lookup(tcp.host).then(
           (r) => (L2: LuaState) => {
-            const resolved: SocketAddress = { kind: 'tcp', host: r.address, port };
+            const resolved: SocketAddress = { ...tcp, host: r.address };
             if (pool !== undefined) setAddressPool(resolved, pool);
             pushObject(L2, ADDRESS_CLASS, { address: resolved, text });
             return 1;
           },
           (e: unknown) => (L2: LuaState) => {
             lua.lua_pushnil(L2);
-            lua.lua_pushstring(L2, `cannot resolve ${JSON.stringify(host)}: ${errnoOrMessage(e)}`);
+            lua.lua_pushstring(L2, `cannot resolve ${JSON.stringify(tcp.host)}: ${errnoOrMessage(e)}`);
             return 2;
           },
         ),
@@ -202,6 +295,7 @@ export function installAddress(L: LuaState): AddressBindings {
 
   return {
     pending,
+    configured,
     enterRuntime() {
       runtime = true;
     },
@@ -216,7 +310,7 @@ export async function resolvePending(pending: readonly PendingResolve[]): Promis
       if (a.kind !== 'tcp') return;
       try {
         const r = await lookup(a.host);
-        const resolved: SocketAddress = { kind: 'tcp', host: r.address, port: a.port };
+        const resolved: SocketAddress = { ...a, host: r.address };
         const pool = addressPool(a);
         if (pool !== undefined) setAddressPool(resolved, pool);
         box.address = resolved;

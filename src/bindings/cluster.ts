@@ -40,6 +40,8 @@ export interface ClusterBindings {
   enterRuntime(): void;
   /** Stop every cluster's monitoring (shutdown). */
   stopAll(): void;
+  /** The node addresses of the clusters the config made (after enterRuntime: resolved). */
+  nodeAddresses(): SocketAddress[];
   /** How many clusters are live (made and not stopped or collected). */
   readonly liveCount: number;
 }
@@ -53,6 +55,7 @@ export function installCluster(
   opts: { readonly monitor: boolean; readonly metrics?: ProxyMetrics },
 ): ClusterBindings {
   const handles: ClusterHandle[] = [];
+  const startupNodes: SocketAddress[] = [];
   const live = new Set<Cluster>();
   let runtime = false;
   /** After stopAll() (shutdown), clusters made by callbacks still running are not monitored. */
@@ -133,7 +136,13 @@ export function installCluster(
           throw new ConfigError(`${h.where}Duplicate node '${duplicate}' (after resolving host names)`);
       }
       runtime = true;
-      for (const h of handles.splice(0)) if (h.cluster === undefined) build(h);
+      for (const h of handles.splice(0)) {
+        for (const b of h.boxes) startupNodes.push(b.address);
+        if (h.cluster === undefined) build(h);
+      }
+    },
+    nodeAddresses() {
+      return startupNodes;
     },
     stopAll() {
       stopped = true;

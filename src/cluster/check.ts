@@ -17,6 +17,8 @@ import { formatAddress, type SocketAddress } from '../net/address.js';
 import { connectSocket } from '../net/connect.js';
 import { PacketChannel } from '../net/packet-channel.js';
 import { loginToBackend } from '../backend/login.js';
+import { serverProfiles } from '../backend/capabilities.js';
+import { rsaLoginOptions, startBackendTls } from '../backend/tls.js';
 import { errorMessage } from '../util/errors.js';
 
 /** Health states, worst first (the order is the preference order: see docs/cluster.md). */
@@ -67,12 +69,12 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
       timedOut = true;
       connected.destroy();
     }, left());
-    const channel = new PacketChannel(socket, MAX_CHECK_PAYLOAD);
+    let channel = new PacketChannel(socket, MAX_CHECK_PAYLOAD);
     if (options.user === undefined) {
       const first = await channel.next(left());
       if (first.payload[0] === PacketHeader.ERR)
         return dead(`greeting is an error: ${parseErr(first.payload).message}`);
-      parseHandshakeV10(first.payload);
+      serverProfiles.note(formatAddress(address), parseHandshakeV10(first.payload));
       return { state: 'alive', detail: 'ok' };
     }
     const password = options.password ?? Buffer.alloc(0);
@@ -87,9 +89,23 @@ export async function checkServer(address: SocketAddress, options: CheckOptions)
         database: Buffer.alloc(0),
         secureTransport: address.kind !== 'tcp',
         backendKey: formatAddress(address),
+        // The check logs in the way sessions do: inside TLS where the address says so.
+        ...(address.kind === 'tcp' && address.tls !== undefined
+          ? {
+              startTls: async () => {
+                channel.detach();
+                const secured = await startBackendTls(channel.socket, address.tls!, left());
+                socket = secured;
+                channel = new PacketChannel(secured, MAX_CHECK_PAYLOAD);
+                return channel;
+              },
+            }
+          : {}),
+        ...rsaLoginOptions(address),
       },
       left(),
-      () => undefined,
+      // Monitoring keeps the greeting the proxy offers clients current (a server upgraded in place).
+      (greeting) => serverProfiles.note(formatAddress(address), greeting),
     );
     if (login.kind === 'err') {
       return { state: 'auth_failed', detail: `login refused: ${login.err.errno} ${login.err.message}` };

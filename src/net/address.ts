@@ -6,8 +6,35 @@ import { ErrorCodes, ProxyError } from '../util/errors.js';
 
 export const DEFAULT_MYSQL_PORT = 3306;
 
+/** TLS to a backend (mysql_resolve's `tls` option). */
+export interface BackendTlsOptions {
+  /** PEM CA certificates to verify the server with (Node's default CAs when absent). */
+  readonly ca?: Buffer;
+  /** PEM client certificate and key, for servers that ask for one. */
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  /** 'full': chain and host name; 'ca': chain only; 'none': no verification (encryption only). */
+  readonly verify: 'full' | 'ca' | 'none';
+  /** The host name as written (checked against the certificate; kept when the name is resolved). */
+  readonly servername: string;
+}
+
+/** How caching_sha2_password may protect a password over plain TCP (mysql_resolve options). */
+export interface BackendRsaOptions {
+  /** A pinned PEM public key of the server (`server_public_key`). */
+  readonly serverPublicKey?: Buffer;
+  /** Ask the server for its key (`get_server_public_key = true`): trusts the network. */
+  readonly getServerPublicKey?: boolean;
+}
+
 export type SocketAddress =
-  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | {
+      readonly kind: 'tcp';
+      readonly host: string;
+      readonly port: number;
+      readonly tls?: BackendTlsOptions;
+      readonly rsa?: BackendRsaOptions;
+    }
   | { readonly kind: 'unix'; readonly path: string }
   | { readonly kind: 'abstract'; readonly name: Buffer };
 

@@ -37,6 +37,21 @@ export const Capability = {
   CLIENT_REMEMBER_OPTIONS: 2 ** 31,
 } as const;
 
+/**
+ * MariaDB's extended capabilities: the upper 32 bits of its 64-bit capability set, carried in the
+ * last 4 reserved bytes of the greeting and of the HandshakeResponse, and only when the sender
+ * clears CLIENT_LONG_PASSWORD (which MariaDB reads as CLIENT_MYSQL, "I am MySQL").
+ * https://mariadb.com/kb/en/connection/#capabilities
+ */
+export const MariaDbCapability = {
+  MARIADB_CLIENT_PROGRESS: 1 << 0,
+  MARIADB_CLIENT_COM_MULTI: 1 << 1,
+  MARIADB_CLIENT_STMT_BULK_OPERATIONS: 1 << 2,
+  MARIADB_CLIENT_EXTENDED_METADATA: 1 << 3,
+  MARIADB_CLIENT_CACHE_METADATA: 1 << 4,
+  MARIADB_CLIENT_BULK_UNIT_RESULTS: 1 << 5,
+} as const;
+
 /** Command bytes (first payload byte of a command-phase packet from the client). */
 export const Command = {
   COM_SLEEP: 0x00,

@@ -3,7 +3,7 @@
 // for clients that answered with another plugin. Field sizes are checked before any Lua runs.
 
 import { randomFillSync } from 'node:crypto';
-import { AuthPluginName, Capability, DEFAULT_CHARSET, ServerStatus } from '../protocol/constants.js';
+import { AuthPluginName, Capability, ServerStatus } from '../protocol/constants.js';
 import type { Packet } from '../protocol/framer.js';
 import { writeAuthSwitchRequest, writeErr } from '../protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../protocol/packets/handshake.js';
@@ -16,30 +16,6 @@ import type { PacketChannel } from '../net/packet-channel.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { accessDeniedMessage, type ClientAuthMode, type LoginRequest, type NativeAuthAnswer } from './handler.js';
 import { ClientErrors, type ClientErrorSpec, ErrorCodes, ProxyError } from '../util/errors.js';
-
-/** What the proxy offers clients in its greeting (see docs/protocol.md for why each is there). */
-export const GREETING_CAPABILITIES =
-  Capability.CLIENT_LONG_PASSWORD |
-  Capability.CLIENT_FOUND_ROWS |
-  Capability.CLIENT_LONG_FLAG |
-  Capability.CLIENT_CONNECT_WITH_DB |
-  Capability.CLIENT_NO_SCHEMA |
-  Capability.CLIENT_ODBC |
-  Capability.CLIENT_IGNORE_SPACE |
-  Capability.CLIENT_PROTOCOL_41 |
-  Capability.CLIENT_INTERACTIVE |
-  Capability.CLIENT_IGNORE_SIGPIPE |
-  Capability.CLIENT_TRANSACTIONS |
-  Capability.CLIENT_RESERVED |
-  Capability.CLIENT_SECURE_CONNECTION |
-  Capability.CLIENT_MULTI_STATEMENTS |
-  Capability.CLIENT_MULTI_RESULTS |
-  Capability.CLIENT_PS_MULTI_RESULTS |
-  Capability.CLIENT_PLUGIN_AUTH |
-  Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
-  Capability.CLIENT_SESSION_TRACK |
-  Capability.CLIENT_DEPRECATE_EOF |
-  Capability.CLIENT_REMEMBER_OPTIONS;
 
 /**
  * Limits on handshake fields, no looser than the servers': MariaDB keeps user names in
@@ -66,7 +42,12 @@ export function errPacket(seq: number, error: ClientErrorSpec, message = error.m
 
 export interface ClientLoginOptions {
   readonly auth: ClientAuthMode;
+  /** What the greeting offers (backend/capabilities.ts: what the known servers share). */
   readonly greetingCapabilities: number;
+  /** MariaDB extended capabilities offered (only with CLIENT_LONG_PASSWORD clear). */
+  readonly greetingExtendedCapabilities: number;
+  /** The greeting's character set (the servers' default collation when they agree). */
+  readonly characterSet: number;
   /** How long the client may take for each login packet. */
   readonly timeoutMs: number;
   /**
@@ -91,6 +72,8 @@ export interface ClientLoginResult {
   readonly hr: HandshakeResponse;
   /** Capabilities in effect between the client and the proxy (CLIENT_SSL is the daemon's alone: not among them). */
   readonly clientCapabilities: number;
+  /** MariaDB extended capabilities in effect between the client and the proxy. */
+  readonly clientExtendedCapabilities: number;
   readonly request: LoginRequest;
   /** The channel the login ended on (a TLS one after an SSLRequest). */
   readonly channel: PacketChannel;
@@ -123,7 +106,8 @@ export async function clientLogin(
       connectionId: greeting.connectionId,
       scramble,
       capabilities: caps,
-      characterSet: DEFAULT_CHARSET,
+      extendedCapabilities: options.greetingExtendedCapabilities,
+      characterSet: options.characterSet,
       statusFlags: ServerStatus.SERVER_STATUS_AUTOCOMMIT,
       authPluginName: greetNative ? AuthPluginName.NATIVE_PASSWORD : AuthPluginName.CLEAR_PASSWORD,
     }),
@@ -149,6 +133,7 @@ export async function clientLogin(
   const hr = parseHandshakeResponse(hrPacket.payload, caps);
   checkFieldSizes(hr, hrPacket.seq + 1);
   const clientCapabilities = (hr.capabilities & caps & ~Capability.CLIENT_SSL) >>> 0;
+  const clientExtendedCapabilities = (hr.extendedCapabilities & options.greetingExtendedCapabilities) >>> 0;
   const auth: ClientAuthMode = options.auth === 'native' || (options.network && !secure) ? 'native' : 'clear';
   const next = async (): Promise<Packet> => {
     const p = await client.next(options.timeoutMs);
@@ -167,7 +152,7 @@ export async function clientLogin(
     const password = await clearPassword(client, hr, clientCapabilities, hrPacket, next);
     request = { user: hr.user, password, database: hr.database };
   }
-  return { hr, clientCapabilities, request, channel: client, auth };
+  return { hr, clientCapabilities, clientExtendedCapabilities, request, channel: client, auth };
 }
 
 /** Refuse what no server would accept, before any Lua sees it, with the server's own errors. */

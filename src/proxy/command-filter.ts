@@ -43,6 +43,8 @@ export interface FilterHost {
   policyFailed(e: PolicyError): void;
   /** Capabilities in effect between client and server (the shape of a local result set). */
   readonly capabilities: number;
+  /** MariaDB extended capabilities in effect (extended metadata shapes column definitions). */
+  readonly extendedCapabilities: number;
   /** Status flags for a local reply: the server's last (autocommit, in transaction). */
   serverStatus(): number;
 }
@@ -262,7 +264,14 @@ export class CommandFilter {
       case 'result':
         host.metrics.commandsAnswered++;
         return {
-          toClient: writeResultSet(seq + 1, action.columns, action.rows, host.capabilities, host.serverStatus()),
+          toClient: writeResultSet(
+            seq + 1,
+            action.columns,
+            action.rows,
+            host.capabilities,
+            host.serverStatus(),
+            host.extendedCapabilities,
+          ),
         };
     }
   }

@@ -30,7 +30,8 @@ import { ClientErrors, type ClientErrorSpec, errorMessage, isParseError } from '
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { sharedCopy } from '../util/bytes.js';
-import { AbortSession, GREETING_CAPABILITIES, clientLogin, errPacket } from './client-login.js';
+import { AbortSession, clientLogin, errPacket } from './client-login.js';
+import { greetingCapabilities, ListenerServers, type GreetingProfile } from '../backend/capabilities.js';
 import { CommandFilter, filteredCommands, interceptLimit, type KillableSession } from './command-filter.js';
 import { MAX_LOCAL_COMMAND, serveLocally } from './local-session.js';
 import { writeOkPacket } from '../protocol/packets/local-reply.js';
@@ -45,8 +46,6 @@ import {
   type SessionHooks,
 } from './handler.js';
 import type { SessionRegistry } from './registry.js';
-
-export { GREETING_CAPABILITIES } from './client-login.js';
 
 export const DEFAULT_SERVER_VERSION = '5.7.30';
 /** Shared by all connections (never written to: a new version replaces the Buffer). */
@@ -107,6 +106,7 @@ interface PoolSlot {
   /** What the connection's login established (kept with it in the pool). */
   serverVersion: Buffer;
   capabilities: number;
+  extendedCapabilities: number;
   /** The same login again (COM_CHANGE_USER), for servers without COM_RESET_CONNECTION. */
   relogin?: ChangeUserRequest | undefined;
 }
@@ -148,11 +148,40 @@ function relayedCommandFilter(hooks: SessionHooks, pooled: boolean): readonly nu
     : filteredCommands(hooks));
 }
 
+interface GreetingOffer {
+  readonly capabilities: number;
+  readonly extendedCapabilities: number;
+  readonly characterSet: number;
+}
+
+/** Each listener's servers (by its handler: one per mysql_listen()). */
+const serversByListener = new WeakMap<SessionHandler, ListenerServers>();
+function listenerServers(handler: SessionHandler): ListenerServers {
+  let s = serversByListener.get(handler);
+  if (s === undefined) serversByListener.set(handler, (s = new ListenerServers()));
+  return s;
+}
+
+/** The greeting for each profile and listener option, remade only when the profile changed. */
+const offers = new WeakMap<GreetingProfile, Map<number, GreetingOffer>>();
+function greetingOffer(servers: ListenerServers, listenerCapabilities: number): GreetingOffer {
+  const shared = servers.profile();
+  let byExtra = offers.get(shared);
+  if (byExtra === undefined) offers.set(shared, (byExtra = new Map<number, GreetingOffer>()));
+  let offer = byExtra.get(listenerCapabilities);
+  if (offer === undefined) {
+    offer = { ...greetingCapabilities(shared, listenerCapabilities), characterSet: shared.characterSet };
+    byExtra.set(listenerCapabilities, offer);
+  }
+  return offer;
+}
+
 /** The session is also its connector's host: no object of closures per login. */
 export class Connection implements KillableSession, ConnectorHost {
   readonly id: number;
   readonly peer: PeerIdentity;
-  serverVersion: Buffer = DEFAULT_SERVER_VERSION_BYTES;
+  /** What the greeting announces: the known servers' version (see backend/capabilities.ts), else 5.7.30. */
+  serverVersion: Buffer;
   #account: string | undefined;
   #closed = false;
   /** The client socket until the relay takes it over (then null, so it can be collected). */
@@ -161,12 +190,14 @@ export class Connection implements KillableSession, ConnectorHost {
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
   #auth: ClientAuthMode;
-  readonly #greetingCapabilities: number;
   readonly #listener: string | undefined;
   readonly #serverTls: ServerTls | undefined;
   #tls: TlsInfo | undefined;
   /** The handshake deadline (accept to HandshakeResponse), until it is met. */
   #handshakeTimer: NodeJS.Timeout | undefined;
+  /** Capabilities a listener adds to what the servers share (CLIENT_LOCAL_FILES with local_infile). */
+  readonly #listenerCapabilities: number;
+  readonly #listenerServers: ListenerServers;
   /** The backend socket during its login (reachable from #finish), until the relay owns it. */
   #backendSocket: BackendSocket | null = null;
   #backend: Backend | undefined;
@@ -200,8 +231,9 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#auth = handler.clientAuth ?? 'clear';
     this.#listener = handler.listener;
     this.#serverTls = handler.tls;
-    this.#greetingCapabilities =
-      handler.localInfile === true ? GREETING_CAPABILITIES | Capability.CLIENT_LOCAL_FILES : GREETING_CAPABILITIES;
+    this.#listenerCapabilities = handler.localInfile === true ? Capability.CLIENT_LOCAL_FILES : 0;
+    this.#listenerServers = listenerServers(handler);
+    this.serverVersion = this.#listenerServers.profile().serverVersion ?? DEFAULT_SERVER_VERSION_BYTES;
     options.registry.add(this);
     this.#hooks = handler.open(this);
   }
@@ -280,7 +312,9 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#backendSocket = socket;
   }
 
-  onGreeting(greeting: HandshakeV10): void {
+  onGreeting(greeting: HandshakeV10, label: string): void {
+    // The listener's next greetings offer what the servers its sessions reach share.
+    this.#listenerServers.add(label);
     this.serverVersion = sharedCopy(greeting.serverVersion);
     this.#log(`handshake server_version=${quoteBytes(greeting.serverVersion)}`);
   }
@@ -413,12 +447,15 @@ export class Connection implements KillableSession, ConnectorHost {
     // TLS is for network clients: a Unix socket (also one passed by systemd) is offered none.
     const network = this.peer.address !== undefined;
     const serverTls = network ? this.#serverTls : undefined;
+    const offer = greetingOffer(this.#listenerServers, this.#listenerCapabilities);
     const login = await clientLogin(
       client,
       { serverVersion: this.serverVersion, connectionId: this.id },
       {
         auth: this.#auth,
-        greetingCapabilities: this.#greetingCapabilities,
+        greetingCapabilities: offer.capabilities,
+        greetingExtendedCapabilities: offer.extendedCapabilities,
+        characterSet: offer.characterSet,
         timeoutMs: this.#options.clientTimeoutMs,
         network,
         tls:
@@ -427,7 +464,7 @@ export class Connection implements KillableSession, ConnectorHost {
       metrics,
       (seq) => (this.#clientSeq = seq),
     );
-    const { hr, clientCapabilities, request } = login;
+    const { hr, clientCapabilities, clientExtendedCapabilities, request } = login;
     client = login.channel;
     this.#auth = login.auth;
     this.#handshakeDone();
@@ -443,7 +480,7 @@ export class Connection implements KillableSession, ConnectorHost {
     }
     this.#database = hr.database.length > 0 ? sharedCopy(hr.database) : undefined;
     if (action.kind === 'accept') {
-      await this.#serveLocally(client, clientCapabilities, replySeq);
+      await this.#serveLocally(client, clientCapabilities, clientExtendedCapabilities, replySeq);
       return;
     }
     if (this.#auth === 'native' && action.password === undefined && action.passwordSha1 === undefined) {
@@ -466,7 +503,12 @@ export class Connection implements KillableSession, ConnectorHost {
     if (this.#closed) return;
     // The pool of the preferred candidate: a login with the same key takes a parked connection.
     const first = candidates[0];
-    const pool = first === undefined ? undefined : (first.pool ?? addressPool(first.address));
+    // Not for a backend inside TLS: its connection state lives in this process's TLS socket, not
+    // in a bare fd that could be parked.
+    const pool =
+      first === undefined || (first.address.kind === 'tcp' && first.address.tls !== undefined)
+        ? undefined
+        : (first.pool ?? addressPool(first.address));
     if (pool !== undefined && first !== undefined) {
       const key = poolKey({
         server: formatAddress(first.address),
@@ -475,10 +517,11 @@ export class Connection implements KillableSession, ConnectorHost {
         passwordSha1: action.passwordSha1,
         database: action.database,
         clientCapabilities,
+        clientExtendedCapabilities,
         characterSet: hr.characterSet,
       });
       const pooled = pool.take(key, metrics);
-      this.#poolSlot = { pool, key, serverVersion: this.serverVersion, capabilities: 0 };
+      this.#poolSlot = { pool, key, serverVersion: this.serverVersion, capabilities: 0, extendedCapabilities: 0 };
       if (pooled !== undefined) {
         await this.#runPooled(client, pooled, first, action.user, action.password, action.passwordSha1, {
           clientCapabilities,
@@ -497,6 +540,8 @@ export class Connection implements KillableSession, ConnectorHost {
           passwordSha1: action.passwordSha1,
           database: action.database,
           clientCapabilities,
+          clientExtendedCapabilities,
+          connectAttributes: hr.connectAttributes,
           maxPacketSize: hr.maxPacketSize,
           characterSet: hr.characterSet,
         },
@@ -534,6 +579,7 @@ export class Connection implements KillableSession, ConnectorHost {
       else {
         slot.serverVersion = this.serverVersion;
         slot.capabilities = result.capabilities;
+        slot.extendedCapabilities = result.extendedCapabilities;
         // Copies: the action's Buffers are slices of Node's pool, which would stay alive with them.
         slot.relogin = {
           user: Buffer.from(action.user),
@@ -561,7 +607,16 @@ export class Connection implements KillableSession, ConnectorHost {
     // The login OK goes out with the relay (first bytes to the client), so no client is told OK
     // unless its relay is running.
     const ok = framePayload(result.packet.payload, replySeq);
-    await this.#enterCommandPhase(client, backendSocket, backend, ok, result.capabilities, replySeq, candidate);
+    await this.#enterCommandPhase(
+      client,
+      backendSocket,
+      backend,
+      ok,
+      result.capabilities,
+      result.extendedCapabilities,
+      replySeq,
+      candidate,
+    );
   }
 
   /**
@@ -595,6 +650,7 @@ export class Connection implements KillableSession, ConnectorHost {
     const slot = this.#poolSlot!;
     slot.serverVersion = pooled.serverVersion;
     slot.capabilities = pooled.capabilities;
+    slot.extendedCapabilities = pooled.extendedCapabilities;
     slot.relogin = pooled.relogin;
     this.#log(`pooled server connection ${formatAddress(candidate.address)} thread ${pooled.threadId}`);
     const ok = writeOkPacket(
@@ -608,7 +664,16 @@ export class Connection implements KillableSession, ConnectorHost {
       },
       login.clientCapabilities,
     );
-    await this.#enterCommandPhase(client, channel, channel, ok, pooled.capabilities, login.replySeq, candidate);
+    await this.#enterCommandPhase(
+      client,
+      channel,
+      channel,
+      ok,
+      pooled.capabilities,
+      pooled.extendedCapabilities,
+      login.replySeq,
+      candidate,
+    );
   }
 
   /** After the backend login (or a pooled connection): on_command_phase, then the relay. */
@@ -618,6 +683,7 @@ export class Connection implements KillableSession, ConnectorHost {
     backend: PacketChannel | FdPacketChannel,
     ok: Buffer,
     capabilities: number,
+    extendedCapabilities: number,
     replySeq: number,
     candidate: BackendCandidate,
   ): Promise<void> {
@@ -637,7 +703,10 @@ export class Connection implements KillableSession, ConnectorHost {
       if (this.#closed) return;
     }
     this.#endLogin();
-    if (!this.#startRelay(backendSocket, ok, clientLeftover, serverLeftover, capabilities, replySeq)) return;
+    if (
+      !this.#startRelay(backendSocket, ok, clientLeftover, serverLeftover, capabilities, extendedCapabilities, replySeq)
+    )
+      return;
     this.#phase = 'command';
     metrics.clientAuthOk++;
     server.sessions++;
@@ -656,7 +725,12 @@ export class Connection implements KillableSession, ConnectorHost {
    * client:accept(): the login succeeds with no server behind it, and the session's commands are
    * answered here (by on_query / on_command, or the defaults of serveLocally) until the client quits.
    */
-  async #serveLocally(login: PacketChannel, capabilities: number, replySeq: number): Promise<void> {
+  async #serveLocally(
+    login: PacketChannel,
+    capabilities: number,
+    extendedCapabilities: number,
+    replySeq: number,
+  ): Promise<void> {
     const metrics = this.#options.metrics;
     if (this.#hooks.onCommandPhase !== undefined) {
       try {
@@ -687,7 +761,7 @@ export class Connection implements KillableSession, ConnectorHost {
         capabilities,
       ),
     );
-    const filter = this.#commandFilter(capabilities);
+    const filter = this.#commandFilter(capabilities, extendedCapabilities);
     // The getter below lives in an object literal, whose `this` is not the session.
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const session = this;
@@ -716,9 +790,10 @@ export class Connection implements KillableSession, ConnectorHost {
   }
 
   /** The filter for intercepted commands (made on first use: most sessions never need one). */
-  #commandFilter(capabilities: number): CommandFilter {
+  #commandFilter(capabilities: number, extendedCapabilities: number): CommandFilter {
     return (this.#filter ??= new CommandFilter({
       capabilities,
+      extendedCapabilities,
       // The server's latest status flags, asked of the relay's tracker only when a hook answers a
       // command itself: no response has to be reported to JavaScript for them.
       serverStatus: () => this.#relay?.state()?.serverStatus ?? ServerStatus.SERVER_STATUS_AUTOCOMMIT,
@@ -743,6 +818,7 @@ export class Connection implements KillableSession, ConnectorHost {
     clientLeftover: Buffer | null,
     serverLeftover: Buffer | null,
     capabilities: number,
+    extendedCapabilities: number,
     replySeq: number,
   ): boolean {
     const metrics = this.#options.metrics;
@@ -751,9 +827,14 @@ export class Connection implements KillableSession, ConnectorHost {
     backend.account = account;
     const hooks = this.#hooks;
     // on_result needs the filter from the first query on (it keeps each forwarded query's SQL).
-    if (hooks.onResult !== undefined) this.#commandFilter(capabilities);
-    // The pump moves bytes between fds: a TLS session needs Node's TLS, so the JavaScript relay.
-    const RelayImpl = this.#options.relay === 'native' && !(this.#client instanceof TLSSocket) ? NativeRelay : Relay;
+    if (hooks.onResult !== undefined) this.#commandFilter(capabilities, extendedCapabilities);
+    // Chosen per session: the native pump moves plain bytes between fds, so a session with TLS on
+    // either side (a client of a TLS listener, a backend with mysql_resolve's tls) is relayed by the
+    // JavaScript relay whatever the process default.
+    const RelayImpl =
+      this.#options.relay === 'native' && !(this.#client instanceof TLSSocket) && !(backendSocket instanceof TLSSocket)
+        ? NativeRelay
+        : Relay;
     // Responses are reported only where something uses them: each report is a call into JavaScript.
     const wantResponses =
       hooks.onResponse !== undefined || hooks.onResult !== undefined || this.#options.logResponses === true;
@@ -769,12 +850,13 @@ export class Connection implements KillableSession, ConnectorHost {
           commands: relayedCommandFilter(hooks, pooled),
           onCommand: (p, t) =>
             pooled && p[4] === Command.COM_QUIT
-              ? this.#quit(p, t, capabilities)
-              : this.#commandFilter(capabilities).onCommand(p, t),
+              ? this.#quit(p, t, capabilities, extendedCapabilities)
+              : this.#commandFilter(capabilities, extendedCapabilities).onCommand(p, t),
           ...(maxPacket !== undefined ? { maxPacket } : {}),
         },
         tracking: {
           capabilities,
+          extendedCapabilities,
           track: this.#options.responseTracking !== false,
           killFilter: true,
           stats: backend.server.stats,
@@ -803,8 +885,15 @@ export class Connection implements KillableSession, ConnectorHost {
    * COM_QUIT in a pooled session: on_command still sees it (whatever it answers, the client is
    * leaving), then the relay ends, keeping the server connection if it can be reused.
    */
-  async #quit(packet: Buffer, truncated: boolean, capabilities: number): Promise<InterceptReply> {
-    if (this.#hooks.onCommand !== undefined) await this.#commandFilter(capabilities).onCommand(packet, truncated);
+  async #quit(
+    packet: Buffer,
+    truncated: boolean,
+    capabilities: number,
+    extendedCapabilities: number,
+  ): Promise<InterceptReply> {
+    if (this.#hooks.onCommand !== undefined) {
+      await this.#commandFilter(capabilities, extendedCapabilities).onCommand(packet, truncated);
+    }
     this.#relay?.release();
     // The relay is ending: its answer to this command is never used.
     return new Promise<InterceptReply>(() => undefined);
@@ -831,6 +920,7 @@ export class Connection implements KillableSession, ConnectorHost {
       threadId: backend.threadId,
       serverVersion: slot.serverVersion,
       capabilities: slot.capabilities,
+      extendedCapabilities: slot.extendedCapabilities,
       relogin: slot.relogin,
     };
     slot.pool.park(slot.key, server, this.#options.connectTimeoutMs, this.#options.metrics).catch((e: unknown) => {

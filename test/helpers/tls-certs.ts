@@ -1,6 +1,7 @@
 // Certificates for TLS tests, made with the openssl CLI in a directory of the test's: a CA, a
-// server certificate for localhost / 127.0.0.1 / ::1 signed by it, a client certificate signed by
-// it, and a client certificate from a second CA that the first does not know.
+// server certificate for localhost / 127.0.0.1 / ::1 signed by it, one for the name localhost only
+// (to test a host name that does not match), a client certificate signed by it, and a client
+// certificate from a second CA that the first does not know.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +17,11 @@ export interface TestCertificates {
   /** Signed by another CA. */
   readonly strangerCert: string;
   readonly strangerKey: string;
+  /** The other CA (a wrong trust anchor). */
+  readonly otherCaCert: string;
+  /** Signed by caCert for DNS:localhost only (no IP address). */
+  readonly localhostOnlyCert: string;
+  readonly localhostOnlyKey: string;
 }
 
 function openssl(dir: string, args: string[]): void {
@@ -72,6 +78,7 @@ export function makeTestCertificates(dir: string): TestCertificates {
   makeSigned(dir, 'server', '/CN=localhost', 'ca', 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n');
   makeSigned(dir, 'client', '/O=Example/CN=app1', 'ca', 'extendedKeyUsage=clientAuth\n');
   makeSigned(dir, 'stranger', '/CN=stranger', 'other-ca', 'extendedKeyUsage=clientAuth\n');
+  makeSigned(dir, 'localhost-only', '/CN=localhost', 'ca', 'subjectAltName=DNS:localhost\n');
   const p = (f: string): string => join(dir, f);
   return {
     dir,
@@ -82,5 +89,8 @@ export function makeTestCertificates(dir: string): TestCertificates {
     clientKey: p('client.key'),
     strangerCert: p('stranger.pem'),
     strangerKey: p('stranger.key'),
+    otherCaCert: p('other-ca.pem'),
+    localhostOnlyCert: p('localhost-only.pem'),
+    localhostOnlyKey: p('localhost-only.key'),
   };
 }

@@ -19,7 +19,7 @@ import { writeErr, writeOk } from '../../src/protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../../src/protocol/packets/handshake.js';
 import { parseHandshakeResponse } from '../../src/protocol/packets/handshake-response.js';
 import { framePayload } from '../../src/protocol/writer.js';
-import { GREETING_CAPABILITIES } from '../../src/proxy/connection.js';
+import { PASS_THROUGH_CAPABILITIES, PROXY_OWN_CAPABILITIES } from '../../src/backend/capabilities.js';
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { guard, mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
 
@@ -78,7 +78,12 @@ interface Sha2Double {
   close(): Promise<void>;
 }
 
-const DOUBLE_CAPS = (GREETING_CAPABILITIES | Capability.CLIENT_PLUGIN_AUTH | Capability.CLIENT_SECURE_CONNECTION) >>> 0;
+const DOUBLE_CAPS =
+  (PASS_THROUGH_CAPABILITIES |
+    PROXY_OWN_CAPABILITIES |
+    Capability.CLIENT_PLUGIN_AUTH |
+    Capability.CLIENT_SECURE_CONNECTION) >>>
+  0;
 
 async function startSha2Double(users: ReadonlyMap<string, string>, dir: string): Promise<Sha2Double> {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -272,7 +277,9 @@ local function pass(backend)
 end
 mysql_listen('${dir}/proxy.sock', pass(${JSON.stringify(dbSock)}))
 mysql_listen('${dir}/sha2unix.sock', pass(${JSON.stringify(double.socket)}))
-mysql_listen('${dir}/sha2tcp.sock', pass('127.0.0.1:${double.port}'))
+mysql_listen('${dir}/sha2tcp.sock', pass(mysql_resolve('127.0.0.1:${double.port}', { get_server_public_key = true })))
+-- no key option: a full authentication over plain TCP is refused, never sent to a key from the network
+mysql_listen('${dir}/sha2nokey.sock', pass('127.0.0.1:${double.port}'))
 -- password_sha1 only: caching_sha2_password cannot use it.
 mysql_listen('${dir}/sha1.sock', {
   on_handshake_response = function(client, hr)
@@ -361,6 +368,15 @@ mysql_listen('${dir}/sha1.sock', {
       await loginOk(viaProxy('sha2unix.sock', 'sockuser', 'sockpw'));
       assert.equal(dbl!.counts.fastAuth, c0.fastAuth + 1);
       assert.equal(dbl!.counts.fullAuth, c0.fullAuth + 1);
+    });
+
+    test('TCP without TLS or a key option: the full authentication is refused with a clear error', async () => {
+      dbl!.cache.delete('tcpuser');
+      const c0 = { ...dbl!.counts };
+      const e = await loginError(viaProxy('sha2nokey.sock', 'tcpuser', SHA2_USERS.get('tcpuser')!));
+      assert.equal(e.errno, 1043, e.message);
+      assert.match(e.message, /needs TLS, server_public_key or get_server_public_key/);
+      assert.equal(dbl!.counts.keyRequests, c0.keyRequests);
     });
 
     test('TCP: RSA key requested once, the cached key is used on the next full auth, then fast auth', async () => {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { HANDLER_KEYS, LISTEN_OPTIONS, LISTEN_TLS_OPTIONS } from '../../src/bindings/listen.js';
 import { CLIENT_METHODS, CONNECT_OPTIONS } from '../../src/bindings/client.js';
 import { BOOLEAN_OPTIONS, SECONDS_OPTIONS, STRING_OPTIONS, TABLE_OPTIONS } from '../../src/bindings/cluster.js';
-import { POOL_OPTIONS, RESOLVE_OPTIONS } from '../../src/bindings/address.js';
+import { BACKEND_TLS_OPTIONS, POOL_OPTIONS, RESOLVE_OPTIONS } from '../../src/bindings/address.js';
 import { CONTROL_OPTIONS, PROMETHEUS_OPTIONS } from '../../src/bindings/services.js';
 import { SOCKET_OPTIONS } from '../../src/bindings/socket.js';
 import { runProxy } from '../helpers/proxy.js';
@@ -122,6 +122,7 @@ test('every option the bindings accept is documented', () => {
     ...RESOLVE_OPTIONS,
     ...TABLE_OPTIONS,
     ...POOL_OPTIONS,
+    ...BACKEND_TLS_OPTIONS,
   ];
   assert.deepEqual(undocumented(options, DOCS), []);
 });
@@ -147,11 +148,19 @@ test('the option lists are what the bindings accept: each listed option passes, 
     ...PROMETHEUS_OPTIONS.map((o) => `prometheus_listen('127.0.0.1:19100', {${o} = 10})`),
     ...POOL_OPTIONS.map((o) => `mysql_resolve('127.0.0.1', {pool = {${o} = 5}})`),
     ...POOL_OPTIONS.map((o) => `mysql_cluster({'127.0.0.1'}, {pool = {${o} = 5}})`),
+    `mysql_resolve('127.0.0.1', {tls = {verify = 'none'}})`,
+    `mysql_resolve('127.0.0.1', {server_public_key = '\${dir}/config.lua'})`,
+    `mysql_resolve('127.0.0.1', {get_server_public_key = true})`,
+    // ca, cert, key (files) and verify's other modes: test/integration/backend-tls.test.ts.
     `control_listen('127.0.0.1:19100', {interface = 'lo', allowed_uids = 'any'})`,
     `control_listen('127.0.0.1:19100', {multicast_group = '239.1.2.3'})`,
   ];
   assert.equal(CONTROL_OPTIONS.length, 3, 'a new control_listen option needs a call above');
-  assert.deepEqual([...RESOLVE_OPTIONS, ...TABLE_OPTIONS], ['pool', 'pool'], 'a new table option needs a call above');
+  assert.deepEqual(
+    [...RESOLVE_OPTIONS, ...TABLE_OPTIONS],
+    ['tls', 'server_public_key', 'get_server_public_key', 'pool', 'pool'],
+    'a new table option needs a call above',
+  );
   const config = `local h = {on_handshake_response = function() end}
 local failed = {}
 local calls = {${calls.map((c) => `function() ${c} end`).join(',\n')}}

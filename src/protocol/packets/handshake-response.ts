@@ -8,6 +8,8 @@ import { PacketWriter } from '../writer.js';
 
 export interface HandshakeResponse {
   readonly capabilities: number;
+  /** MariaDB extended capabilities (0 unless the client cleared CLIENT_LONG_PASSWORD). */
+  readonly extendedCapabilities: number;
   readonly maxPacketSize: number;
   readonly characterSet: number;
   readonly user: Buffer;
@@ -16,6 +18,11 @@ export interface HandshakeResponse {
   readonly database: Buffer;
   /** Empty when the client does not use CLIENT_PLUGIN_AUTH. */
   readonly authPluginName: string;
+  /**
+   * The connect attributes as sent (key/value lenenc strings, without the block's own length), or
+   * empty. Kept as bytes: they are forwarded to the server, not interpreted.
+   */
+  readonly connectAttributes: Buffer;
 }
 
 /** The client asked for TLS (SSLRequest: a short HandshakeResponse41 with CLIENT_SSL). */
@@ -23,6 +30,21 @@ export function isSslRequest(payload: Buffer): boolean {
   if (payload.length !== 32) return false;
   const caps = payload.readUInt32LE(0);
   return (caps & Capability.CLIENT_PROTOCOL_41) !== 0 && (caps & Capability.CLIENT_SSL) !== 0;
+}
+
+/** An SSLRequest (what a client sends before its TLS handshake): a HandshakeResponse41 cut after the filler. */
+export function writeSslRequest(
+  capabilities: number,
+  maxPacketSize: number,
+  characterSet: number,
+  seq: number,
+): Buffer {
+  return new PacketWriter(32)
+    .int4((capabilities | Capability.CLIENT_SSL) >>> 0)
+    .int4(maxPacketSize)
+    .int1(characterSet)
+    .zeros(23)
+    .finish(seq);
 }
 
 /**
@@ -39,7 +61,9 @@ export function parseHandshakeResponse(payload: Buffer, serverCapabilities: numb
   const caps = (clientCaps & serverCapabilities) >>> 0;
   const maxPacketSize = r.int4();
   const characterSet = r.int1();
-  r.skip(23);
+  r.skip(19);
+  const reservedTail = r.int4();
+  const extendedCapabilities = (clientCaps & Capability.CLIENT_LONG_PASSWORD) === 0 ? reservedTail >>> 0 : 0;
   const user = r.nulBytes();
   let authResponse: Buffer;
   if (caps & Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
@@ -55,11 +79,20 @@ export function parseHandshakeResponse(payload: Buffer, serverCapabilities: numb
   if (caps & Capability.CLIENT_PLUGIN_AUTH && r.remaining > 0) {
     authPluginName = r.nulOrRestBytes().toString('latin1');
   }
-  if (caps & Capability.CLIENT_CONNECT_ATTRS && r.remaining > 0) {
-    r.skip(r.lenencInt());
-  }
+  let connectAttributes: Buffer = NO_BYTES;
+  if (caps & Capability.CLIENT_CONNECT_ATTRS && r.remaining > 0) connectAttributes = r.lenencBytes();
   // Anything after that (a zstd level byte) is ignored; we never offer compression.
-  return { capabilities: clientCaps >>> 0, maxPacketSize, characterSet, user, authResponse, database, authPluginName };
+  return {
+    capabilities: clientCaps >>> 0,
+    extendedCapabilities,
+    maxPacketSize,
+    characterSet,
+    user,
+    authResponse,
+    database,
+    authPluginName,
+    connectAttributes,
+  };
 }
 
 function parse320(r: PacketReader, serverCapabilities: number): HandshakeResponse {
@@ -74,8 +107,20 @@ function parse320(r: PacketReader, serverCapabilities: number): HandshakeRespons
   } else {
     authResponse = r.nulOrRestBytes();
   }
-  return { capabilities: clientCaps, maxPacketSize, characterSet: 0, user, authResponse, database, authPluginName: '' };
+  return {
+    capabilities: clientCaps,
+    extendedCapabilities: 0,
+    maxPacketSize,
+    characterSet: 0,
+    user,
+    authResponse,
+    database,
+    authPluginName: '',
+    connectAttributes: NO_BYTES,
+  };
 }
+
+const NO_BYTES = Buffer.alloc(0);
 
 export interface HandshakeResponseOptions {
   readonly capabilities: number;
@@ -85,6 +130,10 @@ export interface HandshakeResponseOptions {
   readonly authResponse: Uint8Array;
   readonly database: Uint8Array;
   readonly authPluginName: string;
+  /** MariaDB extended capabilities: written when CLIENT_LONG_PASSWORD is clear. */
+  readonly extendedCapabilities?: number;
+  /** Connect attributes (the block's content): written when CLIENT_CONNECT_ATTRS is set. */
+  readonly connectAttributes?: Uint8Array;
 }
 
 /** Serialise a HandshakeResponse41 with the given capabilities (PROTOCOL_41 must be among them). */
@@ -94,7 +143,8 @@ export function writeHandshakeResponse41(o: HandshakeResponseOptions, seq: numbe
   w.int4(caps);
   w.int4(o.maxPacketSize);
   w.int1(o.characterSet);
-  w.zeros(23);
+  w.zeros(19);
+  w.int4((caps & Capability.CLIENT_LONG_PASSWORD) === 0 ? (o.extendedCapabilities ?? 0) >>> 0 : 0);
   w.nulString(o.user);
   if (caps & Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
     w.lenencBytes(o.authResponse);
@@ -108,5 +158,6 @@ export function writeHandshakeResponse41(o: HandshakeResponseOptions, seq: numbe
   }
   if (caps & Capability.CLIENT_CONNECT_WITH_DB) w.nulString(o.database);
   if (caps & Capability.CLIENT_PLUGIN_AUTH) w.nulString(o.authPluginName);
+  if (caps & Capability.CLIENT_CONNECT_ATTRS) w.lenencBytes(o.connectAttributes ?? NO_BYTES);
   return w.finish(seq);
 }

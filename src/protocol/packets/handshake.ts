@@ -13,6 +13,8 @@ export interface HandshakeV10 {
   /** Auth plugin data (scramble), both parts joined, without the trailing NUL of part 2. */
   readonly authPluginData: Buffer;
   readonly capabilities: number;
+  /** MariaDB's extended capabilities (0 unless the server cleared CLIENT_LONG_PASSWORD, i.e. is MariaDB). */
+  readonly extendedCapabilities: number;
   readonly characterSet: number;
   readonly statusFlags: number;
   /** Empty when the server does not announce one (no CLIENT_PLUGIN_AUTH). */
@@ -25,6 +27,8 @@ export interface GreetingOptions {
   /** 20 bytes of scramble. */
   readonly scramble: Uint8Array;
   readonly capabilities: number;
+  /** MariaDB extended capabilities; written only when CLIENT_LONG_PASSWORD is clear (else must be 0). */
+  readonly extendedCapabilities?: number;
   readonly characterSet: number;
   readonly statusFlags: number;
   readonly authPluginName: string;
@@ -44,7 +48,9 @@ export function writeHandshakeV10(o: GreetingOptions): Buffer {
   w.int2(o.statusFlags);
   w.int2(caps >>> 16);
   w.int1(o.scramble.length + 1); // auth_plugin_data_len includes part 2's terminating NUL
-  w.zeros(10); // reserved (MariaDB's extended capabilities live in the last 4 bytes; we announce none)
+  // Reserved: 6 zero bytes, then MariaDB's extended capabilities (zero for a MySQL-style greeting).
+  w.zeros(6);
+  w.int4((caps & Capability.CLIENT_LONG_PASSWORD) === 0 ? (o.extendedCapabilities ?? 0) >>> 0 : 0);
   w.bytes(o.scramble.subarray(8));
   w.int1(0);
   w.nulString(o.authPluginName);
@@ -73,6 +79,7 @@ export function parseHandshakeV10(payload: Buffer): HandshakeV10 {
       connectionId,
       authPluginData: Buffer.from(part1),
       capabilities,
+      extendedCapabilities: 0,
       characterSet: 0,
       statusFlags: 0,
       authPluginName: '',
@@ -82,7 +89,10 @@ export function parseHandshakeV10(payload: Buffer): HandshakeV10 {
   const statusFlags = r.int2();
   capabilities = (capabilities | (r.int2() << 16)) >>> 0;
   const authDataLength = r.int1();
-  r.skip(10);
+  r.skip(6);
+  const reservedTail = r.int4();
+  // MariaDB clears CLIENT_LONG_PASSWORD ("CLIENT_MYSQL") to say the tail holds its extended capabilities.
+  const extendedCapabilities = (capabilities & Capability.CLIENT_LONG_PASSWORD) === 0 ? reservedTail >>> 0 : 0;
   let part2: Buffer = Buffer.alloc(0);
   if (capabilities & Capability.CLIENT_SECURE_CONNECTION) {
     // Part 2 is max(13, len - 8) bytes, the last of which is a NUL terminator. Only that
@@ -103,6 +113,7 @@ export function parseHandshakeV10(payload: Buffer): HandshakeV10 {
     connectionId,
     authPluginData: Buffer.concat([part1, part2]),
     capabilities,
+    extendedCapabilities,
     characterSet,
     statusFlags,
     authPluginName,

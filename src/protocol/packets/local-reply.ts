@@ -5,7 +5,7 @@
 // https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_com_query_response_text_resultset.html
 
 import { MalformedPacketError } from '../../util/errors.js';
-import { Capability, PacketHeader } from '../constants.js';
+import { Capability, MariaDbCapability, PacketHeader } from '../constants.js';
 import { PacketWriter, framePayload } from '../writer.js';
 
 /** Column types by the names Lua uses (MySQL's `enum_field_types`, lower case, without MYSQL_TYPE_). */
@@ -76,15 +76,18 @@ export function writeOkPacket(seq: number, ok: OkFields, capabilities: number): 
   return w.finish(seq);
 }
 
-function columnDefinition(c: LocalColumn): Buffer {
+function columnDefinition(c: LocalColumn, extendedMetadata: boolean): Buffer {
   const numeric = NUMERIC_TYPES.has(c.type);
-  return new PacketWriter(32 + c.name.length * 2)
+  const w = new PacketWriter(33 + c.name.length * 2)
     .lenencBytes('def')
     .lenencBytes('')
     .lenencBytes('')
     .lenencBytes('')
     .lenencBytes(c.name)
-    .lenencBytes(c.name)
+    .lenencBytes(c.name);
+  // MARIADB_CLIENT_EXTENDED_METADATA: a block of (type, value) pairs here, empty for our columns.
+  if (extendedMetadata) w.lenencInt(0);
+  return w
     .lenencInt(0x0c)
     .int2(numeric ? BINARY_CHARSET : UTF8MB4_CHARSET)
     .int4(numeric ? 21 : 1024)
@@ -105,7 +108,8 @@ function endPacket(deprecateEof: boolean, status: number): Buffer {
 
 /**
  * A complete text result set starting at sequence id `seq`: column count, definitions, (EOF),
- * rows (each value text bytes or null for SQL NULL), EOF or OK. `capabilities` are the session's.
+ * rows (each value text bytes or null for SQL NULL), EOF or OK. `capabilities` and
+ * `extendedCapabilities` (MariaDB's) are the session's.
  */
 export function writeResultSet(
   seq: number,
@@ -113,11 +117,13 @@ export function writeResultSet(
   rows: readonly (readonly (Buffer | null)[])[],
   capabilities: number,
   status: number,
+  extendedCapabilities = 0,
 ): Buffer {
   if (columns.length === 0) throw new RangeError('a result set needs at least one column');
   const deprecateEof = (capabilities & Capability.CLIENT_DEPRECATE_EOF) !== 0;
+  const extendedMetadata = (extendedCapabilities & MariaDbCapability.MARIADB_CLIENT_EXTENDED_METADATA) !== 0;
   const payloads: Buffer[] = [new PacketWriter(9).lenencInt(columns.length).payload()];
-  for (const c of columns) payloads.push(columnDefinition(c));
+  for (const c of columns) payloads.push(columnDefinition(c, extendedMetadata));
   if (!deprecateEof) payloads.push(new PacketWriter(5).int1(PacketHeader.EOF).int2(0).int2(status).payload());
   for (const row of rows) {
     let size = 0;

@@ -85,8 +85,8 @@ describe('caching_sha2_password', () => {
     assert.deepEqual(plugin.moreData!(Buffer.of(4), randomBytes(20), creds('pw'), ctx), Buffer.from('pw\0'));
   });
 
-  test('full auth over TCP: request the key, encrypt, then reuse the cached key', () => {
-    const ctx: BackendAuthContext = { secureTransport: false, backendKey: '127.0.0.1:3306' };
+  test('full auth over TCP with get_server_public_key: request the key, encrypt, then reuse the cached key', () => {
+    const ctx: BackendAuthContext = { secureTransport: false, backendKey: '127.0.0.1:3306', getServerPublicKey: true };
     const nonce = randomBytes(20);
     assert.deepEqual(plugin.moreData!(Buffer.of(4), nonce, creds('pw'), ctx), Buffer.of(2));
     const cipher = plugin.moreData!(PEM, nonce, creds('pw'), ctx)!;
@@ -98,12 +98,34 @@ describe('caching_sha2_password', () => {
     const cipher2 = plugin.moreData!(Buffer.of(4), nonce2, creds(long), ctx)!;
     assert.deepEqual(decryptPassword(cipher2, nonce2), Buffer.from(long + '\0'));
     // Another backend still asks for its key.
-    const other: BackendAuthContext = { secureTransport: false, backendKey: '127.0.0.1:3307' };
+    const other: BackendAuthContext = {
+      secureTransport: false,
+      backendKey: '127.0.0.1:3307',
+      getServerPublicKey: true,
+    };
     assert.deepEqual(plugin.moreData!(Buffer.of(4), nonce, creds('pw'), other), Buffer.of(2));
   });
 
+  test('full auth over plain TCP without a key option is refused; a pinned key is used without asking', () => {
+    const nonce = randomBytes(20);
+    const bare: BackendAuthContext = { secureTransport: false, backendKey: '127.0.0.1:3308' };
+    assert.throws(
+      () => plugin.moreData!(Buffer.of(4), nonce, creds('pw'), bare),
+      (e: unknown) =>
+        e instanceof AuthPluginError && /needs TLS, server_public_key or get_server_public_key/.test(e.message),
+    );
+    // A key the server volunteers is not taken either.
+    assert.throws(() => plugin.moreData!(PEM, nonce, creds('pw'), bare), AuthPluginError);
+    const pinned: BackendAuthContext = { ...bare, serverPublicKey: PEM };
+    const cipher = plugin.moreData!(Buffer.of(4), nonce, creds('pw'), pinned)!;
+    assert.deepEqual(decryptPassword(cipher, nonce), Buffer.from('pw\0'));
+    // Inside TLS the password goes as it is.
+    const tls: BackendAuthContext = { ...bare, secureTransport: true };
+    assert.deepEqual(plugin.moreData!(Buffer.of(4), nonce, creds('pw'), tls), Buffer.from('pw\0'));
+  });
+
   test('garbage AuthMoreData is an error', () => {
-    const ctx: BackendAuthContext = { secureTransport: false, backendKey: 'b' };
+    const ctx: BackendAuthContext = { secureTransport: false, backendKey: 'b', getServerPublicKey: true };
     for (const data of [Buffer.of(5), Buffer.alloc(0), Buffer.from('not a key')]) {
       assert.throws(() => plugin.moreData!(data, randomBytes(20), creds('pw'), ctx), AuthPluginError);
     }

@@ -17,7 +17,7 @@ import {
   newRecordArray,
   type ResponseRecord,
 } from '../../../src/net/tracking.js';
-import { Capability, Command } from '../../../src/protocol/constants.js';
+import { Capability, Command, MariaDbCapability } from '../../../src/protocol/constants.js';
 import { framePayload } from '../../../src/protocol/writer.js';
 
 const addon = addonFunctions();
@@ -36,14 +36,14 @@ interface Rig {
   serverAll(bytes: Buffer, onLocalDue?: () => void): void;
 }
 
-function rig(caps = 0, intercept: number[] = [], killFilter = false): Rig {
+function rig(caps = 0, intercept: number[] = [], killFilter = false, extendedCapabilities = 0): Rig {
   const records: ResponseRecord[] = [];
   const untracked: number[] = [];
   const record = newRecordArray();
   const stats = new Float64Array(STATS_LENGTH);
   const t = addon.trackerNew(
     encodeTrackerConfig(
-      { capabilities: caps, track: true, killFilter, stats, onResponse: () => undefined },
+      { capabilities: caps, extendedCapabilities, track: true, killFilter, stats, onResponse: () => undefined },
       intercept,
       65536,
     ),
@@ -282,6 +282,77 @@ for (const deprecate of [false, true]) {
         [
           [Command.COM_STMT_EXECUTE, 'ok', 0],
           [Command.COM_STMT_FETCH, 'ok', 2],
+        ],
+      );
+    });
+
+    test('MariaDB MARIADB_CLIENT_CACHE_METADATA: a binary result without column definitions', () => {
+      const ext = MariaDbCapability.MARIADB_CLIENT_CACHE_METADATA | MariaDbCapability.MARIADB_CLIENT_EXTENDED_METADATA;
+      const execute = command(Command.COM_STMT_EXECUTE, Buffer.from([1, 0, 0, 0, 0, 1, 0, 0, 0]));
+      const binRow = Buffer.from([0x00, 0x00, 1, 0, 0, 0, 2, 0, 0, 0]);
+      const end = deprecate ? okPayload(0, 2, 0, 0xfe) : eofPayload(2);
+      // Extended metadata: a (type, value) block inside the definition, after the column name.
+      const extDef = (name: string): Buffer =>
+        Buffer.concat([colDef(name), lenenc(6), Buffer.from([1]), lenenc(4), Buffer.from('json')]);
+      // First execution: "metadata follows" (1), definitions, (EOF), rows; then the cached form (0).
+      const first = [Buffer.concat([lenenc(2), Buffer.from([1])]), extDef('a'), extDef('b')];
+      if (!deprecate) first.push(eofPayload(2));
+      const cached = [Buffer.concat([lenenc(2), Buffer.from([0])]), binRow, binRow, binRow, end];
+      const r = rig(caps, [], false, ext);
+      r.client(execute);
+      r.serverAll(frames(1, ...first, binRow, end));
+      r.client(execute);
+      r.serverAll(frames(1, ...cached));
+      r.client(command(Command.COM_PING));
+      r.serverAll(frames(1, okPayload()));
+      assert.deepEqual(r.untracked, []);
+      assert.deepEqual(
+        r.records.map((x) => [x.command, x.outcome, x.rows]),
+        [
+          [Command.COM_STMT_EXECUTE, 'ok', 1],
+          [Command.COM_STMT_EXECUTE, 'ok', 3],
+          [Command.COM_PING, 'ok', 0],
+        ],
+      );
+      // Without the capability the same stream is not what the session agreed on: the tracker
+      // reads the rows as definitions and loses its place (so the capability must be told).
+      const plain = rig(caps);
+      plain.client(execute);
+      plain.serverAll(frames(1, ...cached));
+      plain.client(command(Command.COM_PING));
+      plain.serverAll(frames(1, okPayload()));
+      assert.notDeepEqual(
+        plain.records.map((x) => [x.command, x.outcome, x.rows]),
+        [
+          [Command.COM_STMT_EXECUTE, 'ok', 3],
+          [Command.COM_PING, 'ok', 0],
+        ],
+      );
+    });
+
+    test('MariaDB MARIADB_CLIENT_PROGRESS reports and COM_STMT_BULK_EXECUTE', () => {
+      const r = rig(
+        caps,
+        [],
+        false,
+        MariaDbCapability.MARIADB_CLIENT_PROGRESS | MariaDbCapability.MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+      );
+      // A progress report: ERR header, errno 0xFFFF, then 1, stage, max stage, progress, state.
+      const progress = Buffer.concat([
+        Buffer.from([0xff, 0xff, 0xff, 1, 1, 2, 0x10, 0x27, 0]),
+        lenenc(4),
+        Buffer.from('copy'),
+      ]);
+      r.client(command(Command.COM_QUERY, 'ALTER TABLE t ENGINE=InnoDB'));
+      r.serverAll(frames(1, progress, progress, okPayload(0)));
+      r.client(command(Command.COM_STMT_BULK_EXECUTE, Buffer.from([1, 0, 0, 0, 0x80, 0])));
+      r.serverAll(frames(1, okPayload(3)));
+      assert.deepEqual(r.untracked, []);
+      assert.deepEqual(
+        r.records.map((x) => [x.command, x.outcome, x.affectedRows]),
+        [
+          [Command.COM_QUERY, 'ok', 0],
+          [Command.COM_STMT_BULK_EXECUTE, 'ok', 3],
         ],
       );
     });

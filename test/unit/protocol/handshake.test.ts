@@ -63,6 +63,8 @@ describe('parseHandshakeV10', () => {
     assert.notEqual(g.capabilities & SECURE_CONNECTION, 0);
     assert.notEqual(g.capabilities & PLUGIN_AUTH, 0);
     assert.equal(g.capabilities & SSL, 0);
+    // The last 4 reserved bytes: progress, bulk operations, extended metadata, metadata cache.
+    assert.equal(g.extendedCapabilities, 0x1d);
     assert.equal(g.characterSet, 45);
     assert.equal(g.statusFlags, 2);
     assert.equal(g.authPluginName, mariadb.plugin);

@@ -55,6 +55,7 @@ const SSL = 0x800;
 const SECURE_CONNECTION = 0x8000;
 const PLUGIN_AUTH = 0x80000;
 const CONNECT_ATTRS = 0x100000;
+const LONG_PASSWORD = 0x1;
 const LENENC_CLIENT_DATA = 0x200000;
 
 /**
@@ -629,6 +630,7 @@ const greetingOptions: fc.Arbitrary<GreetingOptions> = fc.record({
   characterSet: byte,
   statusFlags: u16,
   authPluginName: asciiName(40),
+  extendedCapabilities: u32,
 });
 
 /** A HandshakeV10 from the spec's field table (independent of writeHandshakeV10). */
@@ -645,7 +647,8 @@ function oracleGreeting(o: GreetingOptions): Buffer {
     le(o.statusFlags, 2),
     le(o.capabilities >>> 16, 2),
     le(s.length + 1, 1),
-    Buffer.alloc(10),
+    Buffer.alloc(6),
+    le(o.capabilities & LONG_PASSWORD ? 0 : (o.extendedCapabilities ?? 0), 4),
     nul(s.subarray(8)),
     nul(o.authPluginName),
   ]);
@@ -670,6 +673,7 @@ const serverGreeting = fc
     pluginName: asciiName(30),
     lastNul: fc.boolean(),
     short: fc.boolean(),
+    extended: u32,
   })
   .map((g) => {
     const head = [le(10, 1), nul(g.version), le(g.connectionId, 4), g.part1, le(0, 1), le(g.capabilities & 0xffff, 2)];
@@ -681,6 +685,7 @@ const serverGreeting = fc
         connectionId: g.connectionId,
         authPluginData: g.part1,
         capabilities: g.capabilities & 0xffff,
+        extendedCapabilities: 0,
         characterSet: 0,
         statusFlags: 0,
         authPluginName: '',
@@ -696,7 +701,8 @@ const serverGreeting = fc
       le(g.statusFlags, 2),
       le(g.capabilities >>> 16, 2),
       le(lengthByte, 1),
-      Buffer.alloc(10),
+      Buffer.alloc(6),
+      le(g.extended, 4),
     ];
     if (secure) parts.push(g.part2, plugin || g.lastNul ? Buffer.of(0) : Buffer.alloc(0));
     if (plugin) parts.push(Buffer.from(g.pluginName, 'latin1'), g.lastNul ? Buffer.of(0) : Buffer.alloc(0));
@@ -706,6 +712,8 @@ const serverGreeting = fc
       connectionId: g.connectionId,
       authPluginData: secure ? Buffer.concat([g.part1, g.part2]) : g.part1,
       capabilities: g.capabilities,
+      // Only a server that clears CLIENT_LONG_PASSWORD (MariaDB) has extended capabilities there.
+      extendedCapabilities: g.capabilities & LONG_PASSWORD ? 0 : g.extended,
       characterSet: g.characterSet,
       statusFlags: g.statusFlags,
       authPluginName: plugin ? g.pluginName : '',
@@ -725,6 +733,7 @@ describe('HandshakeV10', () => {
           connectionId: o.connectionId,
           authPluginData: Buffer.from(o.scramble),
           capabilities: o.capabilities,
+          extendedCapabilities: o.capabilities & LONG_PASSWORD ? 0 : (o.extendedCapabilities ?? 0),
           characterSet: o.characterSet,
           statusFlags: o.statusFlags,
           authPluginName: o.capabilities & PLUGIN_AUTH ? o.authPluginName : '',
@@ -778,6 +787,7 @@ const responseOptions: fc.Arbitrary<HandshakeResponseOptions> = fc.record({
   authResponse,
   database: noNul(32),
   authPluginName: asciiName(32),
+  extendedCapabilities: u32,
 });
 
 /** Connection attributes as clients send them: lenenc key/value pairs behind a lenenc total length. */
@@ -792,15 +802,22 @@ function authFits(o: HandshakeResponseOptions): boolean {
   return !o.authResponse.includes(0);
 }
 
-function expectedResponse(o: HandshakeResponseOptions, layoutCaps: number): HandshakeResponse {
+function expectedResponse(
+  o: HandshakeResponseOptions,
+  layoutCaps: number,
+  connectAttributes: Buffer = Buffer.alloc(0),
+): HandshakeResponse {
   return {
     capabilities: o.capabilities,
+    // MariaDB's extended capabilities travel only when the client clears CLIENT_LONG_PASSWORD.
+    extendedCapabilities: o.capabilities & LONG_PASSWORD ? 0 : (o.extendedCapabilities ?? 0) >>> 0,
     maxPacketSize: o.maxPacketSize,
     characterSet: o.characterSet,
     user: Buffer.from(o.user),
     authResponse: Buffer.from(o.authResponse),
     database: layoutCaps & CONNECT_WITH_DB ? Buffer.from(o.database) : Buffer.alloc(0),
     authPluginName: layoutCaps & PLUGIN_AUTH ? o.authPluginName : '',
+    connectAttributes,
   };
 }
 
@@ -826,12 +843,14 @@ const response320 = fc
     ]);
     const expected: HandshakeResponse = {
       capabilities: g.capabilities,
+      extendedCapabilities: 0,
       maxPacketSize: g.maxPacketSize,
       characterSet: 0,
       user: g.user,
       authResponse: g.auth,
       database: withDb ? g.database : Buffer.alloc(0),
       authPluginName: '',
+      connectAttributes: Buffer.alloc(0),
     };
     return { payload, serverCaps: g.serverCaps, expected };
   });
@@ -853,19 +872,13 @@ describe('HandshakeResponse', () => {
             );
             return;
           }
-          let payload = single(writeHandshakeResponse41(o, seq), seq);
-          if (o.capabilities & CONNECT_ATTRS && attrs !== null) {
-            // The writer sends no attributes; a client's are skipped, and so is a zstd level byte after them.
-            const [kv, zstdLevel] = attrs;
-            payload = Buffer.concat([
-              payload,
-              lenenc(kv.length),
-              kv,
-              zstdLevel === null ? Buffer.alloc(0) : Buffer.of(zstdLevel),
-            ]);
-          }
+          const withAttrs = (o.capabilities & CONNECT_ATTRS) !== 0 && attrs !== null;
+          const kv = withAttrs ? attrs[0] : Buffer.alloc(0);
+          let payload = single(writeHandshakeResponse41({ ...o, connectAttributes: kv }, seq), seq);
+          // A zstd level byte after the attributes is ignored.
+          if (withAttrs && attrs[1] !== null) payload = Buffer.concat([payload, Buffer.of(attrs[1])]);
           const serverCaps = (extraServerCaps | o.capabilities) >>> 0;
-          assert.deepEqual(parseHandshakeResponse(payload, serverCaps), expectedResponse(o, o.capabilities));
+          assert.deepEqual(parseHandshakeResponse(payload, serverCaps), expectedResponse(o, o.capabilities, kv));
         },
       ),
       { numRuns: 1000 },
@@ -879,10 +892,10 @@ describe('HandshakeResponse', () => {
         connectAttrs.filter((kv) => kv.length > 0),
         fc.nat(),
         (o, kv, rawCut) => {
-          const written = single(writeHandshakeResponse41(o, 0), 0);
-          const attrs = Buffer.concat([lenenc(kv.length), kv]);
-          const cut = 1 + (rawCut % (attrs.length - 1)); // at least one byte of the attrs, not all of them
-          const payload = Buffer.concat([written, attrs.subarray(0, cut)]);
+          const written = single(writeHandshakeResponse41({ ...o, connectAttributes: kv }, 0), 0);
+          const attrsAt = written.length - lenenc(kv.length).length - kv.length;
+          // at least one byte of the attrs, not all of them
+          const payload = written.subarray(0, attrsAt + 1 + (rawCut % (written.length - attrsAt - 1)));
           assert.throws(() => parseHandshakeResponse(payload, 0xffffffff), isMalformed);
         },
       ),
