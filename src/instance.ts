@@ -171,7 +171,8 @@ export class Instance {
       throw new ConfigError(errorMessage(e), { cause: e });
     }
     address.enterRuntime();
-    if (!check) {
+    // The supervisor of --workers greets no client: its workers learn the greetings themselves.
+    if (!check && this.#options.supervisor !== true) {
       // Learn the servers' greetings before the first client is greeted (docs/protocol.md).
       await probeServers(
         [...address.configured.map((b) => b.address), ...clusters.nodeAddresses()],

@@ -13,6 +13,7 @@ import { parseErr } from '../protocol/packets/generic.js';
 import { framePayload } from '../protocol/writer.js';
 import { ChannelClosedError, ChannelTimeoutError, FdPacketChannel } from '../net/packet-channel.js';
 import type { SocketAddress } from '../net/address.js';
+import type { BackendLogin } from './connector.js';
 import { addonFunctions, closeFd } from '../net/native.js';
 import { errorMessage } from '../util/errors.js';
 import { logInfo } from '../util/log.js';
@@ -37,20 +38,23 @@ export const DEFAULT_POOL_OPTIONS: PoolOptions = Object.freeze({
   maxPerKey: 16,
 });
 
-/** What a pooled connection's key is made of: the server and everything its login depended on. */
-export interface PoolKeyParts {
+/**
+ * What a pooled connection's key is made of: the server and everything its login depended on
+ * (of the capabilities, only those passed on to the server count).
+ */
+export type PoolKeyParts = Pick<
+  BackendLogin,
+  | 'user'
+  | 'password'
+  | 'passwordSha1'
+  | 'database'
+  | 'clientCapabilities'
+  | 'clientExtendedCapabilities'
+  | 'characterSet'
+> & {
   /** The server's address text. */
   readonly server: string;
-  readonly user: Buffer;
-  readonly password: Buffer | undefined;
-  readonly passwordSha1: Buffer | undefined;
-  readonly database: Buffer | undefined;
-  /** Capabilities in effect between the client and the proxy (only those passed on to the server count). */
-  readonly clientCapabilities: number;
-  /** MariaDB extended capabilities in effect between the client and the proxy (they change the wire format too). */
-  readonly clientExtendedCapabilities: number;
-  readonly characterSet: number;
-}
+};
 
 /**
  * Keyed with a secret of this process: the key of a session is a digest of its password, and a

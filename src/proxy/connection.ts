@@ -19,6 +19,7 @@ import {
   BackendConnectError,
   connectToBackend,
   MAX_LOGIN_PAYLOAD,
+  type BackendLogin,
   type BackendSocket,
   type ConnectorHost,
 } from '../backend/connector.js';
@@ -501,6 +502,17 @@ export class Connection implements KillableSession, ConnectorHost {
         : [{ address: action.target }];
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we awaited
     if (this.#closed) return;
+    const backendLogin: BackendLogin = {
+      user: action.user,
+      password: action.password,
+      passwordSha1: action.passwordSha1,
+      database: action.database,
+      clientCapabilities,
+      clientExtendedCapabilities,
+      connectAttributes: hr.connectAttributes,
+      maxPacketSize: hr.maxPacketSize,
+      characterSet: hr.characterSet,
+    };
     // The pool of the preferred candidate: a login with the same key takes a parked connection.
     const first = candidates[0];
     // Not for a backend inside TLS: its connection state lives in this process's TLS socket, not
@@ -510,16 +522,7 @@ export class Connection implements KillableSession, ConnectorHost {
         ? undefined
         : (first.pool ?? addressPool(first.address));
     if (pool !== undefined && first !== undefined) {
-      const key = poolKey({
-        server: formatAddress(first.address),
-        user: action.user,
-        password: action.password,
-        passwordSha1: action.passwordSha1,
-        database: action.database,
-        clientCapabilities,
-        clientExtendedCapabilities,
-        characterSet: hr.characterSet,
-      });
+      const key = poolKey({ ...backendLogin, server: formatAddress(first.address) });
       const pooled = pool.take(key, metrics);
       this.#poolSlot = { pool, key, serverVersion: this.serverVersion, capabilities: 0, extendedCapabilities: 0 };
       if (pooled !== undefined) {
@@ -532,21 +535,7 @@ export class Connection implements KillableSession, ConnectorHost {
     }
     let connected;
     try {
-      connected = await connectToBackend(
-        candidates,
-        {
-          user: action.user,
-          password: action.password,
-          passwordSha1: action.passwordSha1,
-          database: action.database,
-          clientCapabilities,
-          clientExtendedCapabilities,
-          connectAttributes: hr.connectAttributes,
-          maxPacketSize: hr.maxPacketSize,
-          characterSet: hr.characterSet,
-        },
-        this,
-      );
+      connected = await connectToBackend(candidates, backendLogin, this);
     } catch (e) {
       if (e instanceof BackendConnectError) {
         throw new AbortSession(errPacket(replySeq, ClientErrors.BACKEND_FAILED, e.clientMessage));
