@@ -15,6 +15,11 @@
  *      reads a stream socket on Node's loop (uv_poll) without a net.Socket, while `on`: onData(bytes) for what
  *      arrived, onData(null, null) at its end, onData(null, code) after an error; the fd stays the
  *      caller's (a backend's login socket, handed to the byte pump afterwards).
+ *  - acceptWatch(fd, refusal, onAccept) -> handle, acceptWatchRun(handle, on), acceptUnwatch(handle)
+ *      accepts a listener's connections on Node's loop (uv_poll) as bare non-blocking fds:
+ *      onAccept(fd, null, false) for each; onAccept(-1, code, false) when one was refused for want
+ *      of descriptors (sent `refusal` from a reserve descriptor); onAccept(-1, code, true) when
+ *      accepting halted (acceptWatchRun(handle, true) starts it again)
  *  - loopMetrics() -> [iterations, events]: uv_metrics_info of Node's loop
  */
 
@@ -22,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -512,6 +518,238 @@ static napi_value js_stream_unwatch(napi_env env, napi_callback_info info)
 }
 
 /* ------------------------------------------------------------------ */
+/* accepting                                                           */
+
+/*
+ * A listener's connections as bare fds: a net.Server would wrap each in a net.Socket whose
+ * construction, stream machinery and tear-down (the pump takes the fd) cost more than the rest
+ * of a Unix client's login in JavaScript. The acceptor never owns the listening fd.
+ *
+ * Out of descriptors (EMFILE, ENFILE), the kernel keeps the connection queued and the fd stays
+ * readable, so a level-triggered loop would spin. The acceptor keeps one descriptor in reserve
+ * (of /dev/null): it frees it, takes the waiting connection, sends it `refusal` (MySQL's
+ * "Too many connections") and closes it, then takes the reserve back. Where even that fails,
+ * it stops and says so; JavaScript starts it again after a pause.
+ */
+struct acceptor {
+    uv_poll_t poll;
+    napi_env env;
+    napi_ref callback;
+    struct acceptor **slot;
+    int fd;
+    int reserve; /* -1 when it could not be had */
+    bool running;
+    bool closing;
+    size_t refusal_len;
+    uint8_t refusal[64];
+};
+
+static void acceptor_closed(uv_handle_t *handle)
+{
+    struct acceptor *a = handle->data;
+    if (a->slot != NULL)
+        *a->slot = NULL;
+    if (a->reserve >= 0)
+        close(a->reserve);
+    free(a);
+}
+
+static void acceptor_close(struct acceptor *a)
+{
+    if (a->closing)
+        return;
+    a->closing = true;
+    a->running = false;
+    if (a->callback != NULL)
+        napi_delete_reference(a->env, a->callback);
+    a->callback = NULL;
+    uv_close((uv_handle_t *)&a->poll, acceptor_closed);
+}
+
+/* onAccept(fd, code, stopped): fd >= 0 a connection; -1 a failure `code` (refused or, with `stopped`, halted). */
+static void acceptor_report(struct acceptor *a, int fd, const char *code, bool stopped)
+{
+    struct addon_env *st = addon_env_get(a->env);
+    napi_handle_scope scope;
+    if (st == NULL || a->callback == NULL || napi_open_handle_scope(a->env, &scope) != napi_ok) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    napi_value callback, global, argv[3], result, exception;
+    if (napi_get_reference_value(a->env, a->callback, &callback) == napi_ok && callback != NULL &&
+        napi_get_global(a->env, &global) == napi_ok && napi_create_int32(a->env, fd, &argv[0]) == napi_ok &&
+        (code != NULL ? napi_create_string_utf8(a->env, code, NAPI_AUTO_LENGTH, &argv[1])
+                      : napi_get_null(a->env, &argv[1])) == napi_ok &&
+        napi_get_boolean(a->env, stopped, &argv[2]) == napi_ok) {
+        if (napi_make_callback(a->env, addon_async_context(st), global, callback, 3, argv, &result) != napi_ok &&
+            napi_get_and_clear_last_exception(a->env, &exception) == napi_ok)
+            napi_fatal_exception(a->env, exception);
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    napi_close_handle_scope(a->env, scope);
+}
+
+static void acceptor_halt(struct acceptor *a, int err)
+{
+    a->running = false;
+    uv_poll_stop(&a->poll);
+    acceptor_report(a, -1, errno_name(err), true);
+}
+
+static void on_acceptable(uv_poll_t *handle, int status, int events)
+{
+    struct acceptor *a = handle->data;
+    (void)events;
+    if (status < 0) {
+        acceptor_halt(a, -status);
+        return;
+    }
+    /* A bounded batch per wake-up, so one busy listener cannot starve the rest of the loop. */
+    for (int i = 0; i < 64 && a->running && !a->closing; i++) {
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            acceptor_report(a, fd, NULL, false);
+            continue;
+        }
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+            continue;
+        if ((err == EMFILE || err == ENFILE) && a->reserve >= 0) {
+            close(a->reserve);
+            a->reserve = -1;
+            int refused = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (refused >= 0) {
+                (void)send(refused, a->refusal, a->refusal_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                close(refused);
+            }
+            a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            acceptor_report(a, -1, errno_name(err), false);
+            continue;
+        }
+        acceptor_halt(a, err);
+        return;
+    }
+}
+
+static void acceptor_finalize(napi_env env, void *data, void *hint)
+{
+    (void)env;
+    (void)hint;
+    struct acceptor **slot = data;
+    if (*slot != NULL) {
+        (*slot)->slot = NULL;
+        acceptor_close(*slot);
+    }
+    free(slot);
+}
+
+static bool get_acceptor(napi_env env, napi_value v, struct acceptor ***out)
+{
+    void *data = NULL;
+    if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL)
+        return throw_type(env, "handle must be an acceptor handle");
+    *out = data;
+    return true;
+}
+
+/* acceptWatch(listeningFd, refusal, onAccept) -> handle, accepting at once. */
+static napi_value js_accept_watch(napi_env env, napi_callback_info info)
+{
+    napi_value argv[3], handle;
+    int fd;
+    void *refusal = NULL;
+    size_t refusal_len = 0;
+    bool is_buffer = false;
+    uv_loop_t *loop;
+    if (!get_args(env, info, 3, 3, argv, NULL) || !get_fd(env, argv[0], &fd) ||
+        !get_function(env, argv[2], "onAccept"))
+        return NULL;
+    if (napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer ||
+        napi_get_buffer_info(env, argv[1], &refusal, &refusal_len) != napi_ok || refusal_len > 64) {
+        throw_type(env, "refusal must be a Buffer of at most 64 bytes");
+        return NULL;
+    }
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+        throw_coded(env, "ERR_SOCKET", NULL, "no event loop");
+        return NULL;
+    }
+    struct acceptor *a = calloc(1, sizeof(*a));
+    struct acceptor **slot = calloc(1, sizeof(*slot));
+    if (a == NULL || slot == NULL) {
+        free(a);
+        free(slot);
+        throw_coded(env, "ENOMEM", NULL, "out of memory");
+        return NULL;
+    }
+    a->env = env;
+    a->fd = fd;
+    a->poll.data = a;
+    a->refusal_len = refusal_len;
+    memcpy(a->refusal, refusal, refusal_len);
+    a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (uv_poll_init(loop, &a->poll, fd) != 0) {
+        if (a->reserve >= 0)
+            close(a->reserve);
+        free(a);
+        free(slot);
+        throw_coded(env, "ERR_SOCKET", NULL, "uv_poll_init failed for the listening fd");
+        return NULL;
+    }
+    if (napi_create_reference(env, argv[2], 1, &a->callback) != napi_ok ||
+        napi_create_external(env, slot, acceptor_finalize, NULL, &handle) != napi_ok ||
+        uv_poll_start(&a->poll, UV_READABLE, on_acceptable) != 0) {
+        free(slot);
+        acceptor_close(a);
+        throw_coded(env, "ERR_SOCKET", NULL, "cannot start accepting");
+        return NULL;
+    }
+    a->running = true;
+    *slot = a;
+    a->slot = slot;
+    return handle;
+}
+
+/* acceptWatchRun(handle, on): accept again after a halt, or pause; a no-op once unwatched. */
+static napi_value js_accept_watch_run(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    struct acceptor **slot = NULL;
+    bool on;
+    if (!get_args(env, info, 2, 2, argv, NULL) || !get_acceptor(env, argv[0], &slot) || !get_bool(env, argv[1], "on", &on))
+        return NULL;
+    struct acceptor *a = *slot;
+    if (a == NULL || a->closing || a->running == on)
+        return make_undefined(env);
+    if (on && a->reserve < 0)
+        a->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (on ? uv_poll_start(&a->poll, UV_READABLE, on_acceptable) : uv_poll_stop(&a->poll)) {
+        throw_coded(env, "ERR_SOCKET", NULL, "cannot change accepting");
+        return NULL;
+    }
+    a->running = on;
+    return make_undefined(env);
+}
+
+/* acceptUnwatch(handle): stop for good (the listening fd is left open). */
+static napi_value js_accept_unwatch(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    struct acceptor **slot = NULL;
+    if (!get_args(env, info, 1, 1, argv, NULL) || !get_acceptor(env, argv[0], &slot))
+        return NULL;
+    if (*slot != NULL) {
+        (*slot)->slot = NULL;
+        acceptor_close(*slot);
+        *slot = NULL;
+    }
+    return make_undefined(env);
+}
+
+/* ------------------------------------------------------------------ */
 /* sending                                                             */
 
 /* connectDatagram(family, type, address, port) -> fd (connected, non-blocking). */
@@ -623,6 +861,9 @@ bool register_sockets(napi_env env, napi_value exports)
         { "streamWatch", NULL, js_stream_watch, NULL, NULL, NULL, napi_enumerable, NULL },
         { "streamWatchRead", NULL, js_stream_watch_read, NULL, NULL, NULL, napi_enumerable, NULL },
         { "streamUnwatch", NULL, js_stream_unwatch, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "acceptWatch", NULL, js_accept_watch, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "acceptWatchRun", NULL, js_accept_watch_run, NULL, NULL, NULL, napi_enumerable, NULL },
+        { "acceptUnwatch", NULL, js_accept_unwatch, NULL, NULL, NULL, napi_enumerable, NULL },
         { "loopMetrics", NULL, js_loop_metrics, NULL, NULL, NULL, napi_enumerable, NULL },
     };
     return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) == napi_ok;

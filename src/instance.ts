@@ -1,7 +1,7 @@
 // The daemon instance: owns the Lua state, the listeners and the live connections.
 
 import { unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lua, lauxlib, type LuaState } from './lua/fengari.js';
@@ -26,7 +26,7 @@ import { installPg, pgPoolStats } from './bindings/pg.js';
 import { CallbackRunner } from './lua/coroutine.js';
 import { DEFAULT_LUA_MEMORY_BYTES, configureLuaMemory } from './lua/limits.js';
 import { addPackagePath, newLuaState, runFile, LuaScriptError } from './lua/state.js';
-import { closeFd, fdOf } from './net/native.js';
+import { addonFunctions, closeFd, type AcceptWatchHandle } from './net/native.js';
 import { readPeerIdentity } from './net/peer-identity.js';
 import { Connection, type ConnectionOptions } from './proxy/connection.js';
 import type { RelayKind } from './net/relay.js';
@@ -90,6 +90,8 @@ export const DEFAULT_INSTANCE_OPTIONS = {
 const RELOAD_BUDGET_FACTOR = 10;
 /** The startup probe of the servers' greetings waits at most this long (a server down is learned later). */
 const PROBE_TIMEOUT_MS = 2000;
+/** How long a listener whose accept() failed waits before it accepts again. */
+const ACCEPT_PAUSE_MS = 100;
 
 /** The daemon's Lua library (lua/ at the package root): `require('myproxy.rules')` and the like. */
 const SHIPPED_LUA_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '..', 'lua');
@@ -103,7 +105,8 @@ export class Instance {
   readonly #options: InstanceOptions;
   #L: LuaState | null = null;
   #listeners: ListenerSpec[] = [];
-  readonly #servers: Server[] = [];
+  /** The native acceptors of the listeners (see #startAccepting). */
+  readonly #acceptors: AcceptWatchHandle[] = [];
   readonly #connections = new Set<Connection>();
   #stopping = false;
   #runner: CallbackRunner | null = null;
@@ -212,16 +215,7 @@ export class Instance {
     for (const spec of this.#listeners) {
       if (this.#stopping) return; // a signal arrived while we were starting
       const listener = this.#listenerState(spec, new LuaSessionHandler(L, runner, spec.refs, this.metrics));
-      const server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket, listener));
-      server.on('error', (e) => this.#listenerError(spec, e));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ fd: spec.fd }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      this.#servers.push(server);
+      this.#acceptors.push(this.#startAccepting(listener));
       logInfo(`listening on ${spec.label}`);
     }
     await this.#startServices();
@@ -300,76 +294,104 @@ export class Instance {
     return { spec, handler, options, sessions: 0 };
   }
 
-  /** accept() failed: out of descriptors is counted and logged at most once per interval. */
-  #listenerError(spec: ListenerSpec, e: Error): void {
-    const code = (e as { code?: unknown }).code;
-    if (code === 'EMFILE' || code === 'ENFILE') {
-      // libuv does not spin here: it closes the pending connections with a reserved descriptor
-      // and waits for the next one; FdBudget keeps the daemon below this point in normal operation.
-      this.metrics.acceptFailed(code);
-      logLimited(
-        'accept_emfile',
-        `listener ${spec.label}: accept: ${code} (out of file descriptors): connections dropped`,
-      );
-      return;
-    }
-    logError(`listener ${spec.label}: ${e.message}`);
+  /**
+   * Connections arrive as bare fds from the addon's acceptor: a Unix client's login then runs on
+   * its fd without a net.Socket (FdPacketChannel), and the fd goes to the pump as it is. A TCP
+   * client gets a net.Socket around its fd (TLS and the JavaScript relay need one).
+   */
+  #startAccepting(listener: ListenerState): AcceptWatchHandle {
+    const addon = addonFunctions();
+    const handle: AcceptWatchHandle = addon.acceptWatch(listener.spec.fd, tooManyConnections(), (fd, code, halted) => {
+      if (fd >= 0) this.#accept(fd, listener);
+      else this.#acceptFailed(listener.spec, code ?? 'EIO', halted, handle);
+    });
+    return handle;
   }
 
-  #accept(socket: Socket, listener: ListenerState): void {
+  /**
+   * accept() failed. Out of descriptors, the acceptor refuses the waiting client with 1040 from a
+   * descriptor it keeps in reserve, so it neither spins nor leaves the client hanging; when even
+   * that fails, or on another error, it halts and is started again after a pause.
+   */
+  #acceptFailed(spec: ListenerSpec, code: string, halted: boolean, handle: AcceptWatchHandle): void {
+    this.metrics.acceptFailed(code);
+    if (code === 'EMFILE' || code === 'ENFILE') {
+      logLimited(
+        'accept_emfile',
+        `listener ${spec.label}: accept: ${code} (out of file descriptors): ` +
+          (halted ? 'pausing accepting' : 'refusing with 1040'),
+      );
+    } else {
+      logLimited(`accept_${code}`, `listener ${spec.label}: accept: ${code}${halted ? ': pausing accepting' : ''}`);
+    }
+    if (!halted) return;
+    setTimeout(() => {
+      if (!this.#stopping && this.#acceptors.includes(handle)) addonFunctions().acceptWatchRun(handle, true);
+    }, ACCEPT_PAUSE_MS).unref();
+  }
+
+  #accept(fd: number, listener: ListenerState): void {
     this.metrics.connectionsAccepted++;
     if (this.#stopping) {
-      socket.destroy();
+      closeQuietly(fd);
       return;
     }
-    socket.on('error', () => undefined); // errors are handled by whoever reads the socket
     const limits = listener.spec.limits;
     const maxConnections = this.#options.maxConnections ?? 0;
     if (maxConnections > 0 && this.#connections.size >= maxConnections) {
-      this.#refuse(socket, 'max_connections', `--max-connections ${maxConnections} reached`);
+      this.#refuse(fd, 'max_connections', `--max-connections ${maxConnections} reached`);
       return;
     }
     if (limits.maxConnections > 0 && listener.sessions >= limits.maxConnections) {
       this.#refuse(
-        socket,
+        fd,
         'listener_max_connections',
         `max_connections ${limits.maxConnections} of ${listener.spec.label} reached`,
       );
       return;
     }
     if (this.#fdBudget !== null && !this.#fdBudget.admits(this.#connections.size)) {
-      this.#refuse(socket, 'fd_limit', `near the file descriptor limit (${this.#fdBudget.limit})`);
+      this.#refuse(fd, 'fd_limit', `near the file descriptor limit (${this.#fdBudget.limit})`);
       return;
     }
     let peer: PeerIdentity;
+    let client: number | Socket = fd;
     try {
-      const cred = readPeerIdentity(fdOf(socket));
-      peer =
-        cred !== null
-          ? { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined, pidfd: cred.pidfd }
-          : { pid: undefined, uid: undefined, gid: undefined, address: remoteAddressText(socket) };
+      const cred = readPeerIdentity(fd);
+      if (cred !== null) {
+        peer = { pid: cred.pid, uid: cred.uid, gid: cred.gid, address: undefined, pidfd: cred.pidfd };
+      } else {
+        // A network client: TLS and the JavaScript relay work on a net.Socket.
+        const socket = new Socket({ fd, readable: true, writable: true });
+        socket.pause();
+        socket.on('error', () => undefined); // errors are handled by whoever reads the socket
+        socket.setNoDelay(true);
+        client = socket;
+        peer = { pid: undefined, uid: undefined, gid: undefined, address: remoteAddressText(socket) };
+      }
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       if (code === 'EMFILE' || code === 'ENFILE') {
-        this.#refuse(socket, 'fd_limit', `no file descriptor for the client's pidfd (${code})`);
+        this.#refuse(client, 'fd_limit', `no file descriptor for the client's pidfd (${code})`);
         return;
       }
       logLimited('peer_credentials', `accept: cannot read peer credentials: ${errorMessage(e)}`);
-      socket.destroy();
+      if (typeof client === 'number') closeQuietly(client);
+      else client.destroy();
       return;
     }
-    if (peer.address !== undefined) {
+    if (peer.address !== undefined && typeof client !== 'number') {
       const host = hostOfAddress(peer.address);
       if (this.connectErrors.blocked(host)) {
         this.metrics.refuse('host_blocked');
         logLimited('refused_host_blocked', `refusing ${peer.address} with 1129: blocked for failed handshakes`);
-        socket.end(hostBlocked(host));
-        socket.destroySoon();
+        client.end(hostBlocked(host));
+        client.destroySoon();
         return;
       }
     }
     listener.sessions++;
-    const connection = new Connection(socket, peer, listener.handler, listener.options, (c) => {
+    const connection = new Connection(client, peer, listener.handler, listener.options, (c) => {
       listener.sessions--;
       if (this.#connections.delete(c)) this.#options.onConnectionCount?.(this.#connections.size);
     });
@@ -379,11 +401,21 @@ export class Instance {
   }
 
   /** Refuse a connection before any Lua runs: ERR 1040 instead of the greeting, counted and logged. */
-  #refuse(socket: Socket, reason: string, detail: string): void {
+  #refuse(client: number | Socket, reason: string, detail: string): void {
     this.metrics.refuse(reason);
     logLimited(`refused_${reason}`, `refusing a connection with 1040 Too many connections: ${detail}`);
-    socket.end(tooManyConnections());
-    socket.destroySoon();
+    if (typeof client !== 'number') {
+      client.end(tooManyConnections());
+      client.destroySoon();
+      return;
+    }
+    try {
+      // A new connection's send buffer is empty: the short ERR goes out at once or not at all.
+      addonFunctions().sendOn(client, tooManyConnections());
+    } catch {
+      // the client is gone already
+    }
+    closeQuietly(client);
   }
 
   /**
@@ -468,7 +500,8 @@ export class Instance {
     // Parked server connections are closed now, and sessions that end during the drain close
     // theirs instead of parking them.
     closeAllPools();
-    for (const server of this.#servers.splice(0)) server.close();
+    const addon = this.#acceptors.length > 0 ? addonFunctions() : null;
+    for (const acceptor of this.#acceptors.splice(0)) addon!.acceptUnwatch(acceptor);
     for (const l of this.#listeners) if (l.ownedPath !== undefined) unlinkQuietly(l.ownedPath);
     // Metrics and the control protocol keep working while sessions drain.
     if (this.#connections.size > 0) {

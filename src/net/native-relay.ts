@@ -63,15 +63,17 @@ export class NativeRelay implements ByteRelay {
 
   /**
    * Throws RelayStartError when the pump cannot start at once (the sockets are still the caller's).
-   * A server given as an FdPacketChannel (detached) hands its fd to the pump as it is.
+   * A client or server given as an FdPacketChannel (detached) hands its fd to the pump as it is.
    */
-  constructor(client: Socket, server: Socket | FdPacketChannel, options: RelayOptions) {
+  constructor(client: Socket | FdPacketChannel, server: Socket | FdPacketChannel, options: RelayOptions) {
     this.#onClose = options.onClose;
     // Bytes Node still queues for a socket must go out before the pump takes over, or they would be
     // lost with the handle (the login OK normally travels with the pump: serverLeftover). An
     // FdPacketChannel queues nothing: its writes are made at once.
-    const sockets = server instanceof FdPacketChannel ? [client] : [client, server];
-    const pending = sockets.filter((s) => s.writableLength > 0 && !s.destroyed);
+    const pending: Socket[] = [];
+    for (const s of [client, server]) {
+      if (!(s instanceof FdPacketChannel) && s.writableLength > 0 && !s.destroyed) pending.push(s);
+    }
     if (pending.length === 0) {
       this.#start(client, server, options, true);
       return;
@@ -97,8 +99,14 @@ export class NativeRelay implements ByteRelay {
     }
   }
 
-  #start(client: Socket, server: Socket | FdPacketChannel, options: RelayOptions, synchronous: boolean): void {
+  #start(
+    client: Socket | FdPacketChannel,
+    server: Socket | FdPacketChannel,
+    options: RelayOptions,
+    synchronous: boolean,
+  ): void {
     const bareFd = server instanceof FdPacketChannel;
+    const bareClient = client instanceof FdPacketChannel;
     let clientFd = -1;
     let serverFd = -1;
     const addon = addonFunctions();
@@ -112,9 +120,11 @@ export class NativeRelay implements ByteRelay {
     try {
       // Node may have read bytes from the kernel into its own buffer even while paused: they go
       // first, or they would be lost with the socket object.
-      const toServer = concatDefined(options.clientLeftover, drainReadable(client));
+      const toServer = bareClient
+        ? options.clientLeftover
+        : concatDefined(options.clientLeftover, drainReadable(client));
       const toClient = bareFd ? options.serverLeftover : concatDefined(options.serverLeftover, drainReadable(server));
-      clientFd = dupFd(fdOf(client));
+      clientFd = bareClient ? client.fd : dupFd(fdOf(client));
       serverFd = bareFd ? server.fd : dupFd(fdOf(server));
       const maxHold = Math.max(64, intercept?.maxPacket ?? DEFAULT_MAX_INTERCEPTED_PACKET);
       this.#handle = addon.pumpStart(
@@ -157,7 +167,7 @@ export class NativeRelay implements ByteRelay {
         options.keepServer === true,
       );
     } catch (e) {
-      if (clientFd >= 0) closeFd(clientFd);
+      if (clientFd >= 0 && !bareClient) closeFd(clientFd);
       if (serverFd >= 0 && !bareFd) closeFd(serverFd);
       const error = new RelayStartError(`cannot start the relay: ${e instanceof Error ? e.message : String(e)}`, {
         cause: e,
@@ -172,8 +182,9 @@ export class NativeRelay implements ByteRelay {
       return;
     }
     // The pump has its own copies of the fds; closing Node's handles releases only the originals.
-    // A bare server fd is the pump's own now.
-    client.destroy();
+    // A bare fd is the pump's own now.
+    if (bareClient) client.handOver();
+    else client.destroy();
     if (bareFd) server.handOver();
     else server.destroy();
     if (this.#closeRequested !== null) this.close(this.#closeRequested);

@@ -61,6 +61,18 @@ interface NativeAddon {
   streamWatch(fd: number, onData: (bytes: Buffer | null, code: string | null) => void): StreamWatchHandle;
   streamWatchRead(handle: StreamWatchHandle, on: boolean): void;
   streamUnwatch(handle: StreamWatchHandle): void;
+  /**
+   * Accepts a listener's connections as bare non-blocking fds: onAccept(fd, null, false) for each;
+   * onAccept(-1, code, false) for one refused with `refusal` for want of descriptors;
+   * onAccept(-1, code, true) when accepting halted until acceptWatchRun(handle, true).
+   */
+  acceptWatch(
+    fd: number,
+    refusal: Buffer,
+    onAccept: (fd: number, code: string | null, halted: boolean) => void,
+  ): AcceptWatchHandle;
+  acceptWatchRun(handle: AcceptWatchHandle, on: boolean): void;
+  acceptUnwatch(handle: AcceptWatchHandle): void;
   loopMetrics(): [iterations: number, events: number];
   connectUnix(name: Uint8Array, abstract: boolean): number;
   peerCredentials(fd: number): PeerCredentials | null;
@@ -135,6 +147,7 @@ export type DatagramHandle = { readonly __datagram: unique symbol };
  * after streamUnwatch().
  */
 export type StreamWatchHandle = { readonly __streamWatch: unique symbol };
+export type AcceptWatchHandle = { readonly __acceptWatch: unique symbol };
 
 /** Opaque handle of a running native byte pump (harmless after the pump is gone). */
 export type PumpHandle = { readonly __pump: unique symbol };

@@ -227,6 +227,11 @@ export class FdPacketChannel extends PacketQueue {
   #watch: StreamWatchHandle | null;
   #reading = false;
   #fdOpen = true;
+  /**
+   * Called once when the peer is found gone (end of stream or a read error), whether or not a
+   * reader waits: a client that leaves while its policy callback runs ends its session at once.
+   */
+  onPeerGone: (() => void) | undefined = undefined;
 
   constructor(fd: number, maxPayload: number) {
     super(maxPayload);
@@ -236,6 +241,9 @@ export class FdPacketChannel extends PacketQueue {
       if (chunk === null) {
         // The end of the stream, or a read error (ECONNRESET and the like): the peer went away.
         this.fail(new ChannelClosedError(code === null ? undefined : `Connection lost: read ${code}`));
+        const gone = this.onPeerGone;
+        this.onPeerGone = undefined;
+        gone?.();
         return;
       }
       this.receive(chunk);
@@ -300,6 +308,12 @@ export class FdPacketChannel extends PacketQueue {
     return socket;
   }
 
+  /** Send `data` (if any) as the last bytes, then close the fd (as net.Socket's end() and destroy). */
+  end(data?: Buffer): void {
+    if (data !== undefined) this.send(data);
+    this.destroy();
+  }
+
   /** Stop reading and close the fd (once); a reader waiting for a packet gets ChannelClosedError. */
   destroy(): void {
     this.#unwatch();
@@ -316,6 +330,9 @@ export class FdPacketChannel extends PacketQueue {
     this.#watch = null;
   }
 }
+
+/** What a login reads packets from: a net.Socket's channel, or a bare fd's. */
+export type LoginChannel = PacketChannel | FdPacketChannel;
 
 function reframe(p: Packet): Buffer {
   // A payload of 0xFFFFFF bytes or more arrived as several physical packets with consecutive

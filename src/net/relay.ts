@@ -195,7 +195,8 @@ export class Relay implements ByteRelay {
   #serverCopy = -1;
 
   /** A server given as an FdPacketChannel (detached) is made a net.Socket here. */
-  constructor(client: Socket, serverSide: Socket | FdPacketChannel, options: RelayOptions) {
+  constructor(clientSide: Socket | FdPacketChannel, serverSide: Socket | FdPacketChannel, options: RelayOptions) {
+    const client = clientSide instanceof FdPacketChannel ? clientSide.toSocket() : clientSide;
     const server = serverSide instanceof FdPacketChannel ? serverSide.toSocket() : serverSide;
     this.#client = client;
     this.#server = server;

@@ -12,7 +12,7 @@ import {
   parseHandshakeResponse,
   type HandshakeResponse,
 } from '../protocol/packets/handshake-response.js';
-import type { PacketChannel } from '../net/packet-channel.js';
+import type { LoginChannel } from '../net/packet-channel.js';
 import type { ProxyMetrics } from '../util/metrics.js';
 import { accessDeniedMessage, type ClientAuthMode, type LoginRequest, type NativeAuthAnswer } from './handler.js';
 import { ClientErrors, type ClientErrorSpec, ErrorCodes, ProxyError } from '../util/errors.js';
@@ -65,7 +65,7 @@ export interface ClientTlsSwitch {
   /** Refuse clients that do not ask for TLS (3159). */
   readonly require: boolean;
   /** TLS over the client's socket after its SSLRequest; the channel to read the rest of the login from. */
-  start(plain: PacketChannel): Promise<PacketChannel>;
+  start(plain: LoginChannel): Promise<LoginChannel>;
 }
 
 export interface ClientLoginResult {
@@ -76,7 +76,7 @@ export interface ClientLoginResult {
   readonly clientExtendedCapabilities: number;
   readonly request: LoginRequest;
   /** The channel the login ended on (a TLS one after an SSLRequest). */
-  readonly channel: PacketChannel;
+  readonly channel: LoginChannel;
   /** How the password was taken: the listener's mode, or 'native' for a plain network client. */
   readonly auth: ClientAuthMode;
 }
@@ -87,7 +87,7 @@ export interface ClientLoginResult {
  * stalls or sends garbage.
  */
 export async function clientLogin(
-  client: PacketChannel,
+  client: LoginChannel,
   greeting: { readonly serverVersion: Buffer; readonly connectionId: number },
   options: ClientLoginOptions,
   metrics: ProxyMetrics,
@@ -173,7 +173,7 @@ function checkFieldSizes(hr: HandshakeResponse, replySeq: number): void {
 
 /** The clear password: from the HandshakeResponse, or via an AuthSwitchRequest. */
 async function clearPassword(
-  client: PacketChannel,
+  client: LoginChannel,
   hr: HandshakeResponse,
   clientCaps: number,
   hrPacket: Packet,
@@ -195,7 +195,7 @@ async function clearPassword(
  * AuthSwitchRequest with a fresh scramble.
  */
 async function nativeAnswer(
-  client: PacketChannel,
+  client: LoginChannel,
   hr: HandshakeResponse,
   clientCaps: number,
   hrPacket: Packet,

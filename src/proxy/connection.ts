@@ -9,7 +9,13 @@ import { Capability, Command, ServerStatus } from '../protocol/constants.js';
 import { framePayload } from '../protocol/writer.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
 import { formatAddress, type SocketAddress } from '../net/address.js';
-import { PacketChannel, ChannelClosedError, ChannelTimeoutError, FdPacketChannel } from '../net/packet-channel.js';
+import {
+  PacketChannel,
+  ChannelClosedError,
+  ChannelTimeoutError,
+  FdPacketChannel,
+  type LoginChannel,
+} from '../net/packet-channel.js';
 import { NativeRelay, RelayStartError } from '../net/native-relay.js';
 import { closePidfd } from '../net/peer-identity.js';
 import { Relay, type ByteRelay, type InterceptReply, type RelayEnd, type RelayKind } from '../net/relay.js';
@@ -185,8 +191,11 @@ export class Connection implements KillableSession, ConnectorHost {
   serverVersion: Buffer;
   #account: string | undefined;
   #closed = false;
-  /** The client socket until the relay takes it over (then null, so it can be collected). */
-  #socket: Socket | null;
+  /**
+   * The client until the relay takes it over (then null, so it can be collected): a Unix client's
+   * bare fd as a packet channel, or a network client's net.Socket (TLS needs one).
+   */
+  #socket: Socket | FdPacketChannel | null;
   #database: Buffer | undefined;
   readonly #options: ConnectionOptions;
   readonly #hooks: SessionHooks;
@@ -218,7 +227,7 @@ export class Connection implements KillableSession, ConnectorHost {
   #poolSlot: PoolSlot | undefined;
 
   constructor(
-    socket: Socket,
+    client: Socket | number,
     peer: PeerIdentity,
     handler: SessionHandler,
     options: ConnectionOptions,
@@ -226,7 +235,7 @@ export class Connection implements KillableSession, ConnectorHost {
   ) {
     this.id = options.registry.allocateId();
     this.peer = peer;
-    this.#socket = socket;
+    this.#socket = typeof client === 'number' ? new FdPacketChannel(client, MAX_LOGIN_PAYLOAD) : client;
     this.#options = sharedOptions(options);
     this.#onFinished = onFinished;
     this.#auth = handler.clientAuth ?? 'clear';
@@ -247,7 +256,7 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#account = value;
   }
 
-  get #client(): Socket {
+  get #client(): Socket | FdPacketChannel {
     if (this.#socket === null) throw new Error('client socket used after the relay took it over');
     return this.#socket;
   }
@@ -369,13 +378,21 @@ export class Connection implements KillableSession, ConnectorHost {
   async run(): Promise<void> {
     // A client that may switch to TLS sends its ClientHello right after the SSLRequest: nothing
     // after the first packet is framed until the login asks for it.
+    const raw = this.#client;
     const mayTls = this.#serverTls !== undefined && this.peer.address !== undefined;
-    const client = new PacketChannel(this.#client, MAX_LOGIN_PAYLOAD, null, mayTls);
     // A client that goes away while a callback or the backend login is pending ends the session
     // at once; the steps in flight notice `closed` and stop.
-    this.#client.once('close', () => {
+    const gone = (): void => {
       if (this.#relay === null) this.#finish();
-    });
+    };
+    let client: LoginChannel;
+    if (raw instanceof FdPacketChannel) {
+      client = raw;
+      raw.onPeerGone = gone;
+    } else {
+      client = new PacketChannel(raw, MAX_LOGIN_PAYLOAD, null, mayTls);
+      raw.once('close', gone);
+    }
     this.#inLogin = true;
     this.#options.metrics.loginsInProgress++;
     const limitMs = this.#options.handshakeTimeoutMs ?? 0;
@@ -413,8 +430,10 @@ export class Connection implements KillableSession, ConnectorHost {
   }
 
   /** After the SSLRequest: TLS over the client socket, and a channel over it for the rest of the login. */
-  async #startTls(plain: PacketChannel): Promise<PacketChannel> {
+  async #startTls(plain: LoginChannel): Promise<PacketChannel> {
     const raw = this.#client;
+    // TLS is offered to network clients only, which come as net.Sockets.
+    if (raw instanceof FdPacketChannel) throw new Error('TLS requested on a bare client fd');
     const tlsSocket = await this.#serverTls!.upgrade(raw, plain.detach());
     this.#socket = tlsSocket;
     // Errors after the handshake are the login's (the channel's) or the relay's to handle.
@@ -431,7 +450,7 @@ export class Connection implements KillableSession, ConnectorHost {
     this.#options.metrics.loginsInProgress--;
   }
 
-  async #login(plain: PacketChannel): Promise<void> {
+  async #login(plain: LoginChannel): Promise<void> {
     let client = plain;
     const metrics = this.#options.metrics;
     const hooks = this.#hooks;
@@ -613,7 +632,7 @@ export class Connection implements KillableSession, ConnectorHost {
    * client with its own OK (policy ran as for any login).
    */
   async #runPooled(
-    client: PacketChannel,
+    client: LoginChannel,
     pooled: PooledServer,
     candidate: BackendCandidate,
     user: Buffer,
@@ -667,7 +686,7 @@ export class Connection implements KillableSession, ConnectorHost {
 
   /** After the backend login (or a pooled connection): on_command_phase, then the relay. */
   async #enterCommandPhase(
-    client: PacketChannel,
+    client: LoginChannel,
     backendSocket: BackendSocket,
     backend: PacketChannel | FdPacketChannel,
     ok: Buffer,
@@ -715,7 +734,7 @@ export class Connection implements KillableSession, ConnectorHost {
    * answered here (by on_query / on_command, or the defaults of serveLocally) until the client quits.
    */
   async #serveLocally(
-    login: PacketChannel,
+    login: LoginChannel,
     capabilities: number,
     extendedCapabilities: number,
     replySeq: number,
@@ -732,7 +751,11 @@ export class Connection implements KillableSession, ConnectorHost {
       if (this.#closed) return;
     }
     this.#endLogin();
-    const channel = new PacketChannel(this.#client, MAX_LOCAL_COMMAND, login.detach());
+    const leftover = login.detach();
+    // Local sessions answer with whole result sets: a net.Socket queues what the client is slow to take.
+    let socket = this.#client;
+    if (socket instanceof FdPacketChannel) this.#socket = socket = socket.toSocket();
+    const channel = new PacketChannel(socket, MAX_LOCAL_COMMAND, leftover);
     this.#phase = 'command';
     metrics.clientAuthOk++;
     metrics.localSessions++;
@@ -1035,7 +1058,8 @@ export class Connection implements KillableSession, ConnectorHost {
     if (this.#relay === null) {
       this.#backendSocket?.destroy();
       const client = this.#socket;
-      if (client !== null) {
+      if (client instanceof FdPacketChannel) client.destroy();
+      else if (client !== null) {
         if (!client.destroyed && !client.writableEnded) client.end();
         client.destroySoon();
       }
