@@ -257,11 +257,22 @@ export class ListenerServers {
   #profile: GreetingProfile | undefined;
   /** The one wait for declared greetings not learned yet (shared by the clients that arrive meanwhile). */
   #wait: Promise<void> | undefined;
-  /** A wait ended without some greetings: later clients are greeted without waiting again. */
-  #waited = false;
+  /**
+   * Nothing to wait for before a greeting: no destinations stated, all their greetings known
+   * (profiles are never forgotten), or a wait already gave up (later clients do not wait again).
+   */
+  #settled: boolean;
 
   constructor(declared: readonly DeclaredDestination[] = []) {
     this.#declared = declared;
+    this.#settled = declared.length === 0;
+  }
+
+  /** True when a client must wait for ready() before its greeting (cheap: checked on every login). */
+  get pending(): boolean {
+    if (this.#settled) return false;
+    if (this.#wait === undefined && this.missing().length === 0) this.#settled = true;
+    return !this.#settled;
   }
 
   add(label: string): void {
@@ -300,29 +311,21 @@ export class ListenerServers {
   }
 
   /**
-   * Before a greeting: undefined when there is nothing to wait for (no stated destinations, all
-   * their greetings known, or an earlier wait already gave up); else the one wait in progress,
-   * started with `learn` (a bounded probe of the missing servers). `gaveUp` is called once, when
-   * the first wait ends without some of them: those clients and all later ones are greeted with
-   * what is known (sessions and cluster checks still teach the missing greetings later).
+   * Where `pending`: the one wait in progress, or a new one started with `learn` (a bounded probe
+   * of the missing servers); every client arriving meanwhile waits for the same. `gaveUp` is called
+   * once, when that wait ends without some of them: those clients and all later ones are greeted
+   * with what is known (sessions and cluster checks still teach the missing greetings later).
    */
-  ready(
-    learn: (addresses: SocketAddress[]) => Promise<void>,
-    gaveUp: (missing: string[]) => void,
-  ): Promise<void> | undefined {
-    if (this.#waited) return undefined;
+  ready(learn: (addresses: SocketAddress[]) => Promise<void>, gaveUp: (missing: string[]) => void): Promise<void> {
     if (this.#wait !== undefined) return this.#wait;
     const missing = this.missing();
-    if (missing.length === 0) return undefined;
     this.#wait = learn(missing)
       .catch(() => undefined)
       .then(() => {
         const still = this.missing();
         this.#wait = undefined;
-        if (still.length > 0) {
-          this.#waited = true;
-          gaveUp(still.map(formatAddress));
-        }
+        this.#settled = true;
+        if (still.length > 0) gaveUp(still.map(formatAddress));
       });
     return this.#wait;
   }

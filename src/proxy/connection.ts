@@ -439,16 +439,17 @@ export class Connection implements KillableSession, ConnectorHost {
     const servers = this.#listenerServers;
     // A listener that states its destinations greets with what they share: a greeting not learned
     // at startup is fetched first (one bounded wait for all clients arriving meanwhile).
-    const wait = servers.ready(
-      (addresses) =>
-        probeServers(addresses, Math.min(this.#options.connectTimeoutMs, PROBE_TIMEOUT_MS), (line) => this.#log(line)),
-      (missing) =>
-        this.#logErr(
-          `listener ${this.#listener ?? '?'}: greeting clients without the capabilities of ${missing.join(', ')} (greeting not learned)`,
-        ),
-    );
-    if (wait !== undefined) {
-      await wait;
+    if (servers.pending) {
+      await servers.ready(
+        (addresses) =>
+          probeServers(addresses, Math.min(this.#options.connectTimeoutMs, PROBE_TIMEOUT_MS), (line) =>
+            this.#log(line),
+          ),
+        (missing) =>
+          this.#logErr(
+            `listener ${this.#listener ?? '?'}: greeting clients without the capabilities of ${missing.join(', ')} (greeting not learned)`,
+          ),
+      );
       if (this.#closed) return;
       this.serverVersion = servers.profile().serverVersion ?? DEFAULT_SERVER_VERSION_BYTES;
     }
