@@ -48,6 +48,11 @@
  *                       on_query adds per query (0); `npm run bench:hooks` runs it that way
  *   BENCH_POOL          1 = also measure logins through a daemon whose backend has a warm connection
  *                       pool (mysql_resolve(socket, {pool = ...}); every login still runs Lua) (0)
+ *   BENCH_TLS           1 = also measure sysbench with TLS clients (--mysql-ssl=on) in the same rounds:
+ *                       MariaDB gets certificates (made with openssl as the tests make them) and a
+ *                       TCP port; a daemon with a TLS TCP listener (its backend: the MariaDB socket)
+ *                       is compared with the same TLS client directly to MariaDB over TCP ("TLS
+ *                       through proxy / TLS direct", and the daemon's CPU per query) (0)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -61,7 +66,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../test/helpers/mariadb.js';
+import { createTestUsers, freeTcpPort, startMariaDB, USERS, type MariaDB } from '../test/helpers/mariadb.js';
+import { makeTestCertificates } from '../test/helpers/tls-certs.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
@@ -125,6 +131,8 @@ const WORKERS = envInt('BENCH_WORKERS', 0, 0);
 const QUICK = envInt('BENCH_QUICK', 0, 0) !== 0;
 /** Measure logins through a daemon with a backend connection pool as well (issue 14: ≥ 1.5 × direct). */
 const POOL = envInt('BENCH_POOL', 0, 0) !== 0;
+/** TLS clients through a TLS TCP listener vs the same clients directly to MariaDB's TLS port. */
+const TLS = envInt('BENCH_TLS', 0, 0) !== 0;
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -195,10 +203,12 @@ interface RunResult {
 function runCommand(
   file: string,
   args: readonly string[],
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string | undefined } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = track(spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env }));
+    const child = track(
+      spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd }),
+    );
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on('data', (b: Buffer) => out.push(b));
@@ -271,6 +281,8 @@ interface ProxyTarget {
   targetLua: string;
   /** Lua lines after the handler table is built, before mysql_listen() (e.g. more callbacks). */
   handlerExtra?: string[];
+  /** A TCP listener instead of the socket: mysql_listen's address and its options table (Lua). */
+  listen?: { address: string; optionsLua: string };
 }
 
 /**
@@ -314,7 +326,9 @@ async function startProxy(
       `  return client:connect(${target.targetLua}, hr)`,
       'end',
       ...(target.handlerExtra ?? []),
-      `mysql_listen(${JSON.stringify(socket)}, handler)`,
+      target.listen === undefined
+        ? `mysql_listen(${JSON.stringify(socket)}, handler)`
+        : `mysql_listen(${JSON.stringify(target.listen.address)}, handler, ${target.listen.optionsLua})`,
       '',
     ].join('\n'),
   );
@@ -355,7 +369,11 @@ async function startProxy(
     // No probe connection: a client hanging up before the greeting is logged by the daemon.
     // The peer prints nothing when ready; it binds and listens while loading its
     // configuration, so its socket existing is the sign (the sanity login checks the rest).
-    if ((kind === 'peer' || fs.readFileSync(outLog, 'utf8').includes('listening on')) && fs.existsSync(socket)) break;
+    if (
+      (kind === 'peer' || fs.readFileSync(outLog, 'utf8').includes('listening on')) &&
+      (target.listen !== undefined || fs.existsSync(socket))
+    )
+      break;
     if (Date.now() > deadline) {
       await stopChild(child, false, 1000);
       throw new Error(`myproxy "${name}" not listening after 30 s\n--- stderr ---\n${tailOf(errLog)}`);
@@ -481,6 +499,27 @@ async function startSocat(backendSocket: string): Promise<RelayHandle> {
   return { socket, stop: () => stopChild(child, true, 2000) };
 }
 
+interface BenchCertificates {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  /** The client's certificate, key and CA under the names sysbench 1.0's --mysql-ssl=on reads. */
+  clientDir: string;
+}
+
+/** The tests' certificates (test/helpers/tls-certs.ts), plus sysbench's copies of the client's. */
+function benchCertificates(): BenchCertificates {
+  const dir = path.join(tmpDir!, 'tls');
+  fs.mkdirSync(dir, { recursive: true });
+  const certs = makeTestCertificates(dir);
+  const clientDir = path.join(dir, 'sysbench');
+  fs.mkdirSync(clientDir);
+  fs.copyFileSync(certs.clientCert, path.join(clientDir, 'client-cert.pem'));
+  fs.copyFileSync(certs.clientKey, path.join(clientDir, 'client-key.pem'));
+  fs.copyFileSync(certs.caCert, path.join(clientDir, 'cacert.pem'));
+  return { ca: certs.caCert, serverCert: certs.serverCert, serverKey: certs.serverKey, clientDir };
+}
+
 // ---------------------------------------------------------------------------
 // Statistics and formatting
 
@@ -500,7 +539,14 @@ const ratio = (a: number | null, b: number | null): number | null =>
 // 1. sysbench
 
 type PsMode = 'auto' | 'disable';
-type Target = 'direct' | 'myproxy' | 'peer' | 'untracked' | 'hooked' | 'workers' | 'socat';
+type Target = 'direct' | 'myproxy' | 'peer' | 'untracked' | 'hooked' | 'workers' | 'socat' | 'tls-direct' | 'tls-proxy';
+
+/**
+ * Where sysbench connects: a Unix socket, or TCP with TLS. sysbench 1.0's --mysql-ssl=on takes
+ * its files from the working directory by fixed names (client-key.pem, client-cert.pem,
+ * cacert.pem), so a TLS run works in `certDir`, which holds them under those names.
+ */
+type Endpoint = string | { host: string; port: number; certDir: string };
 
 interface SysbenchRun {
   qps: number | null;
@@ -510,11 +556,13 @@ interface SysbenchRun {
   problem?: string;
 }
 
-function sysbenchCommon(socket: string): string[] {
+function sysbenchCommon(endpoint: Endpoint): string[] {
   return [
     'oltp_point_select',
     '--db-driver=mysql',
-    `--mysql-socket=${socket}`,
+    ...(typeof endpoint === 'string'
+      ? [`--mysql-socket=${endpoint}`]
+      : [`--mysql-host=${endpoint.host}`, `--mysql-port=${endpoint.port}`, '--mysql-ssl=on']),
     `--mysql-user=${USERS.native.user}`,
     `--mysql-password=${USERS.native.password}`,
     `--mysql-db=${SB_DB}`,
@@ -525,11 +573,15 @@ function sysbenchCommon(socket: string): string[] {
 
 const SYSBENCH_ENV: NodeJS.ProcessEnv = { ...process.env, LIBMYSQL_PLUGINS: 'mysql_clear_password' };
 
-async function sysbenchRun(socket: string, mode: PsMode, seconds: number): Promise<SysbenchRun> {
+async function sysbenchRun(endpoint: Endpoint, mode: PsMode, seconds: number): Promise<SysbenchRun> {
   const r = await runCommand(
     'sysbench',
-    [...sysbenchCommon(socket), `--threads=${THREADS}`, `--time=${seconds}`, `--db-ps-mode=${mode}`, 'run'],
-    { env: SYSBENCH_ENV, timeoutMs: (seconds + 120) * 1000 },
+    [...sysbenchCommon(endpoint), `--threads=${THREADS}`, `--time=${seconds}`, `--db-ps-mode=${mode}`, 'run'],
+    {
+      env: SYSBENCH_ENV,
+      timeoutMs: (seconds + 120) * 1000,
+      cwd: typeof endpoint === 'string' ? undefined : endpoint.certDir,
+    },
   );
   const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec\.\)/.exec(r.stdout);
   const ign = /ignored errors:\s+(\d+)/.exec(r.stdout);
@@ -923,16 +975,34 @@ async function main(): Promise<void> {
   if (HOOKS) targets.push('hooked');
   if (WORKERS >= 2) targets.push('workers');
   if (SOCAT) targets.push('socat');
+  if (TLS) targets.push('tls-direct', 'tls-proxy');
   console.log(
     `myproxy benchmark: ${ROUNDS} rounds, sysbench ${TIME} s × ${THREADS} threads, ` +
       `logins ${LOGIN_TIME} s × ${LOGIN_CLIENTS} processes, ${CONNECTIONS} idle connections` +
       (SOCAT ? ', socat relay included' : '') +
+      (TLS ? ', TLS clients included' : '') +
       (CLUSTER ? ', logins through mysql_cluster() included' : '') +
       (PEER !== undefined ? `, peer daemon ${PEER} included` : ''),
   );
 
   console.log('starting MariaDB …');
-  db = await startMariaDB({ name: 'bench' });
+  const tls = TLS ? benchCertificates() : undefined;
+  db = await startMariaDB({
+    name: 'bench',
+    ...(tls === undefined
+      ? {}
+      : {
+          tcpPort: 0,
+          // Secure transport required, so a client that fell back to plain TCP fails loudly (the
+          // socket counts as secure: the other measurements are unaffected).
+          extraArgs: [
+            `--ssl-ca=${tls.ca}`,
+            `--ssl-cert=${tls.serverCert}`,
+            `--ssl-key=${tls.serverKey}`,
+            '--require-secure-transport=ON',
+          ],
+        }),
+  });
   await createTestUsers(db);
   const machine = await describeMachine(db);
   console.log(`  ${machine.mariadb} on ${db.socket}`);
@@ -972,15 +1042,38 @@ async function main(): Promise<void> {
     console.log(`  pid ${peer.pid}, listening on ${peer.socket}`);
   }
   const relay = SOCAT ? await startSocat(db.socket) : undefined;
+  let tlsProxy: Proxy | undefined;
+  let tlsProxyPort = 0;
+  if (tls !== undefined) {
+    tlsProxyPort = await freeTcpPort();
+    const files = `cert = ${JSON.stringify(tls.serverCert)}, key = ${JSON.stringify(tls.serverKey)}, ca = ${JSON.stringify(tls.ca)}`;
+    tlsProxy = await startProxy('tls', {
+      prelude: [],
+      beforeConnect: [],
+      targetLua: JSON.stringify(db.socket),
+      listen: { address: `127.0.0.1:${tlsProxyPort}`, optionsLua: `{tls = {${files}, require = true}}` },
+    });
+    console.log(
+      `  pid ${tlsProxy.pid}: the same with a TLS listener on 127.0.0.1:${tlsProxyPort}; ` +
+        `MariaDB's TLS port: 127.0.0.1:${String(db.tcpPort)}`,
+    );
+  }
   const daemons: Partial<Record<Target, Proxy | undefined>> = {
     myproxy: proxy,
     peer,
     untracked,
     hooked,
     workers: multi,
+    'tls-proxy': tlsProxy,
   };
   const socketOf = (t: Target): string =>
     t === 'direct' ? db!.socket : t === 'socat' ? relay!.socket : daemons[t]!.socket;
+  const endpointOf = (t: Target): Endpoint =>
+    t === 'tls-direct'
+      ? { host: '127.0.0.1', port: db!.tcpPort!, certDir: tls!.clientDir }
+      : t === 'tls-proxy'
+        ? { host: '127.0.0.1', port: tlsProxyPort, certDir: tls!.clientDir }
+        : socketOf(t);
   const throughputDaemon = (t: Target): Proxy | undefined => daemons[t];
 
   // Logins only: the pool's max_per_key covers every login client, so the pool stays warm.
@@ -1039,7 +1132,7 @@ async function main(): Promise<void> {
     console.log(`sysbench warm-up (${WARMUP} s per target and mode, not recorded) …`);
     for (const { mode } of modes) {
       for (const t of targets) {
-        const r = await sysbenchRun(socketOf(t), mode, WARMUP);
+        const r = await sysbenchRun(endpointOf(t), mode, WARMUP);
         if (r.problem !== undefined) problems.push({ what: `sysbench warm-up ${mode} ${t}`, detail: r.problem });
       }
     }
@@ -1052,7 +1145,7 @@ async function main(): Promise<void> {
         const daemon = throughputDaemon(t);
         const p0 = daemon === undefined ? 0 : cpuSeconds(daemon.pid);
         const d0 = cpuSeconds(db.pid);
-        const r = await sysbenchRun(socketOf(t), mode, TIME);
+        const r = await sysbenchRun(endpointOf(t), mode, TIME);
         const proxyUs = daemon !== undefined ? usPer(p0, cpuSeconds(daemon.pid), r.queries) : null;
         const dbUs = usPer(d0, cpuSeconds(db.pid), r.queries);
         qps.get(key(mode, t))!.push(r.qps);
@@ -1081,13 +1174,24 @@ async function main(): Promise<void> {
       console.log(
         `  median ${mode.padEnd(7)} ${t.padEnd(7)} ${fmtInt(m).padStart(7)} QPS` +
           (t === 'direct' ? '' : `  ratio ${fmtRatio(ratio(m, direct))}`) +
-          (t === 'myproxy' && peer !== undefined ? `, ours ÷ peer ${fmtRatio(ratio(m, peerQps))}` : ''),
+          (t === 'myproxy' && peer !== undefined ? `, ours ÷ peer ${fmtRatio(ratio(m, peerQps))}` : '') +
+          (t === 'tls-proxy'
+            ? `, TLS through proxy / TLS direct ${fmtRatio(ratio(m, median(qps.get(key(mode, 'tls-direct'))!)))}`
+            : ''),
       );
     }
   }
   if (relay !== undefined) await relay.stop();
   if (untracked !== undefined) await untracked.stop();
   if (hooked !== undefined) await hooked.stop();
+  if (tlsProxy !== undefined) {
+    const exit = tlsProxy.unexpectedExit();
+    if (exit !== undefined) problems.push({ what: 'myproxy (tls)', detail: exit });
+    await tlsProxy.stop();
+    for (const [msg, n] of summariseErrLog(tlsProxy.errLog))
+      problems.push({ what: 'myproxy (tls) logged', detail: `${n} × ${msg}` });
+    keepLogs(tlsProxy);
+  }
   if (QUICK) {
     quickSummary(
       modes.map(({ mode }) => mode),
@@ -1352,7 +1456,11 @@ async function main(): Promise<void> {
                   ? 'myproxy with an empty on_query'
                   : t === 'workers'
                     ? `myproxy --workers ${WORKERS}`
-                    : 'socat relay (fork per connection)';
+                    : t === 'tls-direct'
+                      ? 'direct over TCP, TLS client'
+                      : t === 'tls-proxy'
+                        ? 'myproxy TLS listener, TLS client'
+                        : 'socat relay (fork per connection)';
       out.push(
         `| ${t === 'direct' ? label : ''} | ${name} | ${vals.map(fmtInt).join(' | ')} | ${fmtInt(m)} | ${t === 'direct' ? '1' : fmtRatio(r)} |`,
       );
@@ -1371,7 +1479,7 @@ async function main(): Promise<void> {
       const c = cpuQ.get(key(mode, t))!;
       out.push(
         `| ${t === 'direct' ? (mode === 'auto' ? 'prepared' : 'text') : ''} | ${t} | ${fmtUs(median(c.db))} | ` +
-          `${t !== 'direct' && t !== 'socat' ? fmtUs(median(c.proxy)) : ''} |`,
+          `${t !== 'direct' && t !== 'socat' && t !== 'tls-direct' ? fmtUs(median(c.proxy)) : ''} |`,
       );
     }
   }
@@ -1561,6 +1669,15 @@ async function main(): Promise<void> {
       );
     }
   }
+  if (TLS) {
+    for (const { mode } of modes) {
+      const r = ratio(median(qps.get(key(mode, 'tls-proxy'))!), median(qps.get(key(mode, 'tls-direct'))!));
+      out.push(
+        `| TLS client, ${mode === 'auto' ? 'prepared' : 'text'}: QPS through the proxy / directly over TCP | ` +
+          `(comparison only) | ${fmtRatio(r)} | daemon ${fmtUs(median(cpuQ.get(key(mode, 'tls-proxy'))!.proxy))} µs/query |`,
+      );
+    }
+  }
   if (HOOKS) {
     for (const { mode } of modes) {
       const plain = summaryRatios.get(key(mode, 'myproxy')) ?? null;
@@ -1609,6 +1726,16 @@ function quickSummary(
       console.log(
         `| ${mode === 'auto' ? 'prepared' : 'text'} | ${t} | ${fmtInt(m.qps)} | ` +
           `${t === 'direct' ? '1' : fmtRatio(ratio(m.qps, direct))} | ${t === 'direct' ? '' : fmtUs(m.cpu)} |`,
+      );
+    }
+  }
+  if (targets.includes('tls-proxy')) {
+    console.log('');
+    for (const mode of modes) {
+      const m = medians(mode, 'tls-proxy');
+      console.log(
+        `TLS client, ${mode === 'auto' ? 'prepared' : 'text'}: TLS through proxy / TLS direct ` +
+          `${fmtRatio(ratio(m.qps, medians(mode, 'tls-direct').qps))}, daemon CPU ${fmtUs(m.cpu)} µs/query`,
       );
     }
   }

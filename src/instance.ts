@@ -37,7 +37,7 @@ import type { PeerIdentity } from './proxy/handler.js';
 import { snapshotSession, type SessionSnapshot } from './proxy/kill.js';
 import { SessionRegistry } from './proxy/registry.js';
 import { ClientErrors, ConfigError, errorMessage } from './util/errors.js';
-import { probeServers } from './backend/probe.js';
+import { PROBE_TIMEOUT_MS, probeServers } from './backend/probe.js';
 import { logError, logErrorBlock, logInfo, logLimited } from './util/log.js';
 import { ProxyMetrics } from './util/metrics.js';
 import { closeAllPools } from './backend/pool.js';
@@ -88,8 +88,6 @@ export const DEFAULT_INSTANCE_OPTIONS = {
 
 /** reload() may compute this many times the callback budget (it typically rebuilds tables). */
 const RELOAD_BUDGET_FACTOR = 10;
-/** The startup probe of the servers' greetings waits at most this long (a server down is learned later). */
-const PROBE_TIMEOUT_MS = 2000;
 /** How long a listener whose accept() failed waits before it accepts again. */
 const ACCEPT_PAUSE_MS = 100;
 
@@ -178,7 +176,12 @@ export class Instance {
     if (!check && this.#options.supervisor !== true) {
       // Learn the servers' greetings before the first client is greeted (docs/protocol.md).
       await probeServers(
-        [...address.configured.map((b) => b.address), ...clusters.nodeAddresses()],
+        [
+          ...address.configured.map((b) => b.address),
+          ...clusters.nodeAddresses(),
+          // Listeners' destinations given as address strings are in neither list.
+          ...listen.listeners.flatMap((l) => (l.refs.destinations ?? []).map((d) => d.address)),
+        ],
         Math.min(this.#options.connectTimeoutMs, PROBE_TIMEOUT_MS),
         logInfo,
       );

@@ -5,6 +5,7 @@
 
 import { Capability, DEFAULT_CHARSET, MariaDbCapability } from '../protocol/constants.js';
 import type { HandshakeV10 } from '../protocol/packets/handshake.js';
+import { formatAddress, type SocketAddress } from '../net/address.js';
 
 /** Capabilities the proxy handles itself, whatever the server: the login's own framing. */
 export const PROXY_OWN_CAPABILITIES =
@@ -231,16 +232,48 @@ function unrouted(shared: GreetingProfile): GreetingProfile {
 /** The process's servers, by address label. */
 export const serverProfiles = new ServerProfiles();
 
+/** A destination a listener names in advance (mysql_listen option `destinations`). */
+export interface DeclaredDestination {
+  /** Read when first needed: host names of mysql_resolve() objects are resolved after the config ran. */
+  readonly address: SocketAddress;
+}
+
 /**
- * The servers one listener's sessions went to. Its greeting offers what those share. Until its
- * first session reached a server, which servers it routes to is Lua's secret: it offers what every
- * server the proxy knows shares (configured addresses and cluster nodes, probed at startup), but
- * none of MariaDB's extended capabilities, which a MySQL server reached first would lack.
+ * The servers one listener's sessions go to. Its greeting offers what those share.
+ *
+ * Which servers a listener routes to is Lua's secret, unless the config states them (mysql_listen
+ * option `destinations`): then the listener greets with exactly what those servers share, MariaDB's
+ * extended capabilities included, from its first client on. Without it, until its first session
+ * reached a server, it offers what every server the proxy knows shares (configured addresses and
+ * cluster nodes, probed at startup), but none of MariaDB's extended capabilities, which a MySQL
+ * server reached first would lack. Servers its sessions reach are added in both cases.
  */
 export class ListenerServers {
   readonly #labels = new Set<string>();
+  readonly #declared: readonly DeclaredDestination[];
+  /** The declared destinations by label (made on first use, when host names are resolved). */
+  #declaredByLabel: Map<string, SocketAddress> | undefined;
   #generation = -1;
   #profile: GreetingProfile | undefined;
+  /** The one wait for declared greetings not learned yet (shared by the clients that arrive meanwhile). */
+  #wait: Promise<void> | undefined;
+  /**
+   * Nothing to wait for before a greeting: no destinations stated, all their greetings known
+   * (profiles are never forgotten), or a wait already gave up (later clients do not wait again).
+   */
+  #settled: boolean;
+
+  constructor(declared: readonly DeclaredDestination[] = []) {
+    this.#declared = declared;
+    this.#settled = declared.length === 0;
+  }
+
+  /** True when a client must wait for ready() before its greeting (cheap: checked on every login). */
+  get pending(): boolean {
+    if (this.#settled) return false;
+    if (this.#wait === undefined && this.missing().length === 0) this.#settled = true;
+    return !this.#settled;
+  }
 
   add(label: string): void {
     if (this.#labels.has(label)) return;
@@ -251,10 +284,50 @@ export class ListenerServers {
   profile(): GreetingProfile {
     if (this.#profile === undefined || this.#generation !== serverProfiles.generation) {
       this.#generation = serverProfiles.generation;
-      this.#profile =
-        this.#labels.size === 0 ? unrouted(serverProfiles.shared()) : serverProfiles.sharedOf(this.#labels);
+      this.#profile = this.#compute();
     }
     return this.#profile;
+  }
+
+  #compute(): GreetingProfile {
+    if (this.#declared.length === 0) {
+      return this.#labels.size === 0 ? unrouted(serverProfiles.shared()) : serverProfiles.sharedOf(this.#labels);
+    }
+    const labels = [...this.#declaredLabels().keys(), ...this.#labels];
+    // None of the stated servers is known (unreachable so far): the cautious greeting.
+    return labels.some((l) => serverProfiles.get(l) !== undefined)
+      ? serverProfiles.sharedOf(labels)
+      : unrouted(serverProfiles.shared());
+  }
+
+  #declaredLabels(): Map<string, SocketAddress> {
+    return (this.#declaredByLabel ??= new Map(this.#declared.map((d) => [formatAddress(d.address), d.address])));
+  }
+
+  /** The stated destinations whose greeting is not known yet. */
+  missing(): SocketAddress[] {
+    if (this.#declared.length === 0) return [];
+    return [...this.#declaredLabels()].filter(([l]) => serverProfiles.get(l) === undefined).map(([, a]) => a);
+  }
+
+  /**
+   * Where `pending`: the one wait in progress, or a new one started with `learn` (a bounded probe
+   * of the missing servers); every client arriving meanwhile waits for the same. `gaveUp` is called
+   * once, when that wait ends without some of them: those clients and all later ones are greeted
+   * with what is known (sessions and cluster checks still teach the missing greetings later).
+   */
+  ready(learn: (addresses: SocketAddress[]) => Promise<void>, gaveUp: (missing: string[]) => void): Promise<void> {
+    if (this.#wait !== undefined) return this.#wait;
+    const missing = this.missing();
+    this.#wait = learn(missing)
+      .catch(() => undefined)
+      .then(() => {
+        const still = this.missing();
+        this.#wait = undefined;
+        this.#settled = true;
+        if (still.length > 0) gaveUp(still.map(formatAddress));
+      });
+    return this.#wait;
   }
 }
 

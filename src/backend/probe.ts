@@ -11,6 +11,8 @@ import { errorMessage } from '../util/errors.js';
 import { serverProfiles } from './capabilities.js';
 
 const MAX_GREETING_PAYLOAD = 64 * 1024;
+/** At most this long per server (or the connect timeout, if shorter): a greeting comes at once. */
+export const PROBE_TIMEOUT_MS = 2000;
 
 /**
  * Connects to each address once (in parallel), reads its greeting and closes. A server that cannot

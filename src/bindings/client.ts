@@ -30,6 +30,7 @@ import {
 } from '../proxy/handler.js';
 import { checkAddressArg } from './address.js';
 import type { ServerTls, TlsInfo } from '../net/tls.js';
+import type { DeclaredDestination } from '../backend/capabilities.js';
 import { installCgroup, pushClientCgroup } from './cgroup.js';
 import { ClientErrors, GENERAL_SQLSTATE } from '../util/errors.js';
 import { sharedCopy } from '../util/bytes.js';
@@ -450,6 +451,8 @@ export interface HandlerRefs {
   readonly listener?: string;
   /** mysql_listen option `tls`. */
   readonly tls?: ServerTls | undefined;
+  /** mysql_listen option `destinations`: the servers this listener's clients are connected to. */
+  readonly destinations?: readonly DeclaredDestination[];
 }
 
 /** client.tls: nil for a plain connection, else {version, cipher, peer_certificate = nil | {...}}. */
@@ -485,6 +488,7 @@ export class LuaSessionHandler implements SessionHandler {
   readonly localInfile: boolean;
   readonly listener: string | undefined;
   readonly tls: ServerTls | undefined;
+  readonly destinations: readonly DeclaredDestination[] | undefined;
   readonly #Hooks: new (handler: LuaSessionHandler, session: ClientSession) => LuaSessionHooks;
 
   /** Where callback durations go (none in unit tests). */
@@ -499,6 +503,7 @@ export class LuaSessionHandler implements SessionHandler {
     this.localInfile = refs.localInfile ?? false;
     this.listener = refs.listener;
     this.tls = refs.tls;
+    this.destinations = refs.destinations;
     // Absent callbacks must be absent hooks (the core skips them at no cost), so pick the class
     // whose prototype has exactly the hooks this handler table defines: no per-connection closures.
     this.#Hooks = hooksClass(refs);

@@ -32,6 +32,11 @@ interface ClusterHandle {
 // One checker for every Lua state: each handle knows its own state's cluster registry.
 registerConnectTarget((L, idx) => testObject<ClusterHandle>(L, idx, CLUSTER_CLASS)?.target());
 
+/** The nodes of the mysql_cluster() object at `idx` (their addresses resolved once the config ran), if it is one. */
+export function clusterNodeBoxes(L: LuaState, idx: number): readonly AddressBox[] | undefined {
+  return testObject<ClusterHandle>(L, idx, CLUSTER_CLASS)?.boxes;
+}
+
 export interface ClusterBindings {
   /**
    * The config has run and host names are resolved: build the clusters and start monitoring.

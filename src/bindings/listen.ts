@@ -6,11 +6,15 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { lua, lauxlib, to_jsstring, type LuaState } from '../lua/fengari.js';
 import { typeName } from '../lua/convert.js';
 import { addonFunctions, closeFd, listenUnix } from '../net/native.js';
-import { AddressError, formatAddress, parseListenAddress, type SocketAddress } from '../net/address.js';
+import { AddressError, formatAddress, parseAddress, parseListenAddress, type SocketAddress } from '../net/address.js';
 import { errorMessage } from '../util/errors.js';
 import { ServerTls, type ServerTlsFiles } from '../net/tls.js';
 import type { HandlerRefs } from './client.js';
 import type { ClientAuthMode } from '../proxy/handler.js';
+import type { DeclaredDestination } from '../backend/capabilities.js';
+import { testObject } from '../lua/class.js';
+import { ADDRESS_CLASS, type AddressBox } from './address.js';
+import { clusterNodeBoxes } from './cluster.js';
 
 export const LISTEN_BACKLOG = 256;
 const SOCKET_MODE = 0o666;
@@ -96,6 +100,8 @@ interface ListenOptionValues {
   connectErrorBlockMs: number;
   /** Time from accept to the end of the HandshakeResponse, TLS handshake included (ms). */
   handshakeTimeoutMs: number;
+  /** The servers the listener's clients are connected to, stated in advance (empty: not stated). */
+  destinations: DeclaredDestination[];
 }
 
 /** The keys of mysql_listen's options table (argument 3). */
@@ -107,6 +113,7 @@ export const LISTEN_OPTIONS = [
   'max_connect_errors',
   'connect_error_block_time',
   'handshake_timeout',
+  'destinations',
 ] as const;
 
 /** The keys of mysql_listen's `tls` table. */
@@ -170,6 +177,53 @@ function checkTlsOption(L: LuaState, optIdx: number, baseDir: string): ServerTls
   return { cert: paths.cert, key: paths.key, ca: paths.ca, require };
 }
 
+/**
+ * The `destinations` option (on top of the stack): one destination or a list of them, each an
+ * address string, a mysql_resolve() object or a mysql_cluster() object (all its nodes).
+ */
+function checkDestinations(L: LuaState, optIdx: number): DeclaredDestination[] {
+  const out: DeclaredDestination[] = [];
+  const one = (idx: number): void => {
+    const box = testObject<AddressBox>(L, idx, ADDRESS_CLASS);
+    if (box !== undefined) {
+      out.push(box);
+      return;
+    }
+    const nodes = clusterNodeBoxes(L, idx);
+    if (nodes !== undefined) {
+      out.push(...nodes);
+      return;
+    }
+    const text = stringAt(L, idx);
+    if (text === undefined) {
+      lauxlib.luaL_argerror(
+        L,
+        optIdx,
+        `Option 'destinations': an address, mysql_resolve() or mysql_cluster() expected, got ${typeName(L, idx)}`,
+      );
+      return;
+    }
+    try {
+      out.push({ address: parseAddress(text) });
+    } catch (e) {
+      lauxlib.luaL_argerror(L, optIdx, `Option 'destinations': ${errorMessage(e)}`);
+    }
+  };
+  if (lua.lua_type(L, -1) !== lua.LUA_TTABLE) {
+    one(lua.lua_gettop(L));
+    return out;
+  }
+  const t = lua.lua_gettop(L);
+  const n = lua.lua_rawlen(L, t);
+  if (n === 0) return lauxlib.luaL_argerror(L, optIdx, "Option 'destinations' must not be empty");
+  for (let i = 1; i <= n; i++) {
+    lua.lua_rawgeti(L, t, i);
+    one(lua.lua_gettop(L));
+    lua.lua_pop(L, 1);
+  }
+  return out;
+}
+
 /** The options table of mysql_listen (argument 3); see LISTEN_OPTIONS and docs/configuration.md. */
 function checkListenOptions(L: LuaState, idx: number, baseDir: string): ListenOptionValues {
   const options: ListenOptionValues = {
@@ -180,6 +234,7 @@ function checkListenOptions(L: LuaState, idx: number, baseDir: string): ListenOp
     maxConnectErrors: DEFAULT_MAX_CONNECT_ERRORS,
     connectErrorBlockMs: DEFAULT_CONNECT_ERROR_BLOCK_S * 1000,
     handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_S * 1000,
+    destinations: [],
   };
   if (lua.lua_gettop(L) < idx || lua.lua_type(L, idx) === lua.LUA_TNIL) return options;
   if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return lauxlib.luaL_argerror(L, idx, 'options table expected');
@@ -219,6 +274,9 @@ function checkListenOptions(L: LuaState, idx: number, baseDir: string): ListenOp
         options.handshakeTimeoutMs = s * 1000;
         break;
       }
+      case 'destinations':
+        options.destinations = checkDestinations(L, idx);
+        break;
       default:
         return lauxlib.luaL_argerror(
           L,
@@ -323,6 +381,7 @@ export function installListen(L: LuaState, options: ListenOptions): ListenBindin
       localInfile: opts.localInfile,
       listener: text,
       tls,
+      ...(opts.destinations.length > 0 ? { destinations: opts.destinations } : {}),
     };
     declared++;
     if (tls !== undefined && !systemd && tcpListenAddressOrNull(text) === null) {

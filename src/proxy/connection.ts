@@ -39,6 +39,7 @@ import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metric
 import { sharedCopy } from '../util/bytes.js';
 import { AbortSession, clientLogin, errPacket } from './client-login.js';
 import { greetingCapabilities, ListenerServers, type GreetingProfile } from '../backend/capabilities.js';
+import { PROBE_TIMEOUT_MS, probeServers } from '../backend/probe.js';
 import { CommandFilter, filteredCommands, interceptLimit, type KillableSession } from './command-filter.js';
 import { MAX_LOCAL_COMMAND, serveLocally } from './local-session.js';
 import { writeOkPacket } from '../protocol/packets/local-reply.js';
@@ -165,7 +166,7 @@ interface GreetingOffer {
 const serversByListener = new WeakMap<SessionHandler, ListenerServers>();
 function listenerServers(handler: SessionHandler): ListenerServers {
   let s = serversByListener.get(handler);
-  if (s === undefined) serversByListener.set(handler, (s = new ListenerServers()));
+  if (s === undefined) serversByListener.set(handler, (s = new ListenerServers(handler.destinations ?? [])));
   return s;
 }
 
@@ -454,6 +455,23 @@ export class Connection implements KillableSession, ConnectorHost {
     let client = plain;
     const metrics = this.#options.metrics;
     const hooks = this.#hooks;
+    const servers = this.#listenerServers;
+    // A listener that states its destinations greets with what they share: a greeting not learned
+    // at startup is fetched first (one bounded wait for all clients arriving meanwhile).
+    if (servers.pending) {
+      await servers.ready(
+        (addresses) =>
+          probeServers(addresses, Math.min(this.#options.connectTimeoutMs, PROBE_TIMEOUT_MS), (line) =>
+            this.#log(line),
+          ),
+        (missing) =>
+          this.#logErr(
+            `listener ${this.#listener ?? '?'}: greeting clients without the capabilities of ${missing.join(', ')} (greeting not learned)`,
+          ),
+      );
+      if (this.#closed) return;
+      this.serverVersion = servers.profile().serverVersion ?? DEFAULT_SERVER_VERSION_BYTES;
+    }
     if (hooks.onConnect !== undefined) {
       const action = await this.#callPolicy(() => hooks.onConnect!(), 0);
       if (action !== undefined) {

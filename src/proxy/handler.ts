@@ -5,6 +5,7 @@ import type { SocketAddress } from '../net/address.js';
 import type { ResponseRecord } from '../net/tracking.js';
 import type { BackendSelector } from '../backend/selector.js';
 import type { ServerTls, TlsInfo } from '../net/tls.js';
+import type { DeclaredDestination } from '../backend/capabilities.js';
 import { type ClientErrorSpec, ErrorCodes, ProxyError } from '../util/errors.js';
 
 export type { BackendCandidate, BackendSelector, SelectingClient } from '../backend/selector.js';
@@ -199,5 +200,10 @@ export interface SessionHandler {
   readonly listener?: string | undefined;
   /** TLS for clients that ask (SSLRequest); undefined: the greeting offers none. */
   readonly tls?: ServerTls | undefined;
+  /**
+   * The servers this listener's clients are connected to, stated in advance: the greeting offers
+   * what exactly those share from the first client on (backend/capabilities.ts).
+   */
+  readonly destinations?: readonly DeclaredDestination[] | undefined;
   open(client: ClientSession): SessionHooks;
 }

@@ -2,7 +2,9 @@
 // against a MySQL-8-faithful test double (no MySQL 8 server can be installed here) built with the
 // project's own protocol code. The double follows MySQL 8's rules: users who logged in before
 // get fast auth (0x01 0x03); others get full auth (0x01 0x04), where a clear password is accepted
-// only over the Unix socket and TCP clients must use the server's RSA key (0x02 requests it).
+// only over the Unix socket or TLS, and plain TCP clients must use the server's RSA key (0x02
+// requests it). Its TLS port offers CLIENT_SSL and switches to TLS after an SSLRequest, with the
+// daemon's own ServerTls and the tests' certificates.
 
 import { strict as assert } from 'node:assert';
 import { constants, createHash, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
@@ -11,17 +13,20 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { TLSSocket } from 'node:tls';
 import mysql from 'mysql2/promise';
 
 import { Capability } from '../../src/protocol/constants.js';
 import { PacketFramer } from '../../src/protocol/framer.js';
 import { writeErr, writeOk } from '../../src/protocol/packets/generic.js';
 import { writeHandshakeV10 } from '../../src/protocol/packets/handshake.js';
-import { parseHandshakeResponse } from '../../src/protocol/packets/handshake-response.js';
+import { isSslRequest, parseHandshakeResponse } from '../../src/protocol/packets/handshake-response.js';
 import { framePayload } from '../../src/protocol/writer.js';
 import { PASS_THROUGH_CAPABILITIES, PROXY_OWN_CAPABILITIES } from '../../src/backend/capabilities.js';
+import { ServerTls } from '../../src/net/tls.js';
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
 import { guard, mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
+import { makeTestCertificates } from '../helpers/tls-certs.js';
 
 interface MysqlError extends Error {
   errno?: number;
@@ -65,6 +70,8 @@ function mysqlScramble(): Buffer {
 interface Sha2Double {
   readonly socket: string;
   readonly port: number;
+  /** TCP port that offers CLIENT_SSL (the same users and cache). */
+  readonly tlsPort: number;
   /** Users that logged in before (MySQL 8 caches SHA256(SHA256(pw)) after a full auth). */
   readonly cache: Set<string>;
   readonly counts: {
@@ -74,7 +81,11 @@ interface Sha2Double {
     rsaLogins: number;
     clearLogins: number;
     clearOverTcpRejected: number;
+    /** Clear passwords that arrived inside TLS (a subset of clearLogins). */
+    tlsClearLogins: number;
   };
+  /** The clear passwords received inside TLS, by user (what a full authentication sent). */
+  readonly clearOverTls: Map<string, string>;
   close(): Promise<void>;
 }
 
@@ -85,51 +96,94 @@ const DOUBLE_CAPS =
     Capability.CLIENT_SECURE_CONNECTION) >>>
   0;
 
-async function startSha2Double(users: ReadonlyMap<string, string>, dir: string): Promise<Sha2Double> {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const pem = Buffer.from(publicKey.export({ type: 'spki', format: 'pem' }));
-  const cache = new Set<string>();
-  const counts = { keyRequests: 0, fastAuth: 0, fullAuth: 0, rsaLogins: 0, clearLogins: 0, clearOverTcpRejected: 0 };
-
-  const serve = (sock: net.Socket, secure: boolean): void => {
-    sock.on('error', () => undefined);
-    const framer = new PacketFramer(1 << 20);
-    const queue: { seq: number; payload: Buffer }[] = [];
-    let wake: (() => void) | null = null;
-    sock.on('data', (chunk: Buffer) => {
-      try {
-        queue.push(...framer.push(chunk));
-      } catch {
-        sock.destroy();
-      }
-      wake?.();
-    });
-    sock.on('close', () => wake?.());
-    const next = async (): Promise<{ seq: number; payload: Buffer } | null> => {
+/** The packets arriving on a stream, one at a time; detach() hands the stream over (TLS). */
+function packetSource(stream: net.Socket): {
+  next(): Promise<{ seq: number; payload: Buffer } | null>;
+  detach(): Buffer | null;
+} {
+  const framer = new PacketFramer(1 << 20);
+  const queue: { seq: number; payload: Buffer }[] = [];
+  let wake: (() => void) | null = null;
+  const onData = (chunk: Buffer): void => {
+    try {
+      queue.push(...framer.push(chunk));
+    } catch {
+      stream.destroy();
+    }
+    wake?.();
+  };
+  const onClose = (): void => wake?.();
+  stream.on('data', onData);
+  stream.on('close', onClose);
+  stream.resume();
+  return {
+    async next() {
       while (queue.length === 0) {
-        if (sock.destroyed || sock.readableEnded) return null;
+        if (stream.destroyed || stream.readableEnded) return null;
         await new Promise<void>((r) => (wake = r));
         wake = null;
       }
       return queue.shift()!;
-    };
+    },
+    detach() {
+      stream.pause();
+      stream.off('data', onData);
+      stream.off('close', onClose);
+      // The start of the ClientHello, sent right behind the SSLRequest.
+      return framer.takeBuffered();
+    },
+  };
+}
+
+async function startSha2Double(users: ReadonlyMap<string, string>, dir: string, tls: ServerTls): Promise<Sha2Double> {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pem = Buffer.from(publicKey.export({ type: 'spki', format: 'pem' }));
+  const cache = new Set<string>();
+  const counts = {
+    keyRequests: 0,
+    fastAuth: 0,
+    fullAuth: 0,
+    rsaLogins: 0,
+    clearLogins: 0,
+    clearOverTcpRejected: 0,
+    tlsClearLogins: 0,
+  };
+  const clearOverTls = new Map<string, string>();
+
+  /** `offerTls`: the greeting offers CLIENT_SSL and an SSLRequest switches the connection to TLS. */
+  const serve = (raw: net.Socket, unixSocket: boolean, offerTls: boolean): void => {
+    raw.on('error', () => undefined);
+    let source = packetSource(raw);
+    let sock: net.Socket = raw;
+    /** Unix socket or TLS: MySQL 8 then takes the clear password after 0x04. */
+    let secure = unixSocket;
+    const caps = offerTls ? (DOUBLE_CAPS | Capability.CLIENT_SSL) >>> 0 : DOUBLE_CAPS;
     const scramble = mysqlScramble();
     sock.write(
       writeHandshakeV10({
         serverVersion: Buffer.from('8.0.36-double'),
         connectionId: 42,
         scramble,
-        capabilities: DOUBLE_CAPS,
+        capabilities: caps,
         characterSet: 0xff,
         statusFlags: 2,
         authPluginName: 'caching_sha2_password',
       }),
     );
     const run = async (): Promise<void> => {
-      const hrPacket = await next();
+      let hrPacket = await source.next();
       if (hrPacket === null) return;
+      if (offerTls && isSslRequest(hrPacket.payload)) {
+        const tlsSocket: TLSSocket = await tls.upgrade(raw, source.detach());
+        tlsSocket.on('error', () => undefined);
+        sock = tlsSocket;
+        secure = tlsSocket.encrypted;
+        source = packetSource(tlsSocket);
+        hrPacket = await source.next();
+        if (hrPacket === null) return;
+      }
       let seq = hrPacket.seq;
-      const hr = parseHandshakeResponse(hrPacket.payload, DOUBLE_CAPS);
+      const hr = parseHandshakeResponse(hrPacket.payload, caps);
       const user = hr.user.toString('utf8');
       const deny = (): void => {
         sock.end(
@@ -172,20 +226,24 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
       } else {
         counts.fullAuth++;
         sock.write(framePayload(Buffer.of(0x01, 0x04), ++seq));
-        let p = await next();
+        let p = await source.next();
         if (p === null) return;
         seq = p.seq;
         let clear: Buffer;
         if (p.payload.length === 1 && p.payload[0] === 0x02 && !secure) {
           counts.keyRequests++;
           sock.write(framePayload(Buffer.concat([Buffer.of(0x01), pem]), ++seq));
-          p = await next();
+          p = await source.next();
           if (p === null) return;
           seq = p.seq;
         }
         if (secure) {
           clear = p.payload;
           counts.clearLogins++;
+          if (sock !== raw) {
+            counts.tlsClearLogins++;
+            clearOverTls.set(user, clear.subarray(0, Math.max(0, clear.length - 1)).toString('utf8'));
+          }
         } else {
           // Plain TCP: only an RSA-encrypted password is acceptable.
           let plain: Buffer;
@@ -215,7 +273,7 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
       }
       // Command phase: OK to every query, close on COM_QUIT.
       for (;;) {
-        const c = await next();
+        const c = await source.next();
         if (c === null || c.payload[0] === 0x01) {
           sock.end();
           return;
@@ -227,21 +285,23 @@ async function startSha2Double(users: ReadonlyMap<string, string>, dir: string):
   };
 
   const socketPath = path.join(dir, 'sha2.sock');
-  const unixServer = net.createServer((s) => serve(s, true));
-  const tcpServer = net.createServer((s) => serve(s, false));
+  const unixServer = net.createServer((s) => serve(s, true, false));
+  const tcpServer = net.createServer((s) => serve(s, false, false));
+  const tlsServer = net.createServer({ pauseOnConnect: true }, (s) => serve(s, false, true));
   await new Promise<void>((r) => unixServer.listen(socketPath, r));
   await new Promise<void>((r) => tcpServer.listen(0, '127.0.0.1', r));
-  const port = (tcpServer.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
   return {
     socket: socketPath,
-    port,
+    port: (tcpServer.address() as net.AddressInfo).port,
+    tlsPort: (tlsServer.address() as net.AddressInfo).port,
     cache,
     counts,
+    clearOverTls,
     async close() {
-      await Promise.all([
-        new Promise<void>((r) => unixServer.close(() => r())),
-        new Promise<void>((r) => tcpServer.close(() => r())),
-      ]);
+      await Promise.all(
+        [unixServer, tcpServer, tlsServer].map((srv) => new Promise<void>((r) => srv.close(() => r()))),
+      );
     },
   };
 }
@@ -253,6 +313,7 @@ const SHA2_USERS = new Map([
   ['tcpuser', 'tcppw-with-a-longer-password-than-the-20-byte-nonce'],
   ['empty', ''],
   ['direct', 'directpw'],
+  ['tlsuser', 'tlspw-sent-as-is-inside-tls'],
 ]);
 
 describe('backend auth plugins', () => {
@@ -263,7 +324,12 @@ describe('backend auth plugins', () => {
 
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sha2-'));
-    const double = await startSha2Double(SHA2_USERS, tmp);
+    const certs = makeTestCertificates(tmp);
+    const double = await startSha2Double(
+      SHA2_USERS,
+      tmp,
+      new ServerTls({ cert: certs.serverCert, key: certs.serverKey, ca: undefined, require: false }),
+    );
     dbl = double;
     db = await startMariaDB({ name: 'authplugins', extraArgs: ['--plugin-load-add=auth_ed25519'] });
     await createTestUsers(db);
@@ -278,6 +344,9 @@ end
 mysql_listen('${dir}/proxy.sock', pass(${JSON.stringify(dbSock)}))
 mysql_listen('${dir}/sha2unix.sock', pass(${JSON.stringify(double.socket)}))
 mysql_listen('${dir}/sha2tcp.sock', pass(mysql_resolve('127.0.0.1:${double.port}', { get_server_public_key = true })))
+-- TLS (verified): the full authentication sends the password inside TLS, no RSA
+mysql_listen('${dir}/sha2tls.sock', pass(mysql_resolve('127.0.0.1:${double.tlsPort}',
+  { tls = { ca = ${JSON.stringify(certs.caCert)}, verify = 'full' } })))
 -- no key option: a full authentication over plain TCP is refused, never sent to a key from the network
 mysql_listen('${dir}/sha2nokey.sock', pass('127.0.0.1:${double.port}'))
 -- password_sha1 only: caching_sha2_password cannot use it.
@@ -377,6 +446,28 @@ mysql_listen('${dir}/sha1.sock', {
       assert.equal(e.errno, 1043, e.message);
       assert.match(e.message, /needs TLS, server_public_key or get_server_public_key/);
       assert.equal(dbl!.counts.keyRequests, c0.keyRequests);
+    });
+
+    test('TLS backend: full auth sends the clear password inside TLS (no RSA), then fast auth', async () => {
+      const pw = SHA2_USERS.get('tlsuser')!;
+      dbl!.cache.delete('tlsuser');
+      dbl!.clearOverTls.clear();
+      const c0 = { ...dbl!.counts };
+      const c = await guard(mysql.createConnection(viaProxy('sha2tls.sock', 'tlsuser', pw)), 'login');
+      await c.query('DO 1');
+      await c.end();
+      assert.equal(dbl!.counts.fullAuth, c0.fullAuth + 1);
+      assert.equal(dbl!.counts.tlsClearLogins, c0.tlsClearLogins + 1, 'the password did not arrive inside TLS');
+      assert.equal(dbl!.clearOverTls.get('tlsuser'), pw);
+      assert.equal(dbl!.counts.keyRequests, c0.keyRequests, 'no public key request inside TLS');
+      assert.equal(dbl!.counts.rsaLogins, c0.rsaLogins);
+      // The next login is MySQL 8's fast path, also over TLS; the mariadb CLI works the same.
+      const r = await mariadbCli(path.join(proxy!.dir, 'sha2tls.sock'), 'tlsuser', pw, 'DO 1');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(dbl!.counts.fastAuth, c0.fastAuth + 1);
+      assert.equal(dbl!.counts.fullAuth, c0.fullAuth + 1);
+      const e = await loginError(viaProxy('sha2tls.sock', 'tlsuser', 'wrong'));
+      assert.equal(e.errno, 1045, e.message);
     });
 
     test('TCP: RSA key requested once, the cached key is used on the next full auth, then fast auth', async () => {

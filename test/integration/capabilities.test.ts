@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 
 import { createTestUsers, startMariaDB, USERS, type MariaDB } from '../helpers/mariadb.js';
-import { mariadbCli, runCommand, startProxy, type Proxy } from '../helpers/proxy.js';
+import { mariadbCli, runCommand, runProxy, startProxy, type Proxy } from '../helpers/proxy.js';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -97,7 +97,19 @@ mysql_listen('${dir}/proxy.sock', {
   on_handshake_response = function(client, hr)
     return client:connect(backend, hr)
   end,
-})`,
+})
+-- The same, with its server stated in advance.
+mysql_listen('${dir}/stated.sock', {
+  on_handshake_response = function(client, hr)
+    return client:connect(backend, hr)
+  end,
+}, { destinations = { backend } })
+-- A plain string destination, connected to by a string: probed at startup all the same.
+mysql_listen('${dir}/stated-string.sock', {
+  on_handshake_response = function(client, hr)
+    return client:connect('${db!.socket}', hr)
+  end,
+}, { destinations = '${db!.socket}' })`,
     });
   });
 
@@ -128,6 +140,16 @@ mysql_listen('${dir}/proxy.sock', {
     assert.match(direct, /Type: +STRING \(type=uuid\)/);
     // ... and identical through the proxy.
     assert.equal(proxied, direct);
+  });
+
+  test('destinations: the very first client of a listener that states its server gets the extended metadata', async () => {
+    const sql = 'SELECT j, a, u, n FROM t';
+    const direct = await typeInfo(db!.socket, sql);
+    for (const sock of ['stated.sock', 'stated-string.sock']) {
+      const first = await typeInfo(path.join(proxy!.dir, sock), sql);
+      assert.match(first, /Type: +BLOB \(format=json\)/, sock);
+      assert.equal(first, direct, sock);
+    }
   });
 
   test('connect attributes reach the server (performance_schema.session_connect_attrs)', async () => {
@@ -218,4 +240,90 @@ mysql_listen('${dir}/proxy.sock', {
     assert.equal(second.code, 0, second.stderr);
     assert.equal(late!.logins.at(-1)! & Capability.CLIENT_SESSION_TRACK, 0);
   });
+});
+
+describe('mysql_listen destinations', () => {
+  let db: MariaDB | undefined;
+  let proxy: Proxy | undefined;
+  let tmp = '';
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dest-'));
+    db = await startMariaDB({ name: 'dest' });
+    await createTestUsers(db);
+    await db.query(`
+CREATE DATABASE captest;
+CREATE TABLE captest.t (j JSON);
+GRANT SELECT ON captest.* TO 'native'@'%';`);
+    const cluster =
+      `mysql_cluster({ '${tmp}/node1.sock', '${tmp}/node2.sock' }, ` +
+      `{ monitoring = true, user = '${user}', password = '${password}', check_interval = 0.2 })`;
+    fs.symlinkSync(db.socket, path.join(tmp, 'node1.sock'));
+    fs.symlinkSync(db.socket, path.join(tmp, 'node2.sock'));
+    proxy = await startProxy({
+      name: 'dest',
+      config: (dir) => `
+local function via(target)
+  return { on_handshake_response = function(client, hr) return client:connect(target, hr) end }
+end
+local db = '${db!.socket}'
+-- Not there at startup: the first client waits for its greeting (created by the test).
+mysql_listen('${dir}/late.sock', via(db), { destinations = { '${tmp}/late.sock' } })
+-- Never there: clients are greeted with what is known, logged once.
+mysql_listen('${dir}/never.sock', via(db), { destinations = { '${tmp}/never.sock' } })
+local c = ${cluster}
+mysql_listen('${dir}/cluster.sock', via(c), { destinations = { c } })`,
+    });
+  });
+
+  after(async () => {
+    await proxy?.stop();
+    await db?.stop();
+    if (tmp !== '') fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('a cluster as destination: its nodes are probed at startup, the first client gets the extended metadata', async () => {
+    const first = await typeInfo(path.join(proxy!.dir, 'cluster.sock'), 'SELECT j FROM t');
+    assert.match(first, /format=json/);
+  });
+
+  test('a destination unreachable at startup: the first client waits for its greeting', async () => {
+    assert.match(proxy!.logs(), /server .*late\.sock: greeting not learned at startup/);
+    fs.symlinkSync(db!.socket, path.join(tmp, 'late.sock'));
+    const first = await typeInfo(path.join(proxy!.dir, 'late.sock'), 'SELECT j FROM t');
+    assert.match(first, /format=json/);
+  });
+
+  test('a destination never reachable: clients log in without the wait, the listener logs it once', async () => {
+    const sock = path.join(proxy!.dir, 'never.sock');
+    const first = await typeInfo(sock, 'SELECT j FROM t');
+    assert.doesNotMatch(first, /format=json/);
+    await proxy!.waitForLog(
+      /greeting clients without the capabilities of .*never\.sock \(greeting not learned\)/,
+      5000,
+    );
+    const t0 = Date.now();
+    const r = await mariadbCli(sock, user, password, 'DO 1');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Date.now() - t0 < 1500, 'the second client waited again');
+    assert.equal(proxy!.logs().match(/greeting clients without the capabilities of/g)?.length, 1);
+  });
+
+  const bad: [string, RegExp][] = [
+    [`{ destinations = {} }`, /Option 'destinations' must not be empty/],
+    [
+      `{ destinations = { 42 } }`,
+      /Option 'destinations': an address, mysql_resolve\(\) or mysql_cluster\(\) expected, got number/,
+    ],
+    [`{ destinations = { '10.0.0.1:99999' } }`, /Option 'destinations': .*port/i],
+  ];
+  for (const [options, re] of bad) {
+    test(`config error: ${options}`, async () => {
+      const config = `\nmysql_listen('\${dir}/p.sock', { on_handshake_response = function() end }, ${options}) -- MARK\n`;
+      const r = await runProxy(['--check'], { config, name: 'destopt' });
+      assert.equal(r.code, 78, r.stderr);
+      assert.match(r.stderr, /config\.lua:2:/);
+      assert.match(r.stderr, re);
+    });
+  }
 });

@@ -134,6 +134,7 @@ const LISTEN_SAMPLES: Partial<Record<string, string>> = {
   max_connect_errors: '5',
   connect_error_block_time: '60',
   handshake_timeout: '2.5',
+  destinations: "{'127.0.0.1:3306', mysql_resolve('/run/mysqld/mysqld.sock'), mysql_cluster({'127.0.0.2'})}",
 };
 
 test('the option lists are what the bindings accept: each listed option passes, another does not', async () => {
