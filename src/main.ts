@@ -4,7 +4,7 @@ import { Instance, DEFAULT_INSTANCE_OPTIONS } from './instance.js';
 import { runSupervisor, WorkerChannel, workerFromEnvironment } from './workers.js';
 import type { RelayKind } from './net/relay.js';
 import { ConfigError, errorMessage } from './util/errors.js';
-import { logError, logInfo, setLogSinks } from './util/log.js';
+import { logError, logInfo, setLogPrefix } from './util/log.js';
 import {
   notifyEnabled,
   notifyReady,
@@ -137,11 +137,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const worker = workerFromEnvironment();
   if (worker !== undefined) {
     // journald credits every line to the supervisor (the stream is inherited): say whose it is.
-    const tag = `[worker ${worker.index}] `;
-    setLogSinks(
-      (line) => process.stdout.write(tag + line + '\n'),
-      (line) => process.stderr.write(tag + line + '\n'),
-    );
+    setLogPrefix(`[worker ${worker.index}] `);
   }
   const supervising = cmd.workers > 1 && !cmd.check && worker === undefined;
   // systemd STATUS=: the number of connections, at most once a second (only under systemd).

@@ -1,6 +1,8 @@
 // The log sink's escaping (no text can start a line of its own or restyle a terminal), quoting of
 // bytes that should be text, and the rate limit of repeated lines.
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
 import { test } from 'node:test';
 import {
   LogRateLimit,
@@ -54,4 +56,23 @@ test('a rate limit lets a burst through, then counts what it left out', () => {
   assert.equal(limit.take(30), undefined);
   assert.equal(limit.take(1500), ' (2 similar line(s) suppressed)');
   assert.equal(limit.take(1600), '');
+});
+
+test('info lines are written in one batch per loop turn, yet keep their order with error lines and survive process.exit()', () => {
+  const script = `
+    const { logInfo, logError, setLogPrefix } = await import(${JSON.stringify(resolve('src/util/log.ts'))});
+    setLogPrefix('[worker 1] ');
+    logInfo('a'); logInfo('b'); logError('c'); logInfo('d');
+    process.exit(0);
+  `;
+  // stdout and stderr into one pipe: the order in which the lines reach it is what a reader sees.
+  const r = spawnSync(
+    '/bin/sh',
+    ['-c', `"${process.execPath}" --import tsx --input-type=module -e "$0" 2>&1`, script],
+    {
+      encoding: 'utf8',
+    },
+  );
+  assert.equal(r.status, 0, r.stdout);
+  assert.equal(r.stdout, '[worker 1] a\n[worker 1] b\n[worker 1] c\n[worker 1] d\n');
 });
