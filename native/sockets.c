@@ -417,6 +417,10 @@ static void on_stream_readable(uv_poll_t *handle, int status, int events)
         }
         if (!stream_watch_report(w, st->scratch, (size_t)n, NULL))
             return;
+        /* A short read emptied the socket: another recv() would only say EAGAIN (the poll is
+         * level-triggered, so anything that arrives meanwhile wakes us again). */
+        if ((size_t)n < sizeof(st->scratch))
+            return;
     }
 }
 

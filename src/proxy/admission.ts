@@ -17,6 +17,8 @@ const FDS_WHILE_STARTING = 2;
 
 /** Left free for everything else (listeners, PostgreSQL, health checks, logs, the refusals). */
 const DEFAULT_RESERVE = 32;
+/** How often the file descriptor limit is read again. */
+const LIMIT_READ_EVERY_MS = 1000;
 /** How often the real count is taken when the estimate is close to the limit. */
 const MEASURE_EVERY_MS = 100;
 
@@ -30,9 +32,23 @@ export class FdBudget {
     this.#reserve = reserve;
   }
 
-  /** The limit now (read each time: `prlimit` can change it while the daemon runs). */
+  #limit = 0;
+  #limitReadAt = -Infinity;
+
+  /**
+   * The limit now: read again at most every LIMIT_READ_EVERY_MS (`prlimit` can change it while the
+   * daemon runs; a system call per accept for that is more than it is worth).
+   */
   get limit(): number {
-    return fdLimit();
+    return this.#currentLimit(Date.now());
+  }
+
+  #currentLimit(now: number): number {
+    if (now - this.#limitReadAt >= LIMIT_READ_EVERY_MS) {
+      this.#limit = fdLimit();
+      this.#limitReadAt = now;
+    }
+    return this.#limit;
   }
 
   /** Takes the real count now (at startup, and when the estimate comes close). */
@@ -44,7 +60,7 @@ export class FdBudget {
 
   /** Whether one more session fits (the accepted client socket is already counted by the kernel). */
   admits(sessions: number, now = Date.now()): boolean {
-    const headroom = fdLimit() - this.#reserve;
+    const headroom = this.#currentLimit(now) - this.#reserve;
     const need = FDS_PER_SESSION - 1 + FDS_WHILE_STARTING;
     let estimate = this.#measured + (sessions - this.#measuredSessions) * FDS_PER_SESSION;
     if (estimate + need <= headroom * 0.8) return true;
