@@ -42,7 +42,8 @@
  *   BENCH_CLUSTER       1 = also measure logins through mysql_cluster(), 0 = skip (1)
  *   BENCH_TRACKING      1 = also measure a daemon with --no-response-tracking (what tracking costs) (1)
  *   BENCH_HOOKS         1 = also measure a daemon whose handler has an on_query that returns nothing (0)
- *   BENCH_WORKERS       N ≥ 2 = also measure `myproxy --workers N` (throughput and logins) in the same rounds (0)
+ *   BENCH_WORKERS       N ≥ 2 = also measure `myproxy --workers N` (throughput and logins in the same rounds,
+ *                       idle memory on a fresh one: the RSS of all its processes)                   (0)
  *   BENCH_QUICK         1 = only the sysbench runs (no logins, memory, cluster), then the medians
  *                       of QPS and daemon CPU per query and, with BENCH_HOOKS, what the empty
  *                       on_query adds per query (0); `npm run bench:hooks` runs it that way
@@ -706,7 +707,11 @@ async function loginRun(workers: ChildProcess[], socket: string, seconds: number
 function readStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (m === null) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(m[1]);
+  // With --workers the daemon is a process tree: its live children count too (for VmHWM the sum
+  // of each process's peak, an upper bound of the tree's).
+  let children = 0;
+  for (const child of childPids(pid)) children += readStatusKiB(child, field);
+  return Number(m[1]) + children;
 }
 
 let clockTicks: number | undefined;
@@ -790,13 +795,24 @@ interface MemoryResult {
  * the settle time): what idle sessions cost once the login path is compiled and the heaps and
  * allocators have grown to what a busy daemon has; without, after 50 logins.
  */
-async function memoryTest(backendSocket: string, kind: DaemonKind = 'ours', burstSeconds = 0): Promise<MemoryResult> {
+async function memoryTest(
+  backendSocket: string,
+  kind: DaemonKind | 'workers' = 'ours',
+  burstSeconds = 0,
+): Promise<MemoryResult> {
   const need = CONNECTIONS + 200;
   const limit = softNofileLimit();
   if (limit !== undefined && limit < need) {
     console.log(`  note: soft RLIMIT_NOFILE is ${limit}; the daemon and the holder raise theirs to the hard limit`);
   }
-  const proxy = await startProxy(kind === 'peer' ? 'peer-mem' : 'mem', backendSocket, [], kind);
+  const workers = kind === 'workers';
+  const proxy = await startProxy(
+    kind === 'peer' ? 'peer-mem' : workers ? 'workers-mem' : 'mem',
+    backendSocket,
+    workers ? ['--workers', String(WORKERS)] : [],
+    workers ? 'ours' : kind,
+  );
+  if (workers) await waitForWorkers(proxy, WORKERS);
   const holder = forkClient(CONN_HOLDER, true);
   try {
     await waitMessage(holder, 'ready', 60_000);
@@ -1378,6 +1394,19 @@ async function main(): Promise<void> {
       });
     }
   }
+  let workersMem: MemoryResult | undefined;
+  if (WORKERS >= 2) {
+    console.log(`memory (--workers ${WORKERS}): ${CONNECTIONS} idle logged-in connections, RSS of all its processes:`);
+    workersMem = await memoryTest(db.socket, 'workers');
+    if (workersMem.failed > 0 || workersMem.alive !== workersMem.opened) {
+      problems.push({
+        what: `memory test connections (--workers ${WORKERS})`,
+        detail:
+          `${workersMem.opened} opened, ${workersMem.failed} failed, ${workersMem.alive} answered COM_PING; ` +
+          workersMem.errors.join('; '),
+      });
+    }
+  }
   // The same on fresh daemons that first served a login burst (BENCH_MEMORY_BURST).
   let burstMem: MemoryResult | undefined;
   let peerBurstMem: MemoryResult | undefined;
@@ -1556,6 +1585,7 @@ async function main(): Promise<void> {
     `${m.kibPerConnEarly.toFixed(1)} KiB | **${m.kibPerConn.toFixed(1)} KiB** |`;
   out.push(memRow('myproxy', mem));
   if (peerMem !== undefined) out.push(memRow(PEER_LABEL, peerMem));
+  if (workersMem !== undefined) out.push(memRow(`myproxy --workers ${WORKERS} (all processes)`, workersMem));
   if (burstMem !== undefined) out.push(memRow(`myproxy, after a ${MEMORY_BURST} s login burst`, burstMem));
   if (peerBurstMem !== undefined)
     out.push(memRow(`${PEER_LABEL}, after a ${MEMORY_BURST} s login burst`, peerBurstMem));
@@ -1602,8 +1632,30 @@ async function main(): Promise<void> {
           fmtInt,
         ),
       );
+      if (WORKERS >= 2) {
+        out.push(
+          row(
+            `sysbench ${name}, QPS (median), ours with --workers ${WORKERS}`,
+            median(qps.get(key(mode, 'direct'))!),
+            median(qps.get(key(mode, 'workers'))!),
+            median(qps.get(key(mode, 'peer'))!),
+            fmtInt,
+          ),
+        );
+      }
     }
     out.push(row(`logins/s (${LOGIN_CLIENTS} loops, median)`, loginDirect, loginProxy, loginPeer, fmtInt));
+    if (WORKERS >= 2) {
+      out.push(
+        row(
+          `logins/s (${LOGIN_CLIENTS} loops, median), ours with --workers ${WORKERS}`,
+          loginDirect,
+          median(logins.workers),
+          loginPeer,
+          fmtInt,
+        ),
+      );
+    }
     for (const { mode } of modes) {
       out.push(
         row(
@@ -1620,6 +1672,17 @@ async function main(): Promise<void> {
     );
     const kibOf = (m: MemoryResult): number | null => (Number.isFinite(m.kibPerConn) ? m.kibPerConn : null);
     out.push(row(`KiB per idle connection (${SETTLE} s)`, null, kibOf(mem), kibOf(peerMem), fmtUs));
+    if (workersMem !== undefined) {
+      out.push(
+        row(
+          `KiB per idle connection (${SETTLE} s), ours with --workers ${WORKERS} (all processes)`,
+          null,
+          kibOf(workersMem),
+          kibOf(peerMem),
+          fmtUs,
+        ),
+      );
+    }
     if (burstMem !== undefined && peerBurstMem !== undefined) {
       out.push(
         row(
