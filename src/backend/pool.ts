@@ -7,7 +7,8 @@
 // connection only goes to a login that would have logged in with the same credential. A wrong
 // password makes another key and falls through to a real server login, which rejects it.
 
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { hmacSha256Under } from '../util/hmac.js';
 import { Command, PacketHeader } from '../protocol/constants.js';
 import { parseErr } from '../protocol/packets/generic.js';
 import { framePayload } from '../protocol/writer.js';
@@ -60,22 +61,28 @@ export type PoolKeyParts = Pick<
  * Keyed with a secret of this process: the key of a session is a digest of its password, and a
  * plain SHA-256 of a password kept in memory would be a fast-to-guess hash of it.
  */
-const KEY_SECRET = randomBytes(32);
+const keyMac = hmacSha256Under(randomBytes(32));
+/** What the credential is: a clear password, a SHA1(password), or none. */
+const TAG_PASSWORD = Buffer.from('p');
+const TAG_SHA1 = Buffer.from('s');
+const TAG_NONE = Buffer.from('n');
 
 /**
  * The pool key of a login. The credential enters as HMAC-SHA-256 (a clear password and a
  * SHA1(password) are told apart); the user and database as hex, so no separator can be forged.
  */
 export function poolKey(k: PoolKeyParts): string {
-  const mac = createHmac('sha256', KEY_SECRET);
-  if (k.password !== undefined) mac.update('p').update(k.password);
-  else if (k.passwordSha1 !== undefined) mac.update('s').update(k.passwordSha1);
-  else mac.update('n');
+  const mac =
+    k.password !== undefined
+      ? keyMac(TAG_PASSWORD, k.password)
+      : k.passwordSha1 !== undefined
+        ? keyMac(TAG_SHA1, k.passwordSha1)
+        : keyMac(TAG_NONE);
   const caps = (k.clientCapabilities & PASS_THROUGH_CAPABILITIES) >>> 0;
   const ext = (k.clientExtendedCapabilities & PASS_THROUGH_EXTENDED) >>> 0;
   return (
     `${k.server}\0${k.user.toString('hex')}\0${k.database?.toString('hex') ?? ''}\0` +
-    `${caps.toString(16)}\0${ext.toString(16)}\0${k.characterSet}\0${mac.digest('base64')}`
+    `${caps.toString(16)}\0${ext.toString(16)}\0${k.characterSet}\0${mac.toString('base64')}`
   );
 }
 

@@ -224,7 +224,10 @@ export class PacketChannel extends PacketQueue {
  */
 export class FdPacketChannel extends PacketQueue {
   readonly fd: number;
-  #watch: StreamWatchHandle | null;
+  /** Made when the first packet is asked for: a pooled server's fd goes to the pump unread. */
+  #watch: StreamWatchHandle | null = null;
+  /** detach(), handOver() or destroy() came: nothing is read any more. */
+  #unwatched = false;
   #reading = false;
   #fdOpen = true;
   /**
@@ -236,21 +239,22 @@ export class FdPacketChannel extends PacketQueue {
   constructor(fd: number, maxPayload: number) {
     super(maxPayload);
     this.fd = fd;
-    // Nothing is read until the first next(), as with a PacketChannel's paused socket.
-    this.#watch = addonFunctions().streamWatch(fd, (chunk, code) => {
-      if (chunk === null) {
-        // The end of the stream, or a read error (ECONNRESET and the like): the peer went away.
-        this.fail(new ChannelClosedError(code === null ? undefined : `Connection lost: read ${code}`));
-        const gone = this.onPeerGone;
-        this.onPeerGone = undefined;
-        gone?.();
-        return;
-      }
-      this.receive(chunk);
-      // Bytes nobody asked for stop the reading, so a peer cannot make us queue more of them.
-      if (this.unread) this.#setReading(false);
-    });
   }
+
+  /** What the addon reports for the fd: bytes, or null at its end (code: why, for a read error). */
+  readonly #onRead = (chunk: Buffer | null, code: string | null): void => {
+    if (chunk === null) {
+      // The end of the stream, or a read error (ECONNRESET and the like): the peer went away.
+      this.fail(new ChannelClosedError(code === null ? undefined : `Connection lost: read ${code}`));
+      const gone = this.onPeerGone;
+      this.onPeerGone = undefined;
+      gone?.();
+      return;
+    }
+    this.receive(chunk);
+    // Bytes nobody asked for stop the reading, so a peer cannot make us queue more of them.
+    if (this.unread) this.#setReading(false);
+  };
 
   /** True once destroy() closed the fd (for the relay: nothing to hand over). */
   get destroyed(): boolean {
@@ -270,7 +274,9 @@ export class FdPacketChannel extends PacketQueue {
   }
 
   #setReading(on: boolean): void {
-    if (this.#watch === null || this.#reading === on) return;
+    if (this.#reading === on || this.#unwatched) return;
+    // Nothing is read until the first next(), as with a PacketChannel's paused socket.
+    this.#watch ??= addonFunctions().streamWatch(this.fd, this.#onRead);
     this.#reading = on;
     addonFunctions().streamWatchRead(this.#watch, on);
   }
@@ -325,6 +331,7 @@ export class FdPacketChannel extends PacketQueue {
   }
 
   #unwatch(): void {
+    this.#unwatched = true;
     if (this.#watch === null) return;
     addonFunctions().streamUnwatch(this.#watch);
     this.#watch = null;
