@@ -15,6 +15,8 @@ const CAPS = Capability.CLIENT_PROTOCOL_41 | Capability.CLIENT_TRANSACTIONS | Ca
 const QUIT = framePayload(Buffer.of(Command.COM_QUIT), 0);
 const query = (sql: string): Buffer => framePayload(Buffer.concat([Buffer.of(Command.COM_QUERY), Buffer.from(sql)]), 0);
 
+type RigBody = (r: Rig, ended: Promise<Ended>) => Promise<void>;
+
 interface Ended {
   reason: RelayEnd;
   fd: number | undefined;
@@ -47,6 +49,17 @@ for (const [name, Impl] of [
       return { r, ended };
     }
 
+    /** Runs `body` on a fresh pooled rig and cleans the rig up, whatever happens. */
+    async function withPooledRig(...args: [boolean, RigBody] | [RigBody]): Promise<void> {
+      const body = args.length === 2 ? args[1] : args[0];
+      const { r, ended } = await pooledRig(args.length === 2 ? args[0] : true);
+      try {
+        await body(r, ended);
+      } finally {
+        r.cleanup();
+      }
+    }
+
     /** The kept fd is the live server connection: bytes written on it reach the backend's end. */
     async function assertLive(r: Rig, fd: number): Promise<void> {
       const s = new net.Socket({ fd, readable: true, writable: true });
@@ -56,9 +69,8 @@ for (const [name, Impl] of [
       s.destroy();
     }
 
-    test('COM_QUIT after a finished response: the server fd is handed back, the client sees its end', async () => {
-      const { r, ended } = await pooledRig();
-      try {
+    test('COM_QUIT after a finished response: the server fd is handed back, the client sees its end', () =>
+      withPooledRig(async (r, ended) => {
         const atServer = readN(r.server, query('SELECT 1').length);
         r.client.write(query('SELECT 1'));
         assert.deepEqual(await atServer, query('SELECT 1'));
@@ -71,26 +83,18 @@ for (const [name, Impl] of [
         assert.equal(typeof e.fd, 'number');
         await clientEnd;
         await assertLive(r, e.fd!);
-      } finally {
-        r.cleanup();
-      }
-    });
+      }));
 
-    test('a client that closes without COM_QUIT leaves the server kept too', async () => {
-      const { r, ended } = await pooledRig();
-      try {
+    test('a client that closes without COM_QUIT leaves the server kept too', () =>
+      withPooledRig(async (r, ended) => {
         r.client.end();
         const e = await ended;
         assert.equal(typeof e.fd, 'number');
         await assertLive(r, e.fd!);
-      } finally {
-        r.cleanup();
-      }
-    });
+      }));
 
-    test('a response still owed: the server is closed', async () => {
-      const { r, ended } = await pooledRig();
-      try {
+    test('a response still owed: the server is closed', () =>
+      withPooledRig(async (r, ended) => {
         const atServer = readN(r.server, query('SELECT SLEEP(10)').length);
         r.client.write(query('SELECT SLEEP(10)'));
         await atServer;
@@ -100,14 +104,10 @@ for (const [name, Impl] of [
         const e = await ended;
         assert.equal(e.fd, undefined);
         await serverEnd;
-      } finally {
-        r.cleanup();
-      }
-    });
+      }));
 
-    test('an open transaction (SERVER_STATUS_IN_TRANS in the last OK): the server is closed', async () => {
-      const { r, ended } = await pooledRig();
-      try {
+    test('an open transaction (SERVER_STATUS_IN_TRANS in the last OK): the server is closed', () =>
+      withPooledRig(async (r, ended) => {
         const atServer = readN(r.server, query('BEGIN').length);
         r.client.write(query('BEGIN'));
         await atServer;
@@ -119,14 +119,10 @@ for (const [name, Impl] of [
         const e = await ended;
         assert.equal(e.fd, undefined);
         await serverEnd;
-      } finally {
-        r.cleanup();
-      }
-    });
+      }));
 
-    test('half a command sent: the server is closed', async () => {
-      const { r, ended } = await pooledRig();
-      try {
+    test('half a command sent: the server is closed', () =>
+      withPooledRig(async (r, ended) => {
         const serverEnd = readToEnd(r.server);
         r.client.write(query('SELECT 1').subarray(0, 3)); // a header cut short
         await new Promise((res) => setTimeout(res, 50));
@@ -134,22 +130,15 @@ for (const [name, Impl] of [
         const e = await ended;
         assert.equal(e.fd, undefined);
         await serverEnd;
-      } finally {
-        r.cleanup();
-      }
-    });
+      }));
 
-    test('without keepServer nothing is kept', async () => {
-      const { r, ended } = await pooledRig(false);
-      try {
+    test('without keepServer nothing is kept', () =>
+      withPooledRig(false, async (r, ended) => {
         const serverEnd = readToEnd(r.server);
         r.client.write(QUIT);
         const e = await ended;
         assert.equal(e.fd, undefined);
         await serverEnd;
-      } finally {
-        r.cleanup();
-      }
-    });
+      }));
   });
 }
