@@ -208,7 +208,7 @@ function load(): NativeAddon {
 
 /**
  * Creates a listening `AF_UNIX` stream socket (non-blocking, close-on-exec,
- * `SO_PASSCRED` set) and returns its fd, for `net.createServer().listen({ fd })`.
+ * `SO_PASSCRED` set) and returns its fd, for the acceptor (`acceptWatch`).
  *
  * @param name - Socket path, or the abstract name without its leading NUL.
  *   At most 107 bytes, not empty; a path must not contain NUL bytes.
