@@ -128,6 +128,8 @@ const CLUSTER = envInt('BENCH_CLUSTER', 1, 0) !== 0;
 const TRACKING = envInt('BENCH_TRACKING', 1, 0) !== 0;
 const HOOKS = envInt('BENCH_HOOKS', 0, 0) !== 0;
 const WORKERS = envInt('BENCH_WORKERS', 0, 0);
+/** Logins counted in "daemon CPU for the same login and idle work" (with each daemon's CPU per login). */
+const SAME_WORK_LOGINS = 10_000;
 /** Only section 1 (sysbench), for a quick look at one change: e.g. what a hook costs per query. */
 const QUICK = envInt('BENCH_QUICK', 0, 0) !== 0;
 /** Measure logins through a daemon with a backend connection pool as well (issue 14: ≥ 1.5 × direct). */
@@ -786,6 +788,8 @@ interface MemoryResult {
   kibPerConn: number;
   /** From the sample 3 s after opening: includes garbage of the 1,000 logins not yet collected. */
   kibPerConnEarly: number;
+  /** The daemon's CPU seconds from before opening the connections to after closing them. */
+  idleWorkCpuSeconds: number;
   errors: string[];
 }
 
@@ -870,6 +874,7 @@ async function memoryTest(
       `  daemon RSS before (${burstSeconds > 0 ? 'settled after the warm-up and the burst' : `${SETTLE} s after the warm-up`}): ${rssBeforeKiB} KiB`,
     );
 
+    const cpuBefore = cpuSeconds(proxy.pid);
     const opened = await open(CONNECTIONS);
     console.log(
       `  opened ${opened.ok}/${CONNECTIONS} idle proxied connections in ${(opened.ms / 1000).toFixed(1)} s` +
@@ -895,6 +900,7 @@ async function memoryTest(
     );
 
     await close();
+    const idleWorkCpuSeconds = cpuSeconds(proxy.pid) - cpuBefore;
     await sleep(2000);
     const rssAfterCloseKiB = await sampleRss(proxy.pid);
     console.log(`  daemon RSS after closing them: ${rssAfterCloseKiB} KiB`);
@@ -911,6 +917,7 @@ async function memoryTest(
       hwmKiB,
       kibPerConn: opened.ok === 0 ? NaN : (rssSettledKiB - rssBeforeKiB) / opened.ok,
       kibPerConnEarly: opened.ok === 0 ? NaN : (rssAfterKiB - rssBeforeKiB) / opened.ok,
+      idleWorkCpuSeconds,
       errors: [...opened.errors, ...checked.errors],
     };
   } finally {
@@ -1695,6 +1702,32 @@ async function main(): Promise<void> {
       );
     }
     out.push(row('fresh daemon RSS before, KiB', null, mem.rssBeforeKiB, peerMem.rssBeforeKiB, fmtInt));
+    // The issue's "daemon CPU for the same login and idle work": the same number of logins for
+    // every daemon (its median CPU per login times a fixed count) plus the idle test's open, hold,
+    // ping and close of the same connections.
+    const sameWork = (usPerLogin: number | null, m: MemoryResult | undefined): number | null =>
+      usPerLogin === null || m === undefined ? null : (usPerLogin * SAME_WORK_LOGINS) / 1e6 + m.idleWorkCpuSeconds;
+    const fmtSeconds = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(1)} s`);
+    out.push(
+      row(
+        `daemon CPU for ${fmtInt(SAME_WORK_LOGINS)} logins and the idle test`,
+        null,
+        sameWork(median(loginCpu.myproxy.proxy), mem),
+        sameWork(median(loginCpu.peer.proxy), peerMem),
+        fmtSeconds,
+      ),
+    );
+    if (workersMem !== undefined) {
+      out.push(
+        row(
+          `daemon CPU for ${fmtInt(SAME_WORK_LOGINS)} logins and the idle test, ours with --workers ${WORKERS}`,
+          null,
+          sameWork(median(loginCpu.workers.proxy), workersMem),
+          sameWork(median(loginCpu.peer.proxy), peerMem),
+          fmtSeconds,
+        ),
+      );
+    }
     out.push('');
     out.push('ours ÷ peer: above 1 is better for ours in the QPS and login rows, below 1 in the CPU and memory rows.');
     out.push('');
