@@ -21,6 +21,7 @@ import type { ProxyMetrics } from '../util/metrics.js';
 import { MAX_LOGIN_PAYLOAD } from './connector.js';
 import { PASS_THROUGH_CAPABILITIES, PASS_THROUGH_EXTENDED } from './capabilities.js';
 import { changeUser, type ChangeUserRequest } from './login.js';
+import type { SessionVariables } from './session-state.js';
 
 /** `pool = { max_idle, idle_timeout, max_per_key }` of mysql_resolve() and mysql_cluster(). */
 export interface PoolOptions {
@@ -30,12 +31,24 @@ export interface PoolOptions {
   readonly idleTimeoutMs: number;
   /** Parked connections of one key at most. */
   readonly maxPerKey: number;
+  /**
+   * Connection sharing: a session's server connection goes back to the pool between statements
+   * (when its state allows) and its next statement takes any idle one of the same key.
+   */
+  readonly share: boolean;
+  /** With share: server connections of one key at most, busy and idle (0: no limit). */
+  readonly maxConnections: number;
+  /** With share: how long a statement waits for a connection when maxConnections are busy. */
+  readonly queueTimeoutMs: number;
 }
 
 export const DEFAULT_POOL_OPTIONS: PoolOptions = Object.freeze({
   maxIdle: 64,
   idleTimeoutMs: 60_000,
   maxPerKey: 16,
+  share: false,
+  maxConnections: 0,
+  queueTimeoutMs: 10_000,
 });
 
 /**
@@ -90,6 +103,20 @@ export interface PooledServer {
   readonly extendedCapabilities: number;
   /** For COM_CHANGE_USER, where the server lacks COM_RESET_CONNECTION. */
   readonly relogin?: ChangeUserRequest | undefined;
+  /**
+   * Sharing: the connection's session tracking is set up and this is its state (schema, changed
+   * variables), which the next session restores its own over. Absent after a reset.
+   */
+  readonly shared?: SessionVariables | undefined;
+}
+
+/** What acquire() found: a connection, leave to open one (a slot is reserved), or nothing in time. */
+export type Acquired =
+  { readonly kind: 'server'; readonly server: PooledServer } | { readonly kind: 'open' } | { readonly kind: 'timeout' };
+
+interface Waiter {
+  readonly resolve: (a: Acquired) => void;
+  readonly timer: NodeJS.Timeout;
 }
 
 interface Parked {
@@ -146,6 +173,12 @@ async function resetConnection(
 export class BackendPool {
   readonly options: PoolOptions;
   readonly #idle = new Map<string, Parked[]>();
+  /** Sharing: server connections open per key (busy and idle), for maxConnections. */
+  readonly #live = new Map<string, number>();
+  /** Sharing: the charset variables a fresh connection of a key reported (its login values). */
+  readonly #baselines = new Map<string, ReadonlyMap<string, string>>();
+  /** Sharing: statements waiting for a connection of a key, first come first served. */
+  readonly #waiters = new Map<string, Waiter[]>();
   #count = 0;
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
@@ -155,6 +188,11 @@ export class BackendPool {
   constructor(options: PoolOptions) {
     this.options = options;
     livePools.add(this);
+  }
+
+  /** Closed by a drain or shutdown: nothing is parked any more. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Parked connections now (all keys). */
@@ -168,24 +206,10 @@ export class BackendPool {
    */
   take(key: string, metrics: ProxyMetrics): PooledServer | undefined {
     this.#metrics = metrics;
-    const list = this.#idle.get(key);
-    const now = Date.now();
-    while (list !== undefined && list.length > 0) {
-      const parked = list.pop()!;
-      this.#forget(key, list);
-      if (now - parked.since >= this.options.idleTimeoutMs) {
-        this.#discard(parked.server, 'timeout');
-        continue;
-      }
-      if (!addonFunctions().fdQuiet(parked.server.fd)) {
-        this.#discard(parked.server, 'stale');
-        continue;
-      }
-      metrics.poolHits++;
-      return parked.server;
-    }
-    metrics.poolMisses++;
-    return undefined;
+    const server = this.#takeIdle(key);
+    if (server !== undefined) metrics.poolHits++;
+    else metrics.poolMisses++;
+    return server;
   }
 
   /**
@@ -195,11 +219,14 @@ export class BackendPool {
   async park(key: string, server: PooledServer, timeoutMs: number, metrics: ProxyMetrics): Promise<void> {
     this.#metrics = metrics;
     if (this.#closed) {
-      this.#discard(server, 'shutdown');
+      this.#discard(server, 'shutdown', key);
       return;
     }
-    if (this.#count >= this.options.maxIdle || (this.#idle.get(key)?.length ?? 0) >= this.options.maxPerKey) {
-      this.#discard(server, 'full');
+    if (
+      !this.#hasWaiter(key) &&
+      (this.#count >= this.options.maxIdle || (this.#idle.get(key)?.length ?? 0) >= this.options.maxPerKey)
+    ) {
+      this.#discard(server, 'full', key);
       return;
     }
     const channel = new FdPacketChannel(server.fd, MAX_LOGIN_PAYLOAD);
@@ -220,34 +247,163 @@ export class BackendPool {
       if (!channel.destroyed) channel.destroy();
       metrics.poolDiscarded.set('reset_failed', (metrics.poolDiscarded.get('reset_failed') ?? 0) + 1);
       logInfo(`pool: not kept (thread ${server.threadId}): ${failure ?? 'closed'}`);
+      if (this.options.share) this.connectionGone(key);
       return;
     }
     channel.handOver();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while we awaited
+    if (!this.#closed && this.#handToWaiter(key, { ...server, shared: undefined })) {
+      metrics.poolReturns++;
+      return;
+    }
     // Checked again: the pool may have filled up or closed while the reset ran.
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while we awaited
     if (this.#closed || this.#count >= this.options.maxIdle) {
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- as above
-      this.#discard(server, this.#closed ? 'shutdown' : 'full');
+      this.#discard(server, this.#closed ? 'shutdown' : 'full', key);
       return;
     }
     let list = this.#idle.get(key);
     if (list === undefined) this.#idle.set(key, (list = []));
     if (list.length >= this.options.maxPerKey) {
-      this.#discard(server, 'full');
+      this.#discard(server, 'full', key);
       return;
     }
-    list.push({ server, since: Date.now() });
+    // After a reset the session tracking sharing set up is gone: the next taker sets it again.
+    list.push({ server: { ...server, shared: undefined }, since: Date.now() });
     this.#count++;
     metrics.poolIdle++;
     metrics.poolReturns++;
     this.#startSweeper();
   }
 
+  /**
+   * Sharing: a connection for the next statement of a session with `key`: an idle one (the newest),
+   * else leave to open one while the key has fewer than maxConnections, else wait for one to come
+   * back, up to queueTimeoutMs.
+   */
+  acquire(key: string, metrics: ProxyMetrics): Acquired | Promise<Acquired> {
+    this.#metrics = metrics;
+    const server = this.#takeIdle(key);
+    if (server !== undefined) return { kind: 'server', server };
+    if (this.#closed || this.options.maxConnections === 0 || (this.#live.get(key) ?? 0) < this.options.maxConnections) {
+      this.opened(key);
+      return { kind: 'open' };
+    }
+    metrics.poolShareWaits++;
+    return new Promise<Acquired>((resolve) => {
+      let list = this.#waiters.get(key);
+      if (list === undefined) this.#waiters.set(key, (list = []));
+      const waiter: Waiter = {
+        resolve,
+        timer: setTimeout(() => {
+          const l = this.#waiters.get(key);
+          const i = l?.indexOf(waiter) ?? -1;
+          if (l !== undefined && i >= 0) l.splice(i, 1);
+          if (l?.length === 0) this.#waiters.delete(key);
+          metrics.poolShareWaitTimeouts++;
+          resolve({ kind: 'timeout' });
+        }, this.options.queueTimeoutMs),
+      };
+      list.push(waiter);
+    });
+  }
+
+  /** A server connection of `key` was opened (a login under sharing): it counts against maxConnections. */
+  opened(key: string): void {
+    if (!this.options.share) return;
+    this.#live.set(key, (this.#live.get(key) ?? 0) + 1);
+  }
+
+  /** A server connection of `key` was closed (or never opened): a waiter may open one instead. */
+  connectionGone(key: string): void {
+    if (!this.options.share) return;
+    const n = (this.#live.get(key) ?? 0) - 1;
+    if (n > 0) this.#live.set(key, n);
+    else this.#live.delete(key);
+    const waiter = this.#nextWaiter(key);
+    if (waiter !== undefined) {
+      this.opened(key);
+      waiter.resolve({ kind: 'open' });
+    }
+  }
+
+  baseline(key: string): ReadonlyMap<string, string> | undefined {
+    return this.#baselines.get(key);
+  }
+
+  setBaseline(key: string, vars: ReadonlyMap<string, string>): void {
+    this.#baselines.set(key, vars);
+  }
+
+  /** Server connections of `key` open now (sharing), busy and idle. */
+  liveConnections(key: string): number {
+    return this.#live.get(key) ?? 0;
+  }
+
+  /**
+   * Sharing: a session let its connection go between statements; its state (`server.shared`)
+   * stays, no reset. A waiting statement takes it at once; otherwise it is parked.
+   */
+  putBack(key: string, server: PooledServer, metrics: ProxyMetrics): void {
+    this.#metrics = metrics;
+    if (this.#closed) {
+      this.#discard(server, 'shutdown', key);
+      return;
+    }
+    if (this.#handToWaiter(key, server)) return;
+    let list = this.#idle.get(key);
+    if (list === undefined) this.#idle.set(key, (list = []));
+    list.push({ server, since: Date.now() });
+    this.#count++;
+    metrics.poolIdle++;
+    this.#startSweeper();
+  }
+
+  #hasWaiter(key: string): boolean {
+    return (this.#waiters.get(key)?.length ?? 0) > 0;
+  }
+
+  #nextWaiter(key: string): Waiter | undefined {
+    const list = this.#waiters.get(key);
+    const waiter = list?.shift();
+    if (list?.length === 0) this.#waiters.delete(key);
+    if (waiter !== undefined) clearTimeout(waiter.timer);
+    return waiter;
+  }
+
+  #handToWaiter(key: string, server: PooledServer): boolean {
+    const waiter = this.#nextWaiter(key);
+    if (waiter === undefined) return false;
+    waiter.resolve({ kind: 'server', server });
+    return true;
+  }
+
+  /** take() without counting a hit or miss (sharing counts its own). */
+  #takeIdle(key: string): PooledServer | undefined {
+    const list = this.#idle.get(key);
+    const now = Date.now();
+    while (list !== undefined && list.length > 0) {
+      const parked = list.pop()!;
+      this.#forget(key, list);
+      if (now - parked.since >= this.options.idleTimeoutMs) {
+        this.#discard(parked.server, 'timeout', key);
+        continue;
+      }
+      if (!addonFunctions().fdQuiet(parked.server.fd)) {
+        this.#discard(parked.server, 'stale', key);
+        continue;
+      }
+      return parked.server;
+    }
+    return undefined;
+  }
+
   /** Close every parked connection; park none from now on. */
   close(): void {
     this.#closed = true;
     for (const [key, list] of this.#idle) {
-      for (const parked of list.splice(0)) this.#discard(parked.server, 'shutdown');
+      for (const parked of list.splice(0)) this.#discard(parked.server, 'shutdown', key);
       this.#idle.delete(key);
     }
     if (this.#metrics !== undefined) this.#metrics.poolIdle -= this.#count;
@@ -255,6 +411,10 @@ export class BackendPool {
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
     livePools.delete(this);
+    // Statements waiting for a shared connection open their own now (the drain lets sessions finish).
+    for (const key of [...this.#waiters.keys()]) {
+      for (let w = this.#nextWaiter(key); w !== undefined; w = this.#nextWaiter(key)) w.resolve({ kind: 'open' });
+    }
   }
 
   /** One connection left `list` (taken or discarded): counts and an empty list go. */
@@ -264,8 +424,9 @@ export class BackendPool {
     if (list.length === 0) this.#idle.delete(key);
   }
 
-  #discard(server: PooledServer, reason: string): void {
+  #discard(server: PooledServer, reason: string, key: string): void {
     closeFd(server.fd);
+    if (this.options.share) this.connectionGone(key);
     const m = this.#metrics;
     if (m !== undefined) m.poolDiscarded.set(reason, (m.poolDiscarded.get(reason) ?? 0) + 1);
   }
@@ -285,7 +446,7 @@ export class BackendPool {
       while (list.length > 0 && list[0]!.since <= limit) {
         const parked = list.shift()!;
         this.#forget(key, list);
-        this.#discard(parked.server, 'timeout');
+        this.#discard(parked.server, 'timeout', key);
       }
       // A connection the server closed while parked is let go at once, not at its timeout.
       for (let i = list.length - 1; i >= 0; i--) {
@@ -293,7 +454,7 @@ export class BackendPool {
         if (addonFunctions().fdQuiet(parked.server.fd)) continue;
         list.splice(i, 1);
         this.#forget(key, list);
-        this.#discard(parked.server, 'stale');
+        this.#discard(parked.server, 'stale', key);
       }
     }
     if (this.#count === 0) {

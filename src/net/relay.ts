@@ -49,7 +49,28 @@ export interface RelayOptions {
   readonly tracking?: TrackingOptions;
   /** Written to the client instead, if the relay cannot start (e.g. no file descriptors left). */
   readonly failurePacket?: Buffer;
+  /** Connection sharing (JavaScript relay only): the server connection may leave between commands. */
+  readonly share?: ShareHooks;
 }
+
+/**
+ * Connection sharing: after each response that leaves nothing in flight, the relay asks `idle()`
+ * whether the server connection may go; if so it lets go of the socket and hands a duplicate of
+ * its fd to `released()`. A later command must be intercepted (all commands are, under sharing),
+ * and the interceptor calls `Relay.attachServer()` with the connection to use before it answers.
+ */
+export interface ShareHooks {
+  /**
+   * A response ended with nothing in flight and nothing held; `lastPacket` is its final packet
+   * (payload only; null when it was too big to keep). The tracker's record was reported just before.
+   */
+  idle(lastPacket: Buffer | null): boolean;
+  /** The server connection was let go: `fd` is the hook's. */
+  released(fd: number): void;
+}
+
+/** The largest final packet of a response kept for ShareHooks.idle() (an OK with session state fits). */
+const MAX_KEPT_PACKET = 64 * 1024;
 
 /**
  * Takes chosen client commands out of the relayed stream. A command packet whose first payload
@@ -163,7 +184,8 @@ export function logicalPacketLength(b: Buffer): number {
 export class Relay implements ByteRelay {
   readonly counters: RelayCounters = { clientBytes: 0, serverBytes: 0 };
   readonly #client: Socket;
-  readonly #server: Socket;
+  /** Null while a sharing session has no server connection (between commands). */
+  #server: Socket | null;
   readonly #onClose: (reason: RelayEnd, keptServerFd?: number) => void;
   readonly #keepServer: boolean;
   /** The server's fd kept for the pool (a duplicate: the socket itself is destroyed). */
@@ -193,6 +215,14 @@ export class Relay implements ByteRelay {
    * kernel) when a write fails, so a server's last packet before it closed is read through this.
    */
   #serverCopy = -1;
+  readonly #share: ShareHooks | undefined;
+  /** Sharing: a response ended in the server input being handled. */
+  #responseEnded = false;
+  /** Sharing: the server packet being received (its payload, while small) and the last complete one. */
+  #pktNeed = 0;
+  #pktHeader: Buffer | null = null;
+  #pktParts: Buffer[] | null = null;
+  #pktLast: Buffer | null = null;
 
   /** A server given as an FdPacketChannel (detached) is made a net.Socket here. */
   constructor(client: Socket, serverSide: Socket | FdPacketChannel, options: RelayOptions) {
@@ -202,6 +232,7 @@ export class Relay implements ByteRelay {
     this.#onClose = options.onClose;
     this.#keepServer = options.keepServer === true;
     this.#intercept = options.intercept;
+    this.#share = options.share;
     this.#maxHold = Math.max(64, options.intercept?.maxPacket ?? DEFAULT_MAX_INTERCEPTED_PACKET);
     const tracking: TrackingOptions = options.tracking ?? { capabilities: 0, track: true, stats: null };
     const record = tracking.onResponse !== undefined ? newRecordArray() : null;
@@ -212,15 +243,12 @@ export class Relay implements ByteRelay {
       tracking.accountStats ?? null,
       record,
       (type, arg) => {
+        if (type === PumpEvent.RESPONSE) this.#responseEnded = true;
         if (type === PumpEvent.RESPONSE && record !== null) tracking.onResponse?.(decodeRecord(record));
         else if (type === PumpEvent.UNTRACKED) tracking.onUntracked?.(UNTRACKED_REASONS[arg] ?? `reason ${arg}`);
       },
     );
-    try {
-      this.#serverCopy = dupFd(fdOf(server));
-    } catch {
-      // No descriptor to spare (or no plain socket): the salvage is skipped.
-    }
+    this.#copyServerFd(server);
     this.#watch(client, 'client');
     this.#watch(server, 'server');
     server.on('data', (chunk: Buffer) => this.#serverInput(chunk));
@@ -229,14 +257,28 @@ export class Relay implements ByteRelay {
     if (options.clientLeftover !== null && options.clientLeftover.length > 0) this.#clientInput(options.clientLeftover);
     server.resume();
     if (!this.#waitingForAnswer() && !this.#stalledSince.has(server)) client.resume();
+    // A sharing session starts without a response to wait for: its connection may go at once.
+    if (this.#share !== undefined) {
+      this.#responseEnded = true;
+      this.#maybeRelease();
+    }
+  }
+
+  #copyServerFd(server: Socket): void {
+    try {
+      this.#serverCopy = dupFd(fdOf(server));
+    } catch {
+      // No descriptor to spare (or no plain socket): the salvage is skipped.
+    }
   }
 
   #watch(socket: Socket, side: 'client' | 'server'): void {
-    const other = side === 'client' ? this.#server : this.#client;
+    // The server side may change under sharing: the client's other side is looked up each time.
+    const otherSide = (): Socket | null => (side === 'client' ? this.#server : this.#client);
     socket.on('drain', () => {
       this.#stalledSince.delete(socket);
       if (side === 'server' && this.#waitingForAnswer()) return;
-      if (!this.#closed) other.resume();
+      if (!this.#closed) otherSide()?.resume();
     });
     socket.on('end', () => {
       if (side === 'client' && this.#keptServer()) return;
@@ -248,20 +290,20 @@ export class Relay implements ByteRelay {
       }
       this.#finish(side);
       if (side === 'server') this.#serverGone();
-      else endOnce(other);
+      else endOnce(otherSide());
     });
     socket.on('error', () => {
       if (side === 'client' && this.#keptServer()) return;
       this.#finish(side === 'client' ? 'client-error' : 'server-error');
       socket.destroy();
       if (side === 'server') this.#serverGone();
-      else endOnce(other);
+      else endOnce(otherSide());
     });
     socket.on('close', () => {
       if (side !== 'client' || !this.#keptServer()) {
         this.#finish(side);
         if (side === 'server') this.#serverGone();
-        else endOnce(other);
+        else endOnce(otherSide());
       }
       if (--this.#open === 0) {
         clearTimeout(this.#deadline);
@@ -285,6 +327,7 @@ export class Relay implements ByteRelay {
     // Only an answered-for COM_QUIT may be held, with nothing after it.
     if (this.#held !== null && !(this.#delivered && this.#held.length === this.#deliverLen)) return false;
     const server = this.#server;
+    if (server === null) return false; // a sharing session between commands: nothing to keep
     if (server.destroyed || server.writableLength > 0 || server.readableLength > 0) return false;
     if (!addonFunctions().trackerInfo(this.#tracker)[5]) return false;
     let fd: number;
@@ -310,17 +353,26 @@ export class Relay implements ByteRelay {
   }
 
   #toServer(bytes: Buffer): void {
-    if (bytes.length === 0 || this.#server.destroyed || this.#server.writableEnded) return;
-    if (!this.#server.write(bytes)) {
+    const server = this.#server;
+    if (server === null) {
+      // Sharing attaches a connection before any command goes: bytes without one are a bug here.
+      if (bytes.length > 0) {
+        logError('relay: client bytes for a shared session without a server connection');
+        this.close();
+      }
+      return;
+    }
+    if (bytes.length === 0 || server.destroyed || server.writableEnded) return;
+    if (!server.write(bytes)) {
       this.#client.pause();
-      if (!this.#stalledSince.has(this.#server)) this.#stalledSince.set(this.#server, Date.now());
+      if (!this.#stalledSince.has(server)) this.#stalledSince.set(server, Date.now());
     }
   }
 
   #toClient(bytes: Buffer): void {
     if (bytes.length === 0 || this.#client.destroyed || this.#client.writableEnded) return;
     if (!this.#client.write(bytes)) {
-      this.#server.pause();
+      this.#server?.pause();
       if (!this.#stalledSince.has(this.#client)) this.#stalledSince.set(this.#client, Date.now());
     }
   }
@@ -450,8 +502,11 @@ export class Relay implements ByteRelay {
     }
     if (rest.length > 0) this.#clientInput(Buffer.from(rest));
     this.#flushDueReplies();
+    const server = this.#server;
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a handler above may have closed the relay
-    if (!this.#waitingForAnswer() && !this.#stalledSince.has(this.#server) && !this.#closed) this.#client.resume();
+    if (!this.#waitingForAnswer() && !(server !== null && this.#stalledSince.has(server)) && !this.#closed) {
+      this.#client.resume();
+    }
   }
 
   /** The tracker lost the server's grammar (local replies can no longer be placed). */
@@ -493,10 +548,96 @@ export class Relay implements ByteRelay {
       const view = pos === 0 ? chunk : chunk.subarray(pos);
       const n = addon.trackerServer(this.#tracker, view);
       if (n > 0) this.#toClient(view.subarray(0, n));
+      if (this.#share !== undefined) this.#followPackets(n === view.length ? view : view.subarray(0, n));
       pos += n;
       this.#flushDueReplies();
       if (n === 0) break; // cannot happen: the tracker stops only after a response
     }
+    if (this.#share !== undefined) this.#maybeRelease();
+  }
+
+  /** Sharing: frame the server stream to keep the last complete packet (a response's final OK). */
+  #followPackets(bytes: Buffer): void {
+    let pos = 0;
+    while (pos < bytes.length) {
+      if (this.#pktNeed === 0) {
+        // A header, possibly split across chunks.
+        const have = this.#pktHeader?.length ?? 0;
+        const take = Math.min(4 - have, bytes.length - pos);
+        const part = bytes.subarray(pos, pos + take);
+        this.#pktHeader = have === 0 ? Buffer.from(part) : Buffer.concat([this.#pktHeader!, part]);
+        pos += take;
+        if (this.#pktHeader.length < 4) return;
+        const len = this.#pktHeader.readUIntLE(0, 3);
+        this.#pktHeader = null;
+        this.#pktParts = len <= MAX_KEPT_PACKET ? [] : null;
+        this.#pktNeed = len;
+        if (len === 0) this.#pktLast = Buffer.alloc(0);
+        continue;
+      }
+      const take = Math.min(this.#pktNeed, bytes.length - pos);
+      this.#pktParts?.push(Buffer.from(bytes.subarray(pos, pos + take)));
+      pos += take;
+      this.#pktNeed -= take;
+      if (this.#pktNeed === 0) this.#pktLast = this.#pktParts === null ? null : Buffer.concat(this.#pktParts);
+    }
+  }
+
+  /**
+   * Sharing: after a response that leaves the session between commands, let the server connection
+   * go if the hook agrees. Every byte the server sent was tracked and nothing is owed either way.
+   */
+  #maybeRelease(): void {
+    const share = this.#share;
+    const server = this.#server;
+    if (share === undefined || !this.#responseEnded || server === null) return;
+    this.#responseEnded = false;
+    if (this.#closed || this.#end !== null || this.#held !== null || this.#undecided !== null) return;
+    if (this.#discardLeft > 0 || this.#discardContinued || this.#replies.length > 0 || this.#pktNeed > 0) return;
+    if (this.#pktHeader !== null || server.destroyed || server.writableLength > 0 || server.readableLength > 0) return;
+    const [inFlight, untracked, atBoundary] = addonFunctions().trackerInfo(this.#tracker);
+    if (inFlight > 0 || untracked || !atBoundary) return;
+    if (!share.idle(this.#pktLast)) return;
+    let fd: number;
+    try {
+      fd = dupFd(fdOf(server));
+    } catch {
+      return; // no descriptor to spare: the session keeps its connection for now
+    }
+    this.#dropServer(server);
+    share.released(fd);
+  }
+
+  /** Let go of the server socket without ending the session (its fd lives on in a duplicate). */
+  #dropServer(server: Socket): void {
+    for (const event of ['data', 'end', 'error', 'close', 'drain']) server.removeAllListeners(event);
+    server.on('error', () => undefined);
+    server.destroy();
+    this.#stalledSince.delete(server);
+    if (this.#serverCopy >= 0) closeFd(this.#serverCopy);
+    this.#serverCopy = -1;
+    this.#server = null;
+    this.#pktLast = null;
+    this.#open--;
+  }
+
+  /**
+   * Sharing: the server connection for the command being intercepted (set up and restored by the
+   * caller). It replaces none: the relay has none between commands.
+   */
+  attachServer(server: Socket): void {
+    if (this.#server !== null) throw new Error('relay: a server connection is attached already');
+    this.#server = server;
+    this.#open++;
+    this.#copyServerFd(server);
+    this.#watch(server, 'server');
+    server.on('data', (chunk: Buffer) => this.#serverInput(chunk));
+    server.resume();
+  }
+
+  /** Sharing: whether the session has a server connection now. */
+  get hasServer(): boolean {
+    return this.#server !== null;
   }
 
   #finish(reason: RelayEnd): void {
@@ -541,7 +682,7 @@ export class Relay implements ByteRelay {
     this.#finish('shutdown');
     this.#closed = true;
     this.#client.destroy();
-    this.#server.destroy();
+    this.#server?.destroy();
   }
 
   release(): void {
@@ -555,7 +696,7 @@ export class Relay implements ByteRelay {
     if (this.#closed) return;
     this.#finish('shutdown');
     this.#closed = true;
-    this.#server.destroy();
+    this.#server?.destroy();
     this.#client.pause();
     let last = lastClientPacket;
     if (last !== undefined && last.length >= 4) {
@@ -574,6 +715,7 @@ export class Relay implements ByteRelay {
 }
 
 /** end() a socket unless it is ended already (a second end() builds an Error with a stack trace). */
-function endOnce(socket: Socket): void {
+function endOnce(socket: Socket | null): void {
+  if (socket === null) return;
   if (!socket.writableEnded && !socket.destroyed) socket.end();
 }
