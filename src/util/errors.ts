@@ -38,7 +38,7 @@ export const ClientErrors = {
    * Connection sharing: the server connection a statement was to run on could not be opened or
    * given the session's state (schema, variables); the session ends (the text says why).
    */
-  POOL_SHARE_FAILED: spec('MYP_POOL_SHARE_FAILED', 2013, 'HY000'),
+  POOL_SHARE_FAILED: spec('MYP_POOL_SHARE_FAILED', 1105, 'HY000'),
   /** A login packet could not be parsed, was too large, or did not come in time. */
   BAD_HANDSHAKE: spec('MYP_BAD_HANDSHAKE', 1043, '08S01', 'Bad handshake'),
   /** A Lua callback of the login raised an error, returned what it may not, or ran out of budget. */
