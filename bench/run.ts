@@ -48,6 +48,11 @@
  *                       on_query adds per query (0); `npm run bench:hooks` runs it that way
  *   BENCH_POOL          1 = also measure logins through a daemon whose backend has a warm connection
  *                       pool (mysql_resolve(socket, {pool = ...}); every login still runs Lua) (0)
+ *   BENCH_SHARE         1 = instead of everything above: connection sharing. sysbench oltp_read_only
+ *                       (text protocol) with BENCH_SHARE_THREADS client threads (256), direct vs
+ *                       through a daemon whose backend has pool = {share = true, max_connections =
+ *                       BENCH_SHARE_CONNECTIONS (32)}: throughput, latency, errors, the server
+ *                       connections seen during the run, the daemon's CPU per query (0)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -125,6 +130,10 @@ const WORKERS = envInt('BENCH_WORKERS', 0, 0);
 const QUICK = envInt('BENCH_QUICK', 0, 0) !== 0;
 /** Measure logins through a daemon with a backend connection pool as well (issue 14: ≥ 1.5 × direct). */
 const POOL = envInt('BENCH_POOL', 0, 0) !== 0;
+/** Connection sharing: many sysbench threads over few server connections (its own run). */
+const SHARE = envInt('BENCH_SHARE', 0, 0) !== 0;
+const SHARE_THREADS = envInt('BENCH_SHARE_THREADS', 256, 1);
+const SHARE_CONNECTIONS = envInt('BENCH_SHARE_CONNECTIONS', 32, 1);
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -904,6 +913,133 @@ async function describeMachine(mariadb: MariaDB): Promise<Machine> {
 }
 
 // ---------------------------------------------------------------------------
+// Connection sharing (BENCH_SHARE=1)
+
+interface ReadOnlyRun {
+  tps: number | null;
+  qps: number | null;
+  queries: number | null;
+  latencyAvgMs: number | null;
+  latency95Ms: number | null;
+  errors: number | null;
+  problem?: string;
+}
+
+/** sysbench oltp_read_only, text protocol (a prepared statement pins a sharing session for good). */
+async function readOnlyRun(socket: string, threads: number, seconds: number): Promise<ReadOnlyRun> {
+  const args = [...sysbenchCommon(socket)];
+  args[0] = 'oltp_read_only';
+  const r = await runCommand(
+    'sysbench',
+    [...args, `--threads=${threads}`, `--time=${seconds}`, '--db-ps-mode=disable', 'run'],
+    { env: SYSBENCH_ENV, timeoutMs: (seconds + 180) * 1000 },
+  );
+  const num = (re: RegExp): number | null => {
+    const m = re.exec(r.stdout);
+    return m === null ? null : Number(m[1]);
+  };
+  const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec\.\)/.exec(r.stdout);
+  const res: ReadOnlyRun = {
+    tps: num(/transactions:\s+\d+\s+\(([\d.]+) per sec\.\)/),
+    qps: q === null ? null : Number(q[2]),
+    queries: q === null ? null : Number(q[1]),
+    latencyAvgMs: num(/avg:\s+([\d.]+)/),
+    latency95Ms: num(/95th percentile:\s+([\d.]+)/),
+    errors: num(/ignored errors:\s+(\d+)/),
+  };
+  const fatal = `${r.stdout}\n${r.stderr}`
+    .split('\n')
+    .filter((l) => /FATAL|error|warning/i.test(l) && !/ignored errors:/.test(l))
+    .slice(0, 8);
+  if (r.code !== 0 || res.qps === null || fatal.length > 0) {
+    res.problem = `exit code ${String(r.code)}${fatal.length > 0 ? `: ${fatal.join(' | ')}` : ''}`;
+  }
+  return res;
+}
+
+async function shareBench(mariadb: MariaDB): Promise<void> {
+  const shared = await startProxy('shared', {
+    prelude: [
+      `local b = mysql_resolve(${JSON.stringify(mariadb.socket)}, {pool = {share = true, ` +
+        `max_connections = ${SHARE_CONNECTIONS}, queue_timeout = 60, max_idle = ${SHARE_CONNECTIONS * 2}, ` +
+        `max_per_key = ${SHARE_CONNECTIONS * 2}}})`,
+    ],
+    beforeConnect: [],
+    targetLua: 'b',
+  });
+  console.log(
+    `connection sharing: sysbench oltp_read_only (text), ${SHARE_THREADS} threads, ${TIME} s per run; ` +
+      `myproxy pid ${shared.pid} with pool = {share = true, max_connections = ${SHARE_CONNECTIONS}}`,
+  );
+  const serverConnections = async (): Promise<number> =>
+    Number(
+      (
+        await mariadb.query(
+          `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ${JSON.stringify(USERS.native.user)}`,
+        )
+      ).trim(),
+    );
+  // The listener greets its first clients before it has met the server, under another pool key:
+  // one short run first, so that the measured clients share one key.
+  await readOnlyRun(shared.socket, 1, 1);
+  type T = 'direct' | 'shared';
+  const runs: Record<T, ReadOnlyRun[]> = { direct: [], shared: [] };
+  const cpu: (number | null)[] = [];
+  const peakConnections: Record<T, number> = { direct: 0, shared: 0 };
+  if (WARMUP > 0) {
+    for (const t of ['direct', 'shared'] as const) {
+      await readOnlyRun(t === 'direct' ? mariadb.socket : shared.socket, SHARE_THREADS, WARMUP);
+    }
+  }
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const t of ['direct', 'shared'] as const) {
+      const p0 = t === 'shared' ? cpuSeconds(shared.pid) : 0;
+      // The server connections in use, sampled while the run goes on.
+      const sampling = { on: true };
+      const sampler = (async (): Promise<void> => {
+        await sleep(Math.min(2000, (TIME * 1000) / 3));
+        while (sampling.on) {
+          peakConnections[t] = Math.max(peakConnections[t], await serverConnections());
+          await sleep(500);
+        }
+      })();
+      const r = await readOnlyRun(t === 'direct' ? mariadb.socket : shared.socket, SHARE_THREADS, TIME);
+      sampling.on = false;
+      await sampler;
+      runs[t].push(r);
+      const us = t === 'shared' ? usPer(p0, cpuSeconds(shared.pid), r.queries) : null;
+      if (t === 'shared') cpu.push(us);
+      console.log(
+        `  round ${round} ${t.padEnd(6)} ${fmtInt(r.tps).padStart(6)} TPS ${fmtInt(r.qps).padStart(7)} QPS` +
+          `  latency avg ${r.latencyAvgMs ?? '?'} ms, 95th ${r.latency95Ms ?? '?'} ms, errors ${r.errors ?? '?'}` +
+          (us !== null ? `, myproxy CPU ${fmtUs(us)} µs/query` : '') +
+          (r.problem !== undefined ? `  PROBLEM: ${r.problem}` : ''),
+      );
+    }
+  }
+  const med = (t: T, f: (r: ReadOnlyRun) => number | null): number | null => median(runs[t].map(f));
+  console.log('');
+  console.log(
+    `| oltp_read_only, ${SHARE_THREADS} threads | TPS | QPS | latency avg (ms) | 95th (ms) | errors | server connections (peak seen) |`,
+  );
+  console.log('|---|---|---|---|---|---|---|');
+  for (const t of ['direct', 'shared'] as const) {
+    const label = t === 'direct' ? 'direct' : `myproxy, share, max_connections = ${SHARE_CONNECTIONS}`;
+    console.log(
+      `| ${label} | ${fmtInt(med(t, (r) => r.tps))} | ${fmtInt(med(t, (r) => r.qps))} | ` +
+        `${med(t, (r) => r.latencyAvgMs) ?? '?'} | ${med(t, (r) => r.latency95Ms) ?? '?'} | ` +
+        `${runs[t].reduce((n, r) => n + (r.errors ?? 0), 0)} | ${peakConnections[t]} |`,
+    );
+  }
+  console.log(`myproxy CPU per query (median): ${fmtUs(median(cpu))} µs`);
+  for (const t of ['direct', 'shared'] as const) {
+    for (const r of runs[t]) if (r.problem !== undefined) console.log(`  problem: ${t}: ${r.problem}`);
+  }
+  keepLogs(shared);
+  await shared.stop();
+}
+
+// ---------------------------------------------------------------------------
 // Main
 
 interface Problem {
@@ -932,7 +1068,11 @@ async function main(): Promise<void> {
   );
 
   console.log('starting MariaDB …');
-  db = await startMariaDB({ name: 'bench' });
+  // Sharing's direct runs hold one server connection per sysbench thread.
+  db = await startMariaDB({
+    name: 'bench',
+    ...(SHARE ? { extraArgs: [`--max-connections=${SHARE_THREADS + 64}`] } : {}),
+  });
   await createTestUsers(db);
   const machine = await describeMachine(db);
   console.log(`  ${machine.mariadb} on ${db.socket}`);
@@ -943,6 +1083,10 @@ async function main(): Promise<void> {
     timeoutMs: 600_000,
   });
   if (prep.code !== 0) throw new Error(`sysbench prepare failed:\n${prep.stdout}\n${prep.stderr}`);
+  if (SHARE) {
+    await shareBench(db);
+    return;
+  }
 
   console.log('starting myproxy (dist/) …');
   const proxy = await startProxy('main', db.socket);

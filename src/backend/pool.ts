@@ -8,6 +8,7 @@
 // password makes another key and falls through to a real server login, which rejects it.
 
 import { createHmac, randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { Command, PacketHeader } from '../protocol/constants.js';
 import { parseErr } from '../protocol/packets/generic.js';
 import { framePayload } from '../protocol/writer.js';
@@ -36,7 +37,7 @@ export interface PoolOptions {
    * (when its state allows) and its next statement takes any idle one of the same key.
    */
   readonly share: boolean;
-  /** With share: server connections of one key at most, busy and idle (0: no limit). */
+  /** With share: server connections of this pool at most, busy and idle, all keys together (0: no limit). */
   readonly maxConnections: number;
   /** With share: how long a statement waits for a connection when maxConnections are busy. */
   readonly queueTimeoutMs: number;
@@ -108,6 +109,11 @@ export interface PooledServer {
    * variables), which the next session restores its own over. Absent after a reset.
    */
   readonly shared?: SessionVariables | undefined;
+  /**
+   * Sharing: the connection's socket, kept paused between statements (making and tearing down a
+   * net.Socket per transaction costs more than the transaction's relaying). `fd` is its fd then.
+   */
+  readonly socket?: Socket | undefined;
 }
 
 /** What acquire() found: a connection, leave to open one (a slot is reserved), or nothing in time. */
@@ -115,6 +121,7 @@ export type Acquired =
   { readonly kind: 'server'; readonly server: PooledServer } | { readonly kind: 'open' } | { readonly kind: 'timeout' };
 
 interface Waiter {
+  readonly key: string;
   readonly resolve: (a: Acquired) => void;
   readonly timer: NodeJS.Timeout;
 }
@@ -173,12 +180,12 @@ async function resetConnection(
 export class BackendPool {
   readonly options: PoolOptions;
   readonly #idle = new Map<string, Parked[]>();
-  /** Sharing: server connections open per key (busy and idle), for maxConnections. */
-  readonly #live = new Map<string, number>();
+  /** Sharing: server connections open (busy and idle, all keys), for maxConnections. */
+  #live = 0;
   /** Sharing: the charset variables a fresh connection of a key reported (its login values). */
   readonly #baselines = new Map<string, ReadonlyMap<string, string>>();
-  /** Sharing: statements waiting for a connection of a key, first come first served. */
-  readonly #waiters = new Map<string, Waiter[]>();
+  /** Sharing: statements waiting for a connection, first come first served. */
+  readonly #waiters: Waiter[] = [];
   #count = 0;
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
@@ -219,14 +226,14 @@ export class BackendPool {
   async park(key: string, server: PooledServer, timeoutMs: number, metrics: ProxyMetrics): Promise<void> {
     this.#metrics = metrics;
     if (this.#closed) {
-      this.#discard(server, 'shutdown', key);
+      this.#discard(server, 'shutdown');
       return;
     }
     if (
       !this.#hasWaiter(key) &&
       (this.#count >= this.options.maxIdle || (this.#idle.get(key)?.length ?? 0) >= this.options.maxPerKey)
     ) {
-      this.#discard(server, 'full', key);
+      this.#discard(server, 'full');
       return;
     }
     const channel = new FdPacketChannel(server.fd, MAX_LOGIN_PAYLOAD);
@@ -247,7 +254,7 @@ export class BackendPool {
       if (!channel.destroyed) channel.destroy();
       metrics.poolDiscarded.set('reset_failed', (metrics.poolDiscarded.get('reset_failed') ?? 0) + 1);
       logInfo(`pool: not kept (thread ${server.threadId}): ${failure ?? 'closed'}`);
-      if (this.options.share) this.connectionGone(key);
+      if (this.options.share) this.connectionGone();
       return;
     }
     channel.handOver();
@@ -260,13 +267,13 @@ export class BackendPool {
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while we awaited
     if (this.#closed || this.#count >= this.options.maxIdle) {
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- as above
-      this.#discard(server, this.#closed ? 'shutdown' : 'full', key);
+      this.#discard(server, this.#closed ? 'shutdown' : 'full');
       return;
     }
     let list = this.#idle.get(key);
     if (list === undefined) this.#idle.set(key, (list = []));
     if (list.length >= this.options.maxPerKey) {
-      this.#discard(server, 'full', key);
+      this.#discard(server, 'full');
       return;
     }
     // After a reset the session tracking sharing set up is gone: the next taker sets it again.
@@ -286,46 +293,51 @@ export class BackendPool {
     this.#metrics = metrics;
     const server = this.#takeIdle(key);
     if (server !== undefined) return { kind: 'server', server };
-    if (this.#closed || this.options.maxConnections === 0 || (this.#live.get(key) ?? 0) < this.options.maxConnections) {
-      this.opened(key);
+    if (this.#closed || this.options.maxConnections === 0 || this.#live < this.options.maxConnections) {
+      this.opened();
+      return { kind: 'open' };
+    }
+    // At the limit: an idle connection of another key makes room for one of this key.
+    if (this.#closeIdleOfAnotherKey(key)) {
+      this.opened();
       return { kind: 'open' };
     }
     metrics.poolShareWaits++;
     return new Promise<Acquired>((resolve) => {
-      let list = this.#waiters.get(key);
-      if (list === undefined) this.#waiters.set(key, (list = []));
       const waiter: Waiter = {
+        key,
         resolve,
         timer: setTimeout(() => {
-          const l = this.#waiters.get(key);
-          const i = l?.indexOf(waiter) ?? -1;
-          if (l !== undefined && i >= 0) l.splice(i, 1);
-          if (l?.length === 0) this.#waiters.delete(key);
+          const i = this.#waiters.indexOf(waiter);
+          if (i >= 0) this.#waiters.splice(i, 1);
           metrics.poolShareWaitTimeouts++;
           resolve({ kind: 'timeout' });
         }, this.options.queueTimeoutMs),
       };
-      list.push(waiter);
+      this.#waiters.push(waiter);
     });
   }
 
-  /** A server connection of `key` was opened (a login under sharing): it counts against maxConnections. */
-  opened(key: string): void {
-    if (!this.options.share) return;
-    this.#live.set(key, (this.#live.get(key) ?? 0) + 1);
+  /** A server connection was opened (a login under sharing): it counts against maxConnections. */
+  opened(): void {
+    if (this.options.share) this.#live++;
   }
 
-  /** A server connection of `key` was closed (or never opened): a waiter may open one instead. */
-  connectionGone(key: string): void {
+  /** A server connection was closed (or never opened): the first waiter may open one instead. */
+  connectionGone(): void {
     if (!this.options.share) return;
-    const n = (this.#live.get(key) ?? 0) - 1;
-    if (n > 0) this.#live.set(key, n);
-    else this.#live.delete(key);
-    const waiter = this.#nextWaiter(key);
+    if (this.#live > 0) this.#live--;
+    const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
-      this.opened(key);
+      clearTimeout(waiter.timer);
+      this.opened();
       waiter.resolve({ kind: 'open' });
     }
+  }
+
+  /** Server connections open now (sharing), busy and idle. */
+  get liveConnections(): number {
+    return this.#live;
   }
 
   baseline(key: string): ReadonlyMap<string, string> | undefined {
@@ -336,11 +348,6 @@ export class BackendPool {
     this.#baselines.set(key, vars);
   }
 
-  /** Server connections of `key` open now (sharing), busy and idle. */
-  liveConnections(key: string): number {
-    return this.#live.get(key) ?? 0;
-  }
-
   /**
    * Sharing: a session let its connection go between statements; its state (`server.shared`)
    * stays, no reset. A waiting statement takes it at once; otherwise it is parked.
@@ -348,7 +355,7 @@ export class BackendPool {
   putBack(key: string, server: PooledServer, metrics: ProxyMetrics): void {
     this.#metrics = metrics;
     if (this.#closed) {
-      this.#discard(server, 'shutdown', key);
+      this.#discard(server, 'shutdown');
       return;
     }
     if (this.#handToWaiter(key, server)) return;
@@ -361,22 +368,39 @@ export class BackendPool {
   }
 
   #hasWaiter(key: string): boolean {
-    return (this.#waiters.get(key)?.length ?? 0) > 0;
+    return this.#waiters.some((w) => w.key === key);
   }
 
-  #nextWaiter(key: string): Waiter | undefined {
-    const list = this.#waiters.get(key);
-    const waiter = list?.shift();
-    if (list?.length === 0) this.#waiters.delete(key);
-    if (waiter !== undefined) clearTimeout(waiter.timer);
-    return waiter;
-  }
-
+  /**
+   * A connection of `key` for the first waiter of that key. With waiters of other keys only (and
+   * the pool at its limit), it is closed instead, so that the first of them may open one.
+   */
   #handToWaiter(key: string, server: PooledServer): boolean {
-    const waiter = this.#nextWaiter(key);
-    if (waiter === undefined) return false;
-    waiter.resolve({ kind: 'server', server });
+    if (this.#waiters.length === 0) return false;
+    const i = this.#waiters.findIndex((w) => w.key === key);
+    if (i < 0) {
+      this.#discard(server, 'full');
+      return true;
+    }
+    const [waiter] = this.#waiters.splice(i, 1);
+    clearTimeout(waiter!.timer);
+    waiter!.resolve({ kind: 'server', server });
     return true;
+  }
+
+  /** Close the oldest idle connection of a key other than `key`; false if there is none. */
+  #closeIdleOfAnotherKey(key: string): boolean {
+    for (const [other, list] of this.#idle) {
+      if (other === key || list.length === 0) continue;
+      const parked = list.shift()!;
+      this.#forget(other, list);
+      this.#closeServer(parked.server);
+      if (this.#live > 0) this.#live--;
+      const m = this.#metrics;
+      if (m !== undefined) m.poolDiscarded.set('full', (m.poolDiscarded.get('full') ?? 0) + 1);
+      return true;
+    }
+    return false;
   }
 
   /** take() without counting a hit or miss (sharing counts its own). */
@@ -387,11 +411,11 @@ export class BackendPool {
       const parked = list.pop()!;
       this.#forget(key, list);
       if (now - parked.since >= this.options.idleTimeoutMs) {
-        this.#discard(parked.server, 'timeout', key);
+        this.#discard(parked.server, 'timeout');
         continue;
       }
       if (!addonFunctions().fdQuiet(parked.server.fd)) {
-        this.#discard(parked.server, 'stale', key);
+        this.#discard(parked.server, 'stale');
         continue;
       }
       return parked.server;
@@ -403,7 +427,7 @@ export class BackendPool {
   close(): void {
     this.#closed = true;
     for (const [key, list] of this.#idle) {
-      for (const parked of list.splice(0)) this.#discard(parked.server, 'shutdown', key);
+      for (const parked of list.splice(0)) this.#discard(parked.server, 'shutdown');
       this.#idle.delete(key);
     }
     if (this.#metrics !== undefined) this.#metrics.poolIdle -= this.#count;
@@ -412,8 +436,10 @@ export class BackendPool {
     this.#sweeper = undefined;
     livePools.delete(this);
     // Statements waiting for a shared connection open their own now (the drain lets sessions finish).
-    for (const key of [...this.#waiters.keys()]) {
-      for (let w = this.#nextWaiter(key); w !== undefined; w = this.#nextWaiter(key)) w.resolve({ kind: 'open' });
+    for (const w of this.#waiters.splice(0)) {
+      clearTimeout(w.timer);
+      this.opened();
+      w.resolve({ kind: 'open' });
     }
   }
 
@@ -424,11 +450,16 @@ export class BackendPool {
     if (list.length === 0) this.#idle.delete(key);
   }
 
-  #discard(server: PooledServer, reason: string, key: string): void {
-    closeFd(server.fd);
-    if (this.options.share) this.connectionGone(key);
+  #discard(server: PooledServer, reason: string): void {
+    this.#closeServer(server);
+    if (this.options.share) this.connectionGone();
     const m = this.#metrics;
     if (m !== undefined) m.poolDiscarded.set(reason, (m.poolDiscarded.get(reason) ?? 0) + 1);
+  }
+
+  #closeServer(server: PooledServer): void {
+    if (server.socket !== undefined) server.socket.destroy();
+    else closeFd(server.fd);
   }
 
   /** Ages parked connections out while there are any (no timer runs for an empty pool). */
@@ -446,7 +477,7 @@ export class BackendPool {
       while (list.length > 0 && list[0]!.since <= limit) {
         const parked = list.shift()!;
         this.#forget(key, list);
-        this.#discard(parked.server, 'timeout', key);
+        this.#discard(parked.server, 'timeout');
       }
       // A connection the server closed while parked is let go at once, not at its timeout.
       for (let i = list.length - 1; i >= 0; i--) {
@@ -454,7 +485,7 @@ export class BackendPool {
         if (addonFunctions().fdQuiet(parked.server.fd)) continue;
         list.splice(i, 1);
         this.#forget(key, list);
-        this.#discard(parked.server, 'stale', key);
+        this.#discard(parked.server, 'stale');
       }
     }
     if (this.#count === 0) {

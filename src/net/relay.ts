@@ -55,8 +55,8 @@ export interface RelayOptions {
 
 /**
  * Connection sharing: after each response that leaves nothing in flight, the relay asks `idle()`
- * whether the server connection may go; if so it lets go of the socket and hands a duplicate of
- * its fd to `released()`. A later command must be intercepted (all commands are, under sharing),
+ * whether the server connection may go; if so it lets go of the socket (paused, its listeners
+ * removed) and hands it to `released()`. A later command must be intercepted (all commands are, under sharing),
  * and the interceptor calls `Relay.attachServer()` with the connection to use before it answers.
  */
 export interface ShareHooks {
@@ -65,8 +65,8 @@ export interface ShareHooks {
    * (payload only; null when it was too big to keep). The tracker's record was reported just before.
    */
   idle(lastPacket: Buffer | null): boolean;
-  /** The server connection was let go: `fd` is the hook's. */
-  released(fd: number): void;
+  /** The server connection was let go: `socket` (paused, without listeners) is the hook's. */
+  released(socket: Socket): void;
 }
 
 /** The largest final packet of a response kept for ShareHooks.idle() (an OK with session state fits). */
@@ -598,21 +598,14 @@ export class Relay implements ByteRelay {
     const [inFlight, untracked, atBoundary] = addonFunctions().trackerInfo(this.#tracker);
     if (inFlight > 0 || untracked || !atBoundary) return;
     if (!share.idle(this.#pktLast)) return;
-    let fd: number;
-    try {
-      fd = dupFd(fdOf(server));
-    } catch {
-      return; // no descriptor to spare: the session keeps its connection for now
-    }
     this.#dropServer(server);
-    share.released(fd);
+    share.released(server);
   }
 
-  /** Let go of the server socket without ending the session (its fd lives on in a duplicate). */
+  /** Let go of the server socket without ending the session: it stays open, paused, for the pool. */
   #dropServer(server: Socket): void {
+    server.pause();
     for (const event of ['data', 'end', 'error', 'close', 'drain']) server.removeAllListeners(event);
-    server.on('error', () => undefined);
-    server.destroy();
     this.#stalledSince.delete(server);
     if (this.#serverCopy >= 0) closeFd(this.#serverCopy);
     this.#serverCopy = -1;

@@ -552,7 +552,7 @@ export class Connection implements KillableSession, ConnectorHost {
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we waited
         if (this.#closed) {
           if (got.kind === 'server') pool.putBack(key, got.server, metrics);
-          else if (got.kind === 'open') pool.connectionGone(key);
+          else if (got.kind === 'open') pool.connectionGone();
           return;
         }
         if (got.kind === 'timeout') throw new AbortSession(errPacket(replySeq, ClientErrors.POOL_QUEUE_TIMEOUT));
@@ -615,7 +615,7 @@ export class Connection implements KillableSession, ConnectorHost {
     if (slot !== undefined) {
       // Only the node the key names may take the connection back (failover may have picked another).
       if (candidate !== first) {
-        if (slot.shareCounted === true) slot.pool.connectionGone(slot.key);
+        if (slot.shareCounted === true) slot.pool.connectionGone();
         this.#poolSlot = undefined;
       } else {
         slot.serverVersion = this.serverVersion;
@@ -674,8 +674,16 @@ export class Connection implements KillableSession, ConnectorHost {
     login: { clientCapabilities: number; replySeq: number },
   ): Promise<void> {
     const metrics = this.#options.metrics;
-    const channel = new FdPacketChannel(pooled.fd, MAX_LOGIN_PAYLOAD);
-    this.#backendSocket = channel;
+    // A sharing pool keeps connections as sockets between statements; others as bare fds.
+    const kept = pooled.socket;
+    let channel: PacketChannel | FdPacketChannel;
+    let backendSocket: BackendSocket;
+    if (kept === undefined) backendSocket = channel = new FdPacketChannel(pooled.fd, MAX_LOGIN_PAYLOAD);
+    else {
+      channel = new PacketChannel(kept, MAX_LOGIN_PAYLOAD);
+      backendSocket = kept;
+    }
+    this.#backendSocket = backendSocket;
     this.serverVersion = pooled.serverVersion;
     const server = metrics.server(formatAddress(candidate.address));
     this.#backend = {
@@ -707,7 +715,7 @@ export class Connection implements KillableSession, ConnectorHost {
     );
     await this.#enterCommandPhase(
       client,
-      channel,
+      backendSocket,
       channel,
       ok,
       pooled.capabilities,
@@ -1206,7 +1214,7 @@ export class Connection implements KillableSession, ConnectorHost {
       // A sharing login that never reached its relay: its server connection is closed below.
       slot.shareCounted = false;
       if (slot.share !== undefined) slot.share.ended();
-      else slot.pool.connectionGone(slot.key);
+      else slot.pool.connectionGone();
     }
     if (this.#handshakeTimer !== undefined) clearTimeout(this.#handshakeTimer);
     if (this.#relay === null) {

@@ -19,7 +19,8 @@ import {
   type SessionVariables,
 } from '../backend/session-state.js';
 import { MAX_LOGIN_PAYLOAD } from '../backend/connector.js';
-import { FdPacketChannel, type PacketChannel } from '../net/packet-channel.js';
+import { FdPacketChannel, PacketChannel } from '../net/packet-channel.js';
+import { fdOf } from '../net/native.js';
 import type { InterceptReply, Relay, ShareHooks } from '../net/relay.js';
 import type { ResponseRecord } from '../net/tracking.js';
 import { ClientErrors, errorMessage } from '../util/errors.js';
@@ -142,9 +143,11 @@ export class ShareSession implements ShareHooks {
     return !this.#o.pool.closed;
   }
 
-  released(fd: number): void {
+  released(socket: Socket): void {
     this.#attached = false;
-    const server = this.#server(fd);
+    // A socket kept between statements has nobody listening: an error there is found when it is taken.
+    socket.on('error', ignoreError);
+    const server: PooledServer = { ...this.#server(fdOf(socket)), socket };
     this.#threadId = -1;
     this.#o.onThread(-1);
     this.#o.metrics.poolShareReleases++;
@@ -194,7 +197,7 @@ export class ShareSession implements ShareHooks {
     // A reset keeps the default database: one the key's sessions could not get rid of is closed.
     if (this.#o.loginSchema === null && this.#state.schema !== null) {
       close();
-      this.#o.pool.connectionGone(this.#o.key);
+      this.#o.pool.connectionGone();
       return;
     }
     park(server);
@@ -202,7 +205,7 @@ export class ShareSession implements ShareHooks {
 
   /** The session ended without handing its connection back (it was closed, or it had none). */
   ended(): void {
-    if (this.#attached) this.#o.pool.connectionGone(this.#o.key);
+    if (this.#attached) this.#o.pool.connectionGone();
     this.#attached = false;
     this.#done();
   }
@@ -265,9 +268,16 @@ export class ShareSession implements ShareHooks {
       let threadId: number;
       let pooled: PooledServer | undefined;
       if (got.kind === 'server') {
-        const fd = new FdPacketChannel(got.server.fd, MAX_LOGIN_PAYLOAD);
-        channel = fd;
-        toSocket = () => fd.toSocket();
+        const kept = got.server.socket;
+        if (kept !== undefined) {
+          kept.off('error', ignoreError);
+          channel = new PacketChannel(kept, MAX_LOGIN_PAYLOAD);
+          toSocket = () => kept;
+        } else {
+          const fd = new FdPacketChannel(got.server.fd, MAX_LOGIN_PAYLOAD);
+          channel = fd;
+          toSocket = () => fd.toSocket();
+        }
         threadId = got.server.threadId;
         pooled = got.server;
       } else {
@@ -275,7 +285,7 @@ export class ShareSession implements ShareHooks {
         try {
           opened = await o.open();
         } catch (e) {
-          o.pool.connectionGone(o.key);
+          o.pool.connectionGone();
           return errPacket(seq + 1, ClientErrors.POOL_SHARE_FAILED, `No server connection: ${errorMessage(e)}`);
         }
         ({ channel, threadId } = opened);
@@ -288,7 +298,7 @@ export class ShareSession implements ShareHooks {
         // have died (the server closed it): the next one is tried.
         if (channel instanceof FdPacketChannel) channel.destroy();
         else channel.socket.destroy();
-        o.pool.connectionGone(o.key);
+        o.pool.connectionGone();
         const why = failure ?? 'unexpected bytes from the server';
         o.log(`shared server connection thread ${threadId} not usable: ${why}`);
         if (got.kind === 'server') continue;
@@ -301,6 +311,10 @@ export class ShareSession implements ShareHooks {
       return undefined;
     }
   }
+}
+
+function ignoreError(): void {
+  // See released().
 }
 
 /** An OK packet (0x00), or the OK that ends a result set under CLIENT_DEPRECATE_EOF (0xFE, longer than an EOF). */
