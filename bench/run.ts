@@ -967,6 +967,8 @@ async function shareBench(mariadb: MariaDB): Promise<void> {
     beforeConnect: [],
     targetLua: 'b',
   });
+  // The same daemon without a pool (one server connection per client), for what sharing adds.
+  const plain = await startProxy('plain', mariadb.socket);
   console.log(
     `connection sharing: sysbench oltp_read_only (text), ${SHARE_THREADS} threads, ${TIME} s per run; ` +
       `myproxy pid ${shared.pid} with pool = {share = true, max_connections = ${SHARE_CONNECTIONS}}`,
@@ -982,18 +984,20 @@ async function shareBench(mariadb: MariaDB): Promise<void> {
   // The listener greets its first clients before it has met the server, under another pool key:
   // one short run first, so that the measured clients share one key.
   await readOnlyRun(shared.socket, 1, 1);
-  type T = 'direct' | 'shared';
-  const runs: Record<T, ReadOnlyRun[]> = { direct: [], shared: [] };
-  const cpu: (number | null)[] = [];
-  const peakConnections: Record<T, number> = { direct: 0, shared: 0 };
+  type T = 'direct' | 'plain' | 'shared';
+  const TARGETS = ['direct', 'plain', 'shared'] as const;
+  const socketOf = (t: T): string => (t === 'direct' ? mariadb.socket : t === 'plain' ? plain.socket : shared.socket);
+  const daemonOf = (t: T): Proxy | undefined => (t === 'direct' ? undefined : t === 'plain' ? plain : shared);
+  const runs: Record<T, ReadOnlyRun[]> = { direct: [], plain: [], shared: [] };
+  const cpu: Record<T, (number | null)[]> = { direct: [], plain: [], shared: [] };
+  const peakConnections: Record<T, number> = { direct: 0, plain: 0, shared: 0 };
   if (WARMUP > 0) {
-    for (const t of ['direct', 'shared'] as const) {
-      await readOnlyRun(t === 'direct' ? mariadb.socket : shared.socket, SHARE_THREADS, WARMUP);
-    }
+    for (const t of TARGETS) await readOnlyRun(socketOf(t), SHARE_THREADS, WARMUP);
   }
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const t of ['direct', 'shared'] as const) {
-      const p0 = t === 'shared' ? cpuSeconds(shared.pid) : 0;
+    for (const t of TARGETS) {
+      const daemon = daemonOf(t);
+      const p0 = daemon === undefined ? 0 : cpuSeconds(daemon.pid);
       // The server connections in use, sampled while the run goes on.
       const sampling = { on: true };
       const sampler = (async (): Promise<void> => {
@@ -1003,12 +1007,12 @@ async function shareBench(mariadb: MariaDB): Promise<void> {
           await sleep(500);
         }
       })();
-      const r = await readOnlyRun(t === 'direct' ? mariadb.socket : shared.socket, SHARE_THREADS, TIME);
+      const r = await readOnlyRun(socketOf(t), SHARE_THREADS, TIME);
       sampling.on = false;
       await sampler;
       runs[t].push(r);
-      const us = t === 'shared' ? usPer(p0, cpuSeconds(shared.pid), r.queries) : null;
-      if (t === 'shared') cpu.push(us);
+      const us = daemon === undefined ? null : usPer(p0, cpuSeconds(daemon.pid), r.queries);
+      cpu[t].push(us);
       console.log(
         `  round ${round} ${t.padEnd(6)} ${fmtInt(r.tps).padStart(6)} TPS ${fmtInt(r.qps).padStart(7)} QPS` +
           `  latency avg ${r.latencyAvgMs ?? '?'} ms, 95th ${r.latency95Ms ?? '?'} ms, errors ${r.errors ?? '?'}` +
@@ -1020,23 +1024,29 @@ async function shareBench(mariadb: MariaDB): Promise<void> {
   const med = (t: T, f: (r: ReadOnlyRun) => number | null): number | null => median(runs[t].map(f));
   console.log('');
   console.log(
-    `| oltp_read_only, ${SHARE_THREADS} threads | TPS | QPS | latency avg (ms) | 95th (ms) | errors | server connections (peak seen) |`,
+    `| oltp_read_only, ${SHARE_THREADS} threads | TPS | QPS | latency avg (ms) | 95th (ms) | errors | server connections (peak seen) | myproxy CPU µs/query |`,
   );
-  console.log('|---|---|---|---|---|---|---|');
-  for (const t of ['direct', 'shared'] as const) {
-    const label = t === 'direct' ? 'direct' : `myproxy, share, max_connections = ${SHARE_CONNECTIONS}`;
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const t of TARGETS) {
+    const label =
+      t === 'direct'
+        ? 'direct'
+        : t === 'plain'
+          ? `myproxy, no pool (--relay ${RELAY})`
+          : `myproxy, share, max_connections = ${SHARE_CONNECTIONS}`;
     console.log(
       `| ${label} | ${fmtInt(med(t, (r) => r.tps))} | ${fmtInt(med(t, (r) => r.qps))} | ` +
         `${med(t, (r) => r.latencyAvgMs) ?? '?'} | ${med(t, (r) => r.latency95Ms) ?? '?'} | ` +
-        `${runs[t].reduce((n, r) => n + (r.errors ?? 0), 0)} | ${peakConnections[t]} |`,
+        `${runs[t].reduce((n, r) => n + (r.errors ?? 0), 0)} | ${peakConnections[t]} | ` +
+        `${t === 'direct' ? '' : fmtUs(median(cpu[t]))} |`,
     );
   }
-  console.log(`myproxy CPU per query (median): ${fmtUs(median(cpu))} µs`);
-  for (const t of ['direct', 'shared'] as const) {
+  for (const t of TARGETS) {
     for (const r of runs[t]) if (r.problem !== undefined) console.log(`  problem: ${t}: ${r.problem}`);
   }
   keepLogs(shared);
   await shared.stop();
+  await plain.stop();
 }
 
 // ---------------------------------------------------------------------------

@@ -71,6 +71,7 @@ export interface ShareHooks {
 
 /** The largest final packet of a response kept for ShareHooks.idle() (an OK with session state fits). */
 const MAX_KEPT_PACKET = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Takes chosen client commands out of the relayed stream. A command packet whose first payload
@@ -222,6 +223,10 @@ export class Relay implements ByteRelay {
   #pktNeed = 0;
   #pktHeader: Buffer | null = null;
   #pktParts: Buffer[] | null = null;
+  /** The packet being received is too big to keep. */
+  #pktBig = false;
+  /** Where the packet being received starts in the chunk being walked. */
+  #pktStart = 0;
   #pktLast: Buffer | null = null;
 
   /** A server given as an FdPacketChannel (detached) is made a net.Socket here. */
@@ -556,7 +561,11 @@ export class Relay implements ByteRelay {
     if (this.#share !== undefined) this.#maybeRelease();
   }
 
-  /** Sharing: frame the server stream to keep the last complete packet (a response's final OK). */
+  /**
+   * Sharing: frame the server stream to know the last complete packet (a response's final OK).
+   * Packets are walked by their headers; only a packet cut by the end of `bytes` is copied (its
+   * part so far), and a packet that ends here is kept as a view.
+   */
   #followPackets(bytes: Buffer): void {
     let pos = 0;
     while (pos < bytes.length) {
@@ -565,21 +574,37 @@ export class Relay implements ByteRelay {
         const have = this.#pktHeader?.length ?? 0;
         const take = Math.min(4 - have, bytes.length - pos);
         const part = bytes.subarray(pos, pos + take);
-        this.#pktHeader = have === 0 ? Buffer.from(part) : Buffer.concat([this.#pktHeader!, part]);
+        this.#pktHeader = have === 0 ? part : Buffer.concat([this.#pktHeader!, part]);
         pos += take;
-        if (this.#pktHeader.length < 4) return;
+        if (this.#pktHeader.length < 4) {
+          this.#pktHeader = Buffer.from(this.#pktHeader); // kept beyond this chunk
+          return;
+        }
         const len = this.#pktHeader.readUIntLE(0, 3);
         this.#pktHeader = null;
-        this.#pktParts = len <= MAX_KEPT_PACKET ? [] : null;
         this.#pktNeed = len;
-        if (len === 0) this.#pktLast = Buffer.alloc(0);
+        this.#pktParts = null;
+        this.#pktBig = len > MAX_KEPT_PACKET;
+        this.#pktStart = pos;
+        if (len === 0) this.#pktLast = EMPTY;
+        // The payload starts in the next chunk: collected from there.
+        else if (pos === bytes.length) this.#pktParts = [];
         continue;
       }
       const take = Math.min(this.#pktNeed, bytes.length - pos);
-      this.#pktParts?.push(Buffer.from(bytes.subarray(pos, pos + take)));
-      pos += take;
       this.#pktNeed -= take;
-      if (this.#pktNeed === 0) this.#pktLast = this.#pktParts === null ? null : Buffer.concat(this.#pktParts);
+      if (this.#pktBig) {
+        if (this.#pktNeed === 0) this.#pktLast = null;
+      } else if (this.#pktNeed === 0) {
+        const tail = bytes.subarray(this.#pktParts === null ? this.#pktStart : pos, pos + take);
+        this.#pktLast = this.#pktParts === null ? tail : Buffer.concat([...this.#pktParts, tail]);
+        this.#pktParts = null;
+      } else {
+        // Cut by the end of the chunk: keep what there is of it.
+        const from = this.#pktParts === null ? this.#pktStart : pos;
+        (this.#pktParts ??= []).push(Buffer.from(bytes.subarray(from, pos + take)));
+      }
+      pos += take;
     }
   }
 
