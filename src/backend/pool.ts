@@ -167,7 +167,18 @@ async function resetConnection(
 ): Promise<string | undefined> {
   channel.send(framePayload(Buffer.of(Command.COM_RESET_CONNECTION), 0));
   const reply = await channel.next(timeoutMs);
-  if (reply.payload[0] === PacketHeader.OK) return undefined;
+  if (reply.payload[0] === PacketHeader.OK) {
+    // COM_RESET_CONNECTION keeps the default database: a session's `USE other` would follow the
+    // connection to the next login of the key. The key's database is selected again.
+    const database = server.relogin?.database;
+    if (database === undefined || database.length === 0) return undefined;
+    channel.send(framePayload(Buffer.concat([Buffer.of(Command.COM_INIT_DB), database]), 0));
+    const selected = await channel.next(timeoutMs);
+    if (selected.payload[0] === PacketHeader.OK) return undefined;
+    return selected.payload[0] === PacketHeader.ERR
+      ? `COM_INIT_DB after the reset failed: ${parseErr(selected.payload).errno} ${parseErr(selected.payload).message}`
+      : 'unexpected reply to COM_INIT_DB';
+  }
   if (reply.payload[0] !== PacketHeader.ERR) return 'unexpected reply to COM_RESET_CONNECTION';
   const err = parseErr(reply.payload);
   if (err.errno === UNKNOWN_COMMAND && server.relogin !== undefined) {
@@ -359,6 +370,10 @@ export class BackendPool {
       return;
     }
     if (this.#handToWaiter(key, server)) return;
+    if (this.#count >= this.options.maxIdle) {
+      this.#discard(server, 'full');
+      return;
+    }
     let list = this.#idle.get(key);
     if (list === undefined) this.#idle.set(key, (list = []));
     list.push({ server, since: Date.now() });
