@@ -21,7 +21,8 @@ async function dribble(s: Socket, bytes: Buffer, size: number): Promise<void> {
 
 test('sharing: release at once, attach on the next command, the final packet of each response', async () => {
   const idleCalls: (Buffer | null)[] = [];
-  let kept: Socket | null = null;
+  // Filled in by the hooks and after the rig is built (closures see the object, not a narrowed local).
+  const at: { kept?: Socket; relay?: Relay } = {};
   let releaseNext = true;
   const hooks: ShareHooks = {
     idle: (last) => {
@@ -29,25 +30,26 @@ test('sharing: release at once, attach on the next command, the final packet of 
       return releaseNext;
     },
     released: (socket) => {
-      kept = socket;
+      at.kept = socket;
     },
   };
-  let relay: Relay | undefined;
   const r = await rig(Relay, null, null, {
     share: hooks,
     intercept: {
       commands: Array.from({ length: 256 }, (_, i) => i),
       onCommand: (packet): InterceptReply => {
-        if (!relay!.hasServer) relay!.attachServer(kept!);
+        if (!at.relay!.hasServer) at.relay!.attachServer(at.kept!);
         return { toServer: packet };
       },
     },
     tracking: { capabilities: Capability.CLIENT_PROTOCOL_41, track: true, stats: null, onResponse: () => undefined },
   });
-  relay = r.relay as Relay;
+  assert.ok(r.relay instanceof Relay);
+  const relay = r.relay;
+  at.relay = relay;
   try {
     assert.deepEqual(idleCalls, [null], 'asked at the start, with no response yet');
-    assert.ok(kept !== null && !relay.hasServer, 'the connection went');
+    assert.ok(at.kept !== undefined && !relay.hasServer, 'the connection went');
 
     // A command: the connection comes back; the response's OK arrives a byte at a time.
     releaseNext = false;
@@ -86,7 +88,7 @@ test('sharing: release at once, attach on the next command, the final packet of 
     assert.deepEqual(idleCalls.at(-1), eof, 'the EOF that ends the result set');
     assert.ok(!relay.hasServer, 'released after it');
   } finally {
-    (kept as Socket | null)?.destroy();
+    at.kept?.destroy();
     r.cleanup();
   }
 });
