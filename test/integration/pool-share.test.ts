@@ -38,6 +38,14 @@ mysql_listen('${dir}/proxy.sock', {
     return client:connect(backend, hr)
   end,
 })
+-- A second pool of one connection whose statements wait at most half a second.
+local tight = mysql_resolve(${JSON.stringify(db!.socket)},
+  {pool = {share = true, max_connections = 1, queue_timeout = 0.5}})
+mysql_listen('${dir}/tight.sock', {
+  on_handshake_response = function(client, hr)
+    return client:connect(tight, hr)
+  end,
+})
 `,
     });
     // The listener's first greeting differs from later ones (another pool key): one login first.
@@ -270,6 +278,31 @@ mysql_listen('${dir}/proxy.sock', {
       await db!.query(`KILL ${id}`);
       await assert.rejects(a.query('SELECT 1'));
       assert.equal(await one(b, 'SELECT 6'), 6, 'b goes on, on a new connection');
+    } finally {
+      a.destroy();
+      await b.end();
+    }
+  });
+
+  test('a statement that finds no connection within queue_timeout fails with 1040; the session goes on', async () => {
+    const tight = (): Promise<mysql.Connection> => connect({ socketPath: `${proxy!.dir}/tight.sock` });
+    const warm = await tight(); // the listener's first greeting: another key
+    await warm.end();
+    await settle();
+    const a = await tight();
+    const b = await tight();
+    try {
+      await a.query('SET @pin = 1'); // a keeps the one connection
+      const timeouts = await metric('myproxy_pool_shared_wait_timeouts_total');
+      await assert.rejects(b.query('SELECT 1'), (e: { errno?: number; message: string }) => {
+        assert.equal(e.errno, 1040);
+        assert.match(e.message, /queue_timeout/);
+        return true;
+      });
+      assert.equal(await metric('myproxy_pool_shared_wait_timeouts_total'), timeouts + 1);
+      await a.end();
+      await settle();
+      assert.equal(await one(b, 'SELECT 9'), 9, 'b goes on once the connection is free');
     } finally {
       a.destroy();
       await b.end();
