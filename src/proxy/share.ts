@@ -68,6 +68,8 @@ export class ShareSession implements ShareHooks {
   #threadId = -1;
   /** Holding a connection now (attached), as opposed to between statements. */
   #attached = false;
+  /** The session ended (a statement waiting for a connection gives it back). */
+  #over = false;
   /** Kept when the last response said so (a transaction, warnings): not released at the session's end either. */
   #holding = false;
 
@@ -211,6 +213,7 @@ export class ShareSession implements ShareHooks {
   }
 
   #done(): void {
+    this.#over = true;
     if (this.#pinned !== undefined) this.#o.metrics.poolPinnedSessions--;
     this.#pinned = undefined;
   }
@@ -246,7 +249,7 @@ export class ShareSession implements ShareHooks {
           for (const [name, value] of have.vars) if (!this.#state.vars.has(name)) this.#state.vars.set(name, value);
         }
       }
-      const commands = restoreCommands(this.#state, have, o.pool.baseline(o.key) ?? new Map());
+      const commands = restoreCommands(this.#state, have, o.pool.baseline(o.key) ?? NO_BASELINE);
       return commands.length === 0 ? undefined : await runCommands(channel, commands, o.timeoutMs);
     } catch (e) {
       return errorMessage(e);
@@ -263,12 +266,30 @@ export class ShareSession implements ShareHooks {
     for (;;) {
       const got = await o.pool.acquire(o.key, o.metrics);
       if (got.kind === 'timeout') return errPacket(seq + 1, ClientErrors.POOL_QUEUE_TIMEOUT);
+      if (this.#isOver()) {
+        // The client left while it waited: the connection goes to the next one.
+        if (got.kind === 'server') o.pool.putBack(o.key, got.server, o.metrics);
+        else o.pool.connectionGone();
+        return undefined;
+      }
       let channel: PacketChannel | FdPacketChannel;
       let toSocket: () => Socket;
       let threadId: number;
       let pooled: PooledServer | undefined;
       if (got.kind === 'server') {
         const kept = got.server.socket;
+        const shared = got.server.shared;
+        if (
+          kept !== undefined &&
+          shared !== undefined &&
+          restoreCommands(this.#state, shared, o.pool.baseline(o.key) ?? NO_BASELINE).length === 0
+        ) {
+          // The common case: a connection in the session's state already (most sessions never
+          // change it): nothing to send first.
+          kept.off('error', ignoreError);
+          this.#use(relay, kept, got.server.threadId);
+          return undefined;
+        }
         if (kept !== undefined) {
           kept.off('error', ignoreError);
           channel = new PacketChannel(kept, MAX_LOGIN_PAYLOAD);
@@ -293,25 +314,37 @@ export class ShareSession implements ShareHooks {
       }
       const failure = await this.#prepare(channel, pooled);
       const extra = failure === undefined ? channel.detach() : null;
-      if (failure !== undefined || extra !== null) {
+      if (failure !== undefined || extra !== null || this.#isOver()) {
         // A connection that cannot take the session's state is closed; a parked one may simply
         // have died (the server closed it): the next one is tried.
         if (channel instanceof FdPacketChannel) channel.destroy();
         else channel.socket.destroy();
         o.pool.connectionGone();
+        if (failure === undefined && extra === null) return undefined; // the client left meanwhile
         const why = failure ?? 'unexpected bytes from the server';
         o.log(`shared server connection thread ${threadId} not usable: ${why}`);
         if (got.kind === 'server') continue;
         return errPacket(seq + 1, ClientErrors.POOL_SHARE_FAILED, `Server connection setup failed: ${why}`);
       }
-      this.#attached = true;
-      this.#threadId = threadId;
-      o.onThread(threadId);
-      relay.attachServer(toSocket());
+      this.#use(relay, toSocket(), threadId);
       return undefined;
     }
   }
+
+  /** A method, not the field: the session may end while #attach() awaits. */
+  #isOver(): boolean {
+    return this.#over;
+  }
+
+  #use(relay: Relay, socket: Socket, threadId: number): void {
+    this.#attached = true;
+    this.#threadId = threadId;
+    this.#o.onThread(threadId);
+    relay.attachServer(socket);
+  }
 }
+
+const NO_BASELINE: ReadonlyMap<string, string> = new Map();
 
 function ignoreError(): void {
   // See released().

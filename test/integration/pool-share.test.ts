@@ -309,6 +309,26 @@ mysql_listen('${dir}/tight.sock', {
     }
   });
 
+  test('a client that leaves while it waits for a connection does not take one with it', async () => {
+    const tight = (): Promise<mysql.Connection> => connect({ socketPath: `${proxy!.dir}/tight.sock` });
+    const a = await tight();
+    const b = await tight();
+    await a.query('BEGIN'); // a holds the one connection
+    // mysql2 settles no query of a destroyed connection: not awaited.
+    void b.query('SELECT 1').catch(() => undefined);
+    await settle(100);
+    b.destroy(); // gone while its statement waits
+    await a.query('COMMIT');
+    await a.end();
+    await settle(800); // past b's queue_timeout
+    const c = await tight();
+    try {
+      assert.equal(await one(c, 'SELECT 10'), 10, 'the one connection is still there for c');
+    } finally {
+      await c.end();
+    }
+  });
+
   test('SIGTERM: sharing sessions finish their work, parked connections close', async () => {
     const a = await connect();
     await one(a, 'SELECT 1');
