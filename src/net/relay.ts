@@ -61,10 +61,14 @@ export interface RelayOptions {
  */
 export interface ShareHooks {
   /**
-   * A response ended with nothing in flight and nothing held; `lastPacket` is its final packet
-   * (payload only; null when it was too big to keep). The tracker's record was reported just before.
+   * A response ended; `lastPacket` is its final packet (payload only; null when it was too big to
+   * keep). The tracker's record was reported just before. `alone` is false when the server's bytes
+   * held the end of more than one response (pipelined commands): the earlier ones' records and
+   * final packets were not told apart.
    */
-  idle(lastPacket: Buffer | null): boolean;
+  response(lastPacket: Buffer | null, alone: boolean): void;
+  /** Nothing is in flight or held: may the server connection go now? */
+  idle(): boolean;
   /** The server connection was let go: `socket` (paused, without listeners) is the hook's. */
   released(socket: Socket): void;
 }
@@ -217,8 +221,10 @@ export class Relay implements ByteRelay {
    */
   #serverCopy = -1;
   readonly #share: ShareHooks | undefined;
-  /** Sharing: a response ended in the server input being handled. */
-  #responseEnded = false;
+  /** Sharing: responses that ended in the server bytes being handled (counted by the tracker's event). */
+  #responsesEnded = 0;
+  /** Sharing: a response ended since the last release check. */
+  #releaseCheck = false;
   /** Sharing: the server packet being received (its payload, while small) and the last complete one. */
   #pktNeed = 0;
   #pktHeader: Buffer | null = null;
@@ -248,7 +254,7 @@ export class Relay implements ByteRelay {
       tracking.accountStats ?? null,
       record,
       (type, arg) => {
-        if (type === PumpEvent.RESPONSE) this.#responseEnded = true;
+        if (type === PumpEvent.RESPONSE) this.#responsesEnded++;
         if (type === PumpEvent.RESPONSE && record !== null) tracking.onResponse?.(decodeRecord(record));
         else if (type === PumpEvent.UNTRACKED) tracking.onUntracked?.(UNTRACKED_REASONS[arg] ?? `reason ${arg}`);
       },
@@ -264,7 +270,7 @@ export class Relay implements ByteRelay {
     if (!this.#waitingForAnswer() && !this.#stalledSince.has(server)) client.resume();
     // A sharing session starts without a response to wait for: its connection may go at once.
     if (this.#share !== undefined) {
-      this.#responseEnded = true;
+      this.#releaseCheck = true;
       this.#maybeRelease();
     }
   }
@@ -553,7 +559,18 @@ export class Relay implements ByteRelay {
       const view = pos === 0 ? chunk : chunk.subarray(pos);
       const n = addon.trackerServer(this.#tracker, view);
       if (n > 0) this.#toClient(view.subarray(0, n));
-      if (this.#share !== undefined) this.#followPackets(n === view.length ? view : view.subarray(0, n));
+      const share = this.#share;
+      if (share !== undefined) {
+        this.#followPackets(n === view.length ? view : view.subarray(0, n));
+        // One response that ended with nothing more in flight ended with these bytes: its final
+        // packet is the last one followed. Anything else (pipelined commands) is not told apart.
+        const ended = this.#responsesEnded;
+        if (ended > 0) {
+          this.#responsesEnded = 0;
+          this.#releaseCheck = true;
+          share.response(this.#pktLast, ended === 1 && addon.trackerInfo(this.#tracker)[0] === 0);
+        }
+      }
       pos += n;
       this.#flushDueReplies();
       if (n === 0) break; // cannot happen: the tracker stops only after a response
@@ -615,14 +632,14 @@ export class Relay implements ByteRelay {
   #maybeRelease(): void {
     const share = this.#share;
     const server = this.#server;
-    if (share === undefined || !this.#responseEnded || server === null) return;
-    this.#responseEnded = false;
+    if (share === undefined || !this.#releaseCheck || server === null) return;
+    this.#releaseCheck = false;
     if (this.#closed || this.#end !== null || this.#held !== null || this.#undecided !== null) return;
     if (this.#discardLeft > 0 || this.#discardContinued || this.#replies.length > 0 || this.#pktNeed > 0) return;
     if (this.#pktHeader !== null || server.destroyed || server.writableLength > 0 || server.readableLength > 0) return;
     const [inFlight, untracked, atBoundary] = addonFunctions().trackerInfo(this.#tracker);
     if (inFlight > 0 || untracked || !atBoundary) return;
-    if (!share.idle(this.#pktLast)) return;
+    if (!share.idle()) return;
     this.#dropServer(server);
     share.released(server);
   }

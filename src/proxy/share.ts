@@ -115,10 +115,15 @@ export class ShareSession implements ShareHooks {
     this.#record = record;
   }
 
-  idle(lastPacket: Buffer | null): boolean {
+  response(lastPacket: Buffer | null, alone: boolean): void {
     const record = this.#record;
     this.#record = null;
-    if (this.#pinned !== undefined) return false;
+    if (this.#pinned !== undefined) return;
+    if (!alone) {
+      // The state changes of all but the last response would go unseen.
+      this.#pin('pipelined commands');
+      return;
+    }
     if (record !== null) {
       let ok: OkSessionInfo | null = null;
       if (lastPacket !== null && record.outcome === 'ok' && isOkPacket(lastPacket)) {
@@ -131,18 +136,20 @@ export class ShareSession implements ShareHooks {
       const verdict = judgeResponse(record, ok, this.#state, this.#trx);
       if (verdict.pin !== undefined) {
         this.#pin(verdict.pin);
-        return false;
+        return;
       }
       if (this.#state.schema !== this.#o.loginSchema && this.#o.loginSchema === null) {
         // No statement can take a connection back to "no default database".
         this.#pin('USE without a database at login');
-        return false;
+        return;
       }
       this.#holding = verdict.hold;
-      if (verdict.hold) return false;
     }
+  }
+
+  idle(): boolean {
     // During a drain connections are not parked: the session keeps its own until it ends.
-    return !this.#o.pool.closed;
+    return this.#pinned === undefined && !this.#holding && !this.#o.pool.closed;
   }
 
   released(socket: Socket): void {

@@ -20,13 +20,19 @@ async function dribble(s: Socket, bytes: Buffer, size: number): Promise<void> {
 }
 
 test('sharing: release at once, attach on the next command, the final packet of each response', async () => {
-  const idleCalls: (Buffer | null)[] = [];
+  const finals: (Buffer | null)[] = [];
+  const alone: boolean[] = [];
+  let idleCalls = 0;
   // Filled in by the hooks and after the rig is built (closures see the object, not a narrowed local).
   const at: { kept?: Socket; relay?: Relay } = {};
   let releaseNext = true;
   const hooks: ShareHooks = {
-    idle: (last) => {
-      idleCalls.push(last === null ? null : Buffer.from(last));
+    response: (last, one) => {
+      finals.push(last === null ? null : Buffer.from(last));
+      alone.push(one);
+    },
+    idle: () => {
+      idleCalls++;
       return releaseNext;
     },
     released: (socket) => {
@@ -48,7 +54,8 @@ test('sharing: release at once, attach on the next command, the final packet of 
   const relay = r.relay;
   at.relay = relay;
   try {
-    assert.deepEqual(idleCalls, [null], 'asked at the start, with no response yet');
+    assert.equal(idleCalls, 1, 'asked at the start');
+    assert.deepEqual(finals, [], 'with no response yet');
     assert.ok(at.kept !== undefined && !relay.hasServer, 'the connection went');
 
     // A command: the connection comes back; the response's OK arrives a byte at a time.
@@ -64,7 +71,7 @@ test('sharing: release at once, attach on the next command, the final packet of 
     await dribble(r.server, ok, 1);
     assert.deepEqual(await atClient, ok);
     await sleep(20);
-    assert.deepEqual(idleCalls.at(-1), okPayload);
+    assert.deepEqual(finals, [okPayload]);
     assert.ok(relay.hasServer, 'kept: idle() said no');
 
     // A result set (column count, definition, EOF, two rows, EOF), cut at odd places.
@@ -85,8 +92,27 @@ test('sharing: release at once, attach on the next command, the final packet of 
     await dribble(r.server, resultSet, 7);
     assert.deepEqual(await atClient2, resultSet);
     await sleep(20);
-    assert.deepEqual(idleCalls.at(-1), eof, 'the EOF that ends the result set');
+    assert.deepEqual(finals[finals.length - 1], eof, 'the EOF that ends the result set');
     assert.ok(!relay.hasServer, 'released after it');
+
+    // Two commands in one write, both answered in one write: not told apart, and said so.
+    releaseNext = false;
+    const two = Buffer.concat([query, query]);
+    const atServer3 = readN(r.server, two.length);
+    r.client.write(two);
+    await atServer3;
+    const ok2 = Buffer.from('000000024000000003646566', 'hex');
+    const both = Buffer.concat([ok, framePayload(ok2, 1)]);
+    const atClient3 = readN(r.client, both.length);
+    r.server.write(both);
+    await atClient3;
+    await sleep(20);
+    assert.deepEqual(finals[finals.length - 1], ok2);
+    assert.equal(alone[alone.length - 1], false);
+    assert.ok(
+      alone.slice(0, -1).every((a) => a),
+      'the earlier responses came alone',
+    );
   } finally {
     at.kept?.destroy();
     r.cleanup();
