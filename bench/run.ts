@@ -54,6 +54,11 @@
  *                       TCP port; a daemon with a TLS TCP listener (its backend: the MariaDB socket)
  *                       is compared with the same TLS client directly to MariaDB over TCP ("TLS
  *                       through proxy / TLS direct", and the daemon's CPU per query) (0)
+ *   BENCH_SHARE         1 = instead of everything above: connection sharing. sysbench oltp_read_only
+ *                       (text protocol) with BENCH_SHARE_THREADS client threads (256), direct vs
+ *                       through a daemon whose backend has pool = {share = true, max_connections =
+ *                       BENCH_SHARE_CONNECTIONS (32)}: throughput, latency, errors, the server
+ *                       connections seen during the run, the daemon's CPU per query (0)
  *   BENCH_KEEP_LOGS     copy the daemons' logs to this directory   (unset)
  *   BENCH_PEER          path of a myproxy-compatible daemon to measure beside ours,
  *                       started as `BIN --config FILE`              (unset = none)
@@ -136,6 +141,10 @@ const QUICK = envInt('BENCH_QUICK', 0, 0) !== 0;
 const POOL = envInt('BENCH_POOL', 0, 0) !== 0;
 /** TLS clients through a TLS TCP listener vs the same clients directly to MariaDB's TLS port. */
 const TLS = envInt('BENCH_TLS', 0, 0) !== 0;
+/** Connection sharing: many sysbench threads over few server connections (its own run). */
+const SHARE = envInt('BENCH_SHARE', 0, 0) !== 0;
+const SHARE_THREADS = envInt('BENCH_SHARE_THREADS', 256, 1);
+const SHARE_CONNECTIONS = envInt('BENCH_SHARE_CONNECTIONS', 32, 1);
 
 /**
  * BENCH_PEER: the executable of a myproxy-compatible daemon (e.g. CM4all's C++
@@ -979,6 +988,143 @@ async function describeMachine(mariadb: MariaDB): Promise<Machine> {
 }
 
 // ---------------------------------------------------------------------------
+// Connection sharing (BENCH_SHARE=1)
+
+interface ReadOnlyRun {
+  tps: number | null;
+  qps: number | null;
+  queries: number | null;
+  latencyAvgMs: number | null;
+  latency95Ms: number | null;
+  errors: number | null;
+  problem?: string;
+}
+
+/** sysbench oltp_read_only, text protocol (a prepared statement pins a sharing session for good). */
+async function readOnlyRun(socket: string, threads: number, seconds: number): Promise<ReadOnlyRun> {
+  const args = [...sysbenchCommon(socket)];
+  args[0] = 'oltp_read_only';
+  const r = await runCommand(
+    'sysbench',
+    [...args, `--threads=${threads}`, `--time=${seconds}`, '--db-ps-mode=disable', 'run'],
+    { env: SYSBENCH_ENV, timeoutMs: (seconds + 180) * 1000 },
+  );
+  const num = (re: RegExp): number | null => {
+    const m = re.exec(r.stdout);
+    return m === null ? null : Number(m[1]);
+  };
+  const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec\.\)/.exec(r.stdout);
+  const res: ReadOnlyRun = {
+    tps: num(/transactions:\s+\d+\s+\(([\d.]+) per sec\.\)/),
+    qps: q === null ? null : Number(q[2]),
+    queries: q === null ? null : Number(q[1]),
+    latencyAvgMs: num(/avg:\s+([\d.]+)/),
+    latency95Ms: num(/95th percentile:\s+([\d.]+)/),
+    errors: num(/ignored errors:\s+(\d+)/),
+  };
+  const fatal = `${r.stdout}\n${r.stderr}`
+    .split('\n')
+    .filter((l) => /FATAL|error|warning/i.test(l) && !/ignored errors:/.test(l))
+    .slice(0, 8);
+  if (r.code !== 0 || res.qps === null || fatal.length > 0) {
+    res.problem = `exit code ${String(r.code)}${fatal.length > 0 ? `: ${fatal.join(' | ')}` : ''}`;
+  }
+  return res;
+}
+
+async function shareBench(mariadb: MariaDB): Promise<void> {
+  const shared = await startProxy('shared', {
+    prelude: [
+      `local b = mysql_resolve(${JSON.stringify(mariadb.socket)}, {pool = {share = true, ` +
+        `max_connections = ${SHARE_CONNECTIONS}, queue_timeout = 60, max_idle = ${SHARE_CONNECTIONS * 2}, ` +
+        `max_per_key = ${SHARE_CONNECTIONS * 2}}})`,
+    ],
+    beforeConnect: [],
+    targetLua: 'b',
+  });
+  // The same daemon without a pool (one server connection per client), for what sharing adds.
+  const plain = await startProxy('plain', mariadb.socket);
+  console.log(
+    `connection sharing: sysbench oltp_read_only (text), ${SHARE_THREADS} threads, ${TIME} s per run; ` +
+      `myproxy pid ${shared.pid} with pool = {share = true, max_connections = ${SHARE_CONNECTIONS}}`,
+  );
+  const serverConnections = async (): Promise<number> =>
+    Number(
+      (
+        await mariadb.query(
+          `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ${JSON.stringify(USERS.native.user)}`,
+        )
+      ).trim(),
+    );
+  // The listener greets its first clients before it has met the server, under another pool key:
+  // one short run first, so that the measured clients share one key.
+  await readOnlyRun(shared.socket, 1, 1);
+  type T = 'direct' | 'plain' | 'shared';
+  const TARGETS = ['direct', 'plain', 'shared'] as const;
+  const socketOf = (t: T): string => (t === 'direct' ? mariadb.socket : t === 'plain' ? plain.socket : shared.socket);
+  const daemonOf = (t: T): Proxy | undefined => (t === 'direct' ? undefined : t === 'plain' ? plain : shared);
+  const runs: Record<T, ReadOnlyRun[]> = { direct: [], plain: [], shared: [] };
+  const cpu: Record<T, (number | null)[]> = { direct: [], plain: [], shared: [] };
+  const peakConnections: Record<T, number> = { direct: 0, plain: 0, shared: 0 };
+  if (WARMUP > 0) {
+    for (const t of TARGETS) await readOnlyRun(socketOf(t), SHARE_THREADS, WARMUP);
+  }
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const t of TARGETS) {
+      const daemon = daemonOf(t);
+      const p0 = daemon === undefined ? 0 : cpuSeconds(daemon.pid);
+      // The server connections in use, sampled while the run goes on.
+      const sampling = { on: true };
+      const sampler = (async (): Promise<void> => {
+        await sleep(Math.min(2000, (TIME * 1000) / 3));
+        while (sampling.on) {
+          peakConnections[t] = Math.max(peakConnections[t], await serverConnections());
+          await sleep(500);
+        }
+      })();
+      const r = await readOnlyRun(socketOf(t), SHARE_THREADS, TIME);
+      sampling.on = false;
+      await sampler;
+      runs[t].push(r);
+      const us = daemon === undefined ? null : usPer(p0, cpuSeconds(daemon.pid), r.queries);
+      cpu[t].push(us);
+      console.log(
+        `  round ${round} ${t.padEnd(6)} ${fmtInt(r.tps).padStart(6)} TPS ${fmtInt(r.qps).padStart(7)} QPS` +
+          `  latency avg ${r.latencyAvgMs ?? '?'} ms, 95th ${r.latency95Ms ?? '?'} ms, errors ${r.errors ?? '?'}` +
+          (us !== null ? `, myproxy CPU ${fmtUs(us)} µs/query` : '') +
+          (r.problem !== undefined ? `  PROBLEM: ${r.problem}` : ''),
+      );
+    }
+  }
+  const med = (t: T, f: (r: ReadOnlyRun) => number | null): number | null => median(runs[t].map(f));
+  console.log('');
+  console.log(
+    `| oltp_read_only, ${SHARE_THREADS} threads | TPS | QPS | latency avg (ms) | 95th (ms) | errors | server connections (peak seen) | myproxy CPU µs/query |`,
+  );
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const t of TARGETS) {
+    const label =
+      t === 'direct'
+        ? 'direct'
+        : t === 'plain'
+          ? `myproxy, no pool (--relay ${RELAY})`
+          : `myproxy, share, max_connections = ${SHARE_CONNECTIONS}`;
+    console.log(
+      `| ${label} | ${fmtInt(med(t, (r) => r.tps))} | ${fmtInt(med(t, (r) => r.qps))} | ` +
+        `${med(t, (r) => r.latencyAvgMs) ?? '?'} | ${med(t, (r) => r.latency95Ms) ?? '?'} | ` +
+        `${runs[t].reduce((n, r) => n + (r.errors ?? 0), 0)} | ${peakConnections[t]} | ` +
+        `${t === 'direct' ? '' : fmtUs(median(cpu[t]))} |`,
+    );
+  }
+  for (const t of TARGETS) {
+    for (const r of runs[t]) if (r.problem !== undefined) console.log(`  problem: ${t}: ${r.problem}`);
+  }
+  keepLogs(shared);
+  await shared.stop();
+  await plain.stop();
+}
+
+// ---------------------------------------------------------------------------
 // Main
 
 interface Problem {
@@ -1010,10 +1156,12 @@ async function main(): Promise<void> {
 
   console.log('starting MariaDB …');
   const tls = TLS ? benchCertificates() : undefined;
+  // Sharing's direct runs hold one server connection per sysbench thread.
+  const shareArgs = SHARE ? [`--max-connections=${SHARE_THREADS + 64}`] : [];
   db = await startMariaDB({
     name: 'bench',
     ...(tls === undefined
-      ? {}
+      ? { extraArgs: shareArgs }
       : {
           tcpPort: 0,
           // Secure transport required, so a client that fell back to plain TCP fails loudly (the
@@ -1023,6 +1171,7 @@ async function main(): Promise<void> {
             `--ssl-cert=${tls.serverCert}`,
             `--ssl-key=${tls.serverKey}`,
             '--require-secure-transport=ON',
+            ...shareArgs,
           ],
         }),
   });
@@ -1036,6 +1185,10 @@ async function main(): Promise<void> {
     timeoutMs: 600_000,
   });
   if (prep.code !== 0) throw new Error(`sysbench prepare failed:\n${prep.stdout}\n${prep.stderr}`);
+  if (SHARE) {
+    await shareBench(db);
+    return;
+  }
 
   console.log('starting myproxy (dist/) …');
   const proxy = await startProxy('main', db.socket);

@@ -8,6 +8,7 @@
 // password makes another key and falls through to a real server login, which rejects it.
 
 import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { hmacSha256Under } from '../util/hmac.js';
 import { Command, PacketHeader } from '../protocol/constants.js';
 import { parseErr } from '../protocol/packets/generic.js';
@@ -22,6 +23,7 @@ import type { ProxyMetrics } from '../util/metrics.js';
 import { MAX_LOGIN_PAYLOAD } from './connector.js';
 import { PASS_THROUGH_CAPABILITIES, PASS_THROUGH_EXTENDED } from './capabilities.js';
 import { changeUser, type ChangeUserRequest } from './login.js';
+import type { SessionVariables } from './session-state.js';
 
 /** `pool = { max_idle, idle_timeout, max_per_key }` of mysql_resolve() and mysql_cluster(). */
 export interface PoolOptions {
@@ -31,12 +33,24 @@ export interface PoolOptions {
   readonly idleTimeoutMs: number;
   /** Parked connections of one key at most. */
   readonly maxPerKey: number;
+  /**
+   * Connection sharing: a session's server connection goes back to the pool between statements
+   * (when its state allows) and its next statement takes any idle one of the same key.
+   */
+  readonly share: boolean;
+  /** With share: server connections of this pool at most, busy and idle, all keys together (0: no limit). */
+  readonly maxConnections: number;
+  /** With share: how long a statement waits for a connection when maxConnections are busy. */
+  readonly queueTimeoutMs: number;
 }
 
 export const DEFAULT_POOL_OPTIONS: PoolOptions = Object.freeze({
   maxIdle: 64,
   idleTimeoutMs: 60_000,
   maxPerKey: 16,
+  share: false,
+  maxConnections: 0,
+  queueTimeoutMs: 10_000,
 });
 
 /**
@@ -97,6 +111,26 @@ export interface PooledServer {
   readonly extendedCapabilities: number;
   /** For COM_CHANGE_USER, where the server lacks COM_RESET_CONNECTION. */
   readonly relogin?: ChangeUserRequest | undefined;
+  /**
+   * Sharing: the connection's session tracking is set up and this is its state (schema, changed
+   * variables), which the next session restores its own over. Absent after a reset.
+   */
+  readonly shared?: SessionVariables | undefined;
+  /**
+   * Sharing: the connection's socket, kept paused between statements (making and tearing down a
+   * net.Socket per transaction costs more than the transaction's relaying). `fd` is its fd then.
+   */
+  readonly socket?: Socket | undefined;
+}
+
+/** What acquire() found: a connection, leave to open one (a slot is reserved), or nothing in time. */
+export type Acquired =
+  { readonly kind: 'server'; readonly server: PooledServer } | { readonly kind: 'open' } | { readonly kind: 'timeout' };
+
+interface Waiter {
+  readonly key: string;
+  readonly resolve: (a: Acquired) => void;
+  readonly timer: NodeJS.Timeout;
 }
 
 interface Parked {
@@ -140,7 +174,18 @@ async function resetConnection(
 ): Promise<string | undefined> {
   channel.send(framePayload(Buffer.of(Command.COM_RESET_CONNECTION), 0));
   const reply = await channel.next(timeoutMs);
-  if (reply.payload[0] === PacketHeader.OK) return undefined;
+  if (reply.payload[0] === PacketHeader.OK) {
+    // COM_RESET_CONNECTION keeps the default database: a session's `USE other` would follow the
+    // connection to the next login of the key. The key's database is selected again.
+    const database = server.relogin?.database;
+    if (database === undefined || database.length === 0) return undefined;
+    channel.send(framePayload(Buffer.concat([Buffer.of(Command.COM_INIT_DB), database]), 0));
+    const selected = await channel.next(timeoutMs);
+    if (selected.payload[0] === PacketHeader.OK) return undefined;
+    return selected.payload[0] === PacketHeader.ERR
+      ? `COM_INIT_DB after the reset failed: ${parseErr(selected.payload).errno} ${parseErr(selected.payload).message}`
+      : 'unexpected reply to COM_INIT_DB';
+  }
   if (reply.payload[0] !== PacketHeader.ERR) return 'unexpected reply to COM_RESET_CONNECTION';
   const err = parseErr(reply.payload);
   if (err.errno === UNKNOWN_COMMAND && server.relogin !== undefined) {
@@ -153,6 +198,12 @@ async function resetConnection(
 export class BackendPool {
   readonly options: PoolOptions;
   readonly #idle = new Map<string, Parked[]>();
+  /** Sharing: server connections open (busy and idle, all keys), for maxConnections. */
+  #live = 0;
+  /** Sharing: the charset variables a fresh connection of a key reported (its login values). */
+  readonly #baselines = new Map<string, ReadonlyMap<string, string>>();
+  /** Sharing: statements waiting for a connection, first come first served. */
+  readonly #waiters: Waiter[] = [];
   #count = 0;
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
@@ -162,6 +213,11 @@ export class BackendPool {
   constructor(options: PoolOptions) {
     this.options = options;
     livePools.add(this);
+  }
+
+  /** Closed by a drain or shutdown: nothing is parked any more. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Parked connections now (all keys). */
@@ -175,24 +231,10 @@ export class BackendPool {
    */
   take(key: string, metrics: ProxyMetrics): PooledServer | undefined {
     this.#metrics = metrics;
-    const list = this.#idle.get(key);
-    const now = Date.now();
-    while (list !== undefined && list.length > 0) {
-      const parked = list.pop()!;
-      this.#forget(key, list);
-      if (now - parked.since >= this.options.idleTimeoutMs) {
-        this.#discard(parked.server, 'timeout');
-        continue;
-      }
-      if (!addonFunctions().fdQuiet(parked.server.fd)) {
-        this.#discard(parked.server, 'stale');
-        continue;
-      }
-      metrics.poolHits++;
-      return parked.server;
-    }
-    metrics.poolMisses++;
-    return undefined;
+    const server = this.#takeIdle(key);
+    if (server !== undefined) metrics.poolHits++;
+    else metrics.poolMisses++;
+    return server;
   }
 
   /**
@@ -205,7 +247,10 @@ export class BackendPool {
       this.#discard(server, 'shutdown');
       return;
     }
-    if (this.#count >= this.options.maxIdle || (this.#idle.get(key)?.length ?? 0) >= this.options.maxPerKey) {
+    if (
+      !this.#hasWaiter(key) &&
+      (this.#count >= this.options.maxIdle || (this.#idle.get(key)?.length ?? 0) >= this.options.maxPerKey)
+    ) {
       this.#discard(server, 'full');
       return;
     }
@@ -227,9 +272,15 @@ export class BackendPool {
       if (!channel.destroyed) channel.destroy();
       metrics.poolDiscarded.set('reset_failed', (metrics.poolDiscarded.get('reset_failed') ?? 0) + 1);
       logInfo(`pool: not kept (thread ${server.threadId}): ${failure ?? 'closed'}`);
+      if (this.options.share) this.connectionGone();
       return;
     }
     channel.handOver();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while we awaited
+    if (!this.#closed && this.#handToWaiter(key, { ...server, shared: undefined })) {
+      metrics.poolReturns++;
+      return;
+    }
     // Checked again: the pool may have filled up or closed while the reset ran.
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while we awaited
     if (this.#closed || this.#count >= this.options.maxIdle) {
@@ -243,11 +294,155 @@ export class BackendPool {
       this.#discard(server, 'full');
       return;
     }
-    list.push({ server, since: Date.now() });
+    // After a reset the session tracking sharing set up is gone: the next taker sets it again.
+    list.push({ server: { ...server, shared: undefined }, since: Date.now() });
     this.#count++;
     metrics.poolIdle++;
     metrics.poolReturns++;
     this.#startSweeper();
+  }
+
+  /**
+   * Sharing: a connection for the next statement of a session with `key`: an idle one (the newest),
+   * else leave to open one while the key has fewer than maxConnections, else wait for one to come
+   * back, up to queueTimeoutMs.
+   */
+  acquire(key: string, metrics: ProxyMetrics): Acquired | Promise<Acquired> {
+    this.#metrics = metrics;
+    const server = this.#takeIdle(key);
+    if (server !== undefined) return { kind: 'server', server };
+    if (this.#closed || this.options.maxConnections === 0 || this.#live < this.options.maxConnections) {
+      this.opened();
+      return { kind: 'open' };
+    }
+    // At the limit: an idle connection of another key makes room for one of this key.
+    if (this.#closeIdleOfAnotherKey(key)) {
+      this.opened();
+      return { kind: 'open' };
+    }
+    metrics.poolShareWaits++;
+    return new Promise<Acquired>((resolve) => {
+      const waiter: Waiter = {
+        key,
+        resolve,
+        timer: setTimeout(() => {
+          const i = this.#waiters.indexOf(waiter);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          metrics.poolShareWaitTimeouts++;
+          resolve({ kind: 'timeout' });
+        }, this.options.queueTimeoutMs),
+      };
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** A server connection was opened (a login under sharing): it counts against maxConnections. */
+  opened(): void {
+    if (this.options.share) this.#live++;
+  }
+
+  /** A server connection was closed (or never opened): the first waiter may open one instead. */
+  connectionGone(): void {
+    if (!this.options.share) return;
+    if (this.#live > 0) this.#live--;
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      clearTimeout(waiter.timer);
+      this.opened();
+      waiter.resolve({ kind: 'open' });
+    }
+  }
+
+  /** Server connections open now (sharing), busy and idle. */
+  get liveConnections(): number {
+    return this.#live;
+  }
+
+  baseline(key: string): ReadonlyMap<string, string> | undefined {
+    return this.#baselines.get(key);
+  }
+
+  setBaseline(key: string, vars: ReadonlyMap<string, string>): void {
+    this.#baselines.set(key, vars);
+  }
+
+  /**
+   * Sharing: a session let its connection go between statements; its state (`server.shared`)
+   * stays, no reset. A waiting statement takes it at once; otherwise it is parked.
+   */
+  putBack(key: string, server: PooledServer, metrics: ProxyMetrics): void {
+    this.#metrics = metrics;
+    if (this.#closed) {
+      this.#discard(server, 'shutdown');
+      return;
+    }
+    if (this.#handToWaiter(key, server)) return;
+    if (this.#count >= this.options.maxIdle) {
+      this.#discard(server, 'full');
+      return;
+    }
+    let list = this.#idle.get(key);
+    if (list === undefined) this.#idle.set(key, (list = []));
+    list.push({ server, since: Date.now() });
+    this.#count++;
+    metrics.poolIdle++;
+    this.#startSweeper();
+  }
+
+  #hasWaiter(key: string): boolean {
+    return this.#waiters.some((w) => w.key === key);
+  }
+
+  /**
+   * A connection of `key` for the first waiter of that key. With waiters of other keys only (and
+   * the pool at its limit), it is closed instead, so that the first of them may open one.
+   */
+  #handToWaiter(key: string, server: PooledServer): boolean {
+    if (this.#waiters.length === 0) return false;
+    const i = this.#waiters.findIndex((w) => w.key === key);
+    if (i < 0) {
+      this.#discard(server, 'full');
+      return true;
+    }
+    const [waiter] = this.#waiters.splice(i, 1);
+    clearTimeout(waiter!.timer);
+    waiter!.resolve({ kind: 'server', server });
+    return true;
+  }
+
+  /** Close the oldest idle connection of a key other than `key`; false if there is none. */
+  #closeIdleOfAnotherKey(key: string): boolean {
+    for (const [other, list] of this.#idle) {
+      if (other === key || list.length === 0) continue;
+      const parked = list.shift()!;
+      this.#forget(other, list);
+      this.#closeServer(parked.server);
+      if (this.#live > 0) this.#live--;
+      const m = this.#metrics;
+      if (m !== undefined) m.poolDiscarded.set('full', (m.poolDiscarded.get('full') ?? 0) + 1);
+      return true;
+    }
+    return false;
+  }
+
+  /** take() without counting a hit or miss (sharing counts its own). */
+  #takeIdle(key: string): PooledServer | undefined {
+    const list = this.#idle.get(key);
+    const now = Date.now();
+    while (list !== undefined && list.length > 0) {
+      const parked = list.pop()!;
+      this.#forget(key, list);
+      if (now - parked.since >= this.options.idleTimeoutMs) {
+        this.#discard(parked.server, 'timeout');
+        continue;
+      }
+      if (!addonFunctions().fdQuiet(parked.server.fd)) {
+        this.#discard(parked.server, 'stale');
+        continue;
+      }
+      return parked.server;
+    }
+    return undefined;
   }
 
   /** Close every parked connection; park none from now on. */
@@ -262,6 +457,12 @@ export class BackendPool {
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
     livePools.delete(this);
+    // Statements waiting for a shared connection open their own now (the drain lets sessions finish).
+    for (const w of this.#waiters.splice(0)) {
+      clearTimeout(w.timer);
+      this.opened();
+      w.resolve({ kind: 'open' });
+    }
   }
 
   /** One connection left `list` (taken or discarded): counts and an empty list go. */
@@ -272,9 +473,15 @@ export class BackendPool {
   }
 
   #discard(server: PooledServer, reason: string): void {
-    closeFd(server.fd);
+    this.#closeServer(server);
+    if (this.options.share) this.connectionGone();
     const m = this.#metrics;
     if (m !== undefined) m.poolDiscarded.set(reason, (m.poolDiscarded.get(reason) ?? 0) + 1);
+  }
+
+  #closeServer(server: PooledServer): void {
+    if (server.socket !== undefined) server.socket.destroy();
+    else closeFd(server.fd);
   }
 
   /** Ages parked connections out while there are any (no timer runs for an empty pool). */

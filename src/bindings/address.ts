@@ -20,7 +20,17 @@ import { toText, typeName } from '../lua/convert.js';
 import type { BackendRsaOptions, BackendTlsOptions } from '../net/address.js';
 
 /** Keys of the `pool` table (mysql_resolve() and mysql_cluster()). */
-export const POOL_OPTIONS = ['max_idle', 'idle_timeout', 'max_per_key'] as const;
+export const POOL_OPTIONS = [
+  'max_idle',
+  'idle_timeout',
+  'max_per_key',
+  'share',
+  'max_connections',
+  'queue_timeout',
+] as const;
+
+/** Options counted in seconds (the others are whole numbers of connections, or `share`). */
+const POOL_SECONDS: readonly string[] = ['idle_timeout', 'queue_timeout'];
 
 /** Upper bounds of the pool's numbers (a config typo should not open a million connections). */
 const MAX_POOL_CONNECTIONS = 100_000;
@@ -36,6 +46,7 @@ export function checkPoolOption(L: LuaState, idx: number): PoolOptions | undefin
   if (t === lua.LUA_TBOOLEAN) return lua.lua_toboolean(L, idx) ? DEFAULT_POOL_OPTIONS : undefined;
   if (t !== lua.LUA_TTABLE) return lauxlib.luaL_error(L, `Option 'pool' must be a table, got ${typeName(L, idx)}`);
   const values: Record<string, number> = {};
+  let share = false;
   const table = lua.lua_absindex(L, idx);
   lua.lua_pushnil(L);
   while (lua.lua_next(L, table) !== 0) {
@@ -46,10 +57,19 @@ export function checkPoolOption(L: LuaState, idx: number): PoolOptions | undefin
         `Unknown option '${key ?? typeName(L, -2)}' in 'pool' (options: ${POOL_OPTIONS.join(', ')})`,
       );
     }
+    if (key === 'share') {
+      if (lua.lua_type(L, -1) !== lua.LUA_TBOOLEAN) {
+        return lauxlib.luaL_error(L, `Pool option 'share' must be a boolean, got ${typeName(L, -1)}`);
+      }
+      share = lua.lua_toboolean(L, -1);
+      lua.lua_pop(L, 1);
+      continue;
+    }
     const value = lua.lua_type(L, -1) === lua.LUA_TNUMBER ? lua.lua_tonumber(L, -1) : NaN;
-    const max = key === 'idle_timeout' ? MAX_POOL_IDLE_SECONDS : MAX_POOL_CONNECTIONS;
-    const min = key === 'idle_timeout' ? 0.1 : 0;
-    const whole = key !== 'idle_timeout';
+    const seconds = POOL_SECONDS.includes(key);
+    const max = seconds ? MAX_POOL_IDLE_SECONDS : MAX_POOL_CONNECTIONS;
+    const min = seconds ? 0.1 : 0;
+    const whole = !seconds;
     if (!(value >= min && value <= max) || (whole && !Number.isInteger(value))) {
       return lauxlib.luaL_error(
         L,
@@ -66,6 +86,12 @@ export function checkPoolOption(L: LuaState, idx: number): PoolOptions | undefin
         ? DEFAULT_POOL_OPTIONS.idleTimeoutMs
         : Math.round(values['idle_timeout'] * 1000),
     maxPerKey: values['max_per_key'] ?? DEFAULT_POOL_OPTIONS.maxPerKey,
+    share,
+    maxConnections: values['max_connections'] ?? DEFAULT_POOL_OPTIONS.maxConnections,
+    queueTimeoutMs:
+      values['queue_timeout'] === undefined
+        ? DEFAULT_POOL_OPTIONS.queueTimeoutMs
+        : Math.round(values['queue_timeout'] * 1000),
   };
 }
 
@@ -220,7 +246,7 @@ export function installAddress(L: LuaState): AddressBindings {
    */
   const pools = new Map<string, BackendPool>();
   const poolFor = (text: string, o: PoolOptions): BackendPool => {
-    const key = `${text}\0${o.maxIdle}\0${o.idleTimeoutMs}\0${o.maxPerKey}`;
+    const key = [text, o.maxIdle, o.idleTimeoutMs, o.maxPerKey, o.share, o.maxConnections, o.queueTimeoutMs].join('\0');
     let pool = pools.get(key);
     if (pool === undefined) pools.set(key, (pool = new BackendPool(o)));
     return pool;

@@ -49,7 +49,33 @@ export interface RelayOptions {
   readonly tracking?: TrackingOptions;
   /** Written to the client instead, if the relay cannot start (e.g. no file descriptors left). */
   readonly failurePacket?: Buffer;
+  /** Connection sharing (JavaScript relay only): the server connection may leave between commands. */
+  readonly share?: ShareHooks;
 }
+
+/**
+ * Connection sharing: after each response that leaves nothing in flight, the relay asks `idle()`
+ * whether the server connection may go; if so it lets go of the socket (paused, its listeners
+ * removed) and hands it to `released()`. A later command must be intercepted (all commands are, under sharing),
+ * and the interceptor calls `Relay.attachServer()` with the connection to use before it answers.
+ */
+export interface ShareHooks {
+  /**
+   * A response ended; `lastPacket` is its final packet (payload only; null when it was too big to
+   * keep). The tracker's record was reported just before. `alone` is false when the server's bytes
+   * held the end of more than one response (pipelined commands): the earlier ones' records and
+   * final packets were not told apart.
+   */
+  response(lastPacket: Buffer | null, alone: boolean): void;
+  /** Nothing is in flight or held: may the server connection go now? */
+  idle(): boolean;
+  /** The server connection was let go: `socket` (paused, without listeners) is the hook's. */
+  released(socket: Socket): void;
+}
+
+/** The largest final packet of a response kept for ShareHooks.idle() (an OK with session state fits). */
+const MAX_KEPT_PACKET = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Takes chosen client commands out of the relayed stream. A command packet whose first payload
@@ -163,7 +189,8 @@ export function logicalPacketLength(b: Buffer): number {
 export class Relay implements ByteRelay {
   readonly counters: RelayCounters = { clientBytes: 0, serverBytes: 0 };
   readonly #client: Socket;
-  readonly #server: Socket;
+  /** Null while a sharing session has no server connection (between commands). */
+  #server: Socket | null;
   readonly #onClose: (reason: RelayEnd, keptServerFd?: number) => void;
   readonly #keepServer: boolean;
   /** The server's fd kept for the pool (a duplicate: the socket itself is destroyed). */
@@ -193,6 +220,20 @@ export class Relay implements ByteRelay {
    * kernel) when a write fails, so a server's last packet before it closed is read through this.
    */
   #serverCopy = -1;
+  readonly #share: ShareHooks | undefined;
+  /** Sharing: responses that ended in the server bytes being handled (counted by the tracker's event). */
+  #responsesEnded = 0;
+  /** Sharing: a response ended since the last release check. */
+  #releaseCheck = false;
+  /** Sharing: the server packet being received (its payload, while small) and the last complete one. */
+  #pktNeed = 0;
+  #pktHeader: Buffer | null = null;
+  #pktParts: Buffer[] | null = null;
+  /** The packet being received is too big to keep. */
+  #pktBig = false;
+  /** Where the packet being received starts in the chunk being walked. */
+  #pktStart = 0;
+  #pktLast: Buffer | null = null;
 
   /** A server given as an FdPacketChannel (detached) is made a net.Socket here. */
   constructor(clientSide: Socket | FdPacketChannel, serverSide: Socket | FdPacketChannel, options: RelayOptions) {
@@ -203,6 +244,7 @@ export class Relay implements ByteRelay {
     this.#onClose = options.onClose;
     this.#keepServer = options.keepServer === true;
     this.#intercept = options.intercept;
+    this.#share = options.share;
     this.#maxHold = Math.max(64, options.intercept?.maxPacket ?? DEFAULT_MAX_INTERCEPTED_PACKET);
     const tracking: TrackingOptions = options.tracking ?? { capabilities: 0, track: true, stats: null };
     const record = tracking.onResponse !== undefined ? newRecordArray() : null;
@@ -213,15 +255,12 @@ export class Relay implements ByteRelay {
       tracking.accountStats ?? null,
       record,
       (type, arg) => {
+        if (type === PumpEvent.RESPONSE) this.#responsesEnded++;
         if (type === PumpEvent.RESPONSE && record !== null) tracking.onResponse?.(decodeRecord(record));
         else if (type === PumpEvent.UNTRACKED) tracking.onUntracked?.(UNTRACKED_REASONS[arg] ?? `reason ${arg}`);
       },
     );
-    try {
-      this.#serverCopy = dupFd(fdOf(server));
-    } catch {
-      // No descriptor to spare (or no plain socket): the salvage is skipped.
-    }
+    this.#copyServerFd(server);
     this.#watch(client, 'client');
     this.#watch(server, 'server');
     server.on('data', (chunk: Buffer) => this.#serverInput(chunk));
@@ -230,14 +269,28 @@ export class Relay implements ByteRelay {
     if (options.clientLeftover !== null && options.clientLeftover.length > 0) this.#clientInput(options.clientLeftover);
     server.resume();
     if (!this.#waitingForAnswer() && !this.#stalledSince.has(server)) client.resume();
+    // A sharing session starts without a response to wait for: its connection may go at once.
+    if (this.#share !== undefined) {
+      this.#releaseCheck = true;
+      this.#maybeRelease();
+    }
+  }
+
+  #copyServerFd(server: Socket): void {
+    try {
+      this.#serverCopy = dupFd(fdOf(server));
+    } catch {
+      // No descriptor to spare (or no plain socket): the salvage is skipped.
+    }
   }
 
   #watch(socket: Socket, side: 'client' | 'server'): void {
-    const other = side === 'client' ? this.#server : this.#client;
+    // The server side may change under sharing: the client's other side is looked up each time.
+    const otherSide = (): Socket | null => (side === 'client' ? this.#server : this.#client);
     socket.on('drain', () => {
       this.#stalledSince.delete(socket);
       if (side === 'server' && this.#waitingForAnswer()) return;
-      if (!this.#closed) other.resume();
+      if (!this.#closed) otherSide()?.resume();
     });
     socket.on('end', () => {
       if (side === 'client' && this.#keptServer()) return;
@@ -249,20 +302,20 @@ export class Relay implements ByteRelay {
       }
       this.#finish(side);
       if (side === 'server') this.#serverGone();
-      else endOnce(other);
+      else endOnce(otherSide());
     });
     socket.on('error', () => {
       if (side === 'client' && this.#keptServer()) return;
       this.#finish(side === 'client' ? 'client-error' : 'server-error');
       socket.destroy();
       if (side === 'server') this.#serverGone();
-      else endOnce(other);
+      else endOnce(otherSide());
     });
     socket.on('close', () => {
       if (side !== 'client' || !this.#keptServer()) {
         this.#finish(side);
         if (side === 'server') this.#serverGone();
-        else endOnce(other);
+        else endOnce(otherSide());
       }
       if (--this.#open === 0) {
         clearTimeout(this.#deadline);
@@ -286,6 +339,7 @@ export class Relay implements ByteRelay {
     // Only an answered-for COM_QUIT may be held, with nothing after it.
     if (this.#held !== null && !(this.#delivered && this.#held.length === this.#deliverLen)) return false;
     const server = this.#server;
+    if (server === null) return false; // a sharing session between commands: nothing to keep
     if (server.destroyed || server.writableLength > 0 || server.readableLength > 0) return false;
     if (!addonFunctions().trackerInfo(this.#tracker)[5]) return false;
     let fd: number;
@@ -311,17 +365,26 @@ export class Relay implements ByteRelay {
   }
 
   #toServer(bytes: Buffer): void {
-    if (bytes.length === 0 || this.#server.destroyed || this.#server.writableEnded) return;
-    if (!this.#server.write(bytes)) {
+    const server = this.#server;
+    if (server === null) {
+      // Sharing attaches a connection before any command goes: bytes without one are a bug here.
+      if (bytes.length > 0) {
+        logError('relay: client bytes for a shared session without a server connection');
+        this.close();
+      }
+      return;
+    }
+    if (bytes.length === 0 || server.destroyed || server.writableEnded) return;
+    if (!server.write(bytes)) {
       this.#client.pause();
-      if (!this.#stalledSince.has(this.#server)) this.#stalledSince.set(this.#server, Date.now());
+      if (!this.#stalledSince.has(server)) this.#stalledSince.set(server, Date.now());
     }
   }
 
   #toClient(bytes: Buffer): void {
     if (bytes.length === 0 || this.#client.destroyed || this.#client.writableEnded) return;
     if (!this.#client.write(bytes)) {
-      this.#server.pause();
+      this.#server?.pause();
       if (!this.#stalledSince.has(this.#client)) this.#stalledSince.set(this.#client, Date.now());
     }
   }
@@ -451,8 +514,11 @@ export class Relay implements ByteRelay {
     }
     if (rest.length > 0) this.#clientInput(Buffer.from(rest));
     this.#flushDueReplies();
+    const server = this.#server;
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a handler above may have closed the relay
-    if (!this.#waitingForAnswer() && !this.#stalledSince.has(this.#server) && !this.#closed) this.#client.resume();
+    if (!this.#waitingForAnswer() && !(server !== null && this.#stalledSince.has(server)) && !this.#closed) {
+      this.#client.resume();
+    }
   }
 
   /** The tracker lost the server's grammar (local replies can no longer be placed). */
@@ -494,10 +560,120 @@ export class Relay implements ByteRelay {
       const view = pos === 0 ? chunk : chunk.subarray(pos);
       const n = addon.trackerServer(this.#tracker, view);
       if (n > 0) this.#toClient(view.subarray(0, n));
+      const share = this.#share;
+      if (share !== undefined) {
+        this.#followPackets(n === view.length ? view : view.subarray(0, n));
+        // One response that ended with nothing more in flight ended with these bytes: its final
+        // packet is the last one followed. Anything else (pipelined commands) is not told apart.
+        const ended = this.#responsesEnded;
+        if (ended > 0) {
+          this.#responsesEnded = 0;
+          this.#releaseCheck = true;
+          share.response(this.#pktLast, ended === 1 && addon.trackerInfo(this.#tracker)[0] === 0);
+        }
+      }
       pos += n;
       this.#flushDueReplies();
       if (n === 0) break; // cannot happen: the tracker stops only after a response
     }
+    if (this.#share !== undefined) this.#maybeRelease();
+  }
+
+  /**
+   * Sharing: frame the server stream to know the last complete packet (a response's final OK).
+   * Packets are walked by their headers; only a packet cut by the end of `bytes` is copied (its
+   * part so far), and a packet that ends here is kept as a view.
+   */
+  #followPackets(bytes: Buffer): void {
+    let pos = 0;
+    while (pos < bytes.length) {
+      if (this.#pktNeed === 0) {
+        // A header, possibly split across chunks.
+        const have = this.#pktHeader?.length ?? 0;
+        const take = Math.min(4 - have, bytes.length - pos);
+        const part = bytes.subarray(pos, pos + take);
+        this.#pktHeader = have === 0 ? part : Buffer.concat([this.#pktHeader!, part]);
+        pos += take;
+        if (this.#pktHeader.length < 4) {
+          this.#pktHeader = Buffer.from(this.#pktHeader); // kept beyond this chunk
+          return;
+        }
+        const len = this.#pktHeader.readUIntLE(0, 3);
+        this.#pktHeader = null;
+        this.#pktNeed = len;
+        this.#pktParts = null;
+        this.#pktBig = len > MAX_KEPT_PACKET;
+        this.#pktStart = pos;
+        if (len === 0) this.#pktLast = EMPTY;
+        // The payload starts in the next chunk: collected from there.
+        else if (pos === bytes.length) this.#pktParts = [];
+        continue;
+      }
+      const take = Math.min(this.#pktNeed, bytes.length - pos);
+      this.#pktNeed -= take;
+      if (this.#pktBig) {
+        if (this.#pktNeed === 0) this.#pktLast = null;
+      } else if (this.#pktNeed === 0) {
+        const tail = bytes.subarray(this.#pktParts === null ? this.#pktStart : pos, pos + take);
+        this.#pktLast = this.#pktParts === null ? tail : Buffer.concat([...this.#pktParts, tail]);
+        this.#pktParts = null;
+      } else {
+        // Cut by the end of the chunk: keep what there is of it.
+        const from = this.#pktParts === null ? this.#pktStart : pos;
+        (this.#pktParts ??= []).push(Buffer.from(bytes.subarray(from, pos + take)));
+      }
+      pos += take;
+    }
+  }
+
+  /**
+   * Sharing: after a response that leaves the session between commands, let the server connection
+   * go if the hook agrees. Every byte the server sent was tracked and nothing is owed either way.
+   */
+  #maybeRelease(): void {
+    const share = this.#share;
+    const server = this.#server;
+    if (share === undefined || !this.#releaseCheck || server === null) return;
+    this.#releaseCheck = false;
+    if (this.#closed || this.#end !== null || this.#held !== null || this.#undecided !== null) return;
+    if (this.#discardLeft > 0 || this.#discardContinued || this.#replies.length > 0 || this.#pktNeed > 0) return;
+    if (this.#pktHeader !== null || server.destroyed || server.writableLength > 0 || server.readableLength > 0) return;
+    const [inFlight, untracked, atBoundary] = addonFunctions().trackerInfo(this.#tracker);
+    if (inFlight > 0 || untracked || !atBoundary) return;
+    if (!share.idle()) return;
+    this.#dropServer(server);
+    share.released(server);
+  }
+
+  /** Let go of the server socket without ending the session: it stays open, paused, for the pool. */
+  #dropServer(server: Socket): void {
+    server.pause();
+    for (const event of ['data', 'end', 'error', 'close', 'drain']) server.removeAllListeners(event);
+    this.#stalledSince.delete(server);
+    if (this.#serverCopy >= 0) closeFd(this.#serverCopy);
+    this.#serverCopy = -1;
+    this.#server = null;
+    this.#pktLast = null;
+    this.#open--;
+  }
+
+  /**
+   * Sharing: the server connection for the command being intercepted (set up and restored by the
+   * caller). It replaces none: the relay has none between commands.
+   */
+  attachServer(server: Socket): void {
+    if (this.#server !== null) throw new Error('relay: a server connection is attached already');
+    this.#server = server;
+    this.#open++;
+    this.#copyServerFd(server);
+    this.#watch(server, 'server');
+    server.on('data', (chunk: Buffer) => this.#serverInput(chunk));
+    server.resume();
+  }
+
+  /** Sharing: whether the session has a server connection now. */
+  get hasServer(): boolean {
+    return this.#server !== null;
   }
 
   #finish(reason: RelayEnd): void {
@@ -542,7 +718,7 @@ export class Relay implements ByteRelay {
     this.#finish('shutdown');
     this.#closed = true;
     this.#client.destroy();
-    this.#server.destroy();
+    this.#server?.destroy();
   }
 
   release(): void {
@@ -556,7 +732,7 @@ export class Relay implements ByteRelay {
     if (this.#closed) return;
     this.#finish('shutdown');
     this.#closed = true;
-    this.#server.destroy();
+    this.#server?.destroy();
     this.#client.pause();
     let last = lastClientPacket;
     if (last !== undefined && last.length >= 4) {
@@ -575,6 +751,7 @@ export class Relay implements ByteRelay {
 }
 
 /** end() a socket unless it is ended already (a second end() builds an Error with a stack trace). */
-function endOnce(socket: Socket): void {
+function endOnce(socket: Socket | null): void {
+  if (socket === null) return;
   if (!socket.writableEnded && !socket.destroyed) socket.end();
 }

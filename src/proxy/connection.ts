@@ -37,6 +37,8 @@ import { ClientErrors, type ClientErrorSpec, errorMessage, isParseError } from '
 import { LogRateLimit, logError, logErrorBlock, logInfo, logLimited, quote, quoteBytes } from '../util/log.js';
 import type { AccountMetrics, ProxyMetrics, ServerMetrics } from '../util/metrics.js';
 import { sharedCopy } from '../util/bytes.js';
+import { ShareSession, clientCanShare, type OpenedServer } from './share.js';
+import { mayBeKill } from '../net/tracking.js';
 import { AbortSession, clientLogin, errPacket } from './client-login.js';
 import { greetingCapabilities, ListenerServers, type GreetingProfile } from '../backend/capabilities.js';
 import { PROBE_TIMEOUT_MS, probeServers } from '../backend/probe.js';
@@ -93,7 +95,8 @@ type Phase = 'connect' | 'login' | 'command';
 interface Backend {
   readonly label: string;
   readonly address: SocketAddress;
-  readonly threadId: number;
+  /** -1 while a sharing session has no server connection (between statements). */
+  threadId: number;
   /**
    * The login's credentials, for KILL (which logs in as this user). Kept as latin1 text, one
    * character per byte: a short string costs a few bytes, while the Buffers of the login action
@@ -117,6 +120,17 @@ interface PoolSlot {
   extendedCapabilities: number;
   /** The same login again (COM_CHANGE_USER), for servers without COM_RESET_CONNECTION. */
   relogin?: ChangeUserRequest | undefined;
+  /**
+   * Sharing: the server connection the login took or opened counts against the key's
+   * max_connections until the session's ShareSession owns it (or the login fails).
+   */
+  shareCounted?: boolean;
+  /** Sharing: the pooled connection the login took (its state), if any. */
+  pooled?: PooledServer;
+  /** Sharing: the session (made when the relay starts). */
+  share?: ShareSession;
+  /** Sharing: how to open another server connection for the session (its login, the key's node). */
+  shareLogin?: { readonly login: BackendLogin; readonly candidate: BackendCandidate };
 }
 
 /**
@@ -133,6 +147,12 @@ function sharedOptions(options: ConnectionOptions): ConnectionOptions {
   lastOptions = options;
   return options;
 }
+
+/** Sharing intercepts every command (0 to 255). */
+const ALL_COMMANDS: readonly number[] = Array.from({ length: 256 }, (_, i) => i);
+
+/** Sharing holds a whole command before it goes (MySQL's largest max_allowed_packet). */
+const SHARED_MAX_PACKET = 1024 * 1024 * 1024;
 
 /** The TOO_MANY_CONNECTIONS ERR for each sequence id, made on first use (only a failing relay start sends it). */
 const tooManyBySeq: Buffer[] = [];
@@ -290,12 +310,14 @@ export class Connection implements KillableSession, ConnectorHost {
 
   /** The session's thread id on its server (what CONNECTION_ID() returns there). */
   get serverThreadId(): number | undefined {
-    return this.#backend?.threadId;
+    const id = this.#backend?.threadId;
+    return id === undefined || id < 0 ? undefined : id;
   }
 
   get killTarget(): KillTarget | undefined {
     const b = this.#backend;
-    if (b === undefined || this.#relay === null) return undefined;
+    // A sharing session between statements runs nowhere: its last thread is another session's now.
+    if (b === undefined || this.#relay === null || b.threadId < 0) return undefined;
     return {
       address: b.address,
       user: Buffer.from(b.user, 'latin1'),
@@ -560,8 +582,36 @@ export class Connection implements KillableSession, ConnectorHost {
         : (first.pool ?? addressPool(first.address));
     if (pool !== undefined && first !== undefined) {
       const key = poolKey({ ...backendLogin, server: formatAddress(first.address) });
-      const pooled = pool.take(key, metrics);
-      this.#poolSlot = { pool, key, serverVersion: this.serverVersion, capabilities: 0, extendedCapabilities: 0 };
+      let pooled: PooledServer | undefined;
+      if (pool.options.share) {
+        // Sharing: an idle connection, or one to open (within max_connections), or a wait.
+        const got = await pool.acquire(key, metrics);
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we waited
+        if (this.#closed) {
+          if (got.kind === 'server') pool.putBack(key, got.server, metrics);
+          else if (got.kind === 'open') pool.connectionGone();
+          return;
+        }
+        if (got.kind === 'timeout') throw new AbortSession(errPacket(replySeq, ClientErrors.POOL_QUEUE_TIMEOUT));
+        if (got.kind === 'server') {
+          metrics.poolHits++;
+          pooled = got.server;
+        } else metrics.poolMisses++;
+      } else pooled = pool.take(key, metrics);
+      this.#poolSlot = {
+        pool,
+        key,
+        serverVersion: this.serverVersion,
+        capabilities: 0,
+        extendedCapabilities: 0,
+        ...(pool.options.share
+          ? {
+              shareCounted: true,
+              shareLogin: { login: backendLogin, candidate: first },
+              ...(pooled !== undefined ? { pooled } : {}),
+            }
+          : {}),
+      };
       if (pooled !== undefined) {
         await this.#runPooled(client, pooled, first, action.user, action.password, action.passwordSha1, {
           clientCapabilities,
@@ -601,8 +651,10 @@ export class Connection implements KillableSession, ConnectorHost {
     const slot = this.#poolSlot;
     if (slot !== undefined) {
       // Only the node the key names may take the connection back (failover may have picked another).
-      if (candidate !== first) this.#poolSlot = undefined;
-      else {
+      if (candidate !== first) {
+        if (slot.shareCounted === true) slot.pool.connectionGone();
+        this.#poolSlot = undefined;
+      } else {
         slot.serverVersion = this.serverVersion;
         slot.capabilities = result.capabilities;
         slot.extendedCapabilities = result.extendedCapabilities;
@@ -659,8 +711,16 @@ export class Connection implements KillableSession, ConnectorHost {
     login: { clientCapabilities: number; replySeq: number },
   ): Promise<void> {
     const metrics = this.#options.metrics;
-    const channel = new FdPacketChannel(pooled.fd, MAX_LOGIN_PAYLOAD);
-    this.#backendSocket = channel;
+    // A sharing pool keeps connections as sockets between statements; others as bare fds.
+    const kept = pooled.socket;
+    let channel: PacketChannel | FdPacketChannel;
+    let backendSocket: BackendSocket;
+    if (kept === undefined) backendSocket = channel = new FdPacketChannel(pooled.fd, MAX_LOGIN_PAYLOAD);
+    else {
+      channel = new PacketChannel(kept, MAX_LOGIN_PAYLOAD);
+      backendSocket = kept;
+    }
+    this.#backendSocket = backendSocket;
     this.serverVersion = pooled.serverVersion;
     const server = metrics.server(formatAddress(candidate.address));
     this.#backend = {
@@ -692,7 +752,7 @@ export class Connection implements KillableSession, ConnectorHost {
     );
     await this.#enterCommandPhase(
       client,
-      channel,
+      backendSocket,
       channel,
       ok,
       pooled.capabilities,
@@ -715,6 +775,17 @@ export class Connection implements KillableSession, ConnectorHost {
   ): Promise<void> {
     const metrics = this.#options.metrics;
     const server = this.#backend!.server;
+    const slot = this.#poolSlot;
+    if (slot?.shareCounted === true) {
+      const share = this.#shareSession(slot, capabilities);
+      const failure = await share.prepareFirst(backend, this.#backend!.threadId, slot.pooled);
+      if (failure !== undefined) {
+        throw new AbortSession(
+          errPacket(replySeq, ClientErrors.POOL_SHARE_FAILED, `Server connection setup failed: ${failure}`),
+        );
+      }
+      if (this.#closed) return;
+    }
     const clientLeftover = client.detach();
     const serverLeftover = backend.detach();
     if (this.#hooks.onCommandPhase !== undefined) {
@@ -745,6 +816,68 @@ export class Connection implements KillableSession, ConnectorHost {
       this.#log('closing: node is unavailable');
       this.close(ClientErrors.NODE_UNAVAILABLE);
     });
+  }
+
+  /**
+   * Sharing: the session's ShareSession. A client that cannot read session-state information in
+   * OK packets is pinned from the start (it runs as a pooled session of the sharing pool).
+   */
+  #shareSession(slot: PoolSlot, capabilities: number): ShareSession {
+    const { login, candidate } = slot.shareLogin!;
+    const open = async (): Promise<OpenedServer> => {
+      const host = {
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        log: (line: string) => this.#log(line),
+        logErr: (line: string) => this.#logErr(line),
+        closed: false,
+        setBackendSocket: () => undefined,
+        onGreeting: () => undefined,
+        serverMetrics: (label: string) => this.#options.metrics.server(label),
+      };
+      let connected;
+      try {
+        connected = await connectToBackend([candidate], login, host);
+      } catch (e) {
+        throw new Error(e instanceof BackendConnectError ? e.clientMessage : errorMessage(e));
+      }
+      if (connected === undefined) throw new Error('no server connection');
+      const { socket, channel, result } = connected;
+      if (result.kind === 'err') {
+        socket.destroy();
+        throw new Error(`server refused the login: ${result.err.errno} ${result.err.message}`);
+      }
+      return {
+        channel,
+        threadId: result.greeting.connectionId,
+        toSocket: () => (socket instanceof FdPacketChannel ? socket.toSocket() : socket),
+      };
+    };
+    const share = new ShareSession(
+      {
+        pool: slot.pool,
+        key: slot.key,
+        metrics: this.#options.metrics,
+        capabilities,
+        characterSet: login.characterSet,
+        loginSchema:
+          login.database === undefined || login.database.length === 0 ? null : login.database.toString('latin1'),
+        timeoutMs: this.#options.connectTimeoutMs,
+        serverInfo: {
+          serverVersion: slot.serverVersion,
+          capabilities: slot.capabilities,
+          extendedCapabilities: slot.extendedCapabilities,
+          relogin: slot.relogin,
+        },
+        open,
+        onThread: (threadId) => {
+          if (this.#backend !== undefined) this.#backend.threadId = threadId;
+        },
+        log: (line) => this.#log(line),
+      },
+      clientCanShare(capabilities) ? undefined : 'client without CLIENT_SESSION_TRACK',
+    );
+    slot.share = share;
+    return share;
   }
 
   /**
@@ -861,8 +994,13 @@ export class Connection implements KillableSession, ConnectorHost {
     // Chosen per session: the native pump moves plain bytes between fds, so a session with TLS on
     // either side (a client of a TLS listener, a backend with mysql_resolve's tls) is relayed by the
     // JavaScript relay whatever the process default.
+    // A sharing session changes server connections under the relay: the JavaScript relay does that.
+    const share = this.#poolSlot?.share;
     const RelayImpl =
-      this.#options.relay === 'native' && !(this.#client instanceof TLSSocket) && !(backendSocket instanceof TLSSocket)
+      this.#options.relay === 'native' &&
+      share === undefined &&
+      !(this.#client instanceof TLSSocket) &&
+      !(backendSocket instanceof TLSSocket)
         ? NativeRelay
         : Relay;
     // Responses are reported only where something uses them: each report is a call into JavaScript.
@@ -870,32 +1008,58 @@ export class Connection implements KillableSession, ConnectorHost {
       hooks.onResponse !== undefined || hooks.onResult !== undefined || this.#options.logResponses === true;
     const maxPacket = interceptLimit(hooks);
     const pooled = this.#poolSlot !== undefined;
+    const filtered = relayedCommandFilter(hooks, pooled);
+    const filter = (p: Buffer, t: boolean): InterceptReply | Promise<InterceptReply> =>
+      pooled && p[4] === Command.COM_QUIT
+        ? this.#quit(p, t, capabilities, extendedCapabilities)
+        : this.#commandFilter(capabilities, extendedCapabilities).onCommand(p, t);
     try {
       this.#relay = new RelayImpl(this.#client, backendSocket, {
         clientLeftover,
         serverLeftover: serverLeftover === null ? ok : Buffer.concat([ok, serverLeftover]),
         onClose: (reason, keptFd) => this.#relayEnded(reason, keptFd),
         keepServer: pooled,
-        intercept: {
-          commands: relayedCommandFilter(hooks, pooled),
-          onCommand: (p, t) =>
-            pooled && p[4] === Command.COM_QUIT
-              ? this.#quit(p, t, capabilities, extendedCapabilities)
-              : this.#commandFilter(capabilities, extendedCapabilities).onCommand(p, t),
-          ...(maxPacket !== undefined ? { maxPacket } : {}),
-        },
+        intercept:
+          share === undefined
+            ? { commands: filtered, onCommand: filter, ...(maxPacket !== undefined ? { maxPacket } : {}) }
+            : {
+                // Sharing: every command comes here first, to attach a connection before it goes.
+                commands: ALL_COMMANDS,
+                maxPacket: SHARED_MAX_PACKET,
+                onCommand: (p, t) =>
+                  p[4] === Command.COM_QUIT
+                    ? filter(p, t)
+                    : share.onCommand(
+                        p,
+                        t,
+                        filtered.includes(p[4]!) || (p[4] === Command.COM_QUERY && mayBeKill(p.subarray(5), !t))
+                          ? () => filter(p, t)
+                          : undefined,
+                      ),
+              },
         tracking: {
           capabilities,
           extendedCapabilities,
-          track: this.#options.responseTracking !== false,
-          killFilter: true,
+          track: this.#options.responseTracking !== false || share !== undefined,
+          killFilter: share === undefined,
           stats: backend.server.stats,
           accountStats: account?.stats ?? null,
           onUntracked: (reason) => this.#relayUntracked(reason),
-          ...(wantResponses ? { onResponse: (r: ResponseRecord) => this.#relayResponse(r) } : {}),
+          ...(share !== undefined
+            ? {
+                onResponse: (r: ResponseRecord) => {
+                  share.noteResponse(r);
+                  if (wantResponses) this.#relayResponse(r);
+                },
+              }
+            : wantResponses
+              ? { onResponse: (r: ResponseRecord) => this.#relayResponse(r) }
+              : {}),
         },
         failurePacket: tooManyConnections(replySeq),
+        ...(share !== undefined ? { share } : {}),
       });
+      if (share !== undefined && this.#relay instanceof Relay) share.startRelay(this.#relay);
     } catch (e) {
       if (!(e instanceof RelayStartError)) throw e;
       metrics.refuse('fd_limit');
@@ -933,7 +1097,16 @@ export class Connection implements KillableSession, ConnectorHost {
     if (reason === 'out-of-memory' || reason === 'poll-error' || reason === 'internal-error') {
       this.#logLimited('relay_failure', `relay ended: ${reason}`);
     }
-    if (keptFd !== undefined) this.#returnToPool(keptFd);
+    const share = this.#poolSlot?.share;
+    if (share !== undefined) {
+      if (keptFd === undefined) share.ended();
+      else
+        share.end(
+          keptFd,
+          (server) => this.#park(server),
+          () => closeFd(keptFd),
+        );
+    } else if (keptFd !== undefined) this.#returnToPool(keptFd);
     this.#finish();
   }
 
@@ -945,14 +1118,19 @@ export class Connection implements KillableSession, ConnectorHost {
       closeFd(fd);
       return;
     }
-    const server: PooledServer = {
+    this.#park({
       fd,
       threadId: backend.threadId,
       serverVersion: slot.serverVersion,
       capabilities: slot.capabilities,
       extendedCapabilities: slot.extendedCapabilities,
       relogin: slot.relogin,
-    };
+    });
+  }
+
+  /** Reset a server connection and park it in the session's pool. */
+  #park(server: PooledServer): void {
+    const slot = this.#poolSlot!;
     slot.pool.park(slot.key, server, this.#options.connectTimeoutMs, this.#options.metrics).catch((e: unknown) => {
       this.#logErr(`pool: ${errorMessage(e)}`);
     });
@@ -1072,6 +1250,13 @@ export class Connection implements KillableSession, ConnectorHost {
     if (this.#closed) return;
     this.#closed = true;
     this.#endLogin();
+    const slot = this.#poolSlot;
+    if (slot?.shareCounted === true && this.#relay === null) {
+      // A sharing login that never reached its relay: its server connection is closed below.
+      slot.shareCounted = false;
+      if (slot.share !== undefined) slot.share.ended();
+      else slot.pool.connectionGone();
+    }
     if (this.#handshakeTimer !== undefined) clearTimeout(this.#handshakeTimer);
     if (this.#relay === null) {
       this.#backendSocket?.destroy();

@@ -343,6 +343,45 @@ export function buildRegistry(sources: ExporterSources): Registry {
     'counter',
     () => [...m.poolDiscarded].map(([reason, value]) => ({ labels: { reason }, value })),
   );
+  const shared: readonly (readonly [string, string, 'counter' | 'gauge', () => number])[] = [
+    [
+      'myproxy_pool_shared_takes_total',
+      'Statements of sharing sessions that took a server connection',
+      'counter',
+      () => m.poolShareTakes,
+    ],
+    [
+      'myproxy_pool_shared_releases_total',
+      'Server connections sharing sessions let go between statements',
+      'counter',
+      () => m.poolShareReleases,
+    ],
+    [
+      'myproxy_pool_shared_waits_total',
+      'Statements that waited for a server connection (max_connections busy)',
+      'counter',
+      () => m.poolShareWaits,
+    ],
+    [
+      'myproxy_pool_shared_wait_timeouts_total',
+      'Statements that found no server connection within queue_timeout',
+      'counter',
+      () => m.poolShareWaitTimeouts,
+    ],
+    [
+      'myproxy_pool_pinned_sessions',
+      'Sessions of sharing pools pinned to their server connection now',
+      'gauge',
+      () => m.poolPinnedSessions,
+    ],
+    [
+      'myproxy_pool_pins_total',
+      'Sessions of sharing pools that became pinned to their server connection',
+      'counter',
+      () => m.poolPins,
+    ],
+  ];
+  for (const [name, help, type, value] of shared) snapshot(registry, name, help, type, single(value));
   snapshot(registry, 'myproxy_kills_total', 'KILL statements and COM_PROCESS_KILL, by outcome', 'counter', () =>
     [...m.kills].map(([outcome, value]) => ({ labels: { outcome }, value })),
   );

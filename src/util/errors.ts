@@ -27,6 +27,18 @@ function spec(code: string, errno: number, sqlState: string, message = ''): Clie
 export const ClientErrors = {
   /** The fd budget is spent (before the greeting), or the relay could not start (instead of the OK). */
   TOO_MANY_CONNECTIONS: spec('MYP_TOO_MANY_CONNECTIONS', 1040, '08004', 'Too many connections'),
+  /** Connection sharing: no server connection of the key became free within the pool's queue_timeout. */
+  POOL_QUEUE_TIMEOUT: spec(
+    'MYP_POOL_QUEUE_TIMEOUT',
+    1040,
+    '08004',
+    "Too many connections: no server connection free within the pool's queue_timeout",
+  ),
+  /**
+   * Connection sharing: the server connection a statement was to run on could not be opened or
+   * given the session's state (schema, variables); the session ends (the text says why).
+   */
+  POOL_SHARE_FAILED: spec('MYP_POOL_SHARE_FAILED', 1105, 'HY000'),
   /** A login packet could not be parsed, was too large, or did not come in time. */
   BAD_HANDSHAKE: spec('MYP_BAD_HANDSHAKE', 1043, '08S01', 'Bad handshake'),
   /** A Lua callback of the login raised an error, returned what it may not, or ran out of budget. */

@@ -149,6 +149,15 @@ export class ProxyMetrics {
   poolReturns = 0;
   /** Server connections the pool closed instead of keeping or handing out, by reason. */
   readonly poolDiscarded = new Map<string, number>();
+  /** Connection sharing: statements that took a connection, connections let go between statements. */
+  poolShareTakes = 0;
+  poolShareReleases = 0;
+  /** Statements that waited for a connection (max_connections busy), and those that waited in vain. */
+  poolShareWaits = 0;
+  poolShareWaitTimeouts = 0;
+  /** Sessions of a sharing pool pinned to their connection now, and pins ever. */
+  poolPinnedSessions = 0;
+  poolPins = 0;
   /** Lua callback durations (wall time, including waits), by callback. */
   readonly callbackDurations = new Map<string, Histogram>();
   /** Malformed control datagrams (control_listen). */

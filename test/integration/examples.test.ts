@@ -257,6 +257,18 @@ describe('examples against MariaDB', () => {
     assert.match(root.stderr, /root may not log in through myproxy/);
   });
 
+  test('pooling.lua with MYPROXY_SHARE=1: two clients share a server connection; a user variable pins', async () => {
+    const { proxy, socket } = await startExample('examples/pooling.lua', { MYPROXY_SHARE: '1' });
+    const { user, password } = USERS.native;
+    assert.equal((await cli(socket, user, password, 'SELECT 1')).stderr, '');
+    await new Promise((r) => setTimeout(r, 300));
+    // One session's statements may run on different server connections, and the variable it set
+    // pins it: the second statement still sees it.
+    assertOk(await cli(socket, user, password, 'SET @x = 7; SELECT @x'), '7\n');
+    await proxy.waitForLog(/pinned to its server connection: user variable/);
+    assertOk(await cli(socket, user, password, 'USE test; SELECT DATABASE()'), 'test\n');
+  });
+
   test('sha1.lua: the digests in the file are SHA1 of the passwords named next to them', () => {
     const text = fs.readFileSync(path.join(EXAMPLES_DIR, 'sha1.lua'), 'utf8');
     const passwords = [...text.matchAll(/SHA1\('([^']*)'\)\s*$/gm)].map((m) => m[1]!);

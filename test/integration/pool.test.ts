@@ -119,6 +119,23 @@ mysql_listen('${dir}/proxy.sock', {
       assert.match(proxy!.logs().slice(since), /pooled server connection/);
     });
 
+    test("a session's USE does not follow its parked connection to the next login", async () => {
+      const a = await connect();
+      const id = await threadId(a);
+      await a.query('USE information_schema');
+      await a.end();
+      await settle();
+      const b = await connect();
+      try {
+        assert.equal(await threadId(b), id, 'the parked connection is reused');
+        const [rows] = await b.query<mysql.RowDataPacket[]>('SELECT DATABASE() AS d');
+        assert.equal(rows[0]!['d'], 'test', "the login's database, not the last session's");
+      } finally {
+        await b.end();
+      }
+      await settle();
+    });
+
     test('a wrong password against a warm pool falls through to the server and is refused', async () => {
       const id = await warm();
       const misses = await metric('myproxy_pool_misses_total');
