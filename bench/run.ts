@@ -30,6 +30,9 @@
  *   BENCH_TIME          seconds per sysbench run                   (10)
  *   BENCH_THREADS       sysbench threads                           (8)
  *   BENCH_WARMUP        seconds of unrecorded warm-up per target   (3; 0 = none)
+ *   BENCH_LOGIN_WARMUP  seconds of unrecorded login loops per target before the login rounds
+ *                       (10; 0 = none): V8 compiles the login path over its first ~10,000
+ *                       logins, and a long-running daemon is measured warm (BENCH_WARMUP=0: none)
  *   BENCH_LOGIN_TIME    seconds per login run                      (BENCH_TIME)
  *   BENCH_LOGIN_CLIENTS login client processes                     (4)
  *   BENCH_CONNECTIONS   idle connections for the memory test       (1000)
@@ -119,6 +122,7 @@ const TIME = envInt('BENCH_TIME', 10, 1);
 const THREADS = envInt('BENCH_THREADS', 8, 1);
 const WARMUP = envInt('BENCH_WARMUP', 3, 0);
 const LOGIN_TIME = envInt('BENCH_LOGIN_TIME', TIME, 1);
+const LOGIN_WARMUP = WARMUP > 0 ? envInt('BENCH_LOGIN_WARMUP', 10, 0) : 0;
 const LOGIN_CLIENTS = envInt('BENCH_LOGIN_CLIENTS', 4, 1);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 1000, 1);
 /** Which relay the daemon uses after login (`--relay`): the native pump (default) or `js`. */
@@ -1430,8 +1434,8 @@ async function main(): Promise<void> {
   const loginCpu = perTarget(() => ({ proxy: [] as (number | null)[], db: [] as (number | null)[] }));
   try {
     await Promise.all(workers.map((w) => waitMessage(w, 'ready', 60_000)));
-    if (WARMUP > 0) {
-      for (const t of loginTargets) await loginRun(workers, loginSocketOf(t), Math.min(WARMUP, 2));
+    if (LOGIN_WARMUP > 0) {
+      for (const t of loginTargets) await loginRun(workers, loginSocketOf(t), LOGIN_WARMUP);
     }
     for (let round = 1; round <= ROUNDS; round++) {
       for (const t of loginTargets) {
@@ -1595,7 +1599,7 @@ async function main(): Promise<void> {
   out.push('');
   out.push(
     `- Command: \`npm run bench\` (BENCH_ROUNDS=${ROUNDS}, BENCH_TIME=${TIME}, BENCH_THREADS=${THREADS}, ` +
-      `BENCH_WARMUP=${WARMUP}, BENCH_LOGIN_TIME=${LOGIN_TIME}, BENCH_LOGIN_CLIENTS=${LOGIN_CLIENTS}, ` +
+      `BENCH_WARMUP=${WARMUP}, BENCH_LOGIN_WARMUP=${LOGIN_WARMUP}, BENCH_LOGIN_TIME=${LOGIN_TIME}, BENCH_LOGIN_CLIENTS=${LOGIN_CLIENTS}, ` +
       `BENCH_CONNECTIONS=${CONNECTIONS}, BENCH_SETTLE=${SETTLE}, BENCH_MEMORY_BURST=${MEMORY_BURST}, ` +
       `BENCH_SOCAT=${SOCAT ? 1 : 0}, BENCH_CLUSTER=${CLUSTER ? 1 : 0}` +
       `${PEER !== undefined ? `, BENCH_PEER=${PEER}` : ''}); took ${elapsedMin.toFixed(1)} min`,
