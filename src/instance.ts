@@ -328,9 +328,10 @@ export class Instance {
       logLimited(`accept_${code}`, `listener ${spec.label}: accept: ${code}${halted ? ': pausing accepting' : ''}`);
     }
     if (!halted) return;
+    // Not unref'd: while every listener pauses, this timer is what keeps the daemon's loop alive.
     setTimeout(() => {
       if (!this.#stopping && this.#acceptors.includes(handle)) addonFunctions().acceptWatchRun(handle, true);
-    }, ACCEPT_PAUSE_MS).unref();
+    }, ACCEPT_PAUSE_MS);
   }
 
   #accept(fd: number, listener: ListenerState): void {
