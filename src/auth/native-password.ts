@@ -2,15 +2,11 @@
 // https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_authentication_methods_native_password_authentication.html
 
 import * as crypto from 'node:crypto';
-
-/**
- * crypto.hash() (Node 20.12 and later): a digest in one call, about half the cost of a Hash object
- * (a login computes three). Absent in older Node 20 releases, which take the Hash object.
- */
-const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
+import { oneShotHash } from '../util/hmac.js';
 
 export function sha1(...parts: Uint8Array[]): Buffer {
-  if (oneShot !== undefined) return oneShot('sha1', parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer');
+  if (oneShotHash !== undefined)
+    return oneShotHash('sha1', parts.length === 1 ? parts[0]! : Buffer.concat(parts), 'buffer');
   const h = crypto.createHash('sha1');
   for (const p of parts) h.update(p);
   return h.digest();

@@ -7,12 +7,17 @@ import * as crypto from 'node:crypto';
 
 const BLOCK = 64;
 
-const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
+/**
+ * crypto.hash() (Node 20.12 and later): a digest in one call, about half the cost of a Hash object.
+ * Absent in older Node 20 releases, where callers take a Hash or Hmac object instead.
+ */
+export const oneShotHash = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer })
+  .hash;
 
 /** A function computing HMAC-SHA-256 under `key` (at most 64 bytes) of its arguments' concatenation. */
 export function hmacSha256Under(key: Uint8Array): (...parts: Uint8Array[]) => Buffer {
   if (key.length > BLOCK) throw new RangeError('HMAC key longer than the SHA-256 block');
-  if (oneShot === undefined) {
+  if (oneShotHash === undefined) {
     const k = Buffer.from(key);
     return (...parts) => {
       const mac = crypto.createHmac('sha256', k);
@@ -20,7 +25,7 @@ export function hmacSha256Under(key: Uint8Array): (...parts: Uint8Array[]) => Bu
       return mac.digest();
     };
   }
-  const hash = oneShot;
+  const hash = oneShotHash;
   const inner = Buffer.alloc(BLOCK, 0x36);
   const outer = Buffer.alloc(BLOCK, 0x5c);
   for (let i = 0; i < key.length; i++) {
